@@ -1,0 +1,1 @@
+// Compiles gm_pch.hpp once; its objects are unused.

@@ -1,0 +1,29 @@
+#pragma once
+/// @file
+/// Seeded random generators on any device.
+
+#include <ATen/Context.h>
+#include <ATen/core/Generator.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <mutex>
+
+namespace gm {
+
+/// A fresh generator for `device`, seeded with `seed`, independent of torch's global one.
+///
+/// Pass it to any gm draw (time samplers, `GaussianMixture::sample`) for reproducible results.  It is a
+/// clone of the device's default generator, so it works for CPU and, where LibTorch has it, CUDA.
+inline at::Generator make_generator(uint64_t seed, torch::Device device = torch::kCPU) {
+  at::Generator def = at::globalContext().defaultGenerator(device);  // shares the default's state
+  at::Generator gen;
+  {
+    std::lock_guard<std::mutex> lock(def.mutex());
+    gen = def.clone();
+  }
+  gen.set_current_seed(seed);
+  return gen;
+}
+
+}  // namespace gm

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what gm needs on Debian (bookworm) if it is missing, then configures and builds into build/.
+#   scripts/setup.sh [ninja targets...]      (no targets: build everything)
+# Cheap to run again: installs nothing that is present, and rebuilds only what changed (ninja + ccache).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# libopenblas0-pthread matters: without it LibTorch's GEMM falls back to the reference BLAS (~20x slower).
+packages=(g++ cmake ninja-build ccache libtorch-dev libopenblas0-pthread libeigen3-dev doctest-dev libcli11-dev
+          libgloo-dev libtomlplusplus-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "gm setup: installing ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
+case "$blas" in
+  *openblas*) ;;
+  *) echo "gm setup: warning: libblas.so.3 is $blas, not OpenBLAS; LibTorch will be slow" >&2 ;;
+esac
+
+if [ ! -f build/build.ninja ]; then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+fi
+cmake --build build -- "$@"
