@@ -1,8 +1,11 @@
 # Build settings for gm's own tests, examples and benchmarks (not exported to users).
 #
-# A LibTorch translation unit costs ~20 s on 2 cores, nearly all of it in torch's headers.  Every gm
-# binary therefore reuses one precompiled header, built once by the object library gm_pch, and ccache
-# (when installed) caches whole compilations across builds.
+# A LibTorch translation unit costs 10-20 s on 2 cores, nearly all of it in torch's headers and in the
+# templates they instantiate.  So:
+#  - tests compile at -O0 (their work happens inside libtorch, which is optimised anyway) against a
+#    narrow precompiled header (torch/types.h, autograd, toml++, doctest): gm_pch_tests;
+#  - examples and benchmarks compile at -O3 against the full torch/torch.h: gm_pch;
+#  - ccache (when installed) caches whole compilations across builds and clean checkouts.
 
 find_program(GM_CCACHE ccache)
 if(GM_CCACHE AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
@@ -18,14 +21,32 @@ endif()
 
 find_package(doctest REQUIRED)
 
-add_library(gm_pch OBJECT "${CMAKE_CURRENT_LIST_DIR}/gm_pch.cpp")
-target_link_libraries(gm_pch PUBLIC gm::gm doctest::doctest)
-target_precompile_headers(gm_pch PUBLIC "${CMAKE_CURRENT_LIST_DIR}/gm_pch.hpp")
-target_compile_options(gm_pch PUBLIC -Wall -Wextra -Wno-unused-parameter)
+# _gm_pch(<name> <header> <extra compile options>...): an object library that builds one precompiled header.
+function(_gm_pch name header)
+  add_library(${name} OBJECT "${CMAKE_CURRENT_FUNCTION_LIST_DIR}/gm_pch.cpp")
+  target_link_libraries(${name} PUBLIC gm::gm)
+  target_precompile_headers(${name} PUBLIC "${CMAKE_CURRENT_FUNCTION_LIST_DIR}/${header}")
+  target_compile_options(${name} PUBLIC -Wall -Wextra -Wno-unused-parameter ${ARGN})
+endfunction()
 
-# gm_add_binary(<target> <kind> <sources>...): an executable that reuses gm's precompiled header.
+if(GM_BUILD_EXAMPLES OR GM_BUILD_BENCHMARKS)
+  _gm_pch(gm_pch gm_pch.hpp)
+endif()
+if(GM_BUILD_TESTS)
+  _gm_pch(gm_pch_tests gm_pch_tests.hpp -O0)
+  target_link_libraries(gm_pch_tests PUBLIC doctest::doctest)
+endif()
+
+# gm_add_binary(<target> <sources>...): an example or benchmark, optimised, on the full torch PCH.
 function(gm_add_binary target)
   add_executable(${target} ${ARGN})
   target_link_libraries(${target} PRIVATE gm_pch)
   target_precompile_headers(${target} REUSE_FROM gm_pch)
+endfunction()
+
+# gm_add_test_binary(<target> <sources>...): a test executable, at -O0, on the narrow test PCH.
+function(gm_add_test_binary target)
+  add_executable(${target} ${ARGN})
+  target_link_libraries(${target} PRIVATE gm_pch_tests)
+  target_precompile_headers(${target} REUSE_FROM gm_pch_tests)
 endfunction()

@@ -1,1 +1,1 @@
-// Compiles gm_pch.hpp once; its objects are unused.
+// Compiles a precompiled header once; the object itself is empty.

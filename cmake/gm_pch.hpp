@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/torch.h>
 #include <toml++/toml.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cmath>

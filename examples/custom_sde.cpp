@@ -9,6 +9,8 @@
 
 #include <gm/core.hpp>
 
+#include <CLI/CLI.hpp>
+
 #include <cstdio>
 #include <string>
 
@@ -27,9 +29,16 @@ static_assert(gm::check_schedule<PolyVP>());  // a sentence per missing member i
 // ------------------------------------------------------------------------------------------------------
 
 int main(int argc, char** argv) try {
+  CLI::App app{"Defines a new process in ~10 lines and shows what gm derives from it."};
   std::string mixture = "configs/mixtures/ring8.toml";
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::string(argv[i]) == "--mixture") mixture = argv[i + 1];
+  app.add_option("--mixture", mixture, "Gaussian-mixture TOML file for the data");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "custom_sde: %s (see --help)\n", e.what());
+    return 2;
   }
   const auto data = gm::GaussianMixture::from_toml(mixture, torch::kFloat32);
   gm::Interpolant<PolyVP> process;
