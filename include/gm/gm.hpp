@@ -3,3 +3,4 @@
 /// Everything in gm.  Include narrower headers (gm/core.hpp, gm/process/vp.hpp, ...) to compile faster.
 
 #include <gm/core.hpp>
+#include <gm/sampler/all.hpp>

@@ -23,6 +23,7 @@ namespace gm {
 /// @endcode
 struct Linear {
   static constexpr std::string_view name = "linear";
+  static constexpr bool alpha_vanishes_at_one = true;
 
   torch::Tensor alpha(const torch::Tensor& t) const { return 1 - t; }
   torch::Tensor sigma(const torch::Tensor& t) const { return t.clone(); }

@@ -18,6 +18,7 @@ namespace gm {
 /// alpha(1) = 0 and sigma(0) = 0 hold exactly in floating point.
 struct Trig {
   static constexpr std::string_view name = "trig";
+  static constexpr bool alpha_vanishes_at_one = true;
   static constexpr double half_pi = std::numbers::pi / 2;
 
   torch::Tensor alpha(const torch::Tensor& t) const { return torch::sin(half_pi * (1 - t)); }

@@ -23,6 +23,7 @@ struct VPCosine {
     TORCH_ARG(double, s) = 0.008;
   };
   static constexpr std::string_view name = "cosine";
+  static constexpr bool alpha_vanishes_at_one = true;
   static constexpr double half_pi = std::numbers::pi / 2;
   Options options{};
 

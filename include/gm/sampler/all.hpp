@@ -1,0 +1,14 @@
+#pragma once
+/// @file
+/// Every sampler, the time grids, `Field` and `gm::integrate`.
+
+#include <gm/sampler/concepts.hpp>
+#include <gm/sampler/ddim.hpp>
+#include <gm/sampler/dopri.hpp>
+#include <gm/sampler/dpm_solver_pp.hpp>
+#include <gm/sampler/explicit_rk.hpp>
+#include <gm/sampler/field.hpp>
+#include <gm/sampler/grids.hpp>
+#include <gm/sampler/integrate.hpp>
+#include <gm/sampler/sde.hpp>
+#include <gm/sampler/unipc.hpp>

@@ -1,0 +1,161 @@
+#pragma once
+/// @file
+/// `Field`: a model seen through a process and a parameterisation, as samplers use it.
+
+#include <gm/detail/broadcast.hpp>
+#include <gm/prediction/predict.hpp>
+#include <gm/process/concepts.hpp>
+
+#include <torch/types.h>
+
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+namespace gm {
+
+/// Optional trait of a schedule: `static constexpr bool alpha_vanishes_at_one = true` when alpha(1) = 0
+/// (Linear, Trig, VPCosine).  Lets gm reject at compile time what cannot work at t = 1.
+template <class S>
+constexpr bool alpha_vanishes_at_one() {
+  if constexpr (requires { S::alpha_vanishes_at_one; }) {
+    return S::alpha_vanishes_at_one;
+  } else {
+    return false;
+  }
+}
+
+/// Classifier-free guidance (Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022): the model is
+/// called with `cond` and with `null_cond`, and its outputs combine as out_null + scale (out_cond - out_null).
+/// Guidance in any parameterisation is the same, since all are affine in the output.
+struct Guidance {
+  torch::Tensor cond;       ///< conditioning passed to the model (e.g. class labels)
+  torch::Tensor null_cond;  ///< the "unconditional" conditioning (e.g. the null label)
+  double scale = 1.0;       ///< 1: conditional model only; 0: unconditional only
+};
+
+namespace detail {
+/// alpha, sigma, log-SNR and derivatives of a process at one time, in double precision.
+struct Coefs {
+  double alpha, sigma, lambda, d_alpha, d_sigma;
+};
+template <Process I>
+Coefs coefs(const I& ip, double t) {
+  auto tt = torch::tensor(t, torch::kFloat64);
+  return {ip.alpha(tt).template item<double>(), ip.sigma(tt).template item<double>(),
+          ip.log_snr(tt).template item<double>(), ip.d_alpha(tt).template item<double>(),
+          ip.d_sigma(tt).template item<double>()};
+}
+}  // namespace detail
+
+/// A model seen through a process and a parameterisation: what samplers evaluate.
+///
+/// The model is any callable `model(x, t)` (or `model(x, t, cond)` with `Guidance`) returning its output in
+/// P for x of shape [B, ...] and t of shape [B]: a network, or `GaussianMixture::predict<P>` for exact
+/// tests.  The field turns that output into the posterior pair, the velocity of the probability-flow ODE, or
+/// the score, so every parameterisation feeds every sampler.  It counts evaluations (NFE) and the time spent
+/// inside the model, so sampler overhead can be measured.
+///
+/// @tparam I the process (`Interpolant<S>`).
+/// @tparam P the parameterisation the model predicts in.
+/// @tparam M the model callable.
+///
+/// Example:
+/// @code
+/// auto oracle = gm::GaussianMixture::from_toml("configs/mixtures/ring8.toml");
+/// gm::Interpolant<gm::Linear> flow;
+/// gm::Field field(flow, gm::Predict<gm::Velocity>{},
+///                 [&](const torch::Tensor& x, const torch::Tensor& t) { return oracle.velocity(x, t, flow); });
+/// @endcode
+template <Process I, class P, class M>
+class Field {
+  static_assert(Parameterization<P>, "gm: Field<I, P, M> needs P to be a gm::Parameterization.");
+  static_assert(!(alpha_vanishes_at_one<typename I::schedule_type>() &&
+                  (std::same_as<P, Noise> || std::same_as<P, Score>)),
+                "gm: a Noise or Score prediction cannot give E[x0 | x_t] at t = 1, where this process has "
+                "alpha(1) = 0 and x_1 is pure noise; predict Velocity, Data or EDMPrecond instead.");
+  static_assert(std::invocable<M&, const torch::Tensor&, const torch::Tensor&> ||
+                    std::invocable<M&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&>,
+                "gm: a Field's model must be callable as model(x, t) or model(x, t, cond), returning a tensor.");
+
+ public:
+  using process_type = I;
+  using parameterization = P;
+
+  Field(I process, Predict<P> predict, M model, Guidance guidance = {})
+      : process_(std::move(process)), predict_(std::move(predict)), model_(std::move(model)),
+        guidance_(std::move(guidance)) {}
+  Field(I process, P p, M model, Guidance guidance = {})
+      : Field(std::move(process), Predict<P>(std::move(p)), std::move(model), std::move(guidance)) {}
+
+  const I& process() const { return process_; }
+  const Predict<P>& predict() const { return predict_; }
+
+  /// The model's raw output in P at (x, t); counts one evaluation.
+  torch::Tensor output(const torch::Tensor& x, double t) {
+    auto tt = torch::full({x.size(0)}, t, x.options());
+    const auto start = std::chrono::steady_clock::now();
+    auto out = call(x, tt);
+    model_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ++nfe_;
+    return out;
+  }
+  /// E[x0 | x_t = x] and E[eps | x_t = x] as the model sees them.
+  Estimate estimate(const torch::Tensor& x, double t) {
+    auto out = output(x, t);
+    return predict_.estimate(out, x, torch::full({x.size(0)}, t, x.options()), process_);
+  }
+  /// The probability-flow ODE velocity dx/dt = alpha' E[x0|x] + sigma' E[eps|x].
+  torch::Tensor velocity(const torch::Tensor& x, double t) {
+    if constexpr (std::same_as<P, Velocity>) {
+      return output(x, t);
+    } else {
+      auto e = estimate(x, t);
+      auto c = detail::coefs(process_, t);
+      return c.d_alpha * e.data + c.d_sigma * e.noise;
+    }
+  }
+  /// E[x0 | x_t = x].
+  torch::Tensor data(const torch::Tensor& x, double t) {
+    if constexpr (std::same_as<P, Data>) {
+      return output(x, t);
+    } else {
+      return estimate(x, t).data;
+    }
+  }
+
+  int64_t nfe() const { return nfe_; }
+  double model_seconds() const { return model_seconds_; }
+  void reset_counters() {
+    nfe_ = 0;
+    model_seconds_ = 0;
+  }
+
+ private:
+  torch::Tensor call(const torch::Tensor& x, const torch::Tensor& t) {
+    if constexpr (std::invocable<M&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&>) {
+      if (guidance_.scale == 1.0) return model_(x, t, guidance_.cond);
+      auto out_null = model_(x, t, guidance_.null_cond);
+      if (guidance_.scale == 0.0) return out_null;
+      return out_null + guidance_.scale * (model_(x, t, guidance_.cond) - out_null);
+    } else {
+      return model_(x, t);
+    }
+  }
+
+  I process_;
+  Predict<P> predict_;
+  M model_;
+  Guidance guidance_;
+  int64_t nfe_ = 0;
+  double model_seconds_ = 0;
+};
+
+template <Process I, class P, class M>
+Field(I, Predict<P>, M, Guidance = {}) -> Field<I, P, M>;
+template <Process I, Parameterization P, class M>
+Field(I, P, M, Guidance = {}) -> Field<I, P, M>;
+
+}  // namespace gm

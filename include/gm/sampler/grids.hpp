@@ -1,0 +1,129 @@
+#pragma once
+/// @file
+/// Time grids: where a fixed-step sampler evaluates, from t = 1 down to t_end.
+
+#include <gm/error.hpp>
+#include <gm/process/concepts.hpp>
+
+#include <torch/arg.h>
+#include <torch/types.h>
+
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace gm {
+
+/// A time grid: `nodes(steps, t_end, process)` returns steps + 1 decreasing times, the first exactly 1 and
+/// the last exactly t_end.  Separate from the sampler, so any grid pairs with any sampler.
+template <class G>
+concept TimeGrid = requires(const G& g, int64_t n, double t_end) {
+  { G::name } -> std::convertible_to<std::string_view>;
+};
+
+namespace detail {
+
+inline void check_grid_args(int64_t steps, double t_end) {
+  if (steps < 1) throw Error("gm: a time grid needs at least 1 step, got " + std::to_string(steps));
+  if (!(t_end >= 0 && t_end < 1)) throw Error("gm: t_end must be in [0, 1), got " + std::to_string(t_end));
+}
+
+/// Nodes from values u_0..u_n of a monotone reparameterisation mapped back to t, with exact end points.
+template <class F>
+std::vector<double> nodes_from(int64_t steps, double t_end, F&& to_t) {
+  std::vector<double> out(static_cast<size_t>(steps + 1));
+  for (int64_t i = 0; i <= steps; ++i) out[static_cast<size_t>(i)] = to_t(static_cast<double>(i) / steps);
+  out.front() = 1.0;
+  out.back() = t_end;
+  return out;
+}
+
+/// The log-SNR range [lambda(1), lambda(t_end)] a grid spans; lambda(1) is floored at `lambda_min` where it
+/// is -inf (alpha(1) = 0) or below the floor, and lambda(t_end) must be finite.
+template <Process I>
+std::pair<double, double> lambda_range(const I& ip, double t_end, double lambda_min, std::string_view grid) {
+  const double l0 = ip.log_snr(torch::tensor(1.0, torch::kFloat64)).template item<double>();
+  const double l1 = ip.log_snr(torch::tensor(t_end, torch::kFloat64)).template item<double>();
+  if (!std::isfinite(l1)) {
+    throw Error("gm: the " + std::string(grid) + " grid needs a finite log-SNR at t_end; use t_end > 0");
+  }
+  return {std::isfinite(l0) ? std::max(l0, lambda_min) : lambda_min, l1};
+}
+template <Process I>
+double t_of_lambda(const I& ip, double lambda) {
+  return ip.t_from_log_snr(torch::tensor(lambda, torch::kFloat64)).template item<double>();
+}
+
+}  // namespace detail
+
+/// Uniform in t: t_i = 1 - i (1 - t_end) / n.
+struct UniformGrid {
+  static constexpr std::string_view name = "uniform";
+  template <Process I>
+  std::vector<double> nodes(int64_t steps, double t_end, const I&) const {
+    detail::check_grid_args(steps, t_end);
+    return detail::nodes_from(steps, t_end, [&](double u) { return 1 - u * (1 - t_end); });
+  }
+};
+
+/// Uniform in log-SNR lambda between lambda(1) and lambda(t_end), as DPM-Solver recommends (Lu et al.,
+/// NeurIPS 2022, sec. 3.3).  Where lambda(1) = -inf (alpha(1) = 0), the grid runs from `lambda_min`
+/// (default -10, i.e. sigma/alpha = e^10) and its first node is still t = 1.
+struct LogSnrGrid {
+  struct Options {
+    TORCH_ARG(double, lambda_min) = -10.0;
+  };
+  static constexpr std::string_view name = "logsnr";
+  Options options{};
+  LogSnrGrid() = default;
+  explicit LogSnrGrid(Options o) : options(o) {}
+
+  template <Process I>
+  std::vector<double> nodes(int64_t steps, double t_end, const I& ip) const {
+    detail::check_grid_args(steps, t_end);
+    const auto [l0, l1] = detail::lambda_range(ip, t_end, options.lambda_min(), name);
+    return detail::nodes_from(steps, t_end, [&](double u) { return detail::t_of_lambda(ip, l0 + u * (l1 - l0)); });
+  }
+};
+
+/// EDM's rho-spaced noise levels (Karras et al., NeurIPS 2022, eq. 5) in s = sigma/alpha:
+/// s_i = (s_max^(1/rho) + i/n (s_min^(1/rho) - s_max^(1/rho)))^rho, rho = 7 by default, mapped to t through
+/// the process's log-SNR.  s_max is the process's s at t = 1 (capped at e^10 where alpha(1) = 0).
+struct EDMGrid {
+  struct Options {
+    TORCH_ARG(double, rho) = 7.0;
+    TORCH_ARG(double, lambda_min) = -10.0;
+  };
+  static constexpr std::string_view name = "edm";
+  Options options{};
+  EDMGrid() = default;
+  explicit EDMGrid(Options o) : options(o) {}
+
+  template <Process I>
+  std::vector<double> nodes(int64_t steps, double t_end, const I& ip) const {
+    detail::check_grid_args(steps, t_end);
+    const double rho = options.rho();
+    const auto [l0, l1] = detail::lambda_range(ip, t_end, options.lambda_min(), name);
+    const double a = std::exp(-l0 / rho), b = std::exp(-l1 / rho);  // s^(1/rho) at both ends, s = e^-lambda
+    return detail::nodes_from(steps, t_end, [&](double u) {
+      return detail::t_of_lambda(ip, -rho * std::log(a + u * (b - a)));
+    });
+  }
+};
+
+/// Quadratic in t, dense near the data: t_i = t_end + (1 - t_end) (1 - i/n)^2 (DDIM's "quad" spacing, Song,
+/// Meng & Ermon, ICLR 2021).
+struct QuadraticGrid {
+  static constexpr std::string_view name = "quadratic";
+  template <Process I>
+  std::vector<double> nodes(int64_t steps, double t_end, const I&) const {
+    detail::check_grid_args(steps, t_end);
+    return detail::nodes_from(steps, t_end, [&](double u) { return t_end + (1 - t_end) * (1 - u) * (1 - u); });
+  }
+};
+
+}  // namespace gm

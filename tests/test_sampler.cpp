@@ -1,0 +1,286 @@
+// Samplers: convergence orders on a closed-form Gaussian flow, agreement with an RK4 reference on the
+// mixture oracle, DDIM = DPM-Solver++(1), SDE marginals, Dormand-Prince tolerance, grids and the driver.
+#include "helpers.hpp"
+
+#include <gm/sampler.hpp>
+
+#include <cmath>
+#include <cstdio>
+
+using gm::test::f64;
+using gm::test::max_abs;
+
+namespace {
+
+// The oracle as a model predicting in P.
+template <class P, class I>
+auto oracle_field(const gm::GaussianMixture& g, const I& ip) {
+  return gm::Field(ip, gm::Predict<P>{},
+                   [g, ip](const torch::Tensor& x, const torch::Tensor& t) { return g.predict<P>(x, t, ip); });
+}
+
+// A single Gaussian N(mu, s^2 I) in 2-D: the probability-flow ODE is linear and solvable exactly.
+gm::GaussianMixture gaussian() {
+  return gm::GaussianMixture(torch::tensor({1.0}, f64()), torch::tensor({{1.0, -0.5}}, f64()),
+                             torch::tensor({0.5}, f64()));
+}
+// Its exact ODE solution from x at t = 1 to t: x(t) = alpha_t mu + sqrt(v_t / v_1) (x - alpha_1 mu).
+template <class I>
+torch::Tensor gaussian_flow(const torch::Tensor& x1, double t, const I& ip) {
+  auto mu = torch::tensor({1.0, -0.5}, f64());
+  auto c1 = gm::detail::coefs(ip, 1.0), ct = gm::detail::coefs(ip, t);
+  const double v1 = c1.alpha * c1.alpha * 0.25 + c1.sigma * c1.sigma;
+  const double vt = ct.alpha * ct.alpha * 0.25 + ct.sigma * ct.sigma;
+  return ct.alpha * mu + std::sqrt(vt / v1) * (x1 - c1.alpha * mu);
+}
+
+// The order to expect: UniPC's corrector raises its predictor's order by one at no extra evaluation.
+template <class S>
+double expected_order() {
+  if constexpr (std::is_same_v<S, gm::UniPC<2>> || std::is_same_v<S, gm::UniPC<3>>) {
+    return S::order + 1;
+  } else {
+    return S::order;
+  }
+}
+// Step counts inside each method's asymptotic range and above float64 round-off.
+template <class S>
+int64_t first_steps() {
+  if constexpr (std::is_same_v<typename S::category, gm::multistep_tag>) {
+    return expected_order<S>() >= 4 ? 128 : 64;  // multistep warm-up needs more steps to fade
+  } else {
+    return S::order >= 4 ? 8 : 16;
+  }
+}
+
+template <class S>
+std::string sampler_name() {
+  return std::string(S::name);
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("deterministic samplers converge at their order on a Gaussian flow", S, gm::EulerSampler,
+                   gm::MidpointSampler, gm::HeunSampler, gm::RK4Sampler, gm::DDIMSampler, gm::DPMSolverPP2M,
+                   gm::DPMSolverPP3M, gm::UniPC<2>, gm::UniPC<3>) {
+  // VP from t = 1 to 0.05 on a grid uniform in log-SNR; error at the end against the exact solution.
+  gm::Interpolant<gm::VP> ip;
+  auto g = gaussian();
+  auto field = oracle_field<gm::Velocity>(g, ip);
+  auto x1 = torch::randn({64, 2}, f64());
+  const double t_end = 0.05;
+  auto exact = gaussian_flow(x1, t_end, ip);
+  const int64_t n0 = first_steps<S>();
+  std::vector<double> errs;
+  for (int64_t n : {n0, 2 * n0, 4 * n0}) {
+    auto grid = gm::LogSnrGrid().nodes(n, t_end, ip);
+    auto x = gm::integrate(S{}, field, x1, grid);
+    errs.push_back((x - exact).norm(2, 1).mean().template item<double>());
+  }
+  const double p1 = std::log2(errs[0] / errs[1]), p2 = std::log2(errs[1] / errs[2]);
+  MESSAGE(sampler_name<S>() << ": errors " << errs[0] << ", " << errs[1] << ", " << errs[2] << "; orders " << p1
+                            << ", " << p2);
+  CHECK(p2 == doctest::Approx(expected_order<S>()).epsilon(0.2 / expected_order<S>()));
+}
+
+TEST_CASE_TEMPLATE("samplers agree with an RK4 reference on the mixture oracle", S, gm::Linear, gm::Trig, gm::VP,
+                   gm::VE) {
+  gm::Interpolant<S> ip;
+  auto g = gm::GaussianMixture::from_toml(std::filesystem::path(GM_SOURCE_DIR) / "configs/mixtures/ring8.toml");
+  auto field = oracle_field<gm::Velocity>(g, ip);
+  const double t_end = 1e-3;
+  auto x1 = torch::randn({128, 2}, f64()) * gm::detail::coefs(ip, 1.0).sigma;
+  auto ref = gm::integrate(gm::RK4Sampler{}, field, x1, gm::UniformGrid().nodes(2000, t_end, ip));
+  auto err = [&](const auto& sampler, int64_t steps, auto grid) {
+    auto x = gm::integrate(sampler, field, x1, grid.nodes(steps, t_end, ip));
+    return (x - ref).norm(2, 1).mean().template item<double>();
+  };
+  const double scale = ref.norm(2, 1).mean().template item<double>();  // ~4 for ring8
+  INFO("schedule " << S::name);
+  CHECK(err(gm::EulerSampler{}, 400, gm::UniformGrid{}) < 0.05 * scale);
+  CHECK(err(gm::MidpointSampler{}, 200, gm::UniformGrid{}) < 2e-3 * scale);
+  CHECK(err(gm::HeunSampler{}, 200, gm::UniformGrid{}) < 2e-3 * scale);
+  CHECK(err(gm::RK4Sampler{}, 100, gm::UniformGrid{}) < 1e-4 * scale);
+  CHECK(err(gm::DDIMSampler{}, 400, gm::LogSnrGrid{}) < 0.05 * scale);
+  CHECK(err(gm::DPMSolverPP2M{}, 100, gm::LogSnrGrid{}) < 2e-3 * scale);
+  CHECK(err(gm::DPMSolverPP3M{}, 100, gm::LogSnrGrid{}) < 2e-3 * scale);
+  CHECK(err(gm::UniPC<2>{}, 100, gm::LogSnrGrid{}) < 2e-3 * scale);
+  CHECK(err(gm::UniPC<3>{}, 100, gm::LogSnrGrid{}) < 2e-3 * scale);
+  CHECK(err(gm::DopriSampler(gm::DopriSampler::Options().rtol(1e-6).atol(1e-6)), 1, gm::UniformGrid{}) <
+        1e-4 * scale);
+}
+
+TEST_CASE_TEMPLATE("DDIM with eta = 0 is DPM-Solver++ of order 1, which is Euler in e^lambda", S, gm::VP, gm::Linear,
+                   gm::VE) {
+  gm::Interpolant<S> ip;
+  auto g = gm::GaussianMixture::from_toml(std::filesystem::path(GM_SOURCE_DIR) / "configs/mixtures/ring8.toml");
+  auto field = oracle_field<gm::Data>(g, ip);
+  auto x1 = torch::randn({64, 2}, f64()) * gm::detail::coefs(ip, 1.0).sigma;
+  auto grid = gm::UniformGrid().nodes(25, 1e-2, ip);
+  auto ddim = gm::integrate(gm::DDIMSampler{}, field, x1, grid);
+  auto dpm1 = gm::integrate(gm::DPMSolverPP<1>{}, field, x1, grid);
+  // Euler on d(x/sigma)/d(e^lambda) = E[x0 | x], written out here.
+  auto y = x1.clone();
+  for (size_t i = 0; i + 1 < grid.size(); ++i) {
+    auto a = gm::detail::coefs(ip, grid[i]), b = gm::detail::coefs(ip, grid[i + 1]);
+    auto d = g.denoise(y, torch::full({y.size(0)}, grid[i], f64()), ip);
+    y = b.sigma * (y / a.sigma + (std::exp(b.lambda) - std::exp(a.lambda)) * d);
+  }
+  CHECK(max_abs(ddim, dpm1) < 1e-10);
+  CHECK(max_abs(ddim, y) < 1e-10);
+}
+
+TEST_CASE_TEMPLATE("SDE samplers reach the right marginal mean and variance", S, gm::EulerMaruyamaSampler,
+                   gm::PCSampler, gm::DDIMSampler) {
+  // Data N(1, 0.5^2) in 1-D, VP; at t_end the marginal is N(alpha mu, alpha^2 s^2 + sigma^2).
+  gm::Interpolant<gm::VP> ip;
+  auto g = gm::GaussianMixture(torch::tensor({1.0}, f64()), torch::tensor({{1.0}}, f64()), torch::tensor({0.5}, f64()));
+  auto field = oracle_field<gm::Noise>(g, ip);
+  const int64_t n = 20000;
+  const double t_end = 1e-3;
+  auto gen = gm::make_generator(3);
+  auto x1 = torch::randn({n, 1}, gen, f64());
+  S sampler;
+  if constexpr (std::is_same_v<S, gm::DDIMSampler>) sampler = gm::DDIMSampler(gm::DDIMSampler::Options().eta(1));
+  if constexpr (std::is_same_v<S, gm::PCSampler>) sampler = gm::PCSampler(gm::PCSampler::Options().snr(0.05));
+  auto x = gm::integrate(sampler, field, x1, gm::UniformGrid().nodes(500, t_end, ip), gm::NoObserver{}, gen);
+  auto c = gm::detail::coefs(ip, t_end);
+  const double mean = c.alpha, var = c.alpha * c.alpha * 0.25 + c.sigma * c.sigma;
+  // Five standard errors of the sample mean and variance, plus 0.01 for the time discretisation.
+  const double sd = std::sqrt(var);
+  CHECK(std::abs(x.mean().template item<double>() - mean) < 5 * sd / std::sqrt(double(n)) + 0.01);
+  CHECK(std::abs(x.var().template item<double>() - var) < 5 * var * std::sqrt(2.0 / n) + 0.01);
+  // Seeded: the same generator seed gives the same samples, another seed others.
+  auto run = [&](uint64_t seed) {
+    auto gs = gm::make_generator(seed);
+    auto xs = torch::randn({256, 1}, gs, f64());
+    return gm::integrate(sampler, field, xs, gm::UniformGrid().nodes(50, t_end, ip), gm::NoObserver{}, gs);
+  };
+  CHECK(torch::equal(run(7), run(7)));
+  CHECK_FALSE(torch::equal(run(7), run(8)));
+}
+
+TEST_CASE("SDE samplers start from t = 1 on a process with alpha(1) = 0") {
+  gm::Interpolant<gm::Linear> ip;
+  auto g = gm::GaussianMixture(torch::tensor({1.0}, f64()), torch::tensor({{1.0}}, f64()), torch::tensor({0.5}, f64()));
+  auto field = oracle_field<gm::Velocity>(g, ip);
+  const int64_t n = 20000;
+  auto gen = gm::make_generator(5);
+  auto x = gm::integrate(gm::EulerMaruyamaSampler{}, field, torch::randn({n, 1}, gen, f64()),
+                         gm::UniformGrid().nodes(1000, 1e-3, ip), gm::NoObserver{}, gen);
+  CHECK(torch::isfinite(x).all().item<bool>());
+  CHECK(std::abs(x.mean().item<double>() - 0.999) < 5 * 0.5 / std::sqrt(double(n)) + 0.02);
+  CHECK(std::abs(x.std().item<double>() - 0.5) < 0.03);
+}
+
+TEST_CASE("Dormand-Prince meets its tolerance and reports its NFE") {
+  gm::Interpolant<gm::VP> ip;
+  auto g = gaussian();
+  auto field = oracle_field<gm::Velocity>(g, ip);
+  auto x1 = torch::randn({32, 2}, f64());
+  auto exact = gaussian_flow(x1, 0.05, ip);
+  int64_t last_nfe = 0;
+  for (double tol : {1e-4, 1e-6, 1e-8}) {
+    field.reset_counters();
+    int64_t accepted = 0;
+    auto x = gm::integrate(gm::DopriSampler(gm::DopriSampler::Options().rtol(tol).atol(tol)), field, x1,
+                           std::vector<double>{1.0, 0.05}, [&](const gm::StepEvent&) { ++accepted; });
+    const double err = (x - exact).abs().max().item<double>();
+    MESSAGE("dopri5 tol " << tol << ": max error " << err << ", " << accepted << " steps, NFE " << field.nfe());
+    // Each accepted step keeps its (RMS) local error below atol + rtol |x|, and the flow here is
+    // contractive, so the global error is at most the sum over the steps.
+    const double scale = tol + tol * std::max(x1.abs().max().item<double>(), exact.abs().max().item<double>());
+    CHECK(err < accepted * scale);
+    CHECK(field.nfe() % 6 == 1);  // one initial evaluation, then 6 per tried step (first same as last)
+    CHECK(field.nfe() > last_nfe);  // tighter tolerance costs more evaluations
+    last_nfe = field.nfe();
+  }
+  // A budget too small for the tolerance is an error, not a silent wrong answer.
+  CHECK_THROWS_AS(gm::integrate(gm::DopriSampler(gm::DopriSampler::Options().rtol(1e-10).atol(1e-10).max_nfe(30)),
+                                field, x1, std::vector<double>{1.0, 0.05}),
+                  gm::Error);
+}
+
+TEST_CASE_TEMPLATE("time grids start at 1, end at t_end and decrease", S, gm::Linear, gm::VP, gm::VE, gm::EDM) {
+  gm::Interpolant<S> ip;
+  auto check = [&](const std::vector<double>& g, int64_t n, double t_end) {
+    REQUIRE(g.size() == static_cast<size_t>(n + 1));
+    CHECK(g.front() == 1.0);
+    CHECK(g.back() == t_end);
+    for (size_t i = 1; i < g.size(); ++i) CHECK(g[i] < g[i - 1]);
+  };
+  for (int64_t n : {1, 2, 10, 50}) {
+    check(gm::UniformGrid().nodes(n, 1e-3, ip), n, 1e-3);
+    check(gm::LogSnrGrid().nodes(n, 1e-3, ip), n, 1e-3);
+    check(gm::EDMGrid().nodes(n, 1e-3, ip), n, 1e-3);
+    check(gm::QuadraticGrid().nodes(n, 1e-3, ip), n, 1e-3);
+  }
+  // The log-SNR grid is uniform in lambda, away from a floored first node.
+  auto g = gm::LogSnrGrid().nodes(10, 1e-2, ip);
+  std::vector<double> lam;
+  for (double t : g) lam.push_back(gm::detail::coefs(ip, t).lambda);
+  for (size_t i = 2; i + 1 < lam.size(); ++i) CHECK(lam[i + 1] - lam[i] == doctest::Approx(lam[i] - lam[i - 1]));
+  CHECK_THROWS_AS(gm::UniformGrid().nodes(0, 1e-3, ip), gm::Error);
+  CHECK_THROWS_AS(gm::UniformGrid().nodes(10, 1.5, ip), gm::Error);
+}
+
+TEST_CASE("EDM's rho grid on the EDM process is the uniform grid") {
+  gm::Interpolant<gm::EDM> ip;
+  auto a = gm::EDMGrid().nodes(18, 0.0, ip);
+  auto b = gm::UniformGrid().nodes(18, 0.0, ip);
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i] == doctest::Approx(b[i]).epsilon(1e-9));
+}
+
+TEST_CASE("the driver counts NFE, records trajectories, stops early and takes grid times exactly") {
+  gm::Interpolant<gm::Linear> ip;
+  auto g = gaussian();
+  auto field = oracle_field<gm::Velocity>(g, ip);
+  auto x1 = torch::randn({8, 2}, f64());
+  auto grid = gm::UniformGrid().nodes(10, 0.0, ip);
+  gm::TrajectoryRecorder rec;
+  gm::integrate(gm::RK4Sampler{}, field, x1, grid, rec);
+  CHECK(field.nfe() == 40);
+  REQUIRE(rec.times.size() == 10);
+  for (size_t i = 0; i < 10; ++i) CHECK(rec.times[i] == grid[i + 1]);
+  // Heun takes Euler on the final step to sigma = 0: 2 * 9 + 1 evaluations.
+  field.reset_counters();
+  gm::integrate(gm::HeunSampler{}, field, x1, grid);
+  CHECK(field.nfe() == 19);
+  // An observer returning true stops the run.
+  field.reset_counters();
+  int seen = 0;
+  gm::integrate(gm::EulerSampler{}, field, x1, grid, [&](const gm::StepEvent& e) { return ++seen == 3; });
+  CHECK(seen == 3);
+  CHECK(field.nfe() == 3);
+  CHECK(field.model_seconds() >= 0);
+  CHECK_THROWS_AS(gm::integrate(gm::EulerSampler{}, field, x1, std::vector<double>{1.0}), gm::Error);
+  CHECK_THROWS_AS(gm::integrate(gm::EulerSampler{}, field, x1, std::vector<double>{0.5, 1.0}), gm::Error);
+}
+
+TEST_CASE("every parameterisation feeds every sampler") {
+  gm::Interpolant<gm::VP> ip;
+  auto g = gaussian();
+  auto x1 = torch::randn({16, 2}, f64());
+  auto grid = gm::LogSnrGrid().nodes(20, 1e-2, ip);
+  auto data_field = oracle_field<gm::Data>(g, ip);
+  auto ref = gm::integrate(gm::DPMSolverPP2M{}, data_field, x1, grid);
+  gm::test::for_each_type<std::tuple<gm::Velocity, gm::Noise, gm::Score, gm::EDMPrecond>>([&]<class P>() {
+    auto field = oracle_field<P>(g, ip);
+    INFO(P::name);
+    CHECK(max_abs(gm::integrate(gm::DPMSolverPP2M{}, field, x1, grid), ref) < 1e-9);
+  });
+}
+
+TEST_CASE("classifier-free guidance combines conditional and unconditional outputs") {
+  gm::Interpolant<gm::Linear> ip;
+  // A toy conditional model: velocity pulling towards the conditioning value.
+  auto model = [](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& c) { return x - c; };
+  auto cond = torch::full({4, 1}, 2.0, f64()), null = torch::zeros({4, 1}, f64());
+  auto x = torch::randn({4, 1}, f64());
+  gm::Field f1(ip, gm::Velocity{}, model, gm::Guidance{cond, null, 1.0});
+  gm::Field f3(ip, gm::Velocity{}, model, gm::Guidance{cond, null, 3.0});
+  gm::Field f0(ip, gm::Velocity{}, model, gm::Guidance{cond, null, 0.0});
+  CHECK(max_abs(f1.output(x, 0.5), x - 2) < 1e-15);
+  CHECK(max_abs(f0.output(x, 0.5), x) < 1e-15);
+  CHECK(max_abs(f3.output(x, 0.5), x + 3 * ((x - 2) - x)) < 1e-14);
+}
