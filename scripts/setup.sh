@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # libopenblas0-pthread matters: without it LibTorch's GEMM falls back to the reference BLAS (~20x slower).
 packages=(g++ cmake ninja-build ccache libtorch-dev libopenblas0-pthread libeigen3-dev doctest-dev libcli11-dev
-          libgloo-dev libtomlplusplus-dev)
+          libgloo-dev libtomlplusplus-dev zlib1g-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -50,6 +50,21 @@ concept SteppingSampler = Sampler<S> && !std::same_as<typename S::category, adap
   { s.init_state() } -> std::same_as<typename S::State>;
 };
 
+/// Model evaluations one step of `s` takes: its `evals_per_step()` if it has one, else its tableau's `stages`,
+/// else 1.  Adaptive samplers choose their own count and give 0.
+template <class S>
+int64_t evals_per_step(const S& s) {
+  if constexpr (std::same_as<typename S::category, adaptive_tag>) {
+    return 0;
+  } else if constexpr (requires { s.evals_per_step(); }) {
+    return s.evals_per_step();
+  } else if constexpr (requires { S::stages; }) {
+    return S::stages;
+  } else {
+    return 1;
+  }
+}
+
 /// Explains why `S` is not a `Sampler`.
 template <class S>
 consteval bool check_sampler() {

@@ -73,6 +73,7 @@ struct PCSampler {
   PCSampler() = default;
   explicit PCSampler(Options o) : options(o) {}
   State init_state() const { return {}; }
+  int64_t evals_per_step() const { return 1 + options.corrector_steps(); }
 
   template <class F>
   torch::Tensor step(F& field, torch::Tensor x, const StepInfo& info, State&) const {

@@ -1,0 +1,75 @@
+#pragma once
+/// @file
+/// Writing RGB images as PNG (zlib-compressed, no other dependency).
+
+#include <gm/error.hpp>
+
+#include <zlib.h>
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace gm::io {
+
+/// An 8-bit RGB raster, row-major, white by default.
+struct Image {
+  int width = 0, height = 0;
+  std::vector<uint8_t> rgb;
+  Image(int w, int h) : width(w), height(h), rgb(static_cast<size_t>(w) * h * 3, 255) {}
+  void set(int x, int y, std::array<uint8_t, 3> c) {
+    if (x < 0 || y < 0 || x >= width || y >= height) return;
+    auto* p = &rgb[(static_cast<size_t>(y) * width + x) * 3];
+    p[0] = c[0];
+    p[1] = c[1];
+    p[2] = c[2];
+  }
+};
+
+namespace detail {
+inline void put_u32(std::string& s, uint32_t v) {
+  for (int i = 3; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+inline void chunk(std::string& out, const char* type, const std::string& data) {
+  put_u32(out, static_cast<uint32_t>(data.size()));
+  std::string body = std::string(type, 4) + data;
+  out += body;
+  put_u32(out, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()),
+                                           static_cast<uInt>(body.size()))));
+}
+}  // namespace detail
+
+/// Write `img` as a PNG file (8-bit RGB).  Throws `gm::Error` naming the path on failure.
+inline void write_png(const std::filesystem::path& path, const Image& img) {
+  std::string raw;
+  raw.reserve(static_cast<size_t>(img.height) * (img.width * 3 + 1));
+  for (int y = 0; y < img.height; ++y) {
+    raw.push_back('\0');  // filter: none
+    raw.append(reinterpret_cast<const char*>(&img.rgb[static_cast<size_t>(y) * img.width * 3]),
+               static_cast<size_t>(img.width) * 3);
+  }
+  uLongf len = compressBound(static_cast<uLong>(raw.size()));
+  std::string z(len, '\0');
+  if (compress2(reinterpret_cast<Bytef*>(z.data()), &len, reinterpret_cast<const Bytef*>(raw.data()),
+                static_cast<uLong>(raw.size()), 6) != Z_OK) {
+    throw Error("gm: " + path.string() + ": PNG compression failed");
+  }
+  z.resize(len);
+  std::string ihdr;
+  detail::put_u32(ihdr, static_cast<uint32_t>(img.width));
+  detail::put_u32(ihdr, static_cast<uint32_t>(img.height));
+  ihdr += std::string("\x08\x02\x00\x00\x00", 5);  // 8-bit, RGB, deflate, no filter, no interlace
+  std::string out = "\x89PNG\r\n\x1a\n";
+  detail::chunk(out, "IHDR", ihdr);
+  detail::chunk(out, "IDAT", z);
+  detail::chunk(out, "IEND", "");
+  std::ofstream f(path, std::ios::binary);
+  if (!f || !f.write(out.data(), static_cast<std::streamsize>(out.size()))) {
+    throw Error("gm: " + path.string() + ": cannot write file");
+  }
+}
+
+}  // namespace gm::io
