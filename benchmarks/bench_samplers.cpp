@@ -9,18 +9,16 @@
 //   bench_samplers --mixture configs/mixtures/ring8.toml --schedule linear --grid uniform --t-end 1e-3
 //                  --nfe 4,6,10,20,50 --samplers euler,heun,rk4,dpmpp2m,unipc --n 4000 --seed 1
 
+#include <gm/io/cli.hpp>
 #include <gm/io/plot.hpp>
 #include <gm/sampler.hpp>
 #include <gm/type_list.hpp>
-
-#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -200,24 +198,17 @@ int main(int argc, char** argv) {
   app.add_option("--samplers", a.samplers, "samplers, comma-separated, or 'all': " + gm::names(Samplers{}))
       ->delimiter(',');
   app.add_option("--nfe", a.nfe, "model evaluations per sample, comma-separated")->delimiter(',')
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   app.add_option("--dopri-tol", a.dopri_tols, "rtol = atol values for dopri5")->delimiter(',')
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1e-14, 1.0));
   app.add_option("--t-end", a.t_end, "final time, in [0, 1)")->check(CLI::Range(0.0, 0.999999));
-  app.add_option("--n", a.n, "samples")->check(CLI::PositiveNumber);
+  app.add_option("--n", a.n, "samples")->check(CLI::Range(int64_t{1}, int64_t{100000000}));
   app.add_option("--ref-steps", a.ref_steps, "RK4 steps of the reference solution (at least 4000)")
       ->check(CLI::Range(int64_t{4000}, int64_t{1} << 40));
   app.add_option("--seed", a.seed, "seed of the initial noise and of stochastic samplers");
   app.add_option("--out", a.out, "folder for results.csv and the plots");
   app.add_flag("--force", a.force, "overwrite results already in --out");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "bench_samplers: %s (see --help)\n", e.what());
-    return 2;
-  }
+  if (auto code = gm::io::parse_args(app, argc, argv)) return *code;
   try {
     a.schedules = expand<Schedules>(a.schedules);
     a.grids = expand<Grids>(a.grids);

@@ -7,9 +7,8 @@
 //
 // Run: ./build/examples/custom_sde [--mixture configs/mixtures/ring8.toml]
 
+#include <gm/io/cli.hpp>
 #include <gm/sampler.hpp>
-
-#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <string>
@@ -28,14 +27,7 @@ int main(int argc, char** argv) try {
   CLI::App app{"Defines a new process in ~10 lines and shows what gm derives from it."};
   std::string mixture = "configs/mixtures/ring8.toml";
   app.add_option("--mixture", mixture, "Gaussian-mixture TOML file for the data");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "custom_sde: %s (see --help)\n", e.what());
-    return 2;
-  }
+  if (auto code = gm::io::parse_args(app, argc, argv)) return *code;
   const auto data = gm::GaussianMixture::from_toml(mixture, torch::kFloat32);
   gm::Interpolant<LinSin> process;
   auto gen = gm::make_generator(0);

@@ -33,7 +33,7 @@ struct PlotOptions {
 namespace detail {
 
 using Color = std::array<uint8_t, 3>;
-inline constexpr std::array<Color, 10> palette{{{31, 119, 180},
+inline constexpr std::array<Color, 16> palette{{{31, 119, 180},
                                                  {255, 127, 14},
                                                  {44, 160, 44},
                                                  {214, 39, 40},
@@ -42,7 +42,13 @@ inline constexpr std::array<Color, 10> palette{{{31, 119, 180},
                                                  {227, 119, 194},
                                                  {127, 127, 127},
                                                  {188, 189, 34},
-                                                 {23, 190, 207}}};
+                                                 {23, 190, 207},
+                                                 {0, 0, 0},
+                                                 {0, 0, 128},
+                                                 {128, 0, 0},
+                                                 {0, 100, 0},
+                                                 {255, 215, 0},
+                                                 {0, 255, 127}}};
 
 /// A 3x5 glyph as 15 bits, rows top to bottom, 3 bits a row (most significant = left).
 inline uint16_t glyph(char c) {
@@ -140,7 +146,7 @@ inline int draw_text(Image& img, int x, int y, std::string_view text, std::array
 /// and a legend.  Non-finite points, and non-positive ones on a log axis, are left out.
 inline Image line_plot(const std::vector<Series>& series, const PlotOptions& o) {
   Image img(o.width, o.height);
-  const int left = 90, right = o.width - 190, top = 50, bottom = o.height - 60;
+  const int left = 90, right = o.width - 190, top = 64, bottom = o.height - 60;
   auto tx = [&](double v) { return o.log_x ? std::log10(v) : v; };
   auto ty = [&](double v) { return o.log_y ? std::log10(v) : v; };
   auto ok = [&](double v, bool log) { return std::isfinite(v) && (!log || v > 0); };
@@ -202,9 +208,9 @@ inline Image line_plot(const std::vector<Series>& series, const PlotOptions& o) 
   });
   detail::line(img, left, bottom, right, bottom, axis, 2);
   detail::line(img, left, top, left, bottom, axis, 2);
-  draw_text(img, left, 6, o.title, axis, 3);
+  draw_text(img, left, 8, o.title, axis, 3);
   draw_text(img, (left + right) / 2 - static_cast<int>(o.x_label.size()) * 4, bottom + 32, o.x_label);
-  draw_text(img, 8, top - 16, o.y_label);
+  draw_text(img, 8, top - 18, o.y_label);
 
   for (size_t k = 0; k < series.size(); ++k) {
     const auto c = detail::palette[k % detail::palette.size()];
