@@ -3,6 +3,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/types.h>
 #include <toml++/toml.h>
+#include <CLI/CLI.hpp>
 #include <doctest/doctest.h>
 
 #include <cmath>

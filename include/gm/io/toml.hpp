@@ -35,11 +35,17 @@ inline toml::table read_toml(const std::filesystem::path& file) {
   }
 }
 
-/// Throw `gm::Error` "file:line:col: key 'k': message" for a node of the file.
+/// Throw `gm::Error` "file:line:col: key 'k': message" for a position in the file.
+[[noreturn]] inline void key_error_at(const std::filesystem::path& file, const toml::source_region& src,
+                                      std::string_view key, std::string_view message) {
+  throw Error("gm: " + where(file, src) + ": key '" + std::string(key) + "': " + std::string(message));
+}
+
+/// Throw `gm::Error` "file:line:col: key 'k': message" for a node of the file (or the file alone).
 [[noreturn]] inline void key_error(const std::filesystem::path& file, const toml::node* node, std::string_view key,
                                    std::string_view message) {
-  const std::string pos = node ? where(file, node->source()) : file.string();
-  throw Error("gm: " + pos + ": key '" + std::string(key) + "': " + std::string(message));
+  if (node) key_error_at(file, node->source(), key, message);
+  throw Error("gm: " + file.string() + ": key '" + std::string(key) + "': " + std::string(message));
 }
 
 /// Reject any key of `table` not listed in `allowed`.
@@ -51,7 +57,7 @@ inline void check_keys(const std::filesystem::path& file, const toml::table& tab
     if (!ok) {
       std::string list;
       for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      key_error(file, &v, k.str(), "unknown key (expected one of: " + list + ")");
+      key_error_at(file, k.source(), k.str(), "unknown key (expected one of: " + list + ")");
     }
   }
 }

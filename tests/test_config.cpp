@@ -1,0 +1,140 @@
+// Config: defaults < TOML file < command line, with one-line errors for bad keys, types and values.
+#include "helpers.hpp"
+
+#include <gm/io/config.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+namespace {
+
+gm::Config make_config() {
+  gm::Config c("test");
+  c.add<int64_t>("seed", 0, "seed");
+  c.add<std::string>("device", "cpu", "device", gm::check::one_of({"cpu", "cuda"}));
+  c.add<int64_t>("training.steps", 100, "steps", gm::check::at_least(1));
+  c.add<double>("training.lr", 1e-3, "learning rate", gm::check::positive());
+  c.add<bool>("training.ema", true, "use EMA");
+  c.add<std::string>("optim.schedule", "[]", "piecewise LR schedule");
+  c.add<int64_t>("model.hidden", 64, "width", gm::check::in_range(1, 4096));
+  return c;
+}
+
+struct TempFile {
+  std::filesystem::path path;
+  explicit TempFile(const std::string& text) {
+    static int n = 0;
+    path = std::filesystem::temp_directory_path() /
+           ("gm_test_config_" + std::to_string(::getpid()) + "_" + std::to_string(n++) + ".toml");
+    std::ofstream(path) << text;
+  }
+  ~TempFile() { std::filesystem::remove(path); }
+};
+
+// Run Config::parse on a command line; returns the exit code (-1 to go on).
+int run(gm::Config& c, std::vector<std::string> args) {
+  args.insert(args.begin(), "prog");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  auto code = c.parse(static_cast<int>(argv.size()), argv.data());
+  return code ? *code : -1;
+}
+
+std::string file_error(const std::string& text) {
+  TempFile f(text);
+  auto c = make_config();
+  try {
+    c.load_file(f.path);
+  } catch (const gm::Error& e) {
+    std::string msg = e.what();
+    CHECK(msg.find(f.path.string()) != std::string::npos);
+    CHECK(msg.find('\n') == std::string::npos);
+    return msg;
+  }
+  FAIL("expected an error for: " << text);
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("a file value and a command-line override of it both take effect") {
+  TempFile f("seed = 7\n[training]\nsteps = 500\nlr = 0.01\nema = false\n[model]\nhidden = 256\n");
+  auto c = make_config();
+  REQUIRE(run(c, {"--config", f.path.string(), "--training.steps=900", "--model.hidden", "32"}) == -1);
+  CHECK(c.get<int64_t>("seed") == 7);                 // file
+  CHECK(c.get<double>("training.lr") == 0.01);        // file
+  CHECK(c.get<bool>("training.ema") == false);        // file
+  CHECK(c.get<int64_t>("training.steps") == 900);     // command line wins over the file
+  CHECK(c.get<int64_t>("model.hidden") == 32);        // command line
+  CHECK(c.get<std::string>("device") == "cpu");       // default
+  CHECK(c.source("training.steps") == "--training.steps");
+  CHECK(c.source("device") == "default");
+  CHECK(c.source("seed").find(f.path.string()) != std::string::npos);
+}
+
+TEST_CASE("the resolved config written as TOML loads back to the same values") {
+  auto c = make_config();
+  REQUIRE(run(c, {"--training.lr=3e-4", "--optim.schedule=[[3000, 0.001], [6000, 0.0001]]", "--device", "cuda"}) == -1);
+  TempFile f(c.to_toml());
+  auto d = make_config();
+  d.load_file(f.path);
+  for (const auto& k : c.keys()) {
+    INFO(k);
+    CHECK(d.text(k) == c.text(k));
+  }
+  CHECK(d.get<double>("training.lr") == 3e-4);
+  CHECK(d.get<std::string>("device") == "cuda");
+  CHECK(d.get<std::string>("optim.schedule") == c.get<std::string>("optim.schedule"));
+  CHECK(c.to_toml().find("[training]\n") != std::string::npos);
+  CHECK(c.to_toml().find("device = \"cuda\"") != std::string::npos);
+}
+
+TEST_CASE("a TOML array value is kept for string keys that hold lists") {
+  TempFile f("[optim]\nschedule = [[3000, 1e-3], [6000, 1e-4]]\n");
+  auto c = make_config();
+  c.load_file(f.path);
+  const auto s = c.get<std::string>("optim.schedule");
+  CHECK(s.front() == '[');
+  CHECK(s.find("3000") != std::string::npos);
+}
+
+TEST_CASE("bad keys, types and values in a file are one-line errors naming file, position and key") {
+  CHECK(file_error("[training]\nstepz = 5\n").find(":2:1: key 'training.stepz': unknown key") != std::string::npos);
+  CHECK(file_error("[training]\nsteps = \"many\"\n").find("key 'training.steps': expected an integer") !=
+        std::string::npos);
+  CHECK(file_error("[training]\nsteps = 1.5\n").find("expected an integer") != std::string::npos);
+  CHECK(file_error("[training]\nlr = \"fast\"\n").find("expected a number") != std::string::npos);
+  CHECK(file_error("[training]\nsteps = 0\n").find("training.steps = 0: expected a value >= 1") != std::string::npos);
+  CHECK(file_error("device = \"tpu\"\n").find("expected one of: cpu, cuda") != std::string::npos);
+  CHECK(file_error("[training\nsteps = 1\n").find("TOML syntax error") != std::string::npos);
+  // Integers are fine where a number is expected.
+  TempFile ok("[training]\nlr = 1\n");
+  auto c = make_config();
+  c.load_file(ok.path);
+  CHECK(c.get<double>("training.lr") == 1.0);
+}
+
+TEST_CASE("bad flags and values on the command line exit with code 2") {
+  auto c = make_config();
+  CHECK(run(c, {"--training.stepz=5"}) == 2);
+  auto d = make_config();
+  CHECK(run(d, {"--training.steps=abc"}) == 2);
+  auto e = make_config();
+  CHECK(run(e, {"--model.hidden=0"}) == 2);
+  auto f = make_config();
+  CHECK(run(f, {"--config", "/nonexistent/cfg.toml"}) == 2);
+  auto g = make_config();
+  CHECK(run(g, {"--training.ema=maybe"}) == 2);
+  auto h = make_config();
+  CHECK(run(h, {"--help"}) == 0);
+  // The direct form throws with the flag named.
+  auto k = make_config();
+  try {
+    k.set_from_string("training.lr", "-1", "--training.lr");
+    FAIL("expected an error");
+  } catch (const gm::Error& err) {
+    CHECK(std::string(err.what()) == "gm: --training.lr: training.lr = -1: expected a value > 0");
+  }
+}
