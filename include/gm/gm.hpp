@@ -4,3 +4,4 @@
 
 #include <gm/core.hpp>
 #include <gm/sampler/all.hpp>
+#include <gm/trainer.hpp>

@@ -235,4 +235,27 @@ inline Image line_plot(const std::vector<Series>& series, const PlotOptions& o) 
   return img;
 }
 
+/// A 2-D histogram of points x [n, 2] over [lo, hi]^2 as an image (darker = denser), for 2-D samples.
+inline Image density_image(const std::vector<float>& xy, double lo, double hi, int size = 400) {
+  Image img(size, size);
+  std::vector<int> count(static_cast<size_t>(size) * size, 0);
+  int peak = 1;
+  for (size_t i = 0; i + 1 < xy.size(); i += 2) {
+    const int cx = static_cast<int>((xy[i] - lo) / (hi - lo) * size);
+    const int cy = static_cast<int>((hi - xy[i + 1]) / (hi - lo) * size);
+    if (cx < 0 || cy < 0 || cx >= size || cy >= size) continue;
+    peak = std::max(peak, ++count[static_cast<size_t>(cy) * size + cx]);
+  }
+  for (int y = 0; y < size; ++y) {
+    for (int x = 0; x < size; ++x) {
+      const int c = count[static_cast<size_t>(y) * size + x];
+      if (c == 0) continue;
+      const double v = std::sqrt(static_cast<double>(c) / peak);  // square root: faint regions stay visible
+      const auto g = static_cast<uint8_t>(std::lround(230 * (1 - v)));
+      img.set(x, y, {g, g, static_cast<uint8_t>(std::min(255.0, g + 40.0))});
+    }
+  }
+  return img;
+}
+
 }  // namespace gm::io

@@ -1,0 +1,99 @@
+// Rectified flow (Linear + Velocity) on 2-D toys with an MLP, sampled with Heun: gm's embedded default.
+//
+//   build/examples/flow_2d --config configs/flow_2d.toml [--training.steps=3000] [--workdir runs/my_run]
+//
+// Writes config.toml, log.txt, history.csv, loss.png and samples/step_<N>.npy + .png into --workdir, and
+// prints the fraction of samples in the checkerboard's support (0.5 for noise) and the mean ms per step.
+#include <gm/trainer.hpp>
+
+#include <cstdio>
+
+using RectifiedFlow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::HeunSampler>;
+using OdeSamplers = gm::type_list<gm::HeunSampler, gm::EulerSampler, gm::MidpointSampler, gm::RK4Sampler,
+                                  gm::DDIMSampler, gm::DPMSolverPP2M, gm::DPMSolverPP3M, gm::UniPC<2>>;
+
+int main(int argc, char** argv) try {
+  gm::Config cfg("Rectified flow on a 2-D toy with an MLP.");
+  cfg.add<int64_t>("seed", 0, "random seed");
+  cfg.add<std::string>("device", "cpu", "torch device: cpu, cuda, cuda:1", {});
+  cfg.add<std::string>("workdir", "runs/flow_2d", "folder of this run's outputs");
+  cfg.add<std::string>("data.name", "checkerboard", "2-D toy",
+                       gm::check::one_of({"checkerboard", "moons", "8gaussians", "spirals"}));
+  cfg.add<int64_t>("model.hidden", 256, "MLP width", gm::check::in_range(1, 1 << 16));
+  cfg.add<int64_t>("model.layers", 4, "MLP hidden layers", gm::check::in_range(1, 64));
+  cfg.add<std::string>("model.time_embedding", "sinusoidal", "time embedding",
+                       gm::check::one_of({"sinusoidal", "fourier", "raw"}));
+  cfg.add<int64_t>("training.steps", 8000, "optimiser steps", gm::check::at_least(1));
+  cfg.add<int64_t>("training.batch_size", 1024, "batch size", gm::check::at_least(1));
+  cfg.add<double>("training.lr", 2e-3, "peak learning rate", gm::check::positive());
+  cfg.add<std::string>("training.schedule", "cosine", "constant, cosine, or [[until_step, lr], ...]");
+  cfg.add<int64_t>("training.warmup", 200, "linear warmup steps", gm::check::at_least(0));
+  cfg.add<double>("training.clip_norm", 1.0, "gradient clipping by norm (0: off)", gm::check::at_least(0));
+  cfg.add<double>("training.ema_decay", 0.999, "EMA decay; samples use the EMA weights", gm::check::in_range(0, 1));
+  cfg.add<int64_t>("training.log_every", 500, "progress line every N steps", gm::check::at_least(1));
+  cfg.add<bool>("training.debug", false, "overfit a single data point to check the wiring");
+  cfg.add<std::string>("sampling.sampler", "heun", "sampler: " + gm::names(OdeSamplers{}));
+  cfg.add<int64_t>("sampling.nfe", 20, "model evaluations per sample", gm::check::at_least(1));
+  cfg.add<int64_t>("sampling.n", 20000, "samples to draw", gm::check::at_least(1));
+  if (auto code = cfg.parse(argc, argv)) return *code;
+
+  // Check everything that can fail before the run folder is created.
+  gm::LRSchedule schedule;
+  const auto steps = cfg.get<int64_t>("training.steps");
+  const auto sched = cfg.get<std::string>("training.schedule");
+  schedule.lr = cfg.get<double>("training.lr");
+  schedule.warmup = cfg.get<int64_t>("training.warmup");
+  schedule.total = steps;
+  if (sched == "constant" || sched == "cosine") schedule.kind = sched;
+  else schedule.kind = "piecewise", schedule.pieces = gm::LRSchedule::parse_pieces(sched, "training.schedule");
+  gm::visit_by_name<OdeSamplers>(cfg.get<std::string>("sampling.sampler"), []<class>() {}, "sampling.sampler");
+  const torch::Device device(cfg.get<std::string>("device"));
+
+  gm::RunDir run(cfg.get<std::string>("workdir"));
+  run.write("config.toml", cfg.to_toml());
+  torch::manual_seed(cfg.get<int64_t>("seed"));
+  gm::MLP net(gm::MLPOptions().dim(2).hidden(cfg.get<int64_t>("model.hidden")).layers(cfg.get<int64_t>("model.layers"))
+                  .time_embedding(cfg.get<std::string>("model.time_embedding")));
+  RectifiedFlow trainer(net, gm::TrainOptions()
+                                 .batch_size(cfg.get<int64_t>("training.batch_size"))
+                                 .clip_norm(cfg.get<double>("training.clip_norm"))
+                                 .schedule(schedule)
+                                 .seed(static_cast<uint64_t>(cfg.get<int64_t>("seed")))
+                                 .device(device));
+
+  const auto name = cfg.get<std::string>("data.name");
+  const auto batch = cfg.get<int64_t>("training.batch_size");
+  const auto one_point = gm::data::toy2d(name, 1, trainer.generator());
+  auto data = [&](int64_t) {
+    if (cfg.get<bool>("training.debug")) return one_point.expand({batch, 2}).contiguous();
+    return gm::data::toy2d(name, batch, trainer.generator());
+  };
+  gm::EMA ema(cfg.get<double>("training.ema_decay"));
+  gm::History history(run, cfg.get<int64_t>("training.log_every"), steps);
+  run.log("flow_2d: " + name + ", MLP " + std::to_string(cfg.get<int64_t>("model.hidden")) + "x" +
+          std::to_string(cfg.get<int64_t>("model.layers")) + ", " + std::to_string(steps) + " steps on " + device.str());
+  trainer.fit(data, steps, ema, history);
+
+  torch::Tensor x;
+  gm::visit_by_name<OdeSamplers>(cfg.get<std::string>("sampling.sampler"), [&]<class Smp>() {
+    const int64_t per = gm::evals_per_step(Smp{});
+    x = trainer.sample<gm::UniformGrid, Smp>(cfg.get<int64_t>("sampling.n"), std::max<int64_t>(1, cfg.get<int64_t>("sampling.nfe") / per), &ema);
+  });
+  x = x.to(torch::kCPU).to(torch::kFloat32);
+  const std::string stem = "samples/step_" + std::to_string(trainer.step());
+  gm::io::write_npy(run.path() / (stem + ".npy"), x);
+  gm::io::write_png(run.path() / (stem + ".png"),
+                    gm::io::density_image(std::vector<float>(x.data_ptr<float>(), x.data_ptr<float>() + x.numel()), -5, 5));
+  char buf[200];
+  if (name == "checkerboard") {
+    std::snprintf(buf, sizeof buf, "support fraction %.4f (noise: 0.5)", gm::data::checkerboard_support(x).to(torch::kFloat64).mean().item<double>());
+    run.log(buf);
+  }
+  std::snprintf(buf, sizeof buf, "mean training step %.3f ms; %lld sampler evaluations; outputs in %s", history.mean_ms(),
+                static_cast<long long>(trainer.last_nfe()), run.path().c_str());
+  run.log(buf);
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "%s\n", e.what());
+  return 2;
+}

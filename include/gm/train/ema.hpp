@@ -1,0 +1,82 @@
+#pragma once
+/// @file
+/// Exponential moving average of a network's weights.
+
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace gm {
+
+/// An EMA of a module's parameters, theta_ema <- d theta_ema + (1 - d) theta, with warmup
+/// d_k = min(decay, (1 + k) / (10 + k)) as in TensorFlow's ExponentialMovingAverage with num_updates and
+/// in DDPM/score_sde practice, so early averages are not dominated by the random initialisation.
+///
+/// As a trainer callback it updates after every optimiser step.  `Swap` puts the averaged weights into the
+/// module for sampling and restores the trained ones after.
+class EMA {
+ public:
+  explicit EMA(double decay = 0.999, bool warmup = true) : decay_(decay), warmup_(warmup) {}
+
+  /// Start averaging from the module's current weights.
+  void attach(torch::nn::Module& m) {
+    torch::NoGradGuard ng;
+    shadow_.clear();
+    for (const auto& p : m.parameters()) shadow_.push_back(p.detach().clone());
+    updates_ = 0;
+  }
+
+  /// One update from the module's current weights.
+  void update(torch::nn::Module& m) {
+    torch::NoGradGuard ng;
+    auto params = m.parameters();
+    if (shadow_.size() != params.size()) attach(m);
+    const double d = warmup_ ? std::min(decay_, (1.0 + updates_) / (10.0 + updates_)) : decay_;
+    for (size_t i = 0; i < params.size(); ++i) shadow_[i].mul_(d).add_(params[i].detach(), 1 - d);
+    ++updates_;
+  }
+
+  /// Trainer hook: update after each step.
+  template <class T, class Stats>
+  void on_step_end(T& trainer, const Stats&) {
+    update(*trainer.net());
+  }
+
+  /// While alive, the module holds the averaged weights.
+  class Swap {
+   public:
+    Swap(EMA& ema, torch::nn::Module& m) : ema_(ema), m_(m) { exchange(); }
+    ~Swap() { exchange(); }
+    Swap(const Swap&) = delete;
+    Swap& operator=(const Swap&) = delete;
+
+   private:
+    void exchange() {
+      torch::NoGradGuard ng;
+      auto params = m_.parameters();
+      if (ema_.shadow_.size() != params.size()) return;
+      for (size_t i = 0; i < params.size(); ++i) {
+        auto tmp = params[i].detach().clone();
+        params[i].detach().copy_(ema_.shadow_[i]);
+        ema_.shadow_[i].copy_(tmp);
+      }
+    }
+    EMA& ema_;
+    torch::nn::Module& m_;
+  };
+
+  const std::vector<torch::Tensor>& shadow() const { return shadow_; }
+  int64_t updates() const { return updates_; }
+  double decay() const { return decay_; }
+
+ private:
+  double decay_;
+  bool warmup_;
+  int64_t updates_ = 0;
+  std::vector<torch::Tensor> shadow_;
+};
+
+}  // namespace gm

@@ -1,0 +1,189 @@
+// Training: toy data, the MLP, LR schedules, EMA, the Trainer and its callbacks, .npy output.
+#include "helpers.hpp"
+
+#include <gm/trainer.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <numeric>
+
+#include <unistd.h>
+
+using gm::test::max_abs;
+
+namespace {
+using Flow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::HeunSampler>;
+
+struct MisspeltHook {  // on_step_ended is not a hook: rejected instead of silently never called
+  template <class T>
+  void on_step_ended(T&, const gm::StepStats&) {}
+};
+struct StopAt {
+  int64_t at;
+  template <class T>
+  bool on_step_end(T&, const gm::StepStats& s) { return s.step >= at; }
+};
+struct CountHooks {
+  int begin = 0, steps = 0, end = 0;
+  template <class T> void on_train_begin(T&) { ++begin; }
+  template <class T> void on_step_end(T&, const gm::StepStats&) { ++steps; }
+  template <class T> void on_train_end(T&) { ++end; }
+};
+struct RecordLoss {
+  std::vector<double>* out;
+  template <class T> void on_step_end(T&, const gm::StepStats& s) { out->push_back(s.loss); }
+};
+static_assert(!gm::Callback<MisspeltHook, Flow>);
+static_assert(gm::Callback<StopAt, Flow> && gm::Callback<CountHooks, Flow> && gm::Callback<gm::EMA, Flow>);
+static_assert(gm::Network<gm::MLP> && !gm::Network<int>);
+}  // namespace
+
+TEST_CASE("2-D toys: shapes, and the checkerboard's support test") {
+  auto gen = gm::make_generator(1);
+  auto cb = gm::data::checkerboard(20000, gen);
+  CHECK((cb.sizes() == torch::IntArrayRef({20000, 2})));
+  CHECK(gm::data::checkerboard_support(cb).all().item<bool>());
+  const double noise = gm::data::checkerboard_support(torch::randn({20000, 2}, gen)).to(torch::kFloat64).mean().item<double>();
+  CHECK(noise == doctest::Approx(0.5).epsilon(0.05));
+  auto g8 = gm::data::eight_gaussians(20000, gen);
+  CHECK(g8.mean(0).abs().max().item<double>() < 0.1);
+  CHECK(g8.norm(2, 1).mean().item<double>() == doctest::Approx(4 / 1.414).epsilon(0.05));
+  for (const char* name : {"checkerboard", "moons", "8gaussians", "spirals"}) {
+    auto x = gm::data::toy2d(name, 100, gen);
+    CHECK((x.sizes() == torch::IntArrayRef({100, 2})));
+    CHECK(torch::isfinite(x).all().item<bool>());
+  }
+  CHECK_THROWS_AS(gm::data::toy2d("swissroll", 10), gm::Error);
+  CHECK(torch::equal(gm::data::checkerboard(8, gm::make_generator(3)), gm::data::checkerboard(8, gm::make_generator(3))));
+}
+
+TEST_CASE("the MLP maps [B, dim] and times to [B, dim] with each time embedding") {
+  for (const char* emb : {"sinusoidal", "fourier", "raw"}) {
+    gm::MLP net(gm::MLPOptions().dim(3).hidden(16).layers(2).time_embedding(emb));
+    auto y = net->forward(torch::randn({5, 3}), torch::rand({5}));
+    CHECK((y.sizes() == torch::IntArrayRef({5, 3})));
+    CHECK((net->forward(torch::randn({5, 3}), torch::tensor(0.5f)).sizes() == torch::IntArrayRef({5, 3})));
+  }
+  // Meta's flow_matching 2-D network: [x, t] -> 4 x (Linear 512, SiLU) -> Linear 2.
+  gm::MLP fm(gm::MLPOptions().dim(2).hidden(512).layers(4).time_embedding("raw"));
+  int64_t count = 0;
+  for (const auto& p : fm->parameters()) count += p.numel();
+  CHECK(count == (3 * 512 + 512) + 3 * (512 * 512 + 512) + (512 * 2 + 2));
+  CHECK_THROWS(gm::MLP(gm::MLPOptions().activation("sigmoidish")));
+}
+
+TEST_CASE("LR schedules: warmup, cosine and piecewise") {
+  gm::LRSchedule s;
+  s.lr = 1e-3;
+  s.warmup = 10;
+  CHECK(s.at(0) == doctest::Approx(1e-4));
+  CHECK(s.at(9) == doctest::Approx(1e-3));
+  CHECK(s.at(500) == doctest::Approx(1e-3));
+  s.kind = "cosine";
+  s.total = 110;
+  s.min_lr = 1e-5;
+  CHECK(s.at(10) == doctest::Approx(1e-3));
+  CHECK(s.at(60) == doctest::Approx(0.5 * (1e-3 + 1e-5)));
+  CHECK(s.at(110) == doctest::Approx(1e-5));
+  gm::LRSchedule p;
+  p.kind = "piecewise";
+  p.pieces = gm::LRSchedule::parse_pieces("[[3000, 1e-3], [6000, 1e-4]]", "--optim.schedule");
+  CHECK(p.at(0) == 1e-3);
+  CHECK(p.at(2999) == 1e-3);
+  CHECK(p.at(3000) == 1e-4);
+  CHECK(p.at(9000) == 1e-4);
+  CHECK_THROWS_WITH_AS(gm::LRSchedule::parse_pieces("[[3000, 1e-3], [2000, 1e-4]]", "--optim.schedule"),
+                       doctest::Contains("--optim.schedule"), gm::Error);
+  CHECK_THROWS_AS(gm::LRSchedule::parse_pieces("[[3000]]", "x"), gm::Error);
+  CHECK_THROWS_AS(gm::LRSchedule::parse_pieces("nonsense", "x"), gm::Error);
+}
+
+TEST_CASE("EMA averages weights and Swap exchanges them for sampling") {
+  gm::MLP net(gm::MLPOptions().dim(2).hidden(4).layers(1));
+  gm::EMA ema(0.9, /*warmup=*/false);
+  ema.attach(*net);
+  auto w0 = net->parameters()[0].detach().clone();
+  {
+    torch::NoGradGuard ng;
+    net->parameters()[0].add_(1.0);
+  }
+  ema.update(*net);
+  CHECK(max_abs(ema.shadow()[0], w0 + 0.1) < 1e-6);
+  {
+    gm::EMA::Swap swap(ema, *net);
+    CHECK(max_abs(net->parameters()[0], w0 + 0.1) < 1e-6);
+  }
+  CHECK(max_abs(net->parameters()[0], w0 + 1.0) < 1e-6);
+  gm::EMA warm(0.999);
+  warm.attach(*net);
+  warm.update(*net);  // first decay is min(0.999, 1/10)
+  CHECK(warm.updates() == 1);
+}
+
+TEST_CASE("the trainer learns a Gaussian, and callbacks see every step and can stop it") {
+  torch::manual_seed(0);
+  Flow trainer(gm::MLP(gm::MLPOptions().dim(1).hidden(32).layers(2)), gm::TrainOptions().seed(1));
+  auto gen = gm::make_generator(2);
+  auto data = [&](int64_t) { return 2.0 + 0.5 * torch::randn({256, 1}, gen); };
+  CountHooks hooks;
+  std::vector<double> losses;
+  RecordLoss rec{&losses};
+  trainer.fit(data, 600, hooks, rec);
+  CHECK(trainer.step() == 600);
+  CHECK(hooks.begin == 1);
+  CHECK(hooks.steps == 600);
+  CHECK(hooks.end == 1);
+  const double first = std::accumulate(losses.begin(), losses.begin() + 50, 0.0) / 50;
+  const double last = std::accumulate(losses.end() - 50, losses.end(), 0.0) / 50;
+  CHECK(last < 0.7 * first);
+  auto x = trainer.sample(4000, 10);
+  CHECK(trainer.last_nfe() == 20);
+  CHECK(x.mean().item<double>() == doctest::Approx(2.0).epsilon(0.1));
+  CHECK(x.std().item<double>() == doctest::Approx(0.5).epsilon(0.25));
+  StopAt stop{605};
+  trainer.fit(data, 1000, stop);
+  CHECK(trainer.step() == 605);
+}
+
+TEST_CASE("debug mode: overfitting a single data point makes every sample that point") {
+  torch::manual_seed(0);
+  Flow trainer(gm::MLP(gm::MLPOptions().dim(2).hidden(64).layers(2)), gm::TrainOptions().lr(3e-3).seed(3));
+  auto point = torch::tensor({{1.5f, -0.5f}});
+  trainer.fit([&](int64_t) { return point.expand({128, 2}); }, 1500);
+  auto x = trainer.sample(256, 10);
+  CHECK((x - point).norm(2, 1).mean().item<double>() < 0.1);
+}
+
+TEST_CASE("any process, parameterisation and weighting trains") {
+  using Eps = gm::Trainer<gm::Interpolant<gm::VP>, gm::Predict<gm::Noise>, gm::MLP, gm::DDIMSampler,
+                          gm::StratifiedTime, gm::MinSNRWeight>;
+  Eps trainer(gm::MLP(gm::MLPOptions().dim(2).hidden(16).layers(1)), gm::TrainOptions().accumulate(2).clip_norm(1.0));
+  auto s = trainer.train_step(torch::randn({64, 2}));
+  CHECK(std::isfinite(s.loss));
+  CHECK(s.grad_norm > 0);
+  CHECK(trainer.step() == 1);
+  using Edm = gm::Trainer<gm::Interpolant<gm::EDM>, gm::Predict<gm::EDMPrecond>, gm::MLP, gm::HeunSampler,
+                          gm::EDMLogNormalTime, gm::EDMWeight>;
+  Edm edm(gm::MLP(gm::MLPOptions().dim(2).hidden(16).layers(1)), gm::TrainOptions().optimizer("adamw").weight_decay(0.01));
+  CHECK(std::isfinite(edm.train_step(torch::randn({64, 2})).loss));
+  CHECK(torch::isfinite(edm.sample(16, 4)).all().item<bool>());
+}
+
+TEST_CASE("write_npy writes NumPy's format") {
+  const auto path = std::filesystem::temp_directory_path() / ("gm_test_" + std::to_string(::getpid()) + ".npy");
+  auto x = torch::arange(6, torch::kFloat32).reshape({3, 2});
+  gm::io::write_npy(path, x);
+  std::ifstream f(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::filesystem::remove(path);
+  CHECK(bytes.substr(0, 8) == std::string("\x93NUMPY\x01\x00", 8));
+  const size_t header = uint8_t(bytes[8]) | (uint8_t(bytes[9]) << 8);
+  CHECK((10 + header) % 64 == 0);
+  CHECK(bytes.find("'descr': '<f4'") != std::string::npos);
+  CHECK(bytes.find("'shape': (3,2)") != std::string::npos);
+  REQUIRE(bytes.size() == 10 + header + 6 * 4);
+  float v[6];
+  std::memcpy(v, bytes.data() + 10 + header, sizeof v);
+  CHECK(v[5] == 5.0f);
+}
