@@ -2,8 +2,11 @@
 //
 //   build/examples/flow_2d --config configs/flow_2d.toml [--training.steps=3000] [--workdir runs/my_run]
 //
-// Writes config.toml, log.txt, history.csv, loss.png and samples/step_<N>.npy + .png into --workdir, and
-// prints the fraction of samples in the checkerboard's support (0.5 for noise) and the mean ms per step.
+// Writes config.toml, meta.json, log.txt, history.csv, loss.png, checkpoints/, samples/step_<N>.npy + .png
+// and the final EMA weights (weights.safetensors, state_dict.pt) into --workdir, and prints the fraction of
+// samples in the checkerboard's support (0.5 for noise) and the mean ms per step.  Re-running with the same
+// --workdir resumes from the newest valid checkpoint; SIGTERM or SIGINT saves one and stops cleanly;
+// --mode=sample samples the newest checkpoint without training.
 #include <gm/trainer.hpp>
 
 #include <cstdio>
@@ -14,6 +17,7 @@ using OdeSamplers = gm::type_list<gm::HeunSampler, gm::EulerSampler, gm::Midpoin
 
 int main(int argc, char** argv) try {
   gm::Config cfg("Rectified flow on a 2-D toy with an MLP.");
+  cfg.add<std::string>("mode", "train", "train, or sample from the newest checkpoint", gm::check::one_of({"train", "sample"}));
   cfg.add<int64_t>("seed", 0, "random seed");
   cfg.add<std::string>("device", "cpu", "torch device: cpu, cuda, cuda:1", {});
   cfg.add<std::string>("workdir", "runs/flow_2d", "folder of this run's outputs");
@@ -32,10 +36,15 @@ int main(int argc, char** argv) try {
   cfg.add<double>("training.ema_decay", 0.999, "EMA decay; samples use the EMA weights", gm::check::in_range(0, 1));
   cfg.add<int64_t>("training.log_every", 500, "progress line every N steps", gm::check::at_least(1));
   cfg.add<bool>("training.debug", false, "overfit a single data point to check the wiring");
+  cfg.add<int64_t>("training.checkpoint_every", 1000, "checkpoint every N steps", gm::check::at_least(1));
+  cfg.add<int64_t>("training.keep_checkpoints", 3, "checkpoints kept", gm::check::at_least(1));
   cfg.add<std::string>("sampling.sampler", "heun", "sampler: " + gm::names(OdeSamplers{}));
   cfg.add<int64_t>("sampling.nfe", 20, "model evaluations per sample", gm::check::at_least(1));
   cfg.add<int64_t>("sampling.n", 20000, "samples to draw", gm::check::at_least(1));
   if (auto code = cfg.parse(argc, argv)) return *code;
+  const bool sample_only = cfg.get<std::string>("mode") == "sample";
+  const std::filesystem::path workdir = cfg.get<std::string>("workdir");
+  if (sample_only && std::filesystem::exists(workdir / "config.toml")) cfg.rebase(workdir / "config.toml");
 
   // Check everything that can fail before the run folder is created.
   gm::LRSchedule schedule;
@@ -49,8 +58,8 @@ int main(int argc, char** argv) try {
   gm::visit_by_name<OdeSamplers>(cfg.get<std::string>("sampling.sampler"), []<class>() {}, "sampling.sampler");
   const torch::Device device(cfg.get<std::string>("device"));
 
-  gm::RunDir run(cfg.get<std::string>("workdir"));
-  run.write("config.toml", cfg.to_toml());
+  gm::RunDir run(workdir, cfg, {"training.steps", "mode", "sampling."}, argc, argv,
+                 sample_only ? gm::RunDir::Open::existing : gm::RunDir::Open::create_or_resume);
   torch::manual_seed(cfg.get<int64_t>("seed"));
   gm::MLP net(gm::MLPOptions().dim(2).hidden(cfg.get<int64_t>("model.hidden")).layers(cfg.get<int64_t>("model.layers"))
                   .time_embedding(cfg.get<std::string>("model.time_embedding")));
@@ -60,19 +69,32 @@ int main(int argc, char** argv) try {
                                  .schedule(schedule)
                                  .seed(static_cast<uint64_t>(cfg.get<int64_t>("seed")))
                                  .device(device));
+  gm::EMA ema(cfg.get<double>("training.ema_decay"));
+  gm::Checkpointer ckpt(run.path() / "checkpoints", cfg.get<int64_t>("training.checkpoint_every"),
+                        cfg.get<int64_t>("training.keep_checkpoints"), cfg.to_toml(), &ema,
+                        [&](const std::string& line) { run.log(line); });
+  const bool restored = (run.resuming() || sample_only) && ckpt.restore_latest(trainer).has_value();
+  if (sample_only && !restored) throw gm::Error("gm: " + run.path().string() + " has no valid checkpoint to sample");
 
   const auto name = cfg.get<std::string>("data.name");
   const auto batch = cfg.get<int64_t>("training.batch_size");
-  const auto one_point = gm::data::toy2d(name, 1, trainer.generator());
+  const auto one_point = gm::data::toy2d(name, 1, gm::make_generator(cfg.get<int64_t>("seed")));
   auto data = [&](int64_t) {
     if (cfg.get<bool>("training.debug")) return one_point.expand({batch, 2}).contiguous();
     return gm::data::toy2d(name, batch, trainer.generator());
   };
-  gm::EMA ema(cfg.get<double>("training.ema_decay"));
   gm::History history(run, cfg.get<int64_t>("training.log_every"), steps);
-  run.log("flow_2d: " + name + ", MLP " + std::to_string(cfg.get<int64_t>("model.hidden")) + "x" +
-          std::to_string(cfg.get<int64_t>("model.layers")) + ", " + std::to_string(steps) + " steps on " + device.str());
-  trainer.fit(data, steps, ema, history);
+  if (!sample_only) {
+    run.log("flow_2d: " + name + ", MLP " + std::to_string(cfg.get<int64_t>("model.hidden")) + "x" +
+            std::to_string(cfg.get<int64_t>("model.layers")) + ", " + std::to_string(steps) + " steps on " +
+            device.str() + (restored ? ", resuming at step " + std::to_string(trainer.step()) : ""));
+    gm::StopSignal::install();
+    trainer.fit(data, steps, ema, history, ckpt);
+    if (ckpt.stopped_by_signal()) return 0;  // checkpoint saved; re-run the same command to resume
+    gm::EMA::Swap swap(ema, *trainer.net());  // export what samples are drawn from: the EMA weights
+    gm::io::write_safetensors(run.path() / "weights.safetensors", gm::io::named_tensors(*trainer.net()));
+    gm::io::write_state_dict(run.path() / "state_dict.pt", gm::io::named_tensors(*trainer.net()));
+  }
 
   torch::Tensor x;
   gm::visit_by_name<OdeSamplers>(cfg.get<std::string>("sampling.sampler"), [&]<class Smp>() {
@@ -80,16 +102,22 @@ int main(int argc, char** argv) try {
     x = trainer.sample<gm::UniformGrid, Smp>(cfg.get<int64_t>("sampling.n"), std::max<int64_t>(1, cfg.get<int64_t>("sampling.nfe") / per), &ema);
   });
   x = x.to(torch::kCPU).to(torch::kFloat32);
-  const std::string stem = "samples/step_" + std::to_string(trainer.step());
-  gm::io::write_npy(run.path() / (stem + ".npy"), x);
-  gm::io::write_png(run.path() / (stem + ".png"),
+  std::string stem = "samples/step_" + std::to_string(trainer.step());
+  if (sample_only) stem += "_" + cfg.get<std::string>("sampling.sampler") + "_nfe" + std::to_string(trainer.last_nfe());
+  const auto npy = run.unused(stem, ".npy");
+  gm::io::write_npy(npy, x);
+  gm::io::write_png(npy.parent_path() / (npy.stem().string() + ".png"),
                     gm::io::density_image(std::vector<float>(x.data_ptr<float>(), x.data_ptr<float>() + x.numel()), -5, 5));
   char buf[200];
   if (name == "checkerboard") {
     std::snprintf(buf, sizeof buf, "support fraction %.4f (noise: 0.5)", gm::data::checkerboard_support(x).to(torch::kFloat64).mean().item<double>());
     run.log(buf);
   }
-  std::snprintf(buf, sizeof buf, "mean training step %.3f ms; %lld sampler evaluations; outputs in %s", history.mean_ms(),
+  if (!sample_only) {
+    std::snprintf(buf, sizeof buf, "mean training step %.3f ms", history.mean_ms());
+    run.log(buf);
+  }
+  std::snprintf(buf, sizeof buf, "%lld sampler evaluations; outputs in %s",
                 static_cast<long long>(trainer.last_nfe()), run.path().c_str());
   run.log(buf);
   return 0;

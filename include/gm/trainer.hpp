@@ -6,10 +6,12 @@
 #include <gm/core.hpp>
 #include <gm/data/toy2d.hpp>
 #include <gm/io/config.hpp>
+#include <gm/io/export.hpp>
 #include <gm/io/npy.hpp>
 #include <gm/io/plot.hpp>
 #include <gm/nn/mlp.hpp>
 #include <gm/sampler/all.hpp>
+#include <gm/train/checkpoint.hpp>
 #include <gm/train/ema.hpp>
 #include <gm/train/lr_schedule.hpp>
 #include <gm/train/run_dir.hpp>

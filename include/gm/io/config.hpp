@@ -100,6 +100,20 @@ class Config {
     apply_table(file, tbl, "");
   }
 
+  /// Make `file` the base: its values replace the defaults and earlier file values, while values given as
+  /// command-line flags keep winning.  Used to sample a finished run with its own config.
+  void rebase(const std::filesystem::path& file) {
+    std::vector<std::pair<std::string, std::string>> flags;
+    for (const auto& name : order_) {
+      const auto& src = entries_.at(name).source;
+      if (src.rfind("--", 0) == 0) flags.emplace_back(name, src);
+    }
+    std::vector<std::pair<std::string, Value>> keep;
+    for (const auto& [name, src] : flags) keep.emplace_back(name, entries_.at(name).value);
+    load_file(file);
+    for (size_t i = 0; i < keep.size(); ++i) commit(keep[i].first, keep[i].second, flags[i].second);
+  }
+
   /// Set `name` from text, as the command line does; `origin` names the source in errors.
   void set_from_string(const std::string& name, const std::string& text, const std::string& origin) {
     auto& e = entry(name, origin);
@@ -180,9 +194,15 @@ class Config {
           if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
           else if constexpr (std::is_same_v<T, int64_t>) return std::to_string(x);
           else if constexpr (std::is_same_v<T, double>) {
+            // The shortest of 15 or 17 significant digits that reads back as the same double.
             std::ostringstream os;
-            os.precision(17);
+            os.precision(15);
             os << x;
+            if (std::strtod(os.str().c_str(), nullptr) != x) {
+              os.str("");
+              os.precision(17);
+              os << x;
+            }
             return os.str();
           } else return x;
         },

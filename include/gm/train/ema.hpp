@@ -68,6 +68,12 @@ class EMA {
     torch::nn::Module& m_;
   };
 
+  /// Restore averaged weights and the update count from a checkpoint.
+  void restore(std::vector<torch::Tensor> shadow, int64_t updates) {
+    shadow_ = std::move(shadow);
+    updates_ = updates;
+  }
+
   const std::vector<torch::Tensor>& shadow() const { return shadow_; }
   int64_t updates() const { return updates_; }
   double decay() const { return decay_; }

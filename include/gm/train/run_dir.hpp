@@ -3,34 +3,68 @@
 /// The experiment folder (`--workdir`): resolved config, log, history, samples and plots of one run.
 
 #include <gm/error.hpp>
+#include <gm/io/config.hpp>
 #include <gm/io/plot.hpp>
 #include <gm/train/trainer.hpp>
+#include <gm/version.hpp>
 
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 namespace gm {
 
-/// One run's folder.  It refuses a folder that already holds a run, so nothing written is overwritten.
-/// `log` prints a line and appends it to log.txt.
+/// One run's folder (`--workdir`).
+///
+/// `create_or_resume`: a new folder gets config.toml (the resolved config) and meta.json (version, git
+/// commit if known, host, start time, command line); a folder that already holds a run is resumed when its
+/// config matches in every key but those in `may_change`, and refused, naming the key, otherwise.
+/// `existing`: the folder must hold a run (for `--mode=sample`).  `log` prints a line and appends it to
+/// log.txt.  Nothing already written is overwritten.
 class RunDir {
  public:
-  explicit RunDir(std::filesystem::path dir) : dir_(std::move(dir)) {
+  enum class Open { create_or_resume, existing };
+
+  RunDir(std::filesystem::path dir, const Config& cfg, const std::vector<std::string>& may_change, int argc,
+         char** argv, Open how = Open::create_or_resume)
+      : dir_(std::move(dir)) {
     std::error_code ec;
-    if (std::filesystem::exists(dir_ / "config.toml", ec)) {
-      throw Error("gm: " + dir_.string() + " already holds a run (config.toml); choose another --workdir");
+    const bool exists = std::filesystem::exists(dir_ / "config.toml", ec);
+    if (!exists && how == Open::existing) {
+      throw Error("gm: " + dir_.string() + " holds no run (no config.toml); train one first or fix --workdir");
+    }
+    if (exists) {
+      Config saved = cfg;
+      saved.load_file(dir_ / "config.toml");
+      for (const auto& k : cfg.keys()) {
+        bool free = false;
+        for (const auto& m : may_change) free = free || k == m || (m.back() == '.' && k.rfind(m, 0) == 0);
+        if (!free && saved.text(k) != cfg.text(k)) {
+          throw Error("gm: " + dir_.string() + " holds a run with " + k + " = " + saved.text(k) + ", not " +
+                      cfg.text(k) + "; only training.steps may change when resuming (or choose another --workdir)");
+        }
+      }
+      resuming_ = true;
     }
     std::filesystem::create_directories(dir_ / "samples", ec);
     if (ec) throw Error("gm: " + dir_.string() + ": cannot create folder: " + ec.message());
     log_.open(dir_ / "log.txt", std::ios::app);
     if (!log_) throw Error("gm: " + (dir_ / "log.txt").string() + ": cannot write file");
+    if (how == Open::create_or_resume) {
+      write("config.toml", cfg.to_toml());  // a new run, or training.steps changed
+      if (!exists) write("meta.json", meta(argc, argv));
+    }
   }
 
   const std::filesystem::path& path() const { return dir_; }
+  /// Whether the folder already held this run.
+  bool resuming() const { return resuming_; }
 
   /// Print `line` to stdout and append it to log.txt.
   void log(const std::string& line) {
@@ -46,6 +80,44 @@ class RunDir {
     if (!f || !(f << text)) throw Error("gm: " + (dir_ / name).string() + ": cannot write file");
   }
 
+  /// A path in the folder that does not exist yet: `stem + ext`, else `stem_2 + ext`, `stem_3 + ext`, ...
+  std::filesystem::path unused(const std::string& stem, const std::string& ext) const {
+    auto p = dir_ / (stem + ext);
+    for (int i = 2; std::filesystem::exists(p); ++i) p = dir_ / (stem + "_" + std::to_string(i) + ext);
+    return p;
+  }
+
+ private:
+  static std::string json_string(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+      if (c == '"' || c == '\\') out += '\\';
+      if (static_cast<unsigned char>(c) < 0x20) continue;
+      out += c;
+    }
+    return out + "\"";
+  }
+  static std::string meta(int argc, char** argv) {
+    char host[256] = "";
+    ::gethostname(host, sizeof host - 1);
+    std::string commit;
+    if (FILE* p = ::popen("git rev-parse HEAD 2>/dev/null", "r")) {
+      char buf[64] = "";
+      if (std::fgets(buf, sizeof buf, p)) commit = buf;
+      ::pclose(p);
+      while (!commit.empty() && (commit.back() == '\n' || commit.back() == ' ')) commit.pop_back();
+    }
+    char when[64];
+    const std::time_t now = std::time(nullptr);
+    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+    std::string cmd;
+    for (int i = 0; i < argc; ++i) cmd += (i ? ", " : "") + json_string(argv[i]);
+    return "{\n  \"gm_version\": " + json_string(version_string) + ",\n  \"git_commit\": " +
+           (commit.empty() ? "null" : json_string(commit)) + ",\n  \"host\": " + json_string(host) +
+           ",\n  \"start_time\": " + json_string(when) + ",\n  \"command_line\": [" + cmd + "]\n}\n";
+  }
+
+  bool resuming_ = false;
  private:
   std::filesystem::path dir_;
   std::ofstream log_;
@@ -56,8 +128,9 @@ class RunDir {
 class History {
  public:
   History(RunDir& dir, int64_t every, int64_t total) : dir_(dir), every_(every), total_(total) {
-    csv_.open(dir.path() / "history.csv");
-    csv_ << "step,loss,lr,grad_norm,ms_per_step\n";
+    const bool fresh = !std::filesystem::exists(dir.path() / "history.csv");
+    csv_.open(dir.path() / "history.csv", std::ios::app);  // a resumed run appends
+    if (fresh) csv_ << "step,loss,lr,grad_norm,ms_per_step\n";
   }
   template <class T>
   void on_step_end(T&, const StepStats& s) {

@@ -137,6 +137,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   at::Generator& generator() { return generator_; }
   const TrainOptions& options() const { return options_; }
   int64_t step() const { return step_; }
+  /// Set the step count, when restoring a checkpoint.
+  void set_step(int64_t step) { step_ = step; }
 
   /// The weighted regression loss on a batch x0 (a graph, for backward).
   torch::Tensor loss(const torch::Tensor& x0) {

@@ -1,0 +1,140 @@
+// Checkpoints: bit-exact resume, stopping on SIGTERM/SIGINT, skipping broken checkpoints, keeping the last K.
+#include "helpers.hpp"
+
+#include <gm/trainer.hpp>
+
+#include <csignal>
+#include <filesystem>
+
+#include <unistd.h>
+
+namespace {
+
+using Flow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::HeunSampler>;
+
+std::filesystem::path fresh_dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / ("gm_test_ckpt_" + std::to_string(::getpid()) + "_" + name);
+  std::filesystem::remove_all(d);
+  return d;
+}
+
+// A trainer whose initial weights depend on `init_seed`; everything after comes from TrainOptions().seed.
+Flow make_trainer(int64_t total, uint64_t init_seed) {
+  torch::manual_seed(init_seed);
+  gm::LRSchedule s;
+  s.kind = "cosine";
+  s.lr = 2e-3;
+  s.warmup = 5;
+  s.total = total;
+  return Flow(gm::MLP(gm::MLPOptions().dim(2).hidden(32).layers(2)), gm::TrainOptions().seed(5).schedule(s).clip_norm(1));
+}
+
+auto data_of(Flow& t) {
+  return [&t](int64_t) { return gm::data::checkerboard(64, t.generator()); };
+}
+
+void check_identical(Flow& a, gm::EMA& ea, Flow& b, gm::EMA& eb) {
+  auto pa = a.net()->parameters(), pb = b.net()->parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) CHECK(torch::equal(pa[i], pb[i]));
+  REQUIRE(ea.shadow().size() == eb.shadow().size());
+  for (size_t i = 0; i < ea.shadow().size(); ++i) CHECK(torch::equal(ea.shadow()[i], eb.shadow()[i]));
+  CHECK(a.step() == b.step());
+}
+
+// Raises a signal at a given step, as a scheduler's pre-emption would.
+struct RaiseAt {
+  int64_t step;
+  int sig;
+  template <class T>
+  void on_step_end(T&, const gm::StepStats& s) {
+    if (s.step == step) std::raise(sig);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("training N steps, stopping and resuming to 2N is bit-identical to 2N in one go") {
+  const int64_t n = 30;
+  auto straight = make_trainer(2 * n, 0);
+  gm::EMA ema_a(0.99);
+  straight.fit(data_of(straight), 2 * n, ema_a);
+
+  const auto dir = fresh_dir("resume");
+  {
+    auto first = make_trainer(2 * n, 0);
+    gm::EMA ema(0.99);
+    gm::Checkpointer ck(dir, 0, 2, "seed = 0\n", &ema);
+    first.fit(data_of(first), n, ema, ck);  // the final checkpoint is written at step n
+  }
+  auto resumed = make_trainer(2 * n, 123);  // different initial weights: all state must come from the checkpoint
+  gm::EMA ema_c(0.99);
+  gm::Checkpointer ck(dir, 0, 2, "seed = 0\n", &ema_c);
+  REQUIRE(ck.restore_latest(resumed) == n);
+  resumed.fit(data_of(resumed), 2 * n, ema_c, ck);
+  check_identical(straight, ema_a, resumed, ema_c);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("SIGTERM and SIGINT stop training cleanly with a checkpoint, and the resume is bit-identical") {
+  for (int sig : {SIGTERM, SIGINT}) {
+    INFO("signal " << sig);
+    const int64_t n = 40;
+    auto straight = make_trainer(n, 0);
+    gm::EMA ema_a(0.99);
+    straight.fit(data_of(straight), n, ema_a);
+
+    const auto dir = fresh_dir("signal" + std::to_string(sig));
+    gm::StopSignal::reset();
+    gm::StopSignal::install();
+    {
+      auto first = make_trainer(n, 0);
+      gm::EMA ema(0.99);
+      RaiseAt raise{17, sig};
+      gm::Checkpointer ck(dir, 1000, 2, "seed = 0\n", &ema);
+      first.fit(data_of(first), n, ema, raise, ck);
+      CHECK(first.step() == 17);
+      CHECK(ck.stopped_by_signal());
+    }
+    gm::StopSignal::reset();
+    std::signal(sig, SIG_DFL);
+    auto resumed = make_trainer(n, 99);
+    gm::EMA ema_c(0.99);
+    gm::Checkpointer ck(dir, 1000, 2, "seed = 0\n", &ema_c);
+    REQUIRE(ck.restore_latest(resumed) == 17);
+    resumed.fit(data_of(resumed), n, ema_c, ck);
+    check_identical(straight, ema_a, resumed, ema_c);
+    std::filesystem::remove_all(dir);
+  }
+}
+
+TEST_CASE("a truncated checkpoint or one without its marker is skipped, and only the last K are kept") {
+  const auto dir = fresh_dir("broken");
+  auto t = make_trainer(50, 0);
+  gm::EMA ema(0.99);
+  std::vector<std::string> said;
+  gm::Checkpointer ck(dir, 10, 3, "seed = 0\n", &ema, [&](const std::string& s) { said.push_back(s); });
+  t.fit(data_of(t), 50, ema, ck);
+  auto all = ck.list();
+  REQUIRE(all.size() == 3);  // 30, 40, 50 kept
+  CHECK(all[0].first == 50);
+  CHECK(all[2].first == 30);
+  // Truncate step 50's model, remove step 40's marker: resume falls back to step 30.
+  std::filesystem::resize_file(all[0].second / "model.pt", 100);
+  std::filesystem::remove(all[1].second / "COMMIT");
+  auto r = make_trainer(50, 1);
+  gm::EMA ema_r(0.99);
+  gm::Checkpointer ck2(dir, 10, 3, "seed = 0\n", &ema_r, [&](const std::string& s) { said.push_back(s); });
+  CHECK(ck2.restore_latest(r) == 30);
+  CHECK(r.step() == 30);
+  REQUIRE(said.size() >= 3);
+  CHECK(said[0].find("step_50: model.pt has 100 bytes") != std::string::npos);
+  CHECK(said[0].find("truncated") != std::string::npos);
+  CHECK(said[1].find("step_40: no COMMIT marker") != std::string::npos);
+  CHECK(said[2].find("resumed from") != std::string::npos);
+  // No checkpoint at all: nothing to restore.
+  gm::Checkpointer none(fresh_dir("none"), 10, 3, "", nullptr);
+  auto z = make_trainer(10, 0);
+  CHECK_FALSE(none.restore_latest(z).has_value());
+  std::filesystem::remove_all(dir);
+}
