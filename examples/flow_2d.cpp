@@ -10,6 +10,7 @@
 #include <gm/trainer.hpp>
 
 #include <cstdio>
+#include <optional>
 
 using RectifiedFlow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::HeunSampler>;
 using OdeSamplers = gm::type_list<gm::HeunSampler, gm::EulerSampler, gm::MidpointSampler, gm::RK4Sampler,
@@ -21,17 +22,21 @@ int main(int argc, char** argv) try {
   cfg.add<int64_t>("seed", 0, "random seed");
   cfg.add<std::string>("device", "cpu", "torch device: cpu, cuda, cuda:1", {});
   cfg.add<std::string>("workdir", "runs/flow_2d", "folder of this run's outputs");
-  cfg.add<std::string>("data.name", "checkerboard", "2-D toy",
-                       gm::check::one_of({"checkerboard", "moons", "8gaussians", "spirals"}));
+  cfg.add<std::string>("data.name", "checkerboard", "2-D toy, or 'file' (.npy/.csv N x D) or 'mixture' (TOML)",
+                       gm::check::one_of({"checkerboard", "moons", "8gaussians", "spirals", "file", "mixture"}));
+  cfg.add<std::string>("data.path", "", "data file for data.name = file or mixture");
   cfg.add<int64_t>("model.hidden", 256, "MLP width", gm::check::in_range(1, 1 << 16));
   cfg.add<int64_t>("model.layers", 4, "MLP hidden layers", gm::check::in_range(1, 64));
-  cfg.add<std::string>("model.time_embedding", "sinusoidal", "time embedding",
+  cfg.add<std::string>("model.time_embedding", "raw", "time embedding (raw: t itself, as flow_matching)",
                        gm::check::one_of({"sinusoidal", "fourier", "raw"}));
   cfg.add<int64_t>("training.steps", 8000, "optimiser steps", gm::check::at_least(1));
   cfg.add<int64_t>("training.batch_size", 1024, "batch size", gm::check::at_least(1));
   cfg.add<double>("training.lr", 2e-3, "peak learning rate", gm::check::positive());
-  cfg.add<std::string>("training.schedule", "cosine", "constant, cosine, or [[until_step, lr], ...]");
-  cfg.add<int64_t>("training.warmup", 200, "linear warmup steps", gm::check::at_least(0));
+  cfg.add<int64_t>("training.accumulate", 1, "micro-batches per optimiser step", gm::check::at_least(1));
+  cfg.add<std::string>("optim.name", "adam", "optimiser", gm::check::one_of({"adam", "adamw"}));
+  cfg.add<double>("optim.weight_decay", 0.0, "weight decay", gm::check::at_least(0));
+  cfg.add<std::string>("optim.schedule", "cosine", "constant, cosine, or [[until_step, lr], ...]");
+  cfg.add<int64_t>("optim.warmup", 200, "linear warmup steps", gm::check::at_least(0));
   cfg.add<double>("training.clip_norm", 1.0, "gradient clipping by norm (0: off)", gm::check::at_least(0));
   cfg.add<double>("training.ema_decay", 0.999, "EMA decay; samples use the EMA weights", gm::check::in_range(0, 1));
   cfg.add<int64_t>("training.log_every", 500, "progress line every N steps", gm::check::at_least(1));
@@ -49,23 +54,35 @@ int main(int argc, char** argv) try {
   // Check everything that can fail before the run folder is created.
   gm::LRSchedule schedule;
   const auto steps = cfg.get<int64_t>("training.steps");
-  const auto sched = cfg.get<std::string>("training.schedule");
+  const auto sched = cfg.get<std::string>("optim.schedule");
   schedule.lr = cfg.get<double>("training.lr");
-  schedule.warmup = cfg.get<int64_t>("training.warmup");
+  schedule.warmup = cfg.get<int64_t>("optim.warmup");
   schedule.total = steps;
   if (sched == "constant" || sched == "cosine") schedule.kind = sched;
-  else schedule.kind = "piecewise", schedule.pieces = gm::LRSchedule::parse_pieces(sched, "training.schedule");
+  else schedule.kind = "piecewise", schedule.pieces = gm::LRSchedule::parse_pieces(sched, "optim.schedule");
+  const auto name = cfg.get<std::string>("data.name");
+  if ((name == "file" || name == "mixture") && cfg.get<std::string>("data.path").empty()) {
+    throw gm::Error("gm: data.path is required when data.name = " + name);
+  }
+  std::optional<gm::data::Features> features;
+  std::optional<gm::GaussianMixture> mixture;
+  if (name == "file") features = gm::data::Features::from_file(cfg.get<std::string>("data.path"));
+  if (name == "mixture") mixture = gm::GaussianMixture::from_toml(cfg.get<std::string>("data.path"), torch::kFloat32);
+  const int64_t dim = features ? features->dim() : mixture ? mixture->dim() : 2;
   gm::visit_by_name<OdeSamplers>(cfg.get<std::string>("sampling.sampler"), []<class>() {}, "sampling.sampler");
   const torch::Device device(cfg.get<std::string>("device"));
 
   gm::RunDir run(workdir, cfg, {"training.steps", "mode", "sampling."}, argc, argv,
                  sample_only ? gm::RunDir::Open::existing : gm::RunDir::Open::create_or_resume);
   torch::manual_seed(cfg.get<int64_t>("seed"));
-  gm::MLP net(gm::MLPOptions().dim(2).hidden(cfg.get<int64_t>("model.hidden")).layers(cfg.get<int64_t>("model.layers"))
+  gm::MLP net(gm::MLPOptions().dim(dim).hidden(cfg.get<int64_t>("model.hidden")).layers(cfg.get<int64_t>("model.layers"))
                   .time_embedding(cfg.get<std::string>("model.time_embedding")));
   RectifiedFlow trainer(net, gm::TrainOptions()
                                  .batch_size(cfg.get<int64_t>("training.batch_size"))
                                  .clip_norm(cfg.get<double>("training.clip_norm"))
+                                 .accumulate(cfg.get<int64_t>("training.accumulate"))
+                                 .optimizer(cfg.get<std::string>("optim.name"))
+                                 .weight_decay(cfg.get<double>("optim.weight_decay"))
                                  .schedule(schedule)
                                  .seed(static_cast<uint64_t>(cfg.get<int64_t>("seed")))
                                  .device(device));
@@ -76,12 +93,16 @@ int main(int argc, char** argv) try {
   const bool restored = (run.resuming() || sample_only) && ckpt.restore_latest(trainer).has_value();
   if (sample_only && !restored) throw gm::Error("gm: " + run.path().string() + " has no valid checkpoint to sample");
 
-  const auto name = cfg.get<std::string>("data.name");
   const auto batch = cfg.get<int64_t>("training.batch_size");
-  const auto one_point = gm::data::toy2d(name, 1, gm::make_generator(cfg.get<int64_t>("seed")));
+  auto draw = [&](int64_t n, const at::Generator& gen) {
+    if (features) return features->batch(n, gen);
+    if (mixture) return mixture->sample(n, gen);
+    return gm::data::toy2d(name, n, gen);
+  };
+  const auto one_point = draw(1, gm::make_generator(cfg.get<int64_t>("seed")));
   auto data = [&](int64_t) {
-    if (cfg.get<bool>("training.debug")) return one_point.expand({batch, 2}).contiguous();
-    return gm::data::toy2d(name, batch, trainer.generator());
+    if (cfg.get<bool>("training.debug")) return one_point.expand({batch, dim}).contiguous();
+    return draw(batch, trainer.generator());
   };
   gm::History history(run, cfg.get<int64_t>("training.log_every"), steps);
   if (!sample_only) {
@@ -106,7 +127,7 @@ int main(int argc, char** argv) try {
   if (sample_only) stem += "_" + cfg.get<std::string>("sampling.sampler") + "_nfe" + std::to_string(trainer.last_nfe());
   const auto npy = run.unused(stem, ".npy");
   gm::io::write_npy(npy, x);
-  gm::io::write_png(npy.parent_path() / (npy.stem().string() + ".png"),
+  if (dim == 2) gm::io::write_png(npy.parent_path() / (npy.stem().string() + ".png"),
                     gm::io::density_image(std::vector<float>(x.data_ptr<float>(), x.data_ptr<float>() + x.numel()), -5, 5));
   char buf[200];
   if (name == "checkerboard") {

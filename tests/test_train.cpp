@@ -187,3 +187,46 @@ TEST_CASE("write_npy writes NumPy's format") {
   std::memcpy(v, bytes.data() + 10 + header, sizeof v);
   CHECK(v[5] == 5.0f);
 }
+
+TEST_CASE("feature vectors load from .npy and CSV, and bad files are one-line errors naming them") {
+  const auto dir = std::filesystem::temp_directory_path() / ("gm_test_features_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto x = torch::randn({7, 3}, torch::kFloat64);
+  gm::io::write_npy(dir / "x.npy", x);
+  CHECK(torch::equal(gm::data::read_npy(dir / "x.npy"), x));
+  gm::io::write_npy(dir / "y.npy", x.to(torch::kFloat32));
+  CHECK((gm::data::read_features(dir / "y.npy").scalar_type() == torch::kFloat32));
+  std::ofstream(dir / "x.csv") << "a,b\n1.5,2\n-3,4e-1\n";
+  auto c = gm::data::read_csv(dir / "x.csv");
+  CHECK(torch::equal(c, torch::tensor({{1.5, 2.0}, {-3.0, 0.4}}, torch::kFloat64)));
+  auto error_of = [&](const std::filesystem::path& p) -> std::string {
+    try {
+      gm::data::read_features(p);
+    } catch (const gm::Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  std::ofstream(dir / "ragged.csv") << "1,2\n3\n";
+  CHECK(error_of(dir / "ragged.csv").find("ragged.csv:2: 1 columns, expected 2") != std::string::npos);
+  std::ofstream(dir / "word.csv") << "1,2\n3,x\n";
+  CHECK(error_of(dir / "word.csv").find("word.csv:2: not a number") != std::string::npos);
+  std::ofstream(dir / "junk.npy") << "not numpy";
+  CHECK(error_of(dir / "junk.npy").find("junk.npy: not a usable .npy file") != std::string::npos);
+  gm::io::write_npy(dir / "cube.npy", torch::zeros({2, 2, 2}));
+  CHECK(error_of(dir / "cube.npy").find("expected a 2-D array") != std::string::npos);
+  {
+    // Truncate the data of a valid file.
+    std::ifstream in(dir / "x.npy", std::ios::binary);
+    std::string b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(dir / "short.npy", std::ios::binary) << b.substr(0, b.size() - 8);
+  }
+  CHECK(error_of(dir / "short.npy").find("data bytes") != std::string::npos);
+  CHECK(error_of(dir / "missing.csv").find("missing.csv: no such file") != std::string::npos);
+  CHECK(error_of(dir / "x.txt").find("must be .npy or .csv") != std::string::npos);
+  // Batches come from the generator, so they are reproducible.
+  gm::data::Features f(x);
+  CHECK(torch::equal(f.batch(5, gm::make_generator(1)), f.batch(5, gm::make_generator(1))));
+  CHECK((f.batch(5).sizes() == torch::IntArrayRef({5, 3})));
+  std::filesystem::remove_all(dir);
+}

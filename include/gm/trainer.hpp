@@ -4,6 +4,7 @@
 /// configs and output helpers.
 
 #include <gm/core.hpp>
+#include <gm/data/features.hpp>
 #include <gm/data/toy2d.hpp>
 #include <gm/io/config.hpp>
 #include <gm/io/export.hpp>

@@ -123,11 +123,14 @@ class RunDir {
   std::ofstream log_;
 };
 
-/// Trainer callback: appends step, loss, lr, grad_norm, ms_per_step to history.csv every step, prints a
-/// progress line every `every` steps (plain lines, no carriage returns), and plots loss.png at the end.
+/// Trainer callback: appends step, loss, lr, grad_norm, ms_per_step to history.csv every step, logs a
+/// progress line (step, loss, lr, it/s, ETA) every `every` steps, and plots loss.png at the end.  When
+/// stdout is a terminal the line also redraws in place, at most 10 times a second; carriage returns go to
+/// the terminal only, never into log.txt.
 class History {
  public:
-  History(RunDir& dir, int64_t every, int64_t total) : dir_(dir), every_(every), total_(total) {
+  History(RunDir& dir, int64_t every, int64_t total)
+      : dir_(dir), every_(every), total_(total), tty_(::isatty(::fileno(stdout)) == 1) {
     const bool fresh = !std::filesystem::exists(dir.path() / "history.csv");
     csv_.open(dir.path() / "history.csv", std::ios::app);  // a resumed run appends
     if (fresh) csv_ << "step,loss,lr,grad_norm,ms_per_step\n";
@@ -140,17 +143,25 @@ class History {
     ms_sum_ += s.ms;
     window_ += s.loss;
     ++count_;
-    if (s.step % every_ == 0 || s.step == total_) {
-      const double ms = ms_sum_ / static_cast<double>(steps_.size());
-      const double eta = ms * static_cast<double>(total_ - s.step) / 1000;
-      char buf[160];
-      std::snprintf(buf, sizeof buf, "step %6lld/%lld  loss %.4f  lr %.2e  %.0f it/s  eta %.0fs",
-                    static_cast<long long>(s.step), static_cast<long long>(total_), window_ / count_, s.lr,
-                    1000 / ms, eta);
+    const bool periodic = s.step % every_ == 0 || s.step == total_;
+    const auto now = std::chrono::steady_clock::now();
+    if (!periodic && !(tty_ && now - last_draw_ >= std::chrono::milliseconds(100))) return;
+    const double ms = ms_sum_ / static_cast<double>(steps_.size());
+    const double eta = ms * static_cast<double>(total_ - s.step) / 1000;
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "step %6lld/%lld  loss %.4f  lr %.2e  %.0f it/s  eta %.0fs",
+                  static_cast<long long>(s.step), static_cast<long long>(total_), window_ / count_, s.lr, 1000 / ms,
+                  eta);
+    if (periodic) {
+      if (tty_) std::printf("\r\033[K");
       dir_.log(buf);
       window_ = 0;
       count_ = 0;
+    } else {
+      std::printf("\r%s\033[K", buf);  // redraw in place; the terminal only
+      std::fflush(stdout);
     }
+    last_draw_ = now;
   }
   template <class T>
   void on_train_end(T&) {
@@ -168,6 +179,8 @@ class History {
  private:
   RunDir& dir_;
   int64_t every_, total_;
+  bool tty_;
+  std::chrono::steady_clock::time_point last_draw_{};
   std::ofstream csv_;
   std::vector<double> steps_, losses_;
   double ms_sum_ = 0, window_ = 0;
