@@ -27,6 +27,7 @@ int main(int argc, char** argv) try {
   cfg.add<std::string>("data.path", "", "data file for data.name = file or mixture");
   cfg.add<int64_t>("model.hidden", 256, "MLP width", gm::check::in_range(1, 1 << 16));
   cfg.add<int64_t>("model.layers", 4, "MLP hidden layers", gm::check::in_range(1, 64));
+  cfg.add<std::string>("model.activation", "silu", "activation", gm::check::one_of({"silu", "relu", "gelu", "tanh"}));
   cfg.add<std::string>("model.time_embedding", "raw", "time embedding (raw: t itself, as flow_matching)",
                        gm::check::one_of({"sinusoidal", "fourier", "raw"}));
   cfg.add<int64_t>("training.steps", 8000, "optimiser steps", gm::check::at_least(1));
@@ -76,6 +77,7 @@ int main(int argc, char** argv) try {
                  sample_only ? gm::RunDir::Open::existing : gm::RunDir::Open::create_or_resume);
   torch::manual_seed(cfg.get<int64_t>("seed"));
   gm::MLP net(gm::MLPOptions().dim(dim).hidden(cfg.get<int64_t>("model.hidden")).layers(cfg.get<int64_t>("model.layers"))
+                  .activation(cfg.get<std::string>("model.activation"))
                   .time_embedding(cfg.get<std::string>("model.time_embedding")));
   RectifiedFlow trainer(net, gm::TrainOptions()
                                  .batch_size(cfg.get<int64_t>("training.batch_size"))
