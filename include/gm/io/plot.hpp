@@ -224,8 +224,10 @@ inline Image line_plot(const std::vector<Series>& series, const PlotOptions& o) 
       }
       const double X = px(s.x[i]), Y = py(s.y[i]);
       if (have_prev) detail::line(img, qx, qy, X, Y, c, 2);
-      detail::fill_rect(img, static_cast<int>(X) - 3, static_cast<int>(Y) - 3, static_cast<int>(X) + 3,
-                        static_cast<int>(Y) + 3, c);
+      if (s.x.size() <= 60) {  // markers only where points are few enough to tell apart
+        detail::fill_rect(img, static_cast<int>(X) - 3, static_cast<int>(Y) - 3, static_cast<int>(X) + 3,
+                          static_cast<int>(Y) + 3, c);
+      }
       qx = X, qy = Y, have_prev = true;
     }
     const int ly = top + 6 + static_cast<int>(k) * 20;

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -171,7 +172,17 @@ class History {
     o.x_label = "step";
     o.y_label = "loss";
     o.log_y = true;
-    io::write_png(dir_.path() / "loss.png", io::line_plot({{"loss", steps_, losses_}}, o));
+    // The mean loss over at most 200 equal windows of steps: readable however long the run.
+    const size_t bins = std::min<size_t>(200, steps_.size());
+    io::Series mean{"loss (window mean)", {}, {}};
+    for (size_t b = 0; b < bins; ++b) {
+      const size_t lo = b * steps_.size() / bins, hi = (b + 1) * steps_.size() / bins;
+      double sum = 0;
+      for (size_t i = lo; i < hi; ++i) sum += losses_[i];
+      mean.x.push_back(steps_[hi - 1]);
+      mean.y.push_back(sum / static_cast<double>(hi - lo));
+    }
+    io::write_png(dir_.path() / "loss.png", io::line_plot({mean}, o));
   }
   /// Mean milliseconds per training step so far.
   double mean_ms() const { return steps_.empty() ? 0 : ms_sum_ / static_cast<double>(steps_.size()); }
