@@ -43,6 +43,8 @@ struct Args {
 };
 
 struct Row {
+  Row(std::string s, std::string g, std::string smp)
+      : schedule(std::move(s)), grid(std::move(g)), sampler(std::move(smp)) {}
   std::string schedule, grid, sampler;
   int64_t nfe = 0, steps = 0;
   std::string note;  // "skipped: ..." for rows not run

@@ -45,7 +45,10 @@ inline void write_safetensors(const std::filesystem::path& path,
       default: throw Error("gm: " + path.string() + ": cannot export tensor '" + name + "' of this dtype");
     }
     std::string shape;
-    for (int64_t i = 0; i < t.dim(); ++i) shape += (i ? "," : "") + std::to_string(t.size(i));
+    for (int64_t i = 0; i < t.dim(); ++i) {
+      if (i > 0) shape += ',';
+      shape += std::to_string(t.size(i));
+    }
     const uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
     header += ",\"" + name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":[" + shape + "],\"data_offsets\":[" +
               std::to_string(offset) + "," + std::to_string(offset + bytes) + "]}";

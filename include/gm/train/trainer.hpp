@@ -183,7 +183,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
                   "on_step_end(trainer, stats), on_train_end(trainer); check for a misspelt hook name.");
     (begin(callbacks), ...);
     while (step_ < steps) {
-      const StepStats stats = train_step(next_batch(step_));
+      [[maybe_unused]] const StepStats stats = train_step(next_batch(step_));
       bool stop = false;
       ((stop = end_step(callbacks, stats) || stop), ...);
       if (stop) break;
