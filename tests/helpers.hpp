@@ -2,12 +2,16 @@
 // Shared test helpers.
 
 #include <gm/core.hpp>
+#include <gm/type_list.hpp>
 
 #include <doctest/doctest.h>
 #include <torch/types.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
-#include <tuple>
+
+#include <unistd.h>
 
 namespace gm::test {
 
@@ -29,12 +33,18 @@ inline double max_rel(const torch::Tensor& a, const torch::Tensor& b) {
 /// Interior times, away from the endpoints where some conversions are singular.
 inline torch::Tensor interior_times(int64_t n = 9) { return torch::linspace(0.05, 0.95, n, f64()); }
 
-/// Call f.template operator()<T>() for each T of a tuple type.
-template <class Tuple, class F>
-void for_each_type(F&& f) {
-  [&]<size_t... I>(std::index_sequence<I...>) {
-    (f.template operator()<std::tuple_element_t<I, Tuple>>(), ...);
-  }(std::make_index_sequence<std::tuple_size_v<Tuple>>{});
-}
+/// A temporary file holding `text`, removed at scope exit; `tag` and `ext` make its name.
+struct TempFile {
+  std::filesystem::path path;
+  TempFile(const std::string& text, const std::string& tag, const std::string& ext = ".toml") {
+    static int counter = 0;
+    path = std::filesystem::temp_directory_path() /
+           ("gm_test_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + ext);
+    std::ofstream(path) << text;
+  }
+  ~TempFile() { std::filesystem::remove(path); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+};
 
 }  // namespace gm::test

@@ -22,17 +22,6 @@ gm::Config make_config() {
   return c;
 }
 
-struct TempFile {
-  std::filesystem::path path;
-  explicit TempFile(const std::string& text) {
-    static int n = 0;
-    path = std::filesystem::temp_directory_path() /
-           ("gm_test_config_" + std::to_string(::getpid()) + "_" + std::to_string(n++) + ".toml");
-    std::ofstream(path) << text;
-  }
-  ~TempFile() { std::filesystem::remove(path); }
-};
-
 // Run Config::parse on a command line; returns the exit code (-1 to go on).
 int run(gm::Config& c, std::vector<std::string> args) {
   args.insert(args.begin(), "prog");
@@ -43,7 +32,7 @@ int run(gm::Config& c, std::vector<std::string> args) {
 }
 
 std::string file_error(const std::string& text) {
-  TempFile f(text);
+  gm::test::TempFile f(text, "config");
   auto c = make_config();
   try {
     c.load_file(f.path);
@@ -60,7 +49,7 @@ std::string file_error(const std::string& text) {
 }  // namespace
 
 TEST_CASE("a file value and a command-line override of it both take effect") {
-  TempFile f("seed = 7\n[training]\nsteps = 500\nlr = 0.01\nema = false\n[model]\nhidden = 256\n");
+  gm::test::TempFile f("seed = 7\n[training]\nsteps = 500\nlr = 0.01\nema = false\n[model]\nhidden = 256\n", "config");
   auto c = make_config();
   REQUIRE(run(c, {"--config", f.path.string(), "--training.steps=900", "--model.hidden", "32"}) == -1);
   CHECK(c.get<int64_t>("seed") == 7);                 // file
@@ -77,7 +66,7 @@ TEST_CASE("a file value and a command-line override of it both take effect") {
 TEST_CASE("the resolved config written as TOML loads back to the same values") {
   auto c = make_config();
   REQUIRE(run(c, {"--training.lr=3e-4", "--optim.schedule=[[3000, 0.001], [6000, 0.0001]]", "--device", "cuda"}) == -1);
-  TempFile f(c.to_toml());
+  gm::test::TempFile f(c.to_toml(), "config");
   auto d = make_config();
   d.load_file(f.path);
   for (const auto& k : c.keys()) {
@@ -92,7 +81,7 @@ TEST_CASE("the resolved config written as TOML loads back to the same values") {
 }
 
 TEST_CASE("a TOML array value is kept for string keys that hold lists") {
-  TempFile f("[optim]\nschedule = [[3000, 1e-3], [6000, 1e-4]]\n");
+  gm::test::TempFile f("[optim]\nschedule = [[3000, 1e-3], [6000, 1e-4]]\n", "config");
   auto c = make_config();
   c.load_file(f.path);
   const auto s = c.get<std::string>("optim.schedule");
@@ -110,7 +99,7 @@ TEST_CASE("bad keys, types and values in a file are one-line errors naming file,
   CHECK(file_error("device = \"tpu\"\n").find("expected one of: cpu, cuda") != std::string::npos);
   CHECK(file_error("[training\nsteps = 1\n").find("TOML syntax error") != std::string::npos);
   // Integers are fine where a number is expected.
-  TempFile ok("[training]\nlr = 1\n");
+  gm::test::TempFile ok("[training]\nlr = 1\n", "config");
   auto c = make_config();
   c.load_file(ok.path);
   CHECK(c.get<double>("training.lr") == 1.0);

@@ -33,21 +33,9 @@ torch::Tensor autograd_score(const gm::GaussianMixture& g, const torch::Tensor& 
   return torch::autograd::grad({lp}, {xx})[0];
 }
 
-// A temporary TOML file, removed at scope exit.
-struct TempToml {
-  std::filesystem::path path;
-  explicit TempToml(const std::string& text) {
-    static int counter = 0;
-    path = std::filesystem::temp_directory_path() /
-           ("gm_test_mixture_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + ".toml");
-    std::ofstream(path) << text;
-  }
-  ~TempToml() { std::filesystem::remove(path); }
-};
-
 // The error message that loading `text` raises; fails the test if it loads.
 std::string load_error(const std::string& text) {
-  TempToml f(text);
+  gm::test::TempFile f(text, "mixture");
   try {
     gm::GaussianMixture::from_toml(f.path);
   } catch (const gm::Error& e) {

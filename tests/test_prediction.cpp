@@ -6,7 +6,7 @@ using gm::test::max_abs;
 using gm::test::max_rel;
 
 namespace {
-using AllParams = std::tuple<gm::Velocity, gm::Noise, gm::Score, gm::Data, gm::EDMPrecond>;
+using AllParams = gm::type_list<gm::Velocity, gm::Noise, gm::Score, gm::Data, gm::EDMPrecond>;
 
 struct Batch {
   torch::Tensor x0, eps, t, xt;
@@ -24,8 +24,8 @@ TEST_CASE_TEMPLATE("every conversion between every pair of parameterisations rou
   gm::Interpolant<S> ip;
   auto b = make_batch(ip);
   int pairs = 0;
-  gm::test::for_each_type<AllParams>([&]<class P>() {
-    gm::test::for_each_type<AllParams>([&]<class Q>() {
+  gm::for_each_type<AllParams>([&]<class P>() {
+    gm::for_each_type<AllParams>([&]<class Q>() {
       gm::Predict<P> from;
       gm::Predict<Q> to;
       auto out = torch::randn_like(b.xt);  // any output in P
@@ -42,7 +42,7 @@ TEST_CASE_TEMPLATE("every conversion between every pair of parameterisations rou
 TEST_CASE_TEMPLATE("training targets stand for the true (x0, eps)", S, GM_ALL_SCHEDULES) {
   gm::Interpolant<S> ip;
   auto b = make_batch(ip);
-  gm::test::for_each_type<AllParams>([&]<class P>() {
+  gm::for_each_type<AllParams>([&]<class P>() {
     gm::Predict<P> pred;
     auto target = pred.target(b.x0, b.eps, b.t, ip);
     auto e = pred.estimate(target, b.xt, b.t, ip);
@@ -102,7 +102,7 @@ TEST_CASE_TEMPLATE("loss weightings mean the same objective in every parameteris
   auto sigma2 = ip.sigma(t).pow(2);
   // Weighted squared errors in P and in Data agree when the errors correspond: w_P |dP|^2 = w_D |dD|^2.
   auto check_weighting = [&]<class W>(const W& w) {
-    gm::test::for_each_type<AllParams>([&]<class P>() {
+    gm::for_each_type<AllParams>([&]<class P>() {
       gm::Predict<P> pred;
       gm::Predict<gm::Data> data;
       auto k = pred.data_scale(t, ip);  // dD = k dP
@@ -131,7 +131,7 @@ TEST_CASE_TEMPLATE("loss weightings mean the same objective in every parameteris
 TEST_CASE("data_scale is the derivative of the data estimate with respect to the output") {
   gm::Interpolant<gm::VPCosine> ip;
   auto b = make_batch(ip, 8);
-  gm::test::for_each_type<AllParams>([&]<class P>() {
+  gm::for_each_type<AllParams>([&]<class P>() {
     gm::Predict<P> pred;
     auto out = torch::randn_like(b.xt);
     const double h = 1e-3;  // the map is affine: a finite difference is exact up to rounding

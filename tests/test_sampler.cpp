@@ -264,7 +264,7 @@ TEST_CASE("every parameterisation feeds every sampler") {
   auto grid = gm::LogSnrGrid().nodes(20, 1e-2, ip);
   auto data_field = oracle_field<gm::Data>(g, ip);
   auto ref = gm::integrate(gm::DPMSolverPP2M{}, data_field, x1, grid);
-  gm::test::for_each_type<std::tuple<gm::Velocity, gm::Noise, gm::Score, gm::EDMPrecond>>([&]<class P>() {
+  gm::for_each_type<gm::type_list<gm::Velocity, gm::Noise, gm::Score, gm::EDMPrecond>>([&]<class P>() {
     auto field = oracle_field<P>(g, ip);
     INFO(P::name);
     CHECK(max_abs(gm::integrate(gm::DPMSolverPP2M{}, field, x1, grid), ref) < 1e-9);

@@ -3,6 +3,7 @@
 /// Typed experiment configuration: defaults, then a TOML file, then the command line.
 
 #include <gm/error.hpp>
+#include <gm/io/cli.hpp>
 #include <gm/io/toml.hpp>
 
 #include <CLI/CLI.hpp>
@@ -74,14 +75,7 @@ class Config {
       auto& e = entries_.at(name);
       app.add_option("--" + name, raw[name], e.help + " (default: " + to_string(e.value) + ")");
     }
-    try {
-      app.parse(argc, argv);
-    } catch (const CLI::CallForHelp& e) {
-      return app.exit(e);
-    } catch (const CLI::ParseError& e) {
-      std::fprintf(stderr, "%s: %s (see --help)\n", argc > 0 ? argv[0] : "gm", e.what());
-      return 2;
-    }
+    if (auto code = io::parse_args(app, argc, argv)) return code;
     try {
       if (!file.empty()) load_file(file);
       for (const auto& name : order_) {
