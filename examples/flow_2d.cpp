@@ -44,6 +44,10 @@ int main(int argc, char** argv) try {
   cfg.add<bool>("training.debug", false, "overfit a single data point to check the wiring");
   cfg.add<int64_t>("training.checkpoint_every", 1000, "checkpoint every N steps", gm::check::at_least(1));
   cfg.add<int64_t>("training.keep_checkpoints", 3, "checkpoints kept", gm::check::at_least(1));
+  cfg.add<std::string>("training.precision", "fp32", "fp32, or bf16: matrix products in bfloat16, weights in fp32",
+                       gm::check::one_of({"fp32", "bf16"}));
+  cfg.add<int64_t>("training.threads", 0, "intra-op threads (0: per precision, see gm::configure_threads)",
+                   gm::check::at_least(0));
   cfg.add<std::string>("sampling.sampler", "heun", "sampler: " + gm::names(OdeSamplers{}));
   cfg.add<int64_t>("sampling.nfe", 20, "model evaluations per sample", gm::check::at_least(1));
   cfg.add<int64_t>("sampling.n", 20000, "samples to draw", gm::check::at_least(1));
@@ -87,6 +91,8 @@ int main(int argc, char** argv) try {
                                  .weight_decay(cfg.get<double>("optim.weight_decay"))
                                  .schedule(schedule)
                                  .seed(static_cast<uint64_t>(cfg.get<int64_t>("seed")))
+                                 .precision(cfg.get<std::string>("training.precision"))
+                                 .threads(cfg.get<int64_t>("training.threads"))
                                  .device(device));
   gm::EMA ema(cfg.get<double>("training.ema_decay"));
   gm::Checkpointer ckpt(run.path() / "checkpoints", cfg.get<int64_t>("training.checkpoint_every"),
@@ -110,7 +116,8 @@ int main(int argc, char** argv) try {
   if (!sample_only) {
     run.log("flow_2d: " + name + ", MLP " + std::to_string(cfg.get<int64_t>("model.hidden")) + "x" +
             std::to_string(cfg.get<int64_t>("model.layers")) + ", " + std::to_string(steps) + " steps on " +
-            device.str() + (restored ? ", resuming at step " + std::to_string(trainer.step()) : ""));
+            device.str() + ", " + cfg.get<std::string>("training.precision") + ", " +
+            std::to_string(torch::get_num_threads()) + " thread(s)" + (restored ? ", resuming at step " + std::to_string(trainer.step()) : ""));
     gm::StopSignal::install();
     trainer.fit(data, steps, ema, history, ckpt);
     if (ckpt.stopped_by_signal()) return 0;  // checkpoint saved; re-run the same command to resume

@@ -230,3 +230,65 @@ TEST_CASE("feature vectors load from .npy and CSV, and bad files are one-line er
   CHECK((f.batch(5).sizes() == torch::IntArrayRef({5, 3})));
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("bf16 precision: products in bfloat16 under Autocast, activations and weights stay fp32") {
+  torch::manual_seed(0);
+  gm::MLP net(gm::MLPOptions().dim(2).hidden(64).layers(2));
+  auto x = torch::randn({32, 2}), t = torch::rand({32});
+  auto fp32 = net->forward(x, t);
+  torch::Tensor bf16;
+  {
+    gm::Autocast guard(gm::Precision::bf16, torch::kCPU);
+    CHECK(at::autocast::is_cpu_enabled());
+    bf16 = net->forward(x, t);
+  }
+  CHECK_FALSE(at::autocast::is_cpu_enabled());  // the guard restores the previous state
+  CHECK((bf16.scalar_type() == torch::kFloat32));
+  const double diff = max_abs(bf16, fp32), scale = fp32.abs().max().item<double>();
+  CHECK(diff > 0);               // the products did run in bfloat16 (8-bit mantissa)...
+  CHECK(diff < 0.05 * scale);    // ...and only rounding separates them
+  {
+    gm::Autocast off(gm::Precision::fp32, torch::kCPU);  // fp32: the guard does nothing
+    CHECK(torch::equal(net->forward(x, t), fp32));
+  }
+  CHECK((gm::parse_precision("bf16") == gm::Precision::bf16));
+  CHECK_THROWS_WITH_AS(gm::parse_precision("fp16"), "gm: precision must be fp32 or bf16, not 'fp16'", gm::Error);
+}
+
+TEST_CASE("bf16 training keeps fp32 weights, gradients and Adam state, and its loss tracks fp32's") {
+  auto train = [](const std::string& precision) {
+    torch::manual_seed(0);
+    Flow trainer(gm::MLP(gm::MLPOptions().dim(2).hidden(64).layers(2)),
+                 gm::TrainOptions().lr(2e-3).seed(1).precision(precision).threads(1));
+    CHECK((trainer.precision() == gm::parse_precision(precision)));
+    auto gen = gm::make_generator(2);
+    std::vector<double> losses;
+    RecordLoss rec{&losses};
+    trainer.fit([&](int64_t) { return gm::data::checkerboard(256, gen); }, 400, rec);
+    for (const auto& p : trainer.net()->parameters()) {
+      CHECK((p.scalar_type() == torch::kFloat32));
+      CHECK((p.grad().scalar_type() == torch::kFloat32));
+    }
+    CHECK_FALSE(trainer.optimizer().state().empty());
+    for (const auto& [key, state] : trainer.optimizer().state()) {
+      const auto& adam = static_cast<const torch::optim::AdamParamState&>(*state);
+      CHECK((adam.exp_avg().scalar_type() == torch::kFloat32));
+      CHECK((adam.exp_avg_sq().scalar_type() == torch::kFloat32));
+    }
+    return std::pair(std::accumulate(losses.end() - 100, losses.end(), 0.0) / 100,
+                     trainer.net()->parameters()[0].detach().clone());
+  };
+  const auto [fp32, w32] = train("fp32");
+  const auto [bf16, w16] = train("bf16");
+  CHECK(bf16 == doctest::Approx(fp32).epsilon(0.05));
+  CHECK_FALSE(torch::equal(w32, w16));  // the same seeds: only bf16 rounding made the runs differ
+}
+
+TEST_CASE("configure_threads: an explicit count is set, auto leaves fp32 alone") {
+  const int before = at::get_num_threads();
+  CHECK(gm::configure_threads(1, gm::Precision::bf16, torch::kCPU) == 1);
+  CHECK(gm::configure_threads(0, gm::Precision::fp32, torch::kCPU) == 1);
+  CHECK(gm::configure_threads(0, gm::Precision::bf16, torch::kCPU) ==
+        static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  at::set_num_threads(before);
+}

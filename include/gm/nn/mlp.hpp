@@ -65,11 +65,13 @@ class MLPImpl : public torch::nn::Module {
     out_ = register_module("out", torch::nn::Linear(in, o.dim()));
   }
 
-  /// x: [B, dim]; t: [B] or 0-d.  Returns [B, dim].
+  /// x: [B, dim]; t: [B] or 0-d.  Returns [B, dim] in x's dtype.  Under gm::Autocast the products run in
+  /// bf16 and each result is cast back, so activations stay in x's dtype.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) {
+    const auto dtype = x.scalar_type();
     auto h = torch::cat({x, embed(t, x)}, 1);
-    for (const auto& layer : *hidden_) h = act(layer->as<torch::nn::Linear>()->forward(h));
-    return out_->forward(h);
+    for (const auto& layer : *hidden_) h = act(layer->as<torch::nn::Linear>()->forward(h).to(dtype));
+    return out_->forward(h).to(dtype);
   }
 
   const MLPOptions& options() const { return options_; }

@@ -105,7 +105,8 @@ class Field {
   /// E[x0 | x_t = x] and E[eps | x_t = x] as the model sees them.
   Estimate estimate(const torch::Tensor& x, double t) {
     auto out = output(x, t);
-    return predict_.estimate(out, x, torch::full({x.size(0)}, t, x.options()), process_);
+    // One time for the whole batch: a 0-d t broadcasts, and the coefficients cost one scalar each.
+    return predict_.estimate(out, x, torch::scalar_tensor(t, x.options()), process_);
   }
   /// The probability-flow ODE velocity dx/dt = alpha' E[x0|x] + sigma' E[eps|x].
   torch::Tensor velocity(const torch::Tensor& x, double t) {

@@ -1,0 +1,397 @@
+// bench_train: gm's training step against the same step written in Python PyTorch, side by side.
+//
+// For each configuration it builds gm's Trainer (rectified flow: Linear interpolant, velocity prediction,
+// MLP with raw time, Adam) and starts benchmarks/python/train_mlp.py with the same network, loss, optimiser,
+// batch, precision and thread count on Debian's python3-torch (the same libtorch 1.13).  After a warm-up it
+// alternates blocks of steps, gm then Python, for --rounds rounds, and reports the medians of ms/step and of
+// the per-round ratio gm/Python, and GFLOP/s of the step's matrix products against a plain GEMM of the same
+// shape (fp32, and bf16 for bf16 rows) timed in the same run.  With --loss-steps N it also trains gm in fp32
+// and in bf16 from the same seed on the checkerboard for N steps and compares the final losses.
+//
+// Markdown on stdout; results.md and results.csv in --out.
+//
+//   bench_train --configs flow_2d,overhead,compute,compute_bf16 --rounds 7 --loss-steps 2000
+
+#include <gm/data/toy2d.hpp>
+#include "bench_util.hpp"
+
+#include <gm/io/cli.hpp>
+#include <gm/process/linear.hpp>
+#include <gm/trainer.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifndef GM_SOURCE_DIR
+#define GM_SOURCE_DIR "."
+#endif
+
+namespace {
+
+using gm::bench::Clock;
+using gm::bench::fmt;
+using gm::bench::median;
+using gm::bench::ms_since;
+
+/// One benchmark configuration; the same numbers go to gm and to the Python script.
+struct Config {
+  std::string name;
+  int64_t batch, hidden, layers;
+  std::string precision = "fp32";         // gm's precision
+  std::string python_precision = "fp32";  // the baseline's precision (the bf16 target is against fp32)
+  double clip = 0, ema = 0, lr = 1e-3;
+};
+
+const std::vector<Config>& known_configs() {
+  static const std::vector<Config> all = {
+      // configs/flow_2d.toml: MLP 2-[256]x4-2, batch 1024, Adam 2e-3, clipping at 1, EMA 0.999.
+      {"flow_2d", 1024, 256, 4, "fp32", "fp32", 1.0, 0.999, 2e-3},
+      {"overhead", 256, 256, 2},
+      {"compute", 4096, 512, 4},
+      {"compute_bf16", 4096, 512, 4, "bf16", "fp32"},
+      {"compute_bf16_autocast", 4096, 512, 4, "bf16", "bf16"},
+  };
+  return all;
+}
+
+struct Args {
+  std::vector<std::string> configs{"flow_2d", "overhead", "compute", "compute_bf16"};
+  int64_t rounds = 7;
+  double block_seconds = 0.5;
+  int64_t threads = 0;  // 0: each side chooses per precision, as gm::configure_threads does
+  int64_t loss_steps = 2000;
+  std::string python = "/usr/bin/python3";
+  std::string script = GM_SOURCE_DIR "/benchmarks/python/train_mlp.py";
+  std::string out = "runs/bench_train";
+  bool force = false;
+};
+
+/// A child process spoken to through its stdin and stdout, one line at a time.
+class Child {
+ public:
+  /// Runs argv with the environment plus `extra_env` ("NAME=value" entries).
+  Child(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env) {
+    int in[2], out[2];
+    if (pipe(in) != 0 || pipe(out) != 0) throw gm::Error("bench_train: pipe failed");
+    pid_ = fork();
+    if (pid_ < 0) throw gm::Error("bench_train: fork failed");
+    if (pid_ == 0) {
+      dup2(in[0], 0);
+      dup2(out[1], 1);
+      close(in[1]);
+      close(out[0]);
+      std::vector<char*> args;
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      for (const auto& e : extra_env) putenv(const_cast<char*>(e.c_str()));
+      execv(args[0], args.data());
+      std::fprintf(stderr, "bench_train: cannot run %s\n", argv[0].c_str());
+      _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    to_ = fdopen(in[1], "w");
+    from_ = fdopen(out[0], "r");
+  }
+  ~Child() {
+    if (to_) {
+      std::fputs("quit\n", to_);
+      std::fclose(to_);
+    }
+    if (from_) std::fclose(from_);
+    if (pid_ > 0) waitpid(pid_, nullptr, 0);
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  void send(const std::string& line) {
+    std::fputs((line + "\n").c_str(), to_);
+    std::fflush(to_);
+  }
+  /// The next line, or an error naming what the child was asked when it died.
+  std::string receive(const std::string& what) {
+    char buf[4096];
+    if (!std::fgets(buf, sizeof buf, from_)) throw gm::Error("bench_train: the Python baseline exited during " + what);
+    std::string s(buf);
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    return s;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* to_ = nullptr;
+  FILE* from_ = nullptr;
+};
+
+/// The Python baseline for one configuration, as a server.
+class Python {
+ public:
+  /// `tuned_malloc`: run it with glibc tunables equal to gm::keep_freed_memory.
+  Python(const Args& a, const Config& c, bool tuned_malloc)
+      : child_({a.python, a.script, "--batch", std::to_string(c.batch), "--hidden", std::to_string(c.hidden),
+                "--layers", std::to_string(c.layers), "--lr", std::to_string(c.lr), "--clip", std::to_string(c.clip),
+                "--ema", std::to_string(c.ema), "--precision", c.python_precision, "--threads",
+                std::to_string(a.threads)},
+               tuned_malloc ? std::vector<std::string>{"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=268435456:"
+                                                       "glibc.malloc.trim_threshold=536870912"}
+                            : std::vector<std::string>{}) {
+    std::istringstream in(child_.receive("start-up"));
+    std::string tag;
+    in >> tag >> threads;
+    if (tag != "ready") throw gm::Error("bench_train: the Python baseline did not start");
+  }
+  int threads = 0;  ///< the intra-op threads it runs with
+  /// Milliseconds per step over n steps, timed inside Python (start-up and the pipe excluded).
+  double run(int64_t n) {
+    child_.send("run " + std::to_string(n));
+    std::istringstream in(child_.receive("a run"));
+    std::string tag;
+    double ms = 0;
+    in >> tag >> ms;
+    if (tag != "ms") throw gm::Error("bench_train: unexpected reply from the Python baseline");
+    return ms / static_cast<double>(n);
+  }
+
+ private:
+  Child child_;
+};
+
+using Flow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler>;
+
+/// gm's side of a configuration: the trainer and its callbacks, stepping on a fixed batch.
+struct GmStep {
+  GmStep(const Config& c, uint64_t seed, int64_t threads)
+      : trainer(gm::MLP(gm::MLPOptions().dim(2).hidden(c.hidden).layers(c.layers).time_embedding("raw")),
+                gm::TrainOptions().batch_size(c.batch).lr(c.lr).clip_norm(c.clip).seed(seed).precision(c.precision).threads(threads)),
+        ema(c.ema > 0 ? c.ema : 0.999, false), use_ema(c.ema > 0), x0(torch::randn({c.batch, 2})) {}
+  /// Milliseconds per step over n steps.
+  double run(int64_t n) {
+    const auto start = Clock::now();
+    for (int64_t i = 0; i < n; ++i) {
+      trainer.train_step(x0);
+      if (use_ema) ema.update(*trainer.net());
+    }
+    return ms_since(start) / static_cast<double>(n);
+  }
+  Flow trainer;
+  gm::EMA ema;
+  bool use_ema;
+  torch::Tensor x0;
+};
+
+/// Floating-point operations of one training step's matrix products: forward 2 B in out per layer, and
+/// backward twice that, except the first layer, whose input needs no gradient.
+double step_flops(const Config& c) {
+  const double b = static_cast<double>(c.batch);
+  double flops = 0, in = 3;  // [x, t]
+  for (int64_t i = 0; i <= c.layers; ++i) {
+    const double out = i == c.layers ? 2.0 : static_cast<double>(c.hidden);
+    flops += 2 * b * in * out * (i == 0 ? 2 : 3);
+    in = out;
+  }
+  return flops;
+}
+
+/// GFLOP/s of a [batch, hidden] x [hidden, hidden] product in `dtype`, the best of several timings.
+double gemm_gflops(const Config& c, torch::ScalarType dtype) {
+  torch::NoGradGuard ng;
+  auto a = torch::randn({c.batch, c.hidden}).to(dtype), b = torch::randn({c.hidden, c.hidden}).to(dtype);
+  auto out = torch::mm(a, b);
+  const double flops = 2.0 * static_cast<double>(c.batch * c.hidden * c.hidden);
+  int64_t reps = 1;
+  double best = 1e300;
+  for (int trial = 0; trial < 5; ++trial) {
+    const auto start = Clock::now();
+    for (int64_t i = 0; i < reps; ++i) torch::mm_out(out, a, b);
+    const double s = ms_since(start) * 1e-3;
+    best = std::min(best, s / static_cast<double>(reps));
+    if (s < 0.05) reps *= 4;
+  }
+  return flops / best * 1e-9;
+}
+
+/// torch's intra-op thread count at start-up, restored before each configuration.
+int default_threads() {
+  static const int n = torch::get_num_threads();
+  return n;
+}
+
+
+struct Result {
+  Config config;
+  int64_t steps_per_block = 0;
+  int gm_threads = 0, py_threads = 0;
+  double gm_ms = 0, py_ms = 0, py_tuned_ms = 0, ratio = 0, ratio_tuned = 0, ratio_min = 0, ratio_max = 0, gm_gflops = 0, py_gflops = 0,
+         gemm_gflops = 0;
+};
+
+Result bench(const Args& a, const Config& c) {
+  std::fprintf(stderr, "bench_train: %s: batch %ld, hidden %ld, layers %ld, gm %s, Python %s\n", c.name.c_str(),
+               static_cast<long>(c.batch), static_cast<long>(c.hidden), static_cast<long>(c.layers),
+               c.precision.c_str(), c.python_precision.c_str());
+  torch::set_num_threads(default_threads());
+  GmStep gm_step(c, 0, a.threads);
+  Python py(a, c, false), py_tuned(a, c, true);
+  // Warm up all three (allocator, thread pools, first-touch of the weights), then size the blocks.
+  const double warm = std::max({gm_step.run(5), py.run(5), py_tuned.run(5)});
+  const int64_t n = std::max<int64_t>(3, static_cast<int64_t>(a.block_seconds * 1e3 / warm));
+  std::vector<double> g, p, pt, r, rt;
+  for (int64_t i = 0; i < a.rounds; ++i) {
+    g.push_back(gm_step.run(n));
+    p.push_back(py.run(n));
+    pt.push_back(py_tuned.run(n));
+    r.push_back(g.back() / p.back());
+    rt.push_back(g.back() / pt.back());
+  }
+  Result res{c};
+  res.gm_threads = torch::get_num_threads();
+  res.py_threads = py.threads;
+  res.steps_per_block = n;
+  res.gm_ms = median(g);
+  res.py_ms = median(p);
+  res.ratio = median(r);
+  res.py_tuned_ms = median(pt);
+  res.ratio_tuned = median(rt);
+  res.ratio_min = *std::min_element(r.begin(), r.end());
+  res.ratio_max = *std::max_element(r.begin(), r.end());
+  const double flops = step_flops(c);
+  res.gm_gflops = flops / res.gm_ms * 1e-6;
+  res.py_gflops = flops / res.py_ms * 1e-6;
+  res.gemm_gflops = gemm_gflops(c, c.precision == "bf16" ? torch::kBFloat16 : torch::kFloat32);
+  return res;
+}
+
+struct LossCheck {
+  int64_t steps = 0;
+  double fp32 = 0, bf16 = 0;
+};
+
+/// Train fp32 and bf16 from the same seed on the checkerboard; the mean loss of the last 10% of steps.
+LossCheck loss_check(const Args& a) {
+  const Config c{"loss", 4096, 512, 4};
+  LossCheck out{a.loss_steps};
+  for (const std::string precision : {"fp32", "bf16"}) {
+    Config cc = c;
+    cc.precision = precision;
+    torch::set_num_threads(default_threads());
+    GmStep s(cc, 1, a.threads);
+    auto gen = gm::make_generator(2);
+    double sum = 0;
+    int64_t count = 0;
+    for (int64_t i = 0; i < a.loss_steps; ++i) {
+      const auto stats = s.trainer.train_step(gm::data::checkerboard(c.batch, gen));
+      if (i >= a.loss_steps - std::max<int64_t>(1, a.loss_steps / 10)) {
+        sum += stats.loss;
+        ++count;
+      }
+    }
+    (precision == "fp32" ? out.fp32 : out.bf16) = sum / static_cast<double>(count);
+    std::fprintf(stderr, "bench_train: loss check %s: %.5f\n", precision.c_str(), sum / static_cast<double>(count));
+  }
+  return out;
+}
+
+
+void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc) {
+  std::ostringstream md;
+  md << "| config | batch | hidden | layers | gm precision | Python precision | threads gm / Py | gm ms/step | "
+        "Python ms/step | gm / Python (min-max) | Python* ms/step | gm / Python* | gm GFLOP/s | Python GFLOP/s | "
+        "GEMM GFLOP/s |\n"
+     << "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& r : rows) {
+    const auto& c = r.config;
+    md << "| " << c.name << " | " << c.batch << " | " << c.hidden << " | " << c.layers << " | " << c.precision << " | "
+       << c.python_precision << " | " << r.gm_threads << " / " << r.py_threads << " | " << fmt("%.2f", r.gm_ms) << " | " << fmt("%.2f", r.py_ms) << " | "
+       << fmt("%.2f", r.ratio) << " (" << fmt("%.2f", r.ratio_min) << "-" << fmt("%.2f", r.ratio_max) << ") | "
+       << fmt("%.2f", r.py_tuned_ms) << " | " << fmt("%.2f", r.ratio_tuned) << " | "
+       << fmt("%.1f", r.gm_gflops) << " | " << fmt("%.1f", r.py_gflops) << " | " << fmt("%.1f", r.gemm_gflops)
+       << " |\n";
+  }
+  md << "\n" << a.rounds << " alternating rounds per config; medians.  GFLOP/s counts the matrix products of the "
+        "step only; the GEMM is [batch, hidden] x [hidden, hidden] in gm's precision.  Python* is the same script "
+        "with glibc's malloc tuned as gm tunes it (GLIBC_TUNABLES mmap_threshold 256 MiB, trim_threshold 512 MiB).\n";
+  if (lc.steps > 0) {
+    md << "\nbf16 loss check (batch 4096, hidden 512, 4 layers, checkerboard, " << lc.steps
+       << " steps, mean of the last 10%): fp32 " << fmt("%.5f", lc.fp32) << ", bf16 " << fmt("%.5f", lc.bf16)
+       << ", relative difference " << fmt("%.2f%%", 100 * (lc.bf16 - lc.fp32) / lc.fp32) << "\n";
+  }
+  std::printf("%s", md.str().c_str());
+  const std::filesystem::path out(a.out);
+  std::filesystem::create_directories(out);
+  std::ofstream(out / "results.md") << md.str();
+  std::ofstream csv(out / "results.csv");
+  csv << "config,batch,hidden,layers,gm_precision,python_precision,gm_threads,python_threads,steps_per_block,rounds,gm_ms,python_ms,ratio,"
+         "ratio_min,ratio_max,python_tuned_malloc_ms,ratio_tuned_malloc,gm_gflops,python_gflops,gemm_gflops\n";
+  for (const auto& r : rows) {
+    const auto& c = r.config;
+    csv << c.name << ',' << c.batch << ',' << c.hidden << ',' << c.layers << ',' << c.precision << ','
+        << c.python_precision << ',' << r.gm_threads << ',' << r.py_threads << ',' << r.steps_per_block << ',' << a.rounds << ',' << fmt("%.4f", r.gm_ms) << ','
+        << fmt("%.4f", r.py_ms) << ',' << fmt("%.4f", r.ratio) << ',' << fmt("%.4f", r.ratio_min) << ','
+        << fmt("%.4f", r.ratio_max) << ',' << fmt("%.4f", r.py_tuned_ms) << ',' << fmt("%.4f", r.ratio_tuned) << ','
+        << fmt("%.2f", r.gm_gflops) << ',' << fmt("%.2f", r.py_gflops) << ','
+        << fmt("%.2f", r.gemm_gflops) << '\n';
+  }
+  if (lc.steps > 0) {
+    std::ofstream(out / "loss_check.csv") << "steps,fp32_loss,bf16_loss\n"
+                                          << lc.steps << ',' << fmt("%.6f", lc.fp32) << ',' << fmt("%.6f", lc.bf16)
+                                          << '\n';
+  }
+  std::fprintf(stderr, "bench_train: wrote %s/results.md and results.csv\n", a.out.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  std::string names;
+  for (const auto& c : known_configs()) names += (names.empty() ? "" : ", ") + c.name;
+  CLI::App app{"gm's training step against the same step in Python PyTorch, alternating, in one run."};
+  app.add_option("--configs", a.configs, "configurations, comma-separated: " + names)->delimiter(',');
+  app.add_option("--rounds", a.rounds, "alternating rounds per configuration")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  app.add_option("--block-seconds", a.block_seconds, "approximate length of one block of steps")
+      ->check(CLI::Range(0.01, 600.0));
+  app.add_option("--threads", a.threads, "intra-op threads for both; 0: each chooses per precision (fp32: torch's "
+                 "default, bf16: every core)")->check(CLI::Range(int64_t{0}, int64_t{1024}));
+  app.add_option("--loss-steps", a.loss_steps, "steps of the bf16-vs-fp32 loss check (0: skip it)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
+  app.add_option("--python", a.python, "Python interpreter with torch (Debian's python3-torch)");
+  app.add_option("--script", a.script, "the baseline script");
+  app.add_option("--out", a.out, "folder for results.md and results.csv");
+  app.add_flag("--force", a.force, "overwrite results already in --out");
+  if (auto code = gm::io::parse_args(app, argc, argv)) return *code;
+  signal(SIGPIPE, SIG_IGN);
+  try {
+    std::vector<Config> chosen;
+    for (const auto& n : a.configs) {
+      auto it = std::find_if(known_configs().begin(), known_configs().end(), [&](const Config& c) { return c.name == n; });
+      if (it == known_configs().end()) throw gm::Error("bench_train: unknown config '" + n + "' (known: " + names + ")");
+      chosen.push_back(*it);
+    }
+    if (access(a.python.c_str(), X_OK) != 0) throw gm::Error("bench_train: --python " + a.python + ": not executable");
+    if (!std::filesystem::is_regular_file(a.script)) throw gm::Error("bench_train: --script " + a.script + ": no such file");
+    if (!a.force && std::filesystem::exists(std::filesystem::path(a.out) / "results.csv")) {
+      throw gm::Error("bench_train: " + a.out + "/results.csv exists; pass --force to overwrite or choose another --out");
+    }
+    default_threads();
+    std::vector<Result> rows;
+    for (const auto& c : chosen) rows.push_back(bench(a, c));
+    const LossCheck lc = a.loss_steps > 0 ? loss_check(a) : LossCheck{};
+    report(a, rows, lc);
+  } catch (const gm::Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
