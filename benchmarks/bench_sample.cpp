@@ -11,7 +11,7 @@
 #include "bench_util.hpp"
 
 #include <gm/io/cli.hpp>
-#include <gm/memory.hpp>
+#include <gm/runtime.hpp>
 #include <gm/nn/mlp.hpp>
 #include <gm/sampler.hpp>
 #include <gm/type_list.hpp>

@@ -80,7 +80,7 @@ struct Args {
 /// A child process spoken to through its stdin and stdout, one line at a time.
 class Child {
  public:
-  /// Runs argv with the environment plus `extra_env` ("NAME=value" entries).
+  /// Runs argv with the environment changed by `extra_env`: "NAME=value" sets, "NAME" unsets.
   Child(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env) {
     int in[2], out[2];
     if (pipe(in) != 0 || pipe(out) != 0) throw gm::Error("bench_train: pipe failed");
@@ -94,7 +94,13 @@ class Child {
       std::vector<char*> args;
       for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
       args.push_back(nullptr);
-      for (const auto& e : extra_env) putenv(const_cast<char*>(e.c_str()));
+      for (const auto& e : extra_env) {  // "NAME=value" sets, "NAME" unsets
+        if (e.find('=') == std::string::npos) {
+          unsetenv(e.c_str());
+        } else {
+          putenv(const_cast<char*>(e.c_str()));
+        }
+      }
       execv(args[0], args.data());
       std::fprintf(stderr, "bench_train: cannot run %s\n", argv[0].c_str());
       _exit(127);
@@ -134,18 +140,24 @@ class Child {
   FILE* from_ = nullptr;
 };
 
+/// The environment changes for a Python baseline (see Python).
+std::vector<std::string> python_env(bool as_gm) {
+  if (as_gm) return {"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=536870912"};
+  if (gm::detail::avx512_opted_in) return {"ATEN_CPU_CAPABILITY"};  // gm set it in this process, not the user
+  return {};
+}
+
 /// The Python baseline for one configuration, as a server.
 class Python {
  public:
-  /// `tuned_malloc`: run it with glibc tunables equal to gm::keep_freed_memory.
-  Python(const Args& a, const Config& c, bool tuned_malloc)
+  /// `as_gm`: with the process settings gm makes (glibc tunables equal to gm::keep_freed_memory, and the
+  /// AVX-512 kernels when gm opted in); otherwise as a researcher runs it, without them.
+  Python(const Args& a, const Config& c, bool as_gm)
       : child_({a.python, a.script, "--batch", std::to_string(c.batch), "--hidden", std::to_string(c.hidden),
                 "--layers", std::to_string(c.layers), "--lr", std::to_string(c.lr), "--clip", std::to_string(c.clip),
                 "--ema", std::to_string(c.ema), "--precision", c.python_precision, "--threads",
                 std::to_string(a.threads)},
-               tuned_malloc ? std::vector<std::string>{"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=268435456:"
-                                                       "glibc.malloc.trim_threshold=536870912"}
-                            : std::vector<std::string>{}) {
+               python_env(as_gm)) {
     std::istringstream in(child_.receive("start-up"));
     std::string tag;
     in >> tag >> threads;
@@ -320,7 +332,9 @@ void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc)
   }
   md << "\n" << a.rounds << " alternating rounds per config; medians.  GFLOP/s counts the matrix products of the "
         "step only; the GEMM is [batch, hidden] x [hidden, hidden] in gm's precision.  Python* is the same script "
-        "with glibc's malloc tuned as gm tunes it (GLIBC_TUNABLES mmap_threshold 256 MiB, trim_threshold 512 MiB).\n";
+        "with the process settings gm makes: glibc's malloc tuned as gm tunes it (GLIBC_TUNABLES mmap_threshold "
+        "256 MiB, trim_threshold 512 MiB)"
+     << (gm::detail::avx512_opted_in ? " and ATEN_CPU_CAPABILITY=avx512" : "") << ".\n";
   if (lc.steps > 0) {
     md << "\nbf16 loss check (batch 4096, hidden 512, 4 layers, checkerboard, " << lc.steps
        << " steps, mean of the last 10%): fp32 " << fmt("%.5f", lc.fp32) << ", bf16 " << fmt("%.5f", lc.bf16)

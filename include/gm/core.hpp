@@ -8,5 +8,6 @@
 #include <gm/prediction/all.hpp>
 #include <gm/process/all.hpp>
 #include <gm/random.hpp>
+#include <gm/runtime.hpp>
 #include <gm/time/all.hpp>
 #include <gm/version.hpp>

@@ -1,0 +1,181 @@
+#pragma once
+/// @file
+/// `FlatAdam`: Adam and AdamW over one flat buffer of parameters, one of gradients and one per moment.
+
+#include <c10/util/string_utils.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/optimizer.h>
+#include <torch/optim/serialize.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+#include <torch/types.h>
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace gm {
+
+/// Adam (Kingma & Ba 2015) or, with `decoupled`, AdamW (Loshchilov & Hutter 2019), the same update as
+/// `torch::optim::Adam`/`AdamW` with the parameters, their gradients and both moments each living in one
+/// contiguous buffer.  The module's parameters become views of the flat parameter buffer and their
+/// gradients views of the flat gradient buffer (autograd accumulates into them in place), so an update is
+/// seven whole-buffer kernels instead of seven per tensor, and the gradient norm for clipping is one
+/// reduction.  Measured here on the 2-256-256-2 MLP (6 tensors): 110 us a step for torch::optim::Adam.
+///
+/// It is a `torch::optim::Optimizer`: param_groups()[0].options() is an AdamOptions (set_lr works), state()
+/// holds an AdamParamState per parameter whose moments are views of the flat moments, and save()/load()
+/// read and write torch::optim::Adam's format.  If something rebinds a parameter or gradient (a checkpoint
+/// load uses set_), the next step notices and copies it back into the buffer.
+class FlatAdam : public torch::optim::Optimizer {
+ public:
+  FlatAdam(std::vector<torch::Tensor> params, torch::optim::AdamOptions options, bool decoupled = false)
+      : Optimizer({torch::optim::OptimizerParamGroup(params)},
+                  std::make_unique<torch::optim::AdamOptions>(options)),
+        decoupled_(decoupled) {
+    TORCH_CHECK(!params.empty(), "gm: FlatAdam needs parameters");
+    TORCH_CHECK(!options.amsgrad(), "gm: FlatAdam does not implement amsgrad");
+    TORCH_CHECK(options.lr() >= 0 && options.eps() >= 0 && options.weight_decay() >= 0,
+                "gm: FlatAdam needs lr, eps, weight_decay >= 0");
+    const auto& p0 = params.front();
+    int64_t total = 0;
+    for (const auto& p : params) {
+      TORCH_CHECK(p.scalar_type() == p0.scalar_type() && p.device() == p0.device(),
+                  "gm: FlatAdam needs all parameters of one dtype and device");
+      offsets_.push_back(total);
+      total += p.numel();
+    }
+    const auto opts = p0.options().requires_grad(false);
+    flat_ = torch::empty({total}, opts);
+    grad_ = torch::zeros({total}, opts);
+    exp_avg_ = torch::zeros({total}, opts);
+    exp_avg_sq_ = torch::zeros({total}, opts);
+    denom_ = torch::empty({total}, opts);
+    bind(true);
+  }
+
+  /// The flat gradient buffer: every parameter's gradient is a view of it.
+  const torch::Tensor& flat_grad() {
+    bind(false);
+    return grad_;
+  }
+  /// The flat parameter buffer.
+  const torch::Tensor& flat_params() const { return flat_; }
+
+  /// Zero the gradients: one kernel on the flat buffer.
+  void zero_grad() {
+    bind(false);
+    grad_.zero_();
+  }
+
+  torch::Tensor step(LossClosure closure = nullptr) override {
+    torch::NoGradGuard ng;
+    torch::Tensor loss;
+    if (closure) {
+      torch::AutoGradMode enable(true);
+      loss = closure();
+    }
+    bind(false);
+    auto& o = static_cast<torch::optim::AdamOptions&>(param_groups_.front().options());
+    const auto [beta1, beta2] = o.betas();
+    const int64_t step = ++step_;
+    for (const auto& p : params()) state_of(p).step(step);
+    const double bc1 = 1 - std::pow(beta1, static_cast<double>(step));
+    const double bc2 = 1 - std::pow(beta2, static_cast<double>(step));
+    torch::Tensor g = grad_;
+    if (o.weight_decay() != 0) {
+      if (decoupled_) {
+        flat_.mul_(1 - o.lr() * o.weight_decay());
+      } else {
+        g = grad_.add(flat_, o.weight_decay());
+      }
+    }
+    exp_avg_.mul_(beta1).add_(g, 1 - beta1);
+    exp_avg_sq_.mul_(beta2).addcmul_(g, g, 1 - beta2);
+    torch::sqrt_out(denom_, exp_avg_sq_);
+    denom_.div_(std::sqrt(bc2)).add_(o.eps());
+    flat_.addcdiv_(exp_avg_, denom_, -o.lr() / bc1);
+    return loss;
+  }
+
+  void save(torch::serialize::OutputArchive& archive) const override {
+    torch::optim::serialize<torch::optim::AdamParamState, torch::optim::AdamOptions>(archive, *this);
+  }
+  void load(torch::serialize::InputArchive& archive) override {
+    torch::optim::serialize<torch::optim::AdamParamState, torch::optim::AdamOptions>(archive, *this);
+    // The loaded moments are fresh tensors: copy them into the flat buffers and keep views.
+    torch::NoGradGuard ng;
+    step_ = 0;
+    for (size_t i = 0; i < params().size(); ++i) {
+      auto& s = state_of(params()[i]);
+      for (auto [flat, saved] : {std::pair(exp_avg_, s.exp_avg()), std::pair(exp_avg_sq_, s.exp_avg_sq())}) {
+        if (saved.defined()) {
+          view(flat, i).copy_(saved);
+        } else {
+          view(flat, i).zero_();
+        }
+      }
+      s.exp_avg(view(exp_avg_, i));
+      s.exp_avg_sq(view(exp_avg_sq_, i));
+      step_ = s.step();
+    }
+  }
+
+ private:
+  const std::vector<torch::Tensor>& params() const { return param_groups_.front().params(); }
+
+  torch::Tensor view(const torch::Tensor& flat, size_t i) const {
+    const auto& p = params()[i];
+    return flat.narrow(0, offsets_[i], p.numel()).view(p.sizes());
+  }
+  torch::optim::AdamParamState& state_of(const torch::Tensor& p) {
+    auto& s = state_[c10::guts::to_string(p.unsafeGetTensorImpl())];
+    if (!s) {
+      auto fresh = std::make_unique<torch::optim::AdamParamState>();
+      s = std::move(fresh);
+    }
+    return static_cast<torch::optim::AdamParamState&>(*s);
+  }
+
+  /// Make each parameter (and gradient) a view of the flat buffers again where it is not, copying its
+  /// current values in.  `first`: also create the per-parameter state.
+  void bind(bool first) {
+    torch::NoGradGuard ng;
+    auto* base = static_cast<char*>(flat_.data_ptr());
+    auto* gbase = static_cast<char*>(grad_.data_ptr());
+    const auto item = static_cast<int64_t>(flat_.element_size());
+    for (size_t i = 0; i < params().size(); ++i) {
+      auto p = params()[i];  // shares the TensorImpl: set_ below rebinds the module's parameter itself
+      if (p.data_ptr() != base + offsets_[i] * item || !p.is_contiguous()) {
+        auto v = view(flat_, i);
+        v.copy_(p.detach());
+        p.set_(v);
+      }
+      auto& g = p.mutable_grad();
+      if (!g.defined() || g.data_ptr() != gbase + offsets_[i] * item) {
+        auto v = view(grad_, i);
+        if (g.defined()) {
+          v.copy_(g);
+        } else {
+          v.zero_();
+        }
+        g = v;
+      }
+      if (first) {
+        auto& s = state_of(p);
+        s.exp_avg(view(exp_avg_, i));
+        s.exp_avg_sq(view(exp_avg_sq_, i));
+      }
+    }
+  }
+
+  bool decoupled_;
+  std::vector<int64_t> offsets_;
+  torch::Tensor flat_, grad_, exp_avg_, exp_avg_sq_, denom_;
+  int64_t step_ = 0;
+};
+
+}  // namespace gm
