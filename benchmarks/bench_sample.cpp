@@ -11,8 +11,8 @@
 #include "bench_util.hpp"
 
 #include <gm/io/cli.hpp>
-#include <gm/runtime.hpp>
 #include <gm/nn/mlp.hpp>
+#include <gm/runtime.hpp>
 #include <gm/sampler.hpp>
 #include <gm/type_list.hpp>
 
@@ -31,9 +31,7 @@ using gm::bench::Clock;
 using gm::bench::fmt;
 using gm::bench::median;
 using gm::bench::ms_since;
-using Samplers = gm::type_list<gm::EulerSampler, gm::MidpointSampler, gm::HeunSampler, gm::RK4Sampler,
-                               gm::DDIMSampler, gm::DPMSolverPP2M, gm::DPMSolverPP3M, gm::UniPC<2>, gm::UniPC<3>,
-                               gm::EulerMaruyamaSampler, gm::PCSampler, gm::DopriSampler>;
+using Samplers = gm::AllSamplers;
 
 /// A process with the parameterisation its network predicts: rectified flow and DDPM's epsilon-prediction.
 template <class S, class P>
@@ -58,8 +56,6 @@ struct Row {
   int64_t nfe = 0;
   double sampler_ms = 0, inside_ms = 0, bare_ms = 0, own = 0, overhead = 0, overhead_min = 0, overhead_max = 0;
 };
-
-
 
 template <class Smp, class Set>
 Row bench(const Args& a, gm::MLP& net, const Set& setup) {
@@ -126,7 +122,6 @@ Row bench(const Args& a, gm::MLP& net, const Set& setup) {
   return row;
 }
 
-
 void report(const Args& a, const std::vector<Row>& rows) {
   std::ostringstream md;
   md << "| process / prediction | sampler | NFE | sampler ms | of which network ms | bare calls ms | "
@@ -134,8 +129,9 @@ void report(const Args& a, const std::vector<Row>& rows) {
      << "|---|---|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& r : rows) {
     md << "| " << r.setup << " | " << r.sampler << " | " << r.nfe << " | " << fmt("%.2f", r.sampler_ms) << " | "
-       << fmt("%.2f", r.inside_ms) << " | " << fmt("%.2f", r.bare_ms) << " | " << fmt("%.1f%%", 100 * r.overhead) << " (" << fmt("%.1f%%", 100 * r.overhead_min)
-       << ", " << fmt("%.1f%%", 100 * r.overhead_max) << ") | " << fmt("%.1f%%", 100 * r.own) << " |\n";
+       << fmt("%.2f", r.inside_ms) << " | " << fmt("%.2f", r.bare_ms) << " | " << fmt("%.1f%%", 100 * r.overhead)
+       << " (" << fmt("%.1f%%", 100 * r.overhead_min) << ", " << fmt("%.1f%%", 100 * r.overhead_max) << ") | "
+       << fmt("%.1f%%", 100 * r.own) << " |\n";
   }
   md << "\nMLP 2-[" << a.hidden << "]x" << a.layers << "-2, batch " << a.batch << ", " << a.rounds
      << " alternating rounds, medians; " << torch::get_num_threads()
@@ -147,11 +143,13 @@ void report(const Args& a, const std::vector<Row>& rows) {
   std::filesystem::create_directories(out);
   std::ofstream(out / "results.md") << md.str();
   std::ofstream csv(out / "results.csv");
-  csv << "process,sampler,nfe,batch,hidden,layers,sampler_ms,network_ms_inside,bare_ms,own_time,overhead,overhead_min,overhead_max\n";
+  csv << "process,sampler,nfe,batch,hidden,layers,sampler_ms,network_ms_inside,bare_ms,own_time,overhead,overhead_min,"
+         "overhead_max\n";
   for (const auto& r : rows) {
     csv << r.setup << ',' << r.sampler << ',' << r.nfe << ',' << a.batch << ',' << a.hidden << ',' << a.layers << ','
-        << fmt("%.4f", r.sampler_ms) << ',' << fmt("%.4f", r.inside_ms) << ',' << fmt("%.4f", r.bare_ms) << ',' << fmt("%.5f", r.own) << ',' << fmt("%.5f", r.overhead) << ','
-        << fmt("%.5f", r.overhead_min) << ',' << fmt("%.5f", r.overhead_max) << '\n';
+        << fmt("%.4f", r.sampler_ms) << ',' << fmt("%.4f", r.inside_ms) << ',' << fmt("%.4f", r.bare_ms) << ','
+        << fmt("%.5f", r.own) << ',' << fmt("%.5f", r.overhead) << ',' << fmt("%.5f", r.overhead_min) << ','
+        << fmt("%.5f", r.overhead_max) << '\n';
   }
   std::fprintf(stderr, "bench_sample: wrote %s/results.md and results.csv\n", a.out.c_str());
 }
@@ -178,9 +176,12 @@ int main(int argc, char** argv) {
       a.samplers.clear();
       gm::for_each_type<Samplers>([&]<class T>() { a.samplers.emplace_back(T::name); });
     }
-    for (const auto& s : a.samplers) gm::visit_by_name<Samplers>(s, []<class>() {}, "sampler");
+    for (const auto& s : a.samplers)
+      gm::visit_by_name<Samplers>(
+          s, []<class>() {}, "sampler");
     if (!a.force && std::filesystem::exists(std::filesystem::path(a.out) / "results.csv")) {
-      throw gm::Error("bench_sample: " + a.out + "/results.csv exists; pass --force to overwrite or choose another --out");
+      throw gm::Error("bench_sample: " + a.out +
+                      "/results.csv exists; pass --force to overwrite or choose another --out");
     }
     gm::keep_freed_memory();  // as the Trainer does: no page faults for each freed activation
     torch::manual_seed(a.seed);
@@ -190,7 +191,8 @@ int main(int argc, char** argv) {
     std::vector<Row> rows;
     gm::for_each_type<Setups>([&]<class Set>() {
       for (const auto& s : a.samplers) {
-        gm::visit_by_name<Samplers>(s, [&]<class Smp>() { rows.push_back(bench<Smp>(a, net, Set{})); }, "sampler");
+        gm::visit_by_name<Samplers>(
+            s, [&]<class Smp>() { rows.push_back(bench<Smp>(a, net, Set{})); }, "sampler");
       }
     });
     report(a, rows);

@@ -26,9 +26,7 @@ namespace {
 
 using Schedules = gm::type_list<gm::Linear, gm::Trig, gm::VP, gm::SubVP, gm::VPCosine, gm::VE, gm::EDM>;
 using Grids = gm::type_list<gm::UniformGrid, gm::LogSnrGrid, gm::EDMGrid, gm::QuadraticGrid>;
-using Samplers = gm::type_list<gm::EulerSampler, gm::MidpointSampler, gm::HeunSampler, gm::RK4Sampler,
-                               gm::DDIMSampler, gm::DPMSolverPP2M, gm::DPMSolverPP3M, gm::UniPC<2>, gm::UniPC<3>,
-                               gm::EulerMaruyamaSampler, gm::PCSampler, gm::DopriSampler>;
+using Samplers = gm::AllSamplers;
 
 struct Args {
   std::string mixture = "configs/mixtures/ring8.toml";

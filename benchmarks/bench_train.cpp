@@ -12,9 +12,9 @@
 //
 //   bench_train --configs flow_2d,overhead,compute,compute_bf16 --rounds 7 --loss-steps 2000
 
-#include <gm/data/toy2d.hpp>
 #include "bench_util.hpp"
 
+#include <gm/data/toy2d.hpp>
 #include <gm/io/cli.hpp>
 #include <gm/process/linear.hpp>
 #include <gm/trainer.hpp>
@@ -153,11 +153,11 @@ class Python {
   /// `as_gm`: with the process settings gm makes (glibc tunables equal to gm::keep_freed_memory, and the
   /// AVX-512 kernels when gm opted in); otherwise as a researcher runs it, without them.
   Python(const Args& a, const Config& c, bool as_gm)
-      : child_({a.python, a.script, "--batch", std::to_string(c.batch), "--hidden", std::to_string(c.hidden),
-                "--layers", std::to_string(c.layers), "--lr", std::to_string(c.lr), "--clip", std::to_string(c.clip),
-                "--ema", std::to_string(c.ema), "--precision", c.python_precision, "--threads",
-                std::to_string(a.threads)},
-               python_env(as_gm)) {
+      : child_(
+            {a.python, a.script, "--batch", std::to_string(c.batch), "--hidden", std::to_string(c.hidden), "--layers",
+             std::to_string(c.layers), "--lr", std::to_string(c.lr), "--clip", std::to_string(c.clip), "--ema",
+             std::to_string(c.ema), "--precision", c.python_precision, "--threads", std::to_string(a.threads)},
+            python_env(as_gm)) {
     std::istringstream in(child_.receive("start-up"));
     std::string tag;
     in >> tag >> threads;
@@ -185,8 +185,16 @@ using Flow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>,
 struct GmStep {
   GmStep(const Config& c, uint64_t seed, int64_t threads)
       : trainer(gm::MLP(gm::MLPOptions().dim(2).hidden(c.hidden).layers(c.layers).time_embedding("raw")),
-                gm::TrainOptions().batch_size(c.batch).lr(c.lr).clip_norm(c.clip).seed(seed).precision(c.precision).threads(threads)),
-        ema(c.ema > 0 ? c.ema : 0.999, false), use_ema(c.ema > 0), x0(torch::randn({c.batch, 2})) {}
+                gm::TrainOptions()
+                    .batch_size(c.batch)
+                    .lr(c.lr)
+                    .clip_norm(c.clip)
+                    .seed(seed)
+                    .precision(c.precision)
+                    .threads(threads)),
+        ema(c.ema > 0 ? c.ema : 0.999, false),
+        use_ema(c.ema > 0),
+        x0(torch::randn({c.batch, 2})) {}
   /// Milliseconds per step over n steps.
   double run(int64_t n) {
     const auto start = Clock::now();
@@ -239,13 +247,12 @@ int default_threads() {
   return n;
 }
 
-
 struct Result {
   Config config;
   int64_t steps_per_block = 0;
   int gm_threads = 0, py_threads = 0;
-  double gm_ms = 0, py_ms = 0, py_tuned_ms = 0, ratio = 0, ratio_tuned = 0, ratio_min = 0, ratio_max = 0, gm_gflops = 0, py_gflops = 0,
-         gemm_gflops = 0;
+  double gm_ms = 0, py_ms = 0, py_tuned_ms = 0, ratio = 0, ratio_tuned = 0, ratio_min = 0, ratio_max = 0, gm_gflops = 0,
+         py_gflops = 0, gemm_gflops = 0;
 };
 
 Result bench(const Args& a, const Config& c) {
@@ -314,7 +321,6 @@ LossCheck loss_check(const Args& a) {
   return out;
 }
 
-
 void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc) {
   std::ostringstream md;
   md << "| config | batch | hidden | layers | gm precision | Python precision | threads gm / Py | gm ms/step | "
@@ -324,13 +330,15 @@ void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc)
   for (const auto& r : rows) {
     const auto& c = r.config;
     md << "| " << c.name << " | " << c.batch << " | " << c.hidden << " | " << c.layers << " | " << c.precision << " | "
-       << c.python_precision << " | " << r.gm_threads << " / " << r.py_threads << " | " << fmt("%.2f", r.gm_ms) << " | " << fmt("%.2f", r.py_ms) << " | "
-       << fmt("%.2f", r.ratio) << " (" << fmt("%.2f", r.ratio_min) << "-" << fmt("%.2f", r.ratio_max) << ") | "
-       << fmt("%.2f", r.py_tuned_ms) << " | " << fmt("%.2f", r.ratio_tuned) << " | "
-       << fmt("%.1f", r.gm_gflops) << " | " << fmt("%.1f", r.py_gflops) << " | " << fmt("%.1f", r.gemm_gflops)
+       << c.python_precision << " | " << r.gm_threads << " / " << r.py_threads << " | " << fmt("%.2f", r.gm_ms) << " | "
+       << fmt("%.2f", r.py_ms) << " | " << fmt("%.2f", r.ratio) << " (" << fmt("%.2f", r.ratio_min) << "-"
+       << fmt("%.2f", r.ratio_max) << ") | " << fmt("%.2f", r.py_tuned_ms) << " | " << fmt("%.2f", r.ratio_tuned)
+       << " | " << fmt("%.1f", r.gm_gflops) << " | " << fmt("%.1f", r.py_gflops) << " | " << fmt("%.1f", r.gemm_gflops)
        << " |\n";
   }
-  md << "\n" << a.rounds << " alternating rounds per config; medians.  GFLOP/s counts the matrix products of the "
+  md << "\n"
+     << a.rounds
+     << " alternating rounds per config; medians.  GFLOP/s counts the matrix products of the "
         "step only; the GEMM is [batch, hidden] x [hidden, hidden] in gm's precision.  Python* is the same script "
         "with the process settings gm makes: glibc's malloc tuned as gm tunes it (GLIBC_TUNABLES mmap_threshold "
         "256 MiB, trim_threshold 512 MiB)"
@@ -345,21 +353,22 @@ void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc)
   std::filesystem::create_directories(out);
   std::ofstream(out / "results.md") << md.str();
   std::ofstream csv(out / "results.csv");
-  csv << "config,batch,hidden,layers,gm_precision,python_precision,gm_threads,python_threads,steps_per_block,rounds,gm_ms,python_ms,ratio,"
+  csv << "config,batch,hidden,layers,gm_precision,python_precision,gm_threads,python_threads,steps_per_block,rounds,gm_"
+         "ms,python_ms,ratio,"
          "ratio_min,ratio_max,python_tuned_malloc_ms,ratio_tuned_malloc,gm_gflops,python_gflops,gemm_gflops\n";
   for (const auto& r : rows) {
     const auto& c = r.config;
     csv << c.name << ',' << c.batch << ',' << c.hidden << ',' << c.layers << ',' << c.precision << ','
-        << c.python_precision << ',' << r.gm_threads << ',' << r.py_threads << ',' << r.steps_per_block << ',' << a.rounds << ',' << fmt("%.4f", r.gm_ms) << ','
-        << fmt("%.4f", r.py_ms) << ',' << fmt("%.4f", r.ratio) << ',' << fmt("%.4f", r.ratio_min) << ','
-        << fmt("%.4f", r.ratio_max) << ',' << fmt("%.4f", r.py_tuned_ms) << ',' << fmt("%.4f", r.ratio_tuned) << ','
-        << fmt("%.2f", r.gm_gflops) << ',' << fmt("%.2f", r.py_gflops) << ','
+        << c.python_precision << ',' << r.gm_threads << ',' << r.py_threads << ',' << r.steps_per_block << ','
+        << a.rounds << ',' << fmt("%.4f", r.gm_ms) << ',' << fmt("%.4f", r.py_ms) << ',' << fmt("%.4f", r.ratio) << ','
+        << fmt("%.4f", r.ratio_min) << ',' << fmt("%.4f", r.ratio_max) << ',' << fmt("%.4f", r.py_tuned_ms) << ','
+        << fmt("%.4f", r.ratio_tuned) << ',' << fmt("%.2f", r.gm_gflops) << ',' << fmt("%.2f", r.py_gflops) << ','
         << fmt("%.2f", r.gemm_gflops) << '\n';
   }
   if (lc.steps > 0) {
-    std::ofstream(out / "loss_check.csv") << "steps,fp32_loss,bf16_loss\n"
-                                          << lc.steps << ',' << fmt("%.6f", lc.fp32) << ',' << fmt("%.6f", lc.bf16)
-                                          << '\n';
+    std::ofstream(out / "loss_check.csv")
+        << "steps,fp32_loss,bf16_loss\n"
+        << lc.steps << ',' << fmt("%.6f", lc.fp32) << ',' << fmt("%.6f", lc.bf16) << '\n';
   }
   std::fprintf(stderr, "bench_train: wrote %s/results.md and results.csv\n", a.out.c_str());
 }
@@ -376,8 +385,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1000}));
   app.add_option("--block-seconds", a.block_seconds, "approximate length of one block of steps")
       ->check(CLI::Range(0.01, 600.0));
-  app.add_option("--threads", a.threads, "intra-op threads for both; 0: each chooses per precision (fp32: torch's "
-                 "default, bf16: every core)")->check(CLI::Range(int64_t{0}, int64_t{1024}));
+  app.add_option("--threads", a.threads,
+                 "intra-op threads for both; 0: each chooses per precision (fp32: torch's "
+                 "default, bf16: every core)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1024}));
   app.add_option("--loss-steps", a.loss_steps, "steps of the bf16-vs-fp32 loss check (0: skip it)")
       ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
   app.add_option("--python", a.python, "Python interpreter with torch (Debian's python3-torch)");
@@ -389,14 +400,18 @@ int main(int argc, char** argv) {
   try {
     std::vector<Config> chosen;
     for (const auto& n : a.configs) {
-      auto it = std::find_if(known_configs().begin(), known_configs().end(), [&](const Config& c) { return c.name == n; });
-      if (it == known_configs().end()) throw gm::Error("bench_train: unknown config '" + n + "' (known: " + names + ")");
+      auto it =
+          std::find_if(known_configs().begin(), known_configs().end(), [&](const Config& c) { return c.name == n; });
+      if (it == known_configs().end())
+        throw gm::Error("bench_train: unknown config '" + n + "' (known: " + names + ")");
       chosen.push_back(*it);
     }
     if (access(a.python.c_str(), X_OK) != 0) throw gm::Error("bench_train: --python " + a.python + ": not executable");
-    if (!std::filesystem::is_regular_file(a.script)) throw gm::Error("bench_train: --script " + a.script + ": no such file");
+    if (!std::filesystem::is_regular_file(a.script))
+      throw gm::Error("bench_train: --script " + a.script + ": no such file");
     if (!a.force && std::filesystem::exists(std::filesystem::path(a.out) / "results.csv")) {
-      throw gm::Error("bench_train: " + a.out + "/results.csv exists; pass --force to overwrite or choose another --out");
+      throw gm::Error("bench_train: " + a.out +
+                      "/results.csv exists; pass --force to overwrite or choose another --out");
     }
     default_threads();
     std::vector<Result> rows;

@@ -117,7 +117,8 @@ int main(int argc, char** argv) try {
     run.log("flow_2d: " + name + ", MLP " + std::to_string(cfg.get<int64_t>("model.hidden")) + "x" +
             std::to_string(cfg.get<int64_t>("model.layers")) + ", " + std::to_string(steps) + " steps on " +
             device.str() + ", " + cfg.get<std::string>("training.precision") + ", " +
-            std::to_string(torch::get_num_threads()) + " thread(s)" + (restored ? ", resuming at step " + std::to_string(trainer.step()) : ""));
+            std::to_string(torch::get_num_threads()) + " thread(s)" +
+            (restored ? ", resuming at step " + std::to_string(trainer.step()) : ""));
     gm::StopSignal::install();
     trainer.fit(data, steps, ema, history, ckpt);
     if (ckpt.stopped_by_signal()) return 0;  // checkpoint saved; re-run the same command to resume

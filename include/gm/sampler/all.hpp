@@ -12,3 +12,10 @@
 #include <gm/sampler/integrate.hpp>
 #include <gm/sampler/sde.hpp>
 #include <gm/sampler/unipc.hpp>
+#include <gm/type_list.hpp>
+
+namespace gm {
+/// Every sampler gm ships, for benchmarks and tools that iterate or pick them by name (`gm::visit_by_name`).
+using AllSamplers = type_list<EulerSampler, MidpointSampler, HeunSampler, RK4Sampler, DDIMSampler, DPMSolverPP2M,
+                              DPMSolverPP3M, UniPC<2>, UniPC<3>, EulerMaruyamaSampler, PCSampler, DopriSampler>;
+}  // namespace gm

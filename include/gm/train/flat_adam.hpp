@@ -33,8 +33,7 @@ namespace gm {
 class FlatAdam : public torch::optim::Optimizer {
  public:
   FlatAdam(std::vector<torch::Tensor> params, torch::optim::AdamOptions options, bool decoupled = false)
-      : Optimizer({torch::optim::OptimizerParamGroup(params)},
-                  std::make_unique<torch::optim::AdamOptions>(options)),
+      : Optimizer({torch::optim::OptimizerParamGroup(params)}, std::make_unique<torch::optim::AdamOptions>(options)),
         decoupled_(decoupled) {
     TORCH_CHECK(!params.empty(), "gm: FlatAdam needs parameters");
     TORCH_CHECK(!options.amsgrad(), "gm: FlatAdam does not implement amsgrad");
@@ -54,12 +53,13 @@ class FlatAdam : public torch::optim::Optimizer {
     exp_avg_ = torch::zeros({total}, opts);
     exp_avg_sq_ = torch::zeros({total}, opts);
     denom_ = torch::empty({total}, opts);
-    bind(true);
+    bind();
+    attach_states();
   }
 
   /// The flat gradient buffer: every parameter's gradient is a view of it.
   const torch::Tensor& flat_grad() {
-    bind(false);
+    bind();
     return grad_;
   }
   /// The flat parameter buffer.
@@ -67,7 +67,7 @@ class FlatAdam : public torch::optim::Optimizer {
 
   /// Zero the gradients: one kernel on the flat buffer.
   void zero_grad() {
-    bind(false);
+    bind();
     grad_.zero_();
   }
 
@@ -78,11 +78,11 @@ class FlatAdam : public torch::optim::Optimizer {
       torch::AutoGradMode enable(true);
       loss = closure();
     }
-    bind(false);
+    bind();
     auto& o = static_cast<torch::optim::AdamOptions&>(param_groups_.front().options());
     const auto [beta1, beta2] = o.betas();
     const int64_t step = ++step_;
-    for (const auto& p : params()) state_of(p).step(step);
+    for (auto* s : states_) s->step(step);  // kept per parameter for torch's save format
     const double bc1 = 1 - std::pow(beta1, static_cast<double>(step));
     const double bc2 = 1 - std::pow(beta2, static_cast<double>(step));
     torch::Tensor g = grad_;
@@ -118,10 +118,9 @@ class FlatAdam : public torch::optim::Optimizer {
           view(flat, i).zero_();
         }
       }
-      s.exp_avg(view(exp_avg_, i));
-      s.exp_avg_sq(view(exp_avg_sq_, i));
       step_ = s.step();
     }
+    attach_states();  // the loaded states replaced ours
   }
 
  private:
@@ -131,18 +130,26 @@ class FlatAdam : public torch::optim::Optimizer {
     const auto& p = params()[i];
     return flat.narrow(0, offsets_[i], p.numel()).view(p.sizes());
   }
+  /// The state torch's Optimizer keeps for `p` (keyed by its TensorImpl), created if missing.
   torch::optim::AdamParamState& state_of(const torch::Tensor& p) {
     auto& s = state_[c10::guts::to_string(p.unsafeGetTensorImpl())];
-    if (!s) {
-      auto fresh = std::make_unique<torch::optim::AdamParamState>();
-      s = std::move(fresh);
-    }
+    if (!s) s = std::make_unique<torch::optim::AdamParamState>();
     return static_cast<torch::optim::AdamParamState&>(*s);
+  }
+  /// Point each parameter's state at views of the flat moments, and cache the states for step().
+  void attach_states() {
+    states_.clear();
+    for (size_t i = 0; i < params().size(); ++i) {
+      auto& s = state_of(params()[i]);
+      s.exp_avg(view(exp_avg_, i));
+      s.exp_avg_sq(view(exp_avg_sq_, i));
+      states_.push_back(&s);
+    }
   }
 
   /// Make each parameter (and gradient) a view of the flat buffers again where it is not, copying its
-  /// current values in.  `first`: also create the per-parameter state.
-  void bind(bool first) {
+  /// current values in.
+  void bind() {
     torch::NoGradGuard ng;
     auto* base = static_cast<char*>(flat_.data_ptr());
     auto* gbase = static_cast<char*>(grad_.data_ptr());
@@ -164,16 +171,12 @@ class FlatAdam : public torch::optim::Optimizer {
         }
         g = v;
       }
-      if (first) {
-        auto& s = state_of(p);
-        s.exp_avg(view(exp_avg_, i));
-        s.exp_avg_sq(view(exp_avg_sq_, i));
-      }
     }
   }
 
   bool decoupled_;
   std::vector<int64_t> offsets_;
+  std::vector<torch::optim::AdamParamState*> states_;  // state_'s entries, in parameter order
   torch::Tensor flat_, grad_, exp_avg_, exp_avg_sq_, denom_;
   int64_t step_ = 0;
 };

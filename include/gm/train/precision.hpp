@@ -28,8 +28,6 @@ inline Precision parse_precision(const std::string& s) {
   throw Error("gm: precision must be fp32 or bf16, not '" + s + "'");
 }
 
-inline const char* to_string(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
-
 /// While alive, matrix products (linear, addmm, matmul, convolutions) on `device` run in bfloat16 under
 /// torch's autocast (Micikevicius et al. 2018, "Mixed Precision Training"; bf16 needs no loss scaling).
 /// Networks cast each product's result back to their input's dtype (gm::MLP does), so activations and
