@@ -1,7 +1,9 @@
-// Typed name dispatch, PNG writing and plots.
+// Typed name dispatch, PNG writing, plots, atomic files and TensorBoard event files.
 #include "helpers.hpp"
 
+#include <gm/io/file.hpp>
 #include <gm/io/plot.hpp>
+#include <gm/io/tensorboard.hpp>
 #include <gm/io/png.hpp>
 #include <gm/sampler/grids.hpp>
 #include <gm/type_list.hpp>
@@ -77,4 +79,112 @@ TEST_CASE("line_plot draws each series in its own colour inside the axes") {
   }
   CHECK(first > 200);   // a line across two decades, markers and the legend swatch
   CHECK(second > 49);   // series b has one valid point (y = -1 is off a log axis): marker and swatch
+}
+
+TEST_CASE("nice_ticks gives round numbers covering the range, and tick_label prints them plainly") {
+  auto lin = gm::io::nice_ticks(3.4, 8.6, false);
+  CHECK(lin.at == std::vector<double>{4, 5, 6, 7, 8});
+  CHECK(lin.step == 1);
+  auto steps = gm::io::nice_ticks(-300, 8300, false);
+  CHECK(steps.at == std::vector<double>{0, 2000, 4000, 6000, 8000});
+  auto small = gm::io::nice_ticks(0.0012, 0.0031, false);
+  CHECK(small.step == doctest::Approx(0.0005));
+  auto decades = gm::io::nice_ticks(2e-5, 3, true);
+  CHECK(decades.at.size() == 5);  // 1e-4 .. 1
+  CHECK(decades.at.front() == doctest::Approx(1e-4));
+  auto one25 = gm::io::nice_ticks(3, 60, true);
+  CHECK(one25.at == std::vector<double>{5, 10, 20, 50});
+  CHECK(gm::io::nice_ticks(3.7, 3.95, true).step > 0);  // too narrow for 1-2-5: linear ticks
+  CHECK(gm::io::tick_label(2000, 2000) == "2000");
+  CHECK(gm::io::tick_label(0.25, 0.05) == "0.25");
+  CHECK(gm::io::tick_label(4.5, 0.5) == "4.5");
+  CHECK(gm::io::tick_label(0.001, 0.001) == "0.001");
+  CHECK(gm::io::tick_label(2e-5, 1e-5) == "2e-05");
+  CHECK(gm::io::tick_label(0, 1) == "0");
+}
+
+TEST_CASE("draw_text renders anti-aliased glyphs of the plot font") {
+  gm::io::Image img(200, 40);
+  const int w = gm::io::draw_text(img, 2, 2, "loss 1000", {0, 0, 0});
+  CHECK(w == gm::io::text_width("loss 1000"));
+  CHECK(w > 50);
+  int dark = 0, grey = 0;
+  for (size_t i = 0; i < img.rgb.size(); i += 3) {
+    dark += img.rgb[i] < 60;
+    grey += img.rgb[i] >= 60 && img.rgb[i] < 200;
+  }
+  CHECK(dark > 60);
+  CHECK(grey > 20);  // partial coverage at glyph edges
+  CHECK(gm::io::text_height() >= 14);
+}
+
+TEST_CASE("write_file_atomic replaces a file whole, leaves no temporary, and names the path on failure") {
+  const auto dir = std::filesystem::temp_directory_path() / ("gm_atomic_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  gm::io::write_file_atomic(dir / "a.txt", "first");
+  gm::io::write_file_atomic(dir / "a.txt", "second");
+  CHECK(gm::io::read_file(dir / "a.txt") == "second");
+  CHECK(!std::filesystem::exists(dir / "a.txt.tmp"));
+  CHECK_THROWS_WITH_AS(gm::io::write_file_atomic(dir / "no" / "b.txt", "x"), doctest::Contains("no/b.txt"), gm::Error);
+  gm::io::AppendFile log(dir / "log.csv");
+  log.append("1,2\n");
+  log.append("3,4\n");
+  CHECK(gm::io::read_file(dir / "log.csv") == "1,2\n3,4\n");
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("TensorBoard events: CRC-32C, scalars and images round-trip, truncation, torn and damaged records") {
+  CHECK(gm::io::detail::tb::crc32c("123456789") == 0xE3069283u);  // the CRC-32C check value
+  const auto dir = std::filesystem::temp_directory_path() / ("gm_tb_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::filesystem::path file;
+  {
+    gm::io::EventWriter w(dir);
+    file = w.path();
+    CHECK(file.filename().string().rfind("events.out.tfevents.", 0) == 0);
+    for (int s = 1; s <= 5; ++s) w.scalars(s, {{"loss", 1.0 / s}, {"lr", 1e-3}});
+    gm::io::Image img(3, 2);
+    img.set(1, 1, {255, 0, 0});
+    w.image("samples", img, 5);
+  }
+  auto f = gm::io::read_events(file);
+  REQUIRE(f.events.size() == 7);
+  CHECK(!f.torn);
+  CHECK(f.events[0].file_version == "brain.Event:2");
+  CHECK(f.events[3].step == 3);
+  REQUIRE(f.events[3].values.size() == 2);
+  CHECK(f.events[3].values[0].tag == "loss");
+  CHECK(*f.events[3].values[0].scalar == doctest::Approx(1.0 / 3).epsilon(1e-7));
+  CHECK(*f.events[3].values[1].scalar == doctest::Approx(1e-3).epsilon(1e-7));
+  CHECK(f.events[6].values[0].tag == "samples");
+  CHECK(f.events[6].values[0].image_width == 3);
+  CHECK(f.events[6].values[0].image_height == 2);
+  CHECK(f.events[6].values[0].image_png == gm::io::encode_png([] {
+          gm::io::Image i(3, 2);
+          i.set(1, 1, {255, 0, 0});
+          return i;
+        }()));
+  CHECK(f.events[2].wall_time > 1.6e9);
+
+  {  // a killed writer's torn last record is cut when the file is reopened, then steps after 3 are dropped
+    std::ofstream(file, std::ios::app | std::ios::binary) << std::string("\x20\x00\x00", 3);
+    CHECK(gm::io::read_events(file).torn);
+    gm::io::EventWriter w(dir);
+    CHECK(w.path() == file);
+    CHECK(!gm::io::read_events(file).torn);
+    w.truncate_after(3);
+    w.scalar("loss", 0.5, 4);
+  }
+  f = gm::io::read_events(file);
+  REQUIRE(f.events.size() == 5);
+  CHECK(f.events[3].step == 3);
+  CHECK(f.events[4].step == 4);
+  CHECK(*f.events[4].values[0].scalar == 0.5f);
+
+  std::string bytes = gm::io::read_file(file);  // one flipped byte: the CRC catches it, naming the offset
+  bytes[bytes.size() - 10] ^= 0x40;
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  CHECK_THROWS_WITH_AS(gm::io::read_events(file), doctest::Contains("fails its CRC"), gm::Error);
+  std::filesystem::remove_all(dir);
 }

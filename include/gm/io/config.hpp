@@ -64,6 +64,21 @@ class Config {
     return *this;
   }
 
+  /// Change the default of a declared key (an example's own default for a standard key); the value must
+  /// have the key's type and pass its check.
+  template <class T>
+  Config& set_default(const std::string& name, T value) {
+    auto& e = entry(name, "set_default");
+    Value v;
+    if constexpr (std::is_convertible_v<T, std::string> && !std::is_same_v<T, bool>) v = std::string(value);
+    else if constexpr (std::is_same_v<T, bool>) v = value;
+    else if constexpr (std::is_integral_v<T>) v = static_cast<int64_t>(value);
+    else v = static_cast<double>(value);
+    if (v.index() != e.value.index()) throw Error("gm: set_default: key '" + name + "' has another type");
+    commit(name, std::move(v), "default");
+    return *this;
+  }
+
   /// Parse `--config FILE` and every `--key=value`; returns the exit code when the program should stop
   /// (0 after --help, 2 after a one-line error), nothing when it should go on.
   std::optional<int> parse(int argc, char** argv) {

@@ -1,33 +1,44 @@
 #pragma once
 /// @file
-/// Minimal line and scatter plots rendered to PNG, so benchmarks and runs can show curves with no
-/// plotting stack: log or linear axes, decade ticks, a legend, and a built-in 3x5 pixel font.
+/// Line plots rendered to PNG with no plotting stack: linear or log axes with round-number ticks
+/// (1, 2, 5 x 10^k), axes fitted to the data, anti-aliased DejaVu Sans text, translucent raw curves
+/// under smoothed ones, and a legend.  `density_image` draws 2-D samples.
 
+#include <gm/io/detail/font_data.hpp>
 #include <gm/io/png.hpp>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace gm::io {
 
-/// One named curve.
+/// One named curve.  `color` picks a palette entry (-1: by position), `opacity` < 1 draws it translucent
+/// (a raw curve under its smoothed one), `thickness` is in pixels; a series with an empty name stays out of
+/// the legend.
 struct Series {
   std::string name;
   std::vector<double> x, y;
+  int color = -1;
+  double opacity = 1.0;
+  int thickness = 2;
 };
 
-/// How to draw a `line_plot`.
+/// How to draw a `line_plot`.  Without `x_range` / `y_range` each axis fits the data.
 struct PlotOptions {
   std::string title, x_label, y_label;
   bool log_x = false, log_y = false;
   int width = 880, height = 560;
+  std::optional<std::pair<double, double>> x_range, y_range;
 };
 
 namespace detail {
@@ -50,60 +61,10 @@ inline constexpr std::array<Color, 16> palette{{{31, 119, 180},
                                                  {255, 215, 0},
                                                  {0, 255, 127}}};
 
-/// A 3x5 glyph as 15 bits, rows top to bottom, 3 bits a row (most significant = left).
-inline uint16_t glyph(char c) {
-  if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  switch (c) {
-    case '0': return 0b111'101'101'101'111;
-    case '1': return 0b010'110'010'010'111;
-    case '2': return 0b111'001'111'100'111;
-    case '3': return 0b111'001'111'001'111;
-    case '4': return 0b101'101'111'001'001;
-    case '5': return 0b111'100'111'001'111;
-    case '6': return 0b111'100'111'101'111;
-    case '7': return 0b111'001'001'001'001;
-    case '8': return 0b111'101'111'101'111;
-    case '9': return 0b111'101'111'001'111;
-    case 'a': return 0b010'101'111'101'101;
-    case 'b': return 0b110'101'110'101'110;
-    case 'c': return 0b011'100'100'100'011;
-    case 'd': return 0b110'101'101'101'110;
-    case 'e': return 0b111'100'110'100'111;
-    case 'f': return 0b111'100'110'100'100;
-    case 'g': return 0b011'100'101'101'011;
-    case 'h': return 0b101'101'111'101'101;
-    case 'i': return 0b111'010'010'010'111;
-    case 'j': return 0b001'001'001'101'010;
-    case 'k': return 0b101'101'110'101'101;
-    case 'l': return 0b100'100'100'100'111;
-    case 'm': return 0b101'111'111'101'101;
-    case 'n': return 0b110'101'101'101'101;
-    case 'o': return 0b010'101'101'101'010;
-    case 'p': return 0b110'101'110'100'100;
-    case 'q': return 0b010'101'101'110'011;
-    case 'r': return 0b110'101'110'101'101;
-    case 's': return 0b011'100'010'001'110;
-    case 't': return 0b111'010'010'010'010;
-    case 'u': return 0b101'101'101'101'111;
-    case 'v': return 0b101'101'101'101'010;
-    case 'w': return 0b101'101'111'111'101;
-    case 'x': return 0b101'101'010'101'101;
-    case 'y': return 0b101'101'010'010'010;
-    case 'z': return 0b111'001'010'100'111;
-    case '-': return 0b000'000'111'000'000;
-    case '+': return 0b000'010'111'010'000;
-    case '.': return 0b000'000'000'000'010;
-    case ',': return 0b000'000'000'010'100;
-    case ':': return 0b000'010'000'010'000;
-    case '_': return 0b000'000'000'000'111;
-    case '=': return 0b000'111'000'111'000;
-    case '/': return 0b001'001'010'100'100;
-    case '(': return 0b010'100'100'100'010;
-    case ')': return 0b010'001'001'001'010;
-    case '|': return 0b010'010'010'010'010;
-    default: return 0;
-  }
-}
+/// Pixels drawn by `line` must fall inside this rectangle (inclusive).
+struct Clip {
+  int x0 = 0, y0 = 0, x1 = std::numeric_limits<int>::max(), y1 = std::numeric_limits<int>::max();
+};
 
 inline void fill_rect(Image& img, int x0, int y0, int x1, int y1, Color c) {
   for (int y = y0; y <= y1; ++y) {
@@ -111,110 +72,195 @@ inline void fill_rect(Image& img, int x0, int y0, int x1, int y1, Color c) {
   }
 }
 
-inline void line(Image& img, double x0, double y0, double x1, double y1, Color c, int thick = 2) {
+inline void line(Image& img, double x0, double y0, double x1, double y1, Color c, int thick = 2, double opacity = 1,
+                 const Clip& clip = {}) {
   const int steps = static_cast<int>(std::max(std::abs(x1 - x0), std::abs(y1 - y0))) + 1;
   for (int i = 0; i <= steps; ++i) {
     const double u = static_cast<double>(i) / steps;
     const int x = static_cast<int>(std::lround(x0 + u * (x1 - x0)));
     const int y = static_cast<int>(std::lround(y0 + u * (y1 - y0)));
-    fill_rect(img, x - thick / 2, y - thick / 2, x + (thick - 1) / 2, y + (thick - 1) / 2, c);
+    for (int yy = y - thick / 2; yy <= y + (thick - 1) / 2; ++yy) {
+      for (int xx = x - thick / 2; xx <= x + (thick - 1) / 2; ++xx) {
+        if (xx < clip.x0 || xx > clip.x1 || yy < clip.y0 || yy > clip.y1) continue;
+        if (opacity >= 1) img.set(xx, yy, c);
+        else img.blend(xx, yy, c, opacity);
+      }
+    }
   }
+}
+
+inline const fonts::Font& font(bool bold) { return bold ? fonts::bold : fonts::regular; }
+
+/// `raw` rounded to the nearest of 1, 2, 5 or 10 x 10^k: a round tick spacing.
+inline double nice_step(double raw) {
+  const double p = std::pow(10.0, std::floor(std::log10(raw)));
+  const double m = raw / p;
+  return (m < 1.5 ? 1 : m < 3 ? 2 : m < 7 ? 5 : 10) * p;
 }
 
 }  // namespace detail
 
-/// Draw `text` with its top-left corner at (x, y); each font pixel is `scale` pixels.  Returns the width.
-inline int draw_text(Image& img, int x, int y, std::string_view text, std::array<uint8_t, 3> color = {0, 0, 0},
-                     int scale = 2) {
-  int cx = x;
+/// Width in pixels of `text` in the plot font.
+inline int text_width(std::string_view text, bool bold = false) {
+  int w = 0;
   for (char c : text) {
-    const uint16_t g = detail::glyph(c);
-    for (int r = 0; r < 5; ++r) {
-      for (int col = 0; col < 3; ++col) {
-        if (g & (1u << (14 - (r * 3 + col)))) {
-          detail::fill_rect(img, cx + col * scale, y + r * scale, cx + col * scale + scale - 1,
-                            y + r * scale + scale - 1, color);
+    if (c >= 32 && c < 127) w += detail::font(bold).glyphs[c - 32].advance;
+  }
+  return w;
+}
+
+/// Line height in pixels of the plot font.
+inline int text_height(bool bold = false) { return detail::font(bold).ascent + detail::font(bold).descent; }
+
+/// Draw `text` (printable ASCII) anti-aliased with its top-left corner at (x, y); returns its width.
+inline int draw_text(Image& img, int x, int y, std::string_view text, std::array<uint8_t, 3> color = {0, 0, 0},
+                     bool bold = false) {
+  const auto& f = detail::font(bold);
+  int pen = x;
+  const int baseline = y + f.ascent;
+  for (char c : text) {
+    if (c < 32 || c >= 127) continue;
+    const auto& g = f.glyphs[c - 32];
+    for (int r = 0; r < g.h; ++r) {
+      for (int col = 0; col < g.w; ++col) {
+        const unsigned char a = f.pixels[g.at + static_cast<size_t>(r) * g.w + col];
+        if (a) img.blend(pen + g.x + col, baseline + g.y + r, color, a / 255.0);
+      }
+    }
+    pen += g.advance;
+  }
+  return pen - x;
+}
+
+/// Tick positions: `at`, and `step`, their spacing when evenly spaced (0 for 1-2-5 ticks on a log axis).
+struct Ticks {
+  std::vector<double> at;
+  double step = 0;
+};
+
+/// Round-number ticks covering [lo, hi]: multiples of 1, 2 or 5 x 10^k on a linear axis (about `target` of
+/// them); on a log axis the decades, or 1-2-5 (or 1..9) within them when the range spans little, or even
+/// linear ticks when it spans too little for those.
+inline Ticks nice_ticks(double lo, double hi, bool log, int target = 6) {
+  Ticks t;
+  if (!(hi > lo)) return {{lo}, 0};
+  if (log) {
+    const double decades = std::log10(hi / lo);
+    const int stride = decades > 8 ? static_cast<int>(std::ceil(decades / 8)) : 1;
+    for (const auto& mantissas : std::vector<std::vector<int>>{{1}, {1, 2, 5}, {1, 2, 3, 4, 5, 6, 7, 8, 9}}) {
+      t.at.clear();
+      for (int k = static_cast<int>(std::floor(std::log10(lo))); k <= static_cast<int>(std::ceil(std::log10(hi))); ++k) {
+        if (((k % stride) + stride) % stride != 0) continue;
+        for (int m : mantissas) {
+          const double v = m * std::pow(10.0, k);
+          if (v >= lo * (1 - 1e-9) && v <= hi * (1 + 1e-9)) t.at.push_back(v);
+        }
+      }
+      if (t.at.size() >= 3) return t;
+    }
+  }
+  t.at.clear();
+  t.step = detail::nice_step((hi - lo) / std::max(1, target - 1));
+  for (double v = std::ceil(lo / t.step - 1e-9) * t.step; v <= hi + t.step * 1e-9; v += t.step) {
+    t.at.push_back(std::abs(v) < t.step * 1e-9 ? 0.0 : v);
+  }
+  return t;
+}
+
+/// A tick label: "1000", "0.25", "2e-05" (exponents only below 1e-3 or from 1e6), with as many decimals as
+/// the tick spacing needs and no more.
+inline std::string tick_label(double v, double spacing) {
+  char buf[48];
+  const double a = std::abs(v);
+  if (v == 0) return "0";
+  if (a < 1e-3 || a >= 1e6) {
+    std::snprintf(buf, sizeof buf, "%.3g", v);
+    return buf;
+  }
+  const int decimals = std::clamp(static_cast<int>(-std::floor(std::log10(spacing) + 1e-9)), 0, 6);
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+/// Render curves on shared axes (linear or log), with round-number ticks and a light grid, each axis fitted
+/// to the data unless given, markers at the data points of short opaque series, and a legend.  Non-finite
+/// points, and non-positive ones on a log axis, are left out; lines are clipped to the axes.
+inline Image line_plot(const std::vector<Series>& series, const PlotOptions& o) {
+  Image img(o.width, o.height);
+  auto ok = [&](double v, bool log) { return std::isfinite(v) && (!log || v > 0); };
+  auto fit = [&](bool is_x, bool log, const std::optional<std::pair<double, double>>& given) {
+    double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+    if (given) {
+      lo = given->first, hi = given->second;
+    } else {
+      for (const auto& s : series) {
+        for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+          if (!ok(s.x[i], o.log_x) || !ok(s.y[i], o.log_y)) continue;
+          lo = std::min(lo, is_x ? s.x[i] : s.y[i]);
+          hi = std::max(hi, is_x ? s.x[i] : s.y[i]);
         }
       }
     }
-    cx += 4 * scale;
-  }
-  return cx - x;
-}
+    if (!std::isfinite(lo)) lo = log ? 1 : 0, hi = log ? 10 : 1;
+    if (log) {  // pad 4% of the span in log space
+      if (hi <= lo) lo /= 2, hi *= 2;
+      const double pad = std::pow(hi / lo, 0.04);
+      return std::pair{lo / pad, hi * pad};
+    }
+    if (hi <= lo) {
+      const double d = lo == 0 ? 1 : std::abs(lo) * 0.1;
+      lo -= d, hi += d;
+    }
+    const double pad = 0.04 * (hi - lo);
+    return std::pair{lo - pad, hi + pad};
+  };
+  const auto [x0, x1] = fit(true, o.log_x, o.x_range);
+  const auto [y0, y1] = fit(false, o.log_y, o.y_range);
+  const Ticks xt = nice_ticks(x0, x1, o.log_x), yt = nice_ticks(y0, y1, o.log_y);
+  auto label = [](const Ticks& t, double v) {
+    return tick_label(v, t.step > 0 ? t.step : std::pow(10.0, std::floor(std::log10(v) + 1e-9)));
+  };
 
-/// Render curves on shared axes (log or linear), with decade ticks on log axes, markers at the data points
-/// and a legend.  Non-finite points, and non-positive ones on a log axis, are left out.
-inline Image line_plot(const std::vector<Series>& series, const PlotOptions& o) {
-  Image img(o.width, o.height);
-  const int left = 90, right = o.width - 190, top = 64, bottom = o.height - 60;
+  int label_w = 0;
+  for (double v : yt.at) label_w = std::max(label_w, text_width(label(yt, v)));
+  int legend_w = 0;
+  for (const auto& s : series) {
+    if (!s.name.empty()) legend_w = std::max(legend_w, text_width(s.name) + 44);
+  }
+  const int left = std::max(60, label_w + 24), right = o.width - (legend_w ? legend_w + 24 : 24);
+  const int top = o.title.empty() ? 24 : 24 + text_height(true) + 16, bottom = o.height - 64;
   auto tx = [&](double v) { return o.log_x ? std::log10(v) : v; };
   auto ty = [&](double v) { return o.log_y ? std::log10(v) : v; };
-  auto ok = [&](double v, bool log) { return std::isfinite(v) && (!log || v > 0); };
-  double x0 = std::numeric_limits<double>::infinity(), x1 = -x0, y0 = x0, y1 = -x0;
-  for (const auto& s : series) {
-    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
-      if (!ok(s.x[i], o.log_x) || !ok(s.y[i], o.log_y)) continue;
-      x0 = std::min(x0, tx(s.x[i]));
-      x1 = std::max(x1, tx(s.x[i]));
-      y0 = std::min(y0, ty(s.y[i]));
-      y1 = std::max(y1, ty(s.y[i]));
-    }
+  auto px = [&](double v) { return left + (tx(v) - tx(x0)) / (tx(x1) - tx(x0)) * (right - left); };
+  auto py = [&](double v) { return bottom - (ty(v) - ty(y0)) / (ty(y1) - ty(y0)) * (bottom - top); };
+
+  const detail::Color grid{228, 228, 228}, axis{40, 40, 40}, ink{30, 30, 30};
+  const int th = text_height();
+  for (double v : xt.at) {
+    const double x = px(v);
+    detail::line(img, x, top, x, bottom, grid, 1);
+    detail::line(img, x, bottom, x, bottom + 5, axis, 1);
+    const auto s = label(xt, v);
+    draw_text(img, static_cast<int>(std::lround(x)) - text_width(s) / 2, bottom + 8, s, ink);
   }
-  if (!std::isfinite(x0)) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
-  if (o.log_x) x0 = std::floor(x0), x1 = std::max(std::ceil(x1), x0 + 1);
-  if (o.log_y) y0 = std::floor(y0), y1 = std::max(std::ceil(y1), y0 + 1);
-  if (x1 == x0) x1 = x0 + 1;
-  if (y1 == y0) y1 = y0 + 1;
-  auto px = [&](double v) { return left + (tx(v) - x0) / (x1 - x0) * (right - left); };
-  auto py = [&](double v) { return bottom - (ty(v) - y0) / (y1 - y0) * (bottom - top); };
-
-  const detail::Color grid{225, 225, 225}, axis{0, 0, 0};
-  auto tick_label = [](double e, bool log) {
-    if (!log) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%.3g", e);
-      return std::string(buf);
-    }
-    const int k = static_cast<int>(std::lround(e));
-    if (k >= 0 && k <= 4) return std::to_string(static_cast<long long>(std::lround(std::pow(10.0, k))));
-    return "1e" + std::to_string(k);
-  };
-  // Grid lines and tick labels: decades (and 2..9 minor lines) on log axes, 5 divisions on linear ones.
-  auto ticks = [&](double lo, double hi, bool log, auto&& draw) {
-    if (log) {
-      for (int k = static_cast<int>(lo); k <= static_cast<int>(hi); ++k) {
-        draw(static_cast<double>(k), true);
-        for (int m = 2; m <= 9 && k < static_cast<int>(hi); ++m) draw(k + std::log10(m), false);
-      }
-    } else {
-      for (int i = 0; i <= 5; ++i) draw(lo + (hi - lo) * i / 5, true);
-    }
-  };
-  ticks(x0, x1, o.log_x, [&](double e, bool major) {
-    const double x = left + (e - x0) / (x1 - x0) * (right - left);
-    detail::line(img, x, top, x, bottom, grid, major ? 1 : 1);
-    if (major) {
-      auto s = tick_label(e, o.log_x);
-      draw_text(img, static_cast<int>(x) - static_cast<int>(s.size()) * 4, bottom + 8, s);
-    }
-  });
-  ticks(y0, y1, o.log_y, [&](double e, bool major) {
-    const double y = bottom - (e - y0) / (y1 - y0) * (bottom - top);
+  for (double v : yt.at) {
+    const double y = py(v);
     detail::line(img, left, y, right, y, grid, 1);
-    if (major) {
-      auto s = tick_label(e, o.log_y);
-      draw_text(img, left - 8 - static_cast<int>(s.size()) * 8, static_cast<int>(y) - 5, s);
-    }
-  });
-  detail::line(img, left, bottom, right, bottom, axis, 2);
-  detail::line(img, left, top, left, bottom, axis, 2);
-  draw_text(img, left, 8, o.title, axis, 3);
-  draw_text(img, (left + right) / 2 - static_cast<int>(o.x_label.size()) * 4, bottom + 32, o.x_label);
-  draw_text(img, 8, top - 18, o.y_label);
+    detail::line(img, left - 5, y, left, y, axis, 1);
+    const auto s = label(yt, v);
+    draw_text(img, left - 9 - text_width(s), static_cast<int>(std::lround(y)) - th / 2, s, ink);
+  }
+  detail::line(img, left, bottom, right, bottom, axis, 1);
+  detail::line(img, left, top, left, bottom, axis, 1);
+  if (!o.title.empty()) draw_text(img, left, 18, o.title, ink, true);
+  draw_text(img, (left + right) / 2 - text_width(o.x_label) / 2, bottom + 14 + th, o.x_label, ink);
+  draw_text(img, std::max(4, left - text_width(o.y_label) / 2), top - th - 6, o.y_label, ink);
 
+  const detail::Clip clip{left + 1, top, right, bottom - 1};
+  int legend_row = 0;
   for (size_t k = 0; k < series.size(); ++k) {
-    const auto c = detail::palette[k % detail::palette.size()];
     const auto& s = series[k];
+    const auto c = detail::palette[static_cast<size_t>(s.color >= 0 ? s.color : static_cast<int>(k)) % detail::palette.size()];
     bool have_prev = false;
     double qx = 0, qy = 0;
     for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
@@ -223,16 +269,16 @@ inline Image line_plot(const std::vector<Series>& series, const PlotOptions& o) 
         continue;
       }
       const double X = px(s.x[i]), Y = py(s.y[i]);
-      if (have_prev) detail::line(img, qx, qy, X, Y, c, 2);
-      if (s.x.size() <= 60) {  // markers only where points are few enough to tell apart
-        detail::fill_rect(img, static_cast<int>(X) - 3, static_cast<int>(Y) - 3, static_cast<int>(X) + 3,
-                          static_cast<int>(Y) + 3, c);
+      if (have_prev) detail::line(img, qx, qy, X, Y, c, s.thickness, s.opacity, clip);
+      if (s.x.size() <= 60 && s.opacity >= 1) {  // markers only where points are few enough to tell apart
+        for (int dy = -3; dy <= 3; ++dy) detail::line(img, X - 3, Y + dy, X + 3, Y + dy, c, 1, 1, clip);
       }
       qx = X, qy = Y, have_prev = true;
     }
-    const int ly = top + 6 + static_cast<int>(k) * 20;
-    detail::fill_rect(img, right + 16, ly, right + 36, ly + 9, c);
-    draw_text(img, right + 44, ly, s.name);
+    if (s.name.empty()) continue;
+    const int ly = top + 4 + legend_row++ * (th + 8);
+    detail::line(img, right + 16, ly + th / 2, right + 40, ly + th / 2, c, 3, std::max(s.opacity, 0.5));
+    draw_text(img, right + 46, ly, s.name, ink);
   }
   return img;
 }

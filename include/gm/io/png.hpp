@@ -6,7 +6,9 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -27,6 +29,12 @@ struct Image {
     p[1] = c[1];
     p[2] = c[2];
   }
+  /// Mix `c` into the pixel with weight `a` in [0, 1] (anti-aliased text, translucent lines).
+  void blend(int x, int y, std::array<uint8_t, 3> c, double a) {
+    if (x < 0 || y < 0 || x >= width || y >= height || a <= 0) return;
+    auto* p = &rgb[(static_cast<size_t>(y) * width + x) * 3];
+    for (int i = 0; i < 3; ++i) p[i] = static_cast<uint8_t>(std::lround(p[i] + (c[i] - p[i]) * std::min(a, 1.0)));
+  }
 };
 
 namespace detail {
@@ -42,8 +50,8 @@ inline void chunk(std::string& out, const char* type, const std::string& data) {
 }
 }  // namespace detail
 
-/// Write `img` as a PNG file (8-bit RGB).  Throws `gm::Error` naming the path on failure.
-inline void write_png(const std::filesystem::path& path, const Image& img) {
+/// `img` encoded as a PNG file's bytes (8-bit RGB, deflate).
+inline std::string encode_png(const Image& img) {
   std::string raw;
   raw.reserve(static_cast<size_t>(img.height) * (img.width * 3 + 1));
   for (int y = 0; y < img.height; ++y) {
@@ -55,7 +63,7 @@ inline void write_png(const std::filesystem::path& path, const Image& img) {
   std::string z(len, '\0');
   if (compress2(reinterpret_cast<Bytef*>(z.data()), &len, reinterpret_cast<const Bytef*>(raw.data()),
                 static_cast<uLong>(raw.size()), 6) != Z_OK) {
-    throw Error("gm: " + path.string() + ": PNG compression failed");
+    throw Error("gm: PNG compression failed");
   }
   z.resize(len);
   std::string ihdr;
@@ -66,6 +74,12 @@ inline void write_png(const std::filesystem::path& path, const Image& img) {
   detail::chunk(out, "IHDR", ihdr);
   detail::chunk(out, "IDAT", z);
   detail::chunk(out, "IEND", "");
+  return out;
+}
+
+/// Write `img` as a PNG file (8-bit RGB).  Throws `gm::Error` naming the path on failure.
+inline void write_png(const std::filesystem::path& path, const Image& img) {
+  const std::string out = encode_png(img);
   std::ofstream f(path, std::ios::binary);
   if (!f || !f.write(out.data(), static_cast<std::streamsize>(out.size()))) {
     throw Error("gm: " + path.string() + ": cannot write file");

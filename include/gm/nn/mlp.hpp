@@ -65,6 +65,11 @@ class MLPImpl : public torch::nn::Module {
     out_ = register_module("out", torch::nn::Linear(in, o.dim()));
   }
 
+  /// "MLP <hidden>x<layers>", for logs.
+  std::string describe() const {
+    return "MLP " + std::to_string(options_.hidden()) + "x" + std::to_string(options_.layers());
+  }
+
   /// x: [B, dim]; t: [B] or 0-d.  Returns [B, dim] in x's dtype.  Under gm::Autocast the products run in
   /// bf16 and each result is cast back, so activations stay in x's dtype.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) {

@@ -4,6 +4,7 @@
 
 #include <gm/error.hpp>
 #include <gm/io/config.hpp>
+#include <gm/io/file.hpp>
 #include <gm/io/plot.hpp>
 #include <gm/train/trainer.hpp>
 #include <gm/version.hpp>
@@ -11,6 +12,10 @@
 #include <chrono>
 #include <cstdio>
 #include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <string_view>
+#include <utility>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -25,7 +30,8 @@ namespace gm {
 ///
 /// `create_or_resume`: a new folder gets config.toml (the resolved config) and meta.json (version, git
 /// commit if known, host, start time, command line); a folder that already holds a run is resumed when its
-/// config matches in every key but those in `may_change`, and refused, naming the key, otherwise.
+/// config has the same values in every key that defines the run, i.e. all but those in `may_change` (an
+/// entry ending in '.' frees a whole section), and refused, naming the key, otherwise.
 /// `existing`: the folder must hold a run (for `--mode=sample`).  `log` prints a line and appends it to
 /// log.txt.  Nothing already written is overwritten.
 class RunDir {
@@ -43,12 +49,14 @@ class RunDir {
     if (exists) {
       Config saved = cfg;
       saved.load_file(dir_ / "config.toml");
+      std::string free_list;
+      for (const auto& m : may_change) free_list += (free_list.empty() ? "" : ", ") + m + (m.back() == '.' ? "*" : "");
       for (const auto& k : cfg.keys()) {
         bool free = false;
         for (const auto& m : may_change) free = free || k == m || (m.back() == '.' && k.rfind(m, 0) == 0);
         if (!free && saved.text(k) != cfg.text(k)) {
           throw Error("gm: " + dir_.string() + " holds a run with " + k + " = " + saved.text(k) + ", not " +
-                      cfg.text(k) + "; only training.steps may change when resuming (or choose another --workdir)");
+                      cfg.text(k) + "; a resumed run may change only " + free_list + " (or choose another --workdir)");
         }
       }
       resuming_ = true;
@@ -75,11 +83,8 @@ class RunDir {
     log_.flush();
   }
 
-  /// Write a text file into the folder.
-  void write(const std::string& name, const std::string& text) {
-    std::ofstream f(dir_ / name);
-    if (!f || !(f << text)) throw Error("gm: " + (dir_ / name).string() + ": cannot write file");
-  }
+  /// Write a text file into the folder (atomically: a reader sees the old file or the new one).
+  void write(const std::string& name, const std::string& text) { io::write_file_atomic(dir_ / name, text); }
 
   /// A path in the folder that does not exist yet: `stem + ext`, else `stem_2 + ext`, `stem_3 + ext`, ...
   std::filesystem::path unused(const std::string& stem, const std::string& ext) const {
@@ -124,35 +129,46 @@ class RunDir {
   std::ofstream log_;
 };
 
-/// Trainer callback: appends step, loss, lr, grad_norm, ms_per_step to history.csv every step, logs a
-/// progress line (step, loss, lr, it/s, ETA) every `every` steps, and plots loss.png at the end.  When
+/// Trainer callback: the run's history.  Appends step, loss, lr, grad_norm, ms_per_step to history.csv
+/// every step (one whole row per write, so a killed run leaves no torn line), logs a progress line (step,
+/// loss, lr, it/s, ETA) every `every` steps, and draws loss.png at the end from the whole run.  When
 /// stdout is a terminal the line also redraws in place, at most 10 times a second; carriage returns go to
 /// the terminal only, never into log.txt.
+///
+/// A resumed run first cuts history.csv back to the restored step (rows logged after the checkpoint, and a
+/// torn last line, are dropped), so every step appears exactly once, and the plot and `mean_ms` cover the
+/// whole run, not only this process's steps.
 class History {
  public:
   History(RunDir& dir, int64_t every, int64_t total)
-      : dir_(dir), every_(every), total_(total), tty_(::isatty(::fileno(stdout)) == 1) {
-    const bool fresh = !std::filesystem::exists(dir.path() / "history.csv");
-    csv_.open(dir.path() / "history.csv", std::ios::app);  // a resumed run appends
-    if (fresh) csv_ << "step,loss,lr,grad_norm,ms_per_step\n";
+      : dir_(dir), every_(every), total_(total), tty_(::isatty(::fileno(stdout)) == 1) {}
+
+  template <class T>
+  void on_train_begin(T& trainer) {
+    load(trainer.step());
   }
   template <class T>
   void on_step_end(T&, const StepStats& s) {
-    csv_ << s.step << ',' << s.loss << ',' << s.lr << ',' << s.grad_norm << ',' << s.ms << '\n';
+    char row[160];
+    std::snprintf(row, sizeof row, "%lld,%.9g,%.9g,%.9g,%.6g\n", static_cast<long long>(s.step), s.loss, s.lr,
+                  s.grad_norm, s.ms);
+    csv_.append(row);
     steps_.push_back(static_cast<double>(s.step));
     losses_.push_back(s.loss);
     ms_sum_ += s.ms;
+    ++ms_count_;
     window_ += s.loss;
     ++count_;
+    ++this_run_;
     const bool periodic = s.step % every_ == 0 || s.step == total_;
     const auto now = std::chrono::steady_clock::now();
     if (!periodic && !(tty_ && now - last_draw_ >= std::chrono::milliseconds(100))) return;
-    const double ms = ms_sum_ / static_cast<double>(steps_.size());
-    const double eta = ms * static_cast<double>(total_ - s.step) / 1000;
+    const double rate_ms = (ms_sum_ - before_ms_) / static_cast<double>(this_run_);  // this process's speed
+    const double eta = rate_ms * static_cast<double>(total_ - s.step) / 1000;
     char buf[160];
     std::snprintf(buf, sizeof buf, "step %6lld/%lld  loss %.4f  lr %.2e  %.0f it/s  eta %.0fs",
-                  static_cast<long long>(s.step), static_cast<long long>(total_), window_ / count_, s.lr, 1000 / ms,
-                  eta);
+                  static_cast<long long>(s.step), static_cast<long long>(total_), window_ / count_, s.lr,
+                  1000 / rate_ms, eta);
     if (periodic) {
       if (tty_) std::printf("\r\033[K");
       dir_.log(buf);
@@ -166,36 +182,92 @@ class History {
   }
   template <class T>
   void on_train_end(T&) {
-    csv_.flush();
+    plot();
+  }
+
+  /// Draw loss.png from the whole history: the raw loss, translucent, under a centred moving average,
+  /// on a linear axis fitted to the data (log when it spans more than 30x).
+  void plot() const {
+    if (steps_.empty()) return;
+    const size_t n = steps_.size(), half = std::max<size_t>(1, n / 100);
+    std::vector<double> prefix(n + 1, 0);
+    for (size_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + (std::isfinite(losses_[i]) ? losses_[i] : 0);
+    io::Series raw{"", steps_, losses_, 0, 0.3, 1}, smooth{"loss (moving average)", steps_, {}, 0, 1, 2};
+    for (size_t i = 0; i < n; ++i) {
+      const size_t lo = i >= half ? i - half : 0, hi = std::min(n, i + half + 1);
+      smooth.y.push_back((prefix[hi] - prefix[lo]) / static_cast<double>(hi - lo));
+    }
+    // The y range: the smoothed curve and the raw loss without its 0.5% most extreme points on each side.
+    std::vector<double> sorted;
+    for (double v : losses_) {
+      if (std::isfinite(v)) sorted.push_back(v);
+    }
+    if (sorted.empty()) return;
+    std::sort(sorted.begin(), sorted.end());
+    double lo = sorted[sorted.size() / 200], hi = sorted[sorted.size() - 1 - sorted.size() / 200];
+    for (double v : smooth.y) lo = std::min(lo, v), hi = std::max(hi, v);
     io::PlotOptions o;
     o.title = "training loss";
     o.x_label = "step";
     o.y_label = "loss";
-    o.log_y = true;
-    // The mean loss over at most 200 equal windows of steps: readable however long the run.
-    const size_t bins = std::min<size_t>(200, steps_.size());
-    io::Series mean{"loss (window mean)", {}, {}};
-    for (size_t b = 0; b < bins; ++b) {
-      const size_t lo = b * steps_.size() / bins, hi = (b + 1) * steps_.size() / bins;
-      double sum = 0;
-      for (size_t i = lo; i < hi; ++i) sum += losses_[i];
-      mean.x.push_back(steps_[hi - 1]);
-      mean.y.push_back(sum / static_cast<double>(hi - lo));
-    }
-    io::write_png(dir_.path() / "loss.png", io::line_plot({mean}, o));
+    o.log_y = lo > 0 && hi / lo > 30;
+    o.y_range = std::pair{lo, hi};
+    io::write_file_atomic(dir_.path() / "loss.png", io::encode_png(io::line_plot({raw, smooth}, o)));
   }
-  /// Mean milliseconds per training step so far.
-  double mean_ms() const { return steps_.empty() ? 0 : ms_sum_ / static_cast<double>(steps_.size()); }
+
+  /// Mean milliseconds per training step over the whole run (every row of history.csv).
+  double mean_ms() const { return ms_count_ == 0 ? 0 : ms_sum_ / static_cast<double>(ms_count_); }
+  /// Steps recorded, this process's and earlier ones'.
+  size_t size() const { return steps_.size(); }
 
  private:
+  static constexpr const char* header = "step,loss,lr,grad_norm,ms_per_step\n";
+
+  /// Read history.csv up to `step`, cut what lies beyond (rows after the checkpoint, a torn last line),
+  /// and open it for appending.
+  void load(int64_t step) {
+    const auto path = dir_.path() / "history.csv";
+    const std::string text = io::read_file(path);
+    size_t keep = 0;
+    if (text.rfind(header, 0) == 0) {
+      keep = std::string_view(header).size();
+      for (size_t at = keep; at < text.size();) {
+        const size_t nl = text.find('\n', at);
+        if (nl == std::string::npos) break;  // a torn last line
+        std::stringstream row(text.substr(at, nl - at));
+        long long s = 0;
+        double loss = 0, lr = 0, norm = 0, ms = 0;
+        char c1 = 0, c2 = 0, c3 = 0, c4 = 0;
+        if (!(row >> s >> c1 >> loss >> c2 >> lr >> c3 >> norm >> c4 >> ms) || s > step ||
+            (!steps_.empty() && static_cast<double>(s) <= steps_.back())) {
+          break;
+        }
+        steps_.push_back(static_cast<double>(s));
+        losses_.push_back(loss);
+        ms_sum_ += ms;
+        ++ms_count_;
+        keep = at = nl + 1;
+      }
+    }
+    std::error_code ec;
+    if (keep == 0) {
+      io::write_file_atomic(path, header);
+    } else if (keep != text.size()) {
+      std::filesystem::resize_file(path, keep, ec);
+      if (ec) throw Error("gm: " + path.string() + ": cannot truncate: " + ec.message());
+    }
+    before_ms_ = ms_sum_;
+    csv_ = io::AppendFile(path);
+  }
+
   RunDir& dir_;
   int64_t every_, total_;
   bool tty_;
   std::chrono::steady_clock::time_point last_draw_{};
-  std::ofstream csv_;
+  io::AppendFile csv_;
   std::vector<double> steps_, losses_;
-  double ms_sum_ = 0, window_ = 0;
-  int64_t count_ = 0;
+  double ms_sum_ = 0, before_ms_ = 0, window_ = 0;
+  int64_t ms_count_ = 0, count_ = 0, this_run_ = 0;
 };
 
 }  // namespace gm

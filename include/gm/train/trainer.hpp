@@ -113,12 +113,14 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   using process_type = Interpolant<S>;
   using predict_type = Predict<P>;
   using sampler_type = Smp;
+  using net_type = Net;
 
   Trainer(Net net, TrainOptions options, process_type process = {}, predict_type predict = {}, TS time_sampler = {},
           W weighting = {})
       : net_(std::move(net)), options_(std::move(options)), process_(std::move(process)),
         predict_(std::move(predict)), time_sampler_(std::move(time_sampler)), weighting_(std::move(weighting)),
         generator_(make_generator(options_.seed(), options_.device())),
+        sampling_generator_(make_generator(options_.seed() ^ 0x5eed5a3b1e5ull, options_.device())),
         precision_(parse_precision(options_.precision())) {
     TORCH_CHECK(options_.accumulate() >= 1, "gm: accumulate must be >= 1");
     if (options_.keep_freed_memory()) keep_freed_memory();
@@ -135,7 +137,11 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   const process_type& process() const { return process_; }
   const predict_type& predict() const { return predict_; }
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
+  /// The training generator: time, noise and (through the data callable) data draws; saved in checkpoints.
   at::Generator& generator() { return generator_; }
+  /// The sampling generator: prior draws and SDE noise of `sample`, seeded from the seed but separate, so
+  /// sampling (previews included) never shifts the training stream.
+  at::Generator& sampling_generator() { return sampling_generator_; }
   const TrainOptions& options() const { return options_; }
   Precision precision() const { return precision_; }
   int64_t step() const { return step_; }
@@ -209,7 +215,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     if (ema) swap = std::make_unique<EMA::Swap>(*ema, *net_);
     auto field = make_field();
     auto x1 = noise.defined() ? noise.to(options_.device()) : initial_noise(n);
-    auto out = integrate(sampler, field, x1, grid.nodes(steps, t_end, process_), NoObserver{}, generator_);
+    auto out = integrate(sampler, field, x1, grid.nodes(steps, t_end, process_), NoObserver{}, sampling_generator_);
     last_nfe_ = field.nfe();
     return out;
   }
@@ -223,12 +229,14 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     return Field(process_, predict_, model);
   }
 
-  /// n draws of the prior at t = 1: sigma(1) eps (alpha(1) x0 is negligible for the processes gm ships).
-  torch::Tensor initial_noise(int64_t n) {
-    const auto dim = data_dim();
+  /// n draws of the prior at t = 1: sigma(1) eps (alpha(1) x0 is negligible for the processes gm ships),
+  /// from the sampling generator.
+  torch::Tensor initial_noise(int64_t n) { return initial_noise({n, data_dim()}); }
+  /// Draws of the prior of the given shape ([n, ...] as one data batch).
+  torch::Tensor initial_noise(at::IntArrayRef shape) {
     auto opts = torch::TensorOptions().device(options_.device());
     const double s1 = process_.sigma(torch::tensor(1.0, torch::kFloat64)).template item<double>();
-    return s1 * torch::randn({n, dim}, generator_, opts);
+    return s1 * torch::randn(shape, sampling_generator_, opts);
   }
 
  private:
@@ -276,6 +284,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   TS time_sampler_;
   W weighting_;
   at::Generator generator_;
+  at::Generator sampling_generator_;
   Precision precision_;
   std::unique_ptr<FlatAdam> optimizer_;
   int64_t step_ = 0;

@@ -1,0 +1,106 @@
+#pragma once
+/// @file
+/// Files written so that a crash, a kill or a full disk never leaves a torn or half-written output: whole
+/// files by temporary file and rename, logs by appending whole records in one system call.
+
+#include <gm/error.hpp>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace gm::io {
+
+namespace detail {
+inline std::string errno_text(int err) {
+  std::string s = std::strerror(err);
+  if (!s.empty()) s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
+  return s;
+}
+/// Write all of `bytes` to `fd`; false (errno set) on failure.
+inline bool write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+}  // namespace detail
+
+/// Write `bytes` to `path` atomically: into `path` + ".tmp", flushed to disk, then renamed over `path`.  A
+/// reader sees the old file or the new one, never a part.  On failure (a full disk, say) the temporary file
+/// is removed, `path` is untouched, and a one-line `gm::Error` names the path and the reason.
+inline void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error("gm: " + path.string() + ": cannot write file: " + detail::errno_text(errno));
+  const bool ok = detail::write_all(fd, bytes) && ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = ok ? errno : err;
+    ::unlink(tmp.c_str());
+    throw Error("gm: " + path.string() + ": " + detail::errno_text(e) + " while writing");
+  }
+}
+
+/// The whole content of a file ("" when it does not exist or cannot be read).
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+/// A file that grows by whole records: each `append` is one `write` system call on an O_APPEND descriptor,
+/// so a killed process leaves either the whole record or none of it (no torn line in a log).
+class AppendFile {
+ public:
+  AppendFile() = default;
+  explicit AppendFile(const std::filesystem::path& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw Error("gm: " + path.string() + ": cannot write file: " + detail::errno_text(errno));
+  }
+  AppendFile(AppendFile&& o) noexcept : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)) {}
+  AppendFile& operator=(AppendFile&& o) noexcept {
+    if (this != &o) {
+      close();
+      path_ = std::move(o.path_);
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  AppendFile(const AppendFile&) = delete;
+  AppendFile& operator=(const AppendFile&) = delete;
+  ~AppendFile() { close(); }
+
+  bool is_open() const { return fd_ >= 0; }
+  const std::filesystem::path& path() const { return path_; }
+
+  /// Append one record; a one-line `gm::Error` naming the file when the write fails (a full disk, say).
+  void append(std::string_view record) {
+    if (fd_ < 0) throw Error("gm: " + path_.string() + ": file is not open");
+    if (!detail::write_all(fd_, record)) {
+      throw Error("gm: " + path_.string() + ": " + detail::errno_text(errno) + " while appending");
+    }
+  }
+
+ private:
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  std::filesystem::path path_;
+  int fd_ = -1;
+};
+
+}  // namespace gm::io

@@ -1,0 +1,329 @@
+#pragma once
+/// @file
+/// `gm::Experiment`: what every experiment binary shares, written once: the standard config keys and their
+/// checks, the device, the run folder, checkpoints and resume, signals, history, TensorBoard, progress, the
+/// weights export, `--mode=sample`, the samples writer and error handling.  An example adds only its own
+/// keys, its types and its data.
+
+#include <gm/error.hpp>
+#include <gm/eval/metrics.hpp>
+#include <gm/io/config.hpp>
+#include <gm/io/export.hpp>
+#include <gm/io/file.hpp>
+#include <gm/io/npy.hpp>
+#include <gm/io/plot.hpp>
+#include <gm/io/tensorboard.hpp>
+#include <gm/sampler/all.hpp>
+#include <gm/train/checkpoint.hpp>
+#include <gm/train/ema.hpp>
+#include <gm/train/lr_schedule.hpp>
+#include <gm/train/run_dir.hpp>
+#include <gm/train/trainer.hpp>
+#include <gm/type_list.hpp>
+
+#include <c10/util/Exception.h>
+#include <torch/cuda.h>
+#include <torch/types.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace gm {
+
+/// The samplers `sampling.sampler` chooses among in an experiment (adaptive Dormand-Prince, which picks
+/// its own steps, is left to `bench_samplers`).
+using ExperimentSamplers = type_list<HeunSampler, EulerSampler, MidpointSampler, RK4Sampler, DDIMSampler, DPMSolverPP2M,
+                                     DPMSolverPP3M, UniPC<2>, UniPC<3>, EulerMaruyamaSampler, PCSampler>;
+
+/// Exit codes of an experiment binary.
+namespace exit_code {
+inline constexpr int ok = 0;         ///< finished, or stopped by SIGTERM/SIGINT with a checkpoint saved
+inline constexpr int failure = 1;    ///< an error inside the run (LibTorch, the file system)
+inline constexpr int bad_input = 2;  ///< a bad flag, key, value, file, path or device; nothing was written
+}  // namespace exit_code
+
+/// A preview of samples as a picture: a density image of 2-D points over [-5, 5]^2; nothing for other
+/// shapes (image grids come with image data).
+inline std::optional<io::Image> preview_image(const torch::Tensor& x) {
+  if (x.dim() != 2 || x.size(1) != 2) return std::nullopt;
+  auto c = x.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  return io::density_image(std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel()), -5, 5);
+}
+
+/// The shared experiment layer.  It declares the standard keys (`seed`, `device`, `workdir`, `mode`,
+/// `training.*`, `optim.*`, `sampling.*`), an example adds its own (data, model), and `main` runs the body
+/// with every error turned into one line and an exit code.  `run(trainer, data, eval)` then does the rest:
+/// it opens the run folder (only after every check passed), resumes from the newest valid checkpoint,
+/// trains with EMA, history.csv, TensorBoard events, a progress line and checkpoints (SIGTERM/SIGINT save
+/// and stop), exports the EMA weights (weights.safetensors, state_dict.pt), samples with
+/// `sampling.sampler`, writes the samples (.npy, a .png preview) and logs `eval`'s metrics.
+/// `--mode=sample` samples the newest checkpoint with the run's own config instead of training.
+///
+/// Example (examples/flow_2d.cpp is the whole of one):
+/// @code
+/// gm::Experiment ex("flow_2d", "Rectified flow on a 2-D toy with an MLP.");
+/// gm::data::VectorData::add_keys(ex.config());
+/// gm::add_mlp_keys(ex.config());
+/// return ex.main(argc, argv, [&] {
+///   auto data = gm::data::VectorData::from_config(ex.config());
+///   RectifiedFlow trainer(gm::make_mlp(ex.config(), data.dim()), ex.train_options());
+///   ex.run(trainer, data);
+/// });
+/// @endcode
+class Experiment {
+ public:
+  /// `name` names the default run folder (runs/<name>) and the log; `description` heads --help.
+  Experiment(std::string name, std::string description) : name_(std::move(name)), cfg_(std::move(description)) {
+    cfg_.add<std::string>("mode", "train", "train, or sample from the newest checkpoint", check::one_of({"train", "sample"}));
+    cfg_.add<int64_t>("seed", 0, "random seed");
+    cfg_.add<std::string>("device", "cpu", "torch device: cpu, cuda, cuda:1");
+    cfg_.add<std::string>("workdir", "runs/" + name_, "folder of this run's outputs");
+    cfg_.add<int64_t>("training.steps", 8000, "optimiser steps", check::at_least(1));
+    cfg_.add<int64_t>("training.batch_size", 1024, "batch size", check::at_least(1));
+    cfg_.add<double>("training.lr", 2e-3, "peak learning rate", check::positive());
+    cfg_.add<int64_t>("training.accumulate", 1, "micro-batches per optimiser step", check::at_least(1));
+    cfg_.add<double>("training.clip_norm", 1.0, "gradient clipping by norm (0: off)", check::at_least(0));
+    cfg_.add<double>("training.ema_decay", 0.999, "EMA decay; samples use the EMA weights", check::in_range(0, 1));
+    cfg_.add<int64_t>("training.log_every", 500, "progress line every N steps", check::at_least(1));
+    cfg_.add<bool>("training.debug", false, "overfit a single data point to check the wiring");
+    cfg_.add<int64_t>("training.checkpoint_every", 1000, "checkpoint every N steps", check::at_least(1));
+    cfg_.add<int64_t>("training.keep_checkpoints", 3, "checkpoints kept", check::at_least(1));
+    cfg_.add<std::string>("training.precision", "fp32", "fp32, or bf16: matrix products in bfloat16, weights in fp32",
+                          check::one_of({"fp32", "bf16"}));
+    cfg_.add<int64_t>("training.threads", 0, "intra-op threads (0: per precision, see gm::configure_threads)",
+                      check::at_least(0));
+    cfg_.add<std::string>("optim.name", "adam", "optimiser", check::one_of({"adam", "adamw"}));
+    cfg_.add<double>("optim.weight_decay", 0.0, "weight decay", check::at_least(0));
+    cfg_.add<std::string>("optim.schedule", "cosine", "constant, cosine, or [[until_step, lr], ...]");
+    cfg_.add<int64_t>("optim.warmup", 200, "linear warmup steps", check::at_least(0));
+    cfg_.add<std::string>("sampling.sampler", "heun", "sampler: " + names(ExperimentSamplers{}));
+    cfg_.add<int64_t>("sampling.nfe", 20, "model evaluations per sample", check::at_least(1));
+    cfg_.add<int64_t>("sampling.n", 20000, "samples to draw", check::at_least(1));
+    cfg_.add<int64_t>("sampling.every", 0, "also sample every N training steps (0: only at the end)", check::at_least(0));
+  }
+
+  Config& config() { return cfg_; }
+  const Config& config() const { return cfg_; }
+  /// The device `device` names, checked by `main`.
+  const torch::Device& device() const { return device_; }
+
+  /// Parse the command line (`--config FILE`, then `--key=value`), check the device and seed torch, then
+  /// run `body`.  Returns the exit code: 0, or `exit_code::bad_input` after a one-line error on bad input,
+  /// or `exit_code::failure` after a one-line error from inside the run.  No stack trace reaches the user.
+  int main(int argc, char** argv, const std::function<void()>& body) {
+    argc_ = argc, argv_ = argv;
+    try {
+      if (auto code = cfg_.parse(argc, argv)) return *code;
+      const std::filesystem::path workdir = cfg_.get<std::string>("workdir");
+      std::error_code ec;
+      if (sample_only() && std::filesystem::exists(workdir / "config.toml", ec)) cfg_.rebase(workdir / "config.toml");
+      device_ = checked_device(cfg_.get<std::string>("device"));
+      torch::manual_seed(static_cast<uint64_t>(cfg_.get<int64_t>("seed")));  // network initialisation
+      body();
+      return exit_code::ok;
+    } catch (const Error& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      return exit_code::bad_input;
+    } catch (const c10::Error& e) {
+      std::fprintf(stderr, "%s\n", one_line(e.what_without_backtrace()).c_str());
+      return exit_code::failure;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s\n", one_line(e.what()).c_str());
+      return exit_code::failure;
+    }
+  }
+
+  /// The trainer's options from the `training.*` and `optim.*` keys and the device; a bad LR schedule is a
+  /// one-line `gm::Error`.
+  TrainOptions train_options() const {
+    LRSchedule schedule;
+    const auto sched = cfg_.get<std::string>("optim.schedule");
+    schedule.lr = cfg_.get<double>("training.lr");
+    schedule.warmup = cfg_.get<int64_t>("optim.warmup");
+    schedule.total = cfg_.get<int64_t>("training.steps");
+    if (sched == "constant" || sched == "cosine") schedule.kind = sched;
+    else schedule.kind = "piecewise", schedule.pieces = LRSchedule::parse_pieces(sched, "optim.schedule");
+    return TrainOptions()
+        .batch_size(cfg_.get<int64_t>("training.batch_size"))
+        .lr(schedule.lr)
+        .clip_norm(cfg_.get<double>("training.clip_norm"))
+        .accumulate(cfg_.get<int64_t>("training.accumulate"))
+        .optimizer(cfg_.get<std::string>("optim.name"))
+        .weight_decay(cfg_.get<double>("optim.weight_decay"))
+        .schedule(schedule)
+        .seed(static_cast<uint64_t>(cfg_.get<int64_t>("seed")))
+        .precision(cfg_.get<std::string>("training.precision"))
+        .threads(cfg_.get<int64_t>("training.threads"))
+        .device(device_);
+  }
+
+  /// Train `trainer` on `data` (a callable `data(n, generator)` returning a batch) in the run folder, then
+  /// sample and score the samples with `eval` (a callable `eval(samples)` returning `gm::Metrics`); or, with
+  /// `--mode=sample`, only sample the newest checkpoint.  `Samplers` lists what `sampling.sampler` may name.
+  /// Keys that do not define the run (`mode`, `workdir`, `device`, `training.steps`, logging and
+  /// checkpoint cadence, `training.threads`, `sampling.*`) may change when resuming; any other is refused.
+  template <class Samplers = ExperimentSamplers, class T, class Data, class Eval = Metrics (*)(const torch::Tensor&)>
+  void run(T& trainer, const Data& data, Eval eval = &no_metrics) {
+    const auto sampler = cfg_.get<std::string>("sampling.sampler");
+    visit_by_name<Samplers>(sampler, []<class>() {}, "sampling.sampler");  // checked before anything is written
+    const int64_t steps = cfg_.get<int64_t>("training.steps");
+    const auto seed = static_cast<uint64_t>(cfg_.get<int64_t>("seed"));
+    auto shape = data(1, make_generator(seed)).sizes().vec();
+
+    RunDir run(cfg_.get<std::string>("workdir"), cfg_,
+               {"mode", "workdir", "device", "training.steps", "training.log_every", "training.checkpoint_every",
+                "training.keep_checkpoints", "training.threads", "sampling."},
+               argc_, argv_, sample_only() ? RunDir::Open::existing : RunDir::Open::create_or_resume);
+    EMA ema(cfg_.get<double>("training.ema_decay"));
+    Checkpointer ckpt(run.path() / "checkpoints", cfg_.get<int64_t>("training.checkpoint_every"),
+                      cfg_.get<int64_t>("training.keep_checkpoints"), cfg_.to_toml(), &ema,
+                      [&](const std::string& line) { run.log(line); });
+    const bool restored = (run.resuming() || sample_only()) && ckpt.restore_latest(trainer).has_value();
+    if (sample_only() && !restored) throw Error("gm: " + run.path().string() + " has no valid checkpoint to sample");
+    io::EventWriter events(run.path());
+    // Samples into `stem`.npy (+ .png), the preview image as `tag`, metrics as `prefix`/<name>.
+    auto sample = [&](const std::string& stem, const std::string& tag, const std::string& prefix) {
+      visit_by_name<Samplers>(sampler, [&]<class Smp>() {
+        const int64_t nfe = cfg_.get<int64_t>("sampling.nfe"), per = evals_per_step(Smp{});
+        shape[0] = cfg_.get<int64_t>("sampling.n");
+        auto x = trainer.template sample<UniformGrid, Smp>(shape[0], std::max<int64_t>(1, nfe / per), &ema,
+                                                           trainer.initial_noise(shape));
+        write_samples(run, events, x, stem, tag, prefix, trainer.step(), eval);
+      });
+    };
+
+    if (!sample_only()) {
+      run.log(name_ + ": " + describe(data) + describe(*trainer.net()) + std::to_string(steps) + " steps on " +
+              device_.str() + ", " + cfg_.get<std::string>("training.precision") + ", " +
+              std::to_string(torch::get_num_threads()) + " thread(s)" +
+              (restored ? ", resuming at step " + std::to_string(trainer.step()) : ""));
+      const auto one_point = data(1, make_generator(seed));
+      const bool debug = cfg_.get<bool>("training.debug");
+      const int64_t batch = cfg_.get<int64_t>("training.batch_size");
+      auto next = [&](int64_t) {
+        if (debug) return one_point.expand(shape_with(one_point, batch)).contiguous();
+        return data(batch, trainer.generator());
+      };
+      History history(run, cfg_.get<int64_t>("training.log_every"), steps);
+      StepEvents tb{events};
+      Previews previews{cfg_.get<int64_t>("sampling.every"), steps, [&](int64_t step) {
+                          sample("samples/step_" + std::to_string(step), "samples", "eval");
+                        }};
+      StopSignal::install();
+      trainer.fit(next, steps, ema, history, tb, ckpt, previews);
+      if (ckpt.stopped_by_signal()) return;  // checkpoint saved; run the same command again to resume
+      EMA::Swap swap(ema, *trainer.net());   // export what samples are drawn from: the EMA weights
+      io::write_safetensors(run.path() / "weights.safetensors", io::named_tensors(*trainer.net()));
+      io::write_state_dict(run.path() / "state_dict.pt", io::named_tensors(*trainer.net()));
+      sample("samples/step_" + std::to_string(trainer.step()), "samples", "eval");
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "mean training step %.3f ms", history.mean_ms());
+      run.log(buf);
+    } else {
+      const std::string what = sampler + "_nfe" + std::to_string(cfg_.get<int64_t>("sampling.nfe"));
+      sample("samples/step_" + std::to_string(trainer.step()) + "_" + what, "sample/" + what, "sample/" + what);
+    }
+    run.log(std::to_string(trainer.last_nfe()) + " sampler evaluations; outputs in " + run.path().string());
+  }
+
+  static Metrics no_metrics(const torch::Tensor&) { return {}; }
+
+ private:
+  /// Trainer callback: loss, lr, grad_norm and ms_per_step into the event file every step; a resumed run
+  /// first drops what was logged after its checkpoint.
+  struct StepEvents {
+    io::EventWriter& w;
+    template <class T>
+    void on_train_begin(T& t) {
+      w.truncate_after(t.step());
+    }
+    template <class T>
+    void on_step_end(T&, const StepStats& s) {
+      w.scalars(s.step, {{"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"ms_per_step", s.ms}});
+    }
+  };
+  /// Trainer callback: samples every `every` steps (before the last; the end samples anyway).
+  struct Previews {
+    int64_t every, total;
+    std::function<void(int64_t)> take;
+    template <class T>
+    void on_step_end(T&, const StepStats& s) {
+      if (every > 0 && s.step % every == 0 && s.step < total) take(s.step);
+    }
+  };
+
+  bool sample_only() const { return cfg_.get<std::string>("mode") == "sample"; }
+
+  template <class Eval>
+  void write_samples(RunDir& run, io::EventWriter& events, torch::Tensor x, const std::string& stem,
+                     const std::string& tag, const std::string& prefix, int64_t step, Eval& eval) {
+    x = x.to(torch::kCPU).to(torch::kFloat32);
+    const auto npy = run.unused(stem, ".npy");
+    io::write_npy(npy, x);
+    if (auto img = preview_image(x)) {
+      io::write_png(npy.parent_path() / (npy.stem().string() + ".png"), *img);
+      events.image(tag, *img, step);
+    }
+    std::vector<std::pair<std::string, double>> scalars;
+    for (const auto& m : eval(x)) {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, " %.4f", m.value);
+      run.log(m.name + buf + (m.note.empty() ? "" : " (" + m.note + ")"));
+      scalars.emplace_back(prefix + "/" + m.name, m.value);
+    }
+    if (!scalars.empty()) events.scalars(step, scalars);
+  }
+
+  static std::vector<int64_t> shape_with(const torch::Tensor& one, int64_t n) {
+    auto s = one.sizes().vec();
+    s[0] = n;
+    return s;
+  }
+  template <class X>
+  static std::string describe(const X& x) {
+    if constexpr (requires { x.describe(); }) return x.describe() + ", ";
+    else return "";
+  }
+  static std::string one_line(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    for (auto& c : s) {
+      if (c == '\n') c = ' ';
+    }
+    return s.rfind("gm:", 0) == 0 ? s : "gm: " + s;
+  }
+  static torch::Device checked_device(const std::string& name) {
+    std::optional<torch::Device> d;
+    try {
+      d.emplace(name);
+    } catch (const c10::Error&) {
+      throw Error("gm: device '" + name + "' is not a device (expected cpu, cuda or cuda:N)");
+    }
+    if (d->is_cuda()) {
+      if (!torch::cuda::is_available()) {
+        throw Error("gm: device '" + name + "' is not available (this LibTorch has no CUDA, or no GPU is visible)");
+      }
+      if (d->has_index() && d->index() >= static_cast<int>(torch::cuda::device_count())) {
+        throw Error("gm: device '" + name + "' is not available (" + std::to_string(torch::cuda::device_count()) +
+                    " GPU(s) visible)");
+      }
+    } else if (!d->is_cpu()) {
+      throw Error("gm: device '" + name + "' is not supported (gm runs on cpu and cuda)");
+    }
+    return *d;
+  }
+
+  std::string name_;
+  Config cfg_;
+  torch::Device device_ = torch::kCPU;
+  int argc_ = 0;
+  char** argv_ = nullptr;
+};
+
+}  // namespace gm

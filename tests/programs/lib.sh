@@ -1,0 +1,23 @@
+# Helpers shared by gm's program-level tests.  ctest runs each scenario script with GM_BUILD (the build
+# folder), GM_SOURCE (the source tree) and GM_RUNS (a scratch folder) set; a script exits non-zero with a
+# FAIL line saying what it expected, or prints its ok lines.
+set -euo pipefail
+: "${GM_BUILD:?}" "${GM_SOURCE:?}" "${GM_RUNS:?}"
+flow_2d="$GM_BUILD/examples/flow_2d"
+diffusion_2d="$GM_BUILD/examples/diffusion_2d"
+small="$GM_SOURCE/tests/data/flow_2d_small.toml"
+python=/usr/bin/python3
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+# A fresh, empty scratch folder path for this scenario (the folder itself is not created).
+fresh() { mkdir -p "$GM_RUNS"; rm -rf "${GM_RUNS:?}/$1"; echo "$GM_RUNS/$1"; }
+# Run a command, keeping its combined output in $out and its exit code in $rc, whatever it returns.
+capture() { set +e; out=$("$@" 2>&1); rc=$?; set -e; }
+# expect_match TEXT REGEX: TEXT matches the extended regular expression.
+expect_match() { grep -qE -- "$2" <<<"$1" || fail "expected /$2/ in output:"$'\n'"$1"; }
+expect_rc() { [ "$rc" -eq "$1" ] || fail "exit code $rc, expected $1; output:"$'\n'"$out"; }
+expect_file() { [ -s "$1" ] || fail "missing or empty file: $1"; }
+expect_absent() { [ ! -e "$1" ] || fail "should not exist: $1"; }
+# The number of lines of OUTPUT that are exactly one line long (no trace): every error is one line.
+expect_one_line() { [ "$(printf '%s\n' "$out" | grep -c .)" -eq 1 ] || fail "expected a one-line message, got:"$'\n'"$out"; }
