@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 
 # libopenblas0-pthread matters: without it LibTorch's GEMM falls back to the reference BLAS (~20x slower).
 packages=(g++ cmake ninja-build ccache libtorch-dev libopenblas0-pthread libeigen3-dev doctest-dev libcli11-dev
-          libgloo-dev libtomlplusplus-dev zlib1g-dev python3-torch)
+          libgloo-dev libtomlplusplus-dev zlib1g-dev python3-torch protobuf-compiler)
 # python3-torch is Debian's Python build of the same libtorch: the baseline bench_train measures gm against,
-# and the reader the export test checks gm's files with.
+# and the reader the export test checks gm's files with; protobuf-compiler's protoc --decode_raw cross-checks
+# gm's TensorBoard files in the tests.
 
 missing=()
 for p in "${packages[@]}"; do

@@ -192,7 +192,7 @@ class History {
     const size_t n = steps_.size(), half = std::max<size_t>(1, n / 100);
     std::vector<double> prefix(n + 1, 0);
     for (size_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + (std::isfinite(losses_[i]) ? losses_[i] : 0);
-    io::Series raw{"", steps_, losses_, 0, 0.3, 1}, smooth{"loss (moving average)", steps_, {}, 0, 1, 2};
+    io::Series raw{"loss", steps_, losses_, 0, n > 2000 ? 0.12 : 0.3, 1}, smooth{"moving average", steps_, {}, 11, 1, 2};
     for (size_t i = 0; i < n; ++i) {
       const size_t lo = i >= half ? i - half : 0, hi = std::min(n, i + half + 1);
       smooth.y.push_back((prefix[hi] - prefix[lo]) / static_cast<double>(hi - lo));
