@@ -94,7 +94,12 @@ TEST_CASE("bad keys, types and values in a file are one-line errors naming file,
   CHECK(file_error("[training]\nsteps = \"many\"\n").find("key 'training.steps': expected an integer") !=
         std::string::npos);
   CHECK(file_error("[training]\nsteps = 1.5\n").find("expected an integer") != std::string::npos);
-  CHECK(file_error("[training]\nlr = \"fast\"\n").find("expected a number") != std::string::npos);
+  CHECK(file_error("[training]\nlr = \"fast\"\n").find("expected a finite number") != std::string::npos);
+  // Non-finite and out-of-range numbers are stopped where they enter.
+  CHECK(file_error("[training]\nlr = inf\n").find(":2:6: key 'training.lr': expected a finite number") != std::string::npos);
+  CHECK(file_error("[training]\nlr = nan\n").find("expected a finite number") != std::string::npos);
+  CHECK(file_error("[training]\nlr = 1e300\n").find("training.lr = 1e+300: expected a value > 0 that float32 can hold") !=
+        std::string::npos);
   CHECK(file_error("[training]\nsteps = 0\n").find("training.steps = 0: expected a value >= 1") != std::string::npos);
   CHECK(file_error("device = \"tpu\"\n").find("expected one of: cpu, cuda") != std::string::npos);
   CHECK(file_error("[training\nsteps = 1\n").find("TOML syntax error") != std::string::npos);
@@ -124,6 +129,38 @@ TEST_CASE("bad flags and values on the command line exit with code 2") {
     k.set_from_string("training.lr", "-1", "--training.lr");
     FAIL("expected an error");
   } catch (const gm::Error& err) {
-    CHECK(std::string(err.what()) == "gm: --training.lr: training.lr = -1: expected a value > 0");
+    CHECK(std::string(err.what()) ==
+          "gm: --training.lr: training.lr = -1: expected a value > 0 that float32 can hold (<= 3.4e38)");
   }
+  CHECK_THROWS_WITH_AS(k.set_from_string("training.lr", "1e300", "--training.lr"), doctest::Contains("float32"), gm::Error);
+  CHECK_THROWS_WITH_AS(k.set_from_string("training.lr", "inf", "--training.lr"), doctest::Contains("expected a finite number"),
+                       gm::Error);
+}
+
+TEST_CASE("a schedule written as a quoted string reads as the same value as the TOML list") {
+  gm::test::TempFile quoted("[optim]\nschedule = \"[[100, 1e-3], [200, 1e-4]]\"\n", "config");
+  gm::test::TempFile list("[optim]\nschedule = [[100, 1e-3], [200, 1e-4]]\n", "config");
+  auto a = make_config(), b = make_config();
+  a.load_file(quoted.path);
+  b.load_file(list.path);
+  CHECK(a.text("optim.schedule") == b.text("optim.schedule"));
+  auto c = make_config();
+  c.set_from_string("optim.schedule", "[[100,0.001],[200,0.0001]]", "--optim.schedule");
+  CHECK(c.text("optim.schedule") == b.text("optim.schedule"));
+  // What a run saves loads back to the same value, so a resumed run compares equal.
+  gm::test::TempFile saved(a.to_toml(), "config");
+  auto d = make_config();
+  d.load_file(saved.path);
+  CHECK(d.text("optim.schedule") == a.text("optim.schedule"));
+  CHECK(file_error("[optim]\nschedule = \"[[100, \"\n").find("expected a TOML array") != std::string::npos);
+}
+
+TEST_CASE("set_default changes a default, keeps the check, and refuses another type") {
+  auto c = make_config();
+  c.set_default("training.steps", 50);
+  CHECK(c.get<int64_t>("training.steps") == 50);
+  CHECK(c.source("training.steps") == "default");
+  CHECK_THROWS_AS(c.set_default("training.steps", 0), gm::Error);
+  CHECK_THROWS_AS(c.set_default("training.steps", "many"), gm::Error);
+  CHECK_THROWS_AS(c.set_default("training.nope", 1), gm::Error);
 }

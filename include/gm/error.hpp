@@ -1,7 +1,9 @@
 #pragma once
 /// @file
-/// The one exception type gm throws for bad user input.
+/// The exceptions gm throws, one per kind of failure, each with a one-line message; `gm::Experiment` maps
+/// each to its own exit code.
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -14,6 +16,25 @@ namespace gm {
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+/// Raised when the file system fails a write that gm needed (a full disk, an I/O error): one line naming
+/// the path and the reason, e.g. `gm: runs/a/checkpoints/.tmp_step_300/model.pt: no space left on device
+/// while writing checkpoint step_300`.  What was written before stays intact.
+class IoError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Raised when training produces a non-finite loss, gradient norm or weights: what the step was, so a run
+/// can stop before anything non-finite reaches a checkpoint or an export.
+class NonFiniteError : public std::runtime_error {
+ public:
+  NonFiniteError(const std::string& what, int64_t step, double loss, double grad_norm)
+      : std::runtime_error(what), step(step), loss(loss), grad_norm(grad_norm) {}
+  int64_t step;      ///< the step that went non-finite (1-based, as in history.csv)
+  double loss;       ///< its loss
+  double grad_norm;  ///< its gradient norm before clipping
 };
 
 }  // namespace gm

@@ -7,6 +7,7 @@
 #include <ATen/core/Generator.h>
 #include <torch/types.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -47,17 +48,30 @@ inline torch::Tensor read_npy(const std::filesystem::path& path) {
   else throw bad("dtype must be little-endian float32 or float64 ('<f4', '<f8')");
   if (header.find("'fortran_order': False") == std::string::npos) throw bad("Fortran order is not supported");
   const auto lp = header.find("'shape': (");
-  if (lp == std::string::npos) throw bad("no shape");
+  const auto rp = lp == std::string::npos ? std::string::npos : header.find(')', lp);
+  if (rp == std::string::npos) throw bad("no shape");
   std::vector<int64_t> shape;
-  std::stringstream ss(header.substr(lp + 10, header.find(')', lp) - lp - 10));
+  std::stringstream ss(header.substr(lp + 10, rp - lp - 10));
   for (std::string part; std::getline(ss, part, ',');) {
-    if (part.find_first_not_of(' ') == std::string::npos) continue;
-    shape.push_back(std::stoll(part));
+    const auto b = part.find_first_not_of(' '), e = part.find_last_not_of(' ');
+    if (b == std::string::npos) continue;
+    const std::string dim = part.substr(b, e - b + 1);
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(dim.c_str(), &end, 10);
+    if (*end != '\0' || errno == ERANGE || v < 0 || v > (int64_t{1} << 40)) throw bad("bad shape entry '" + dim + "'");
+    shape.push_back(v);
   }
   if (shape.size() != 2) throw bad("expected a 2-D array (N x D), got " + std::to_string(shape.size()) + "-D");
+  if (shape[0] == 0) throw bad("it has no rows");
+  if (shape[1] == 0) throw bad("its rows have no columns");
   const size_t elem = dtype == torch::kFloat32 ? 4 : 8;
-  const size_t need = static_cast<size_t>(shape[0] * shape[1]) * elem;
   const size_t data_at = start + header_len;
+  if (static_cast<uint64_t>(shape[0]) > (bytes.size() - data_at) / elem / static_cast<uint64_t>(shape[1])) {
+    throw bad("shape (" + std::to_string(shape[0]) + ", " + std::to_string(shape[1]) + ") needs more than the " +
+              std::to_string(bytes.size() - data_at) + " data bytes it has");
+  }
+  const size_t need = static_cast<size_t>(shape[0] * shape[1]) * elem;
   if (bytes.size() - data_at != need) {
     throw bad("has " + std::to_string(bytes.size() - data_at) + " data bytes, shape needs " + std::to_string(need));
   }
@@ -66,30 +80,36 @@ inline torch::Tensor read_npy(const std::filesystem::path& path) {
   return out;
 }
 
-/// Read an N x D matrix of numbers from a CSV file (comma-separated; an optional first line of column names
-/// is skipped).  Rows of different length or a non-number are a one-line `gm::Error` naming file and line.
-inline torch::Tensor read_csv(const std::filesystem::path& path) {
+/// Read an N x D matrix of numbers from a CSV file (comma-separated; a UTF-8 byte-order mark is ignored).
+/// The first row is taken as a header of column names only when none of its cells is a number, and then
+/// `header` (if given) receives it, so a caller can say it was skipped.  Rows of different length or a
+/// non-number are a one-line `gm::Error` naming file and line.
+inline torch::Tensor read_csv(const std::filesystem::path& path, std::string* header = nullptr) {
   std::ifstream f(path);
   if (!f) throw Error("gm: " + path.string() + ": no such file");
   std::vector<double> values;
   int64_t cols = -1, rows = 0, line_no = 0;
   for (std::string line; std::getline(f, line);) {
     ++line_no;
+    if (line_no == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     std::vector<double> row;
     std::stringstream ss(line);
-    bool numeric = true;
+    int numbers = 0, cells = 0;
     for (std::string cell; std::getline(ss, cell, ',');) {
       char* end = nullptr;
       const double v = std::strtod(cell.c_str(), &end);
-      while (end && *end == ' ') ++end;
-      if (cell.empty() || end == cell.c_str() || *end != '\0') numeric = false;
+      while (end && (*end == ' ' || *end == '\t')) ++end;
+      const bool number = !cell.empty() && end != cell.c_str() && *end == '\0';
+      numbers += number;
+      ++cells;
       row.push_back(v);
     }
-    if (!numeric) {
-      if (rows == 0 && cols < 0) {  // a header line
+    if (numbers != cells) {
+      if (rows == 0 && cols < 0 && numbers == 0) {  // a header line: no cell is a number
         cols = static_cast<int64_t>(row.size());
+        if (header) *header = line;
         continue;
       }
       throw Error("gm: " + path.string() + ":" + std::to_string(line_no) + ": not a number in this row");
@@ -106,12 +126,32 @@ inline torch::Tensor read_csv(const std::filesystem::path& path) {
   return torch::tensor(values, torch::kFloat64).reshape({rows, cols});
 }
 
-/// Read features from a .npy or .csv file, by extension.
-inline torch::Tensor read_features(const std::filesystem::path& path) {
+/// Largest magnitude gm accepts in training data: beyond it, squares in the loss overflow float32.
+inline constexpr double max_feature_magnitude = 1e18;
+
+/// Throws a one-line `gm::Error` naming the file and the first row (1-based) holding a value that is not
+/// finite or exceeds `max_feature_magnitude`.
+inline void check_values(const torch::Tensor& x, const std::filesystem::path& path) {
+  auto bad = (~torch::isfinite(x)) | (x.abs() > max_feature_magnitude);
+  if (!bad.any().item<bool>()) return;
+  const auto row = bad.any(1).nonzero()[0][0].item<int64_t>();
+  const auto col = bad[row].nonzero()[0][0].item<int64_t>();
+  throw Error("gm: " + path.string() + ": row " + std::to_string(row + 1) + ", column " + std::to_string(col + 1) +
+              " is " + std::to_string(x[row][col].item<double>()) + "; data must be finite with |x| <= 1e18");
+}
+
+/// Read features from a .npy or .csv file, by extension, and check every value (`check_values`).  `header`
+/// receives a CSV header row that was skipped.
+inline torch::Tensor read_features(const std::filesystem::path& path, std::string* header = nullptr) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error("gm: " + path.string() + ": is a folder, not a data file");
   const auto ext = path.extension().string();
-  if (ext == ".npy") return read_npy(path);
-  if (ext == ".csv") return read_csv(path);
-  throw Error("gm: " + path.string() + ": feature files must be .npy or .csv");
+  torch::Tensor x;
+  if (ext == ".npy") x = read_npy(path);
+  else if (ext == ".csv") x = read_csv(path, header);
+  else throw Error("gm: " + path.string() + ": feature files must be .npy or .csv");
+  check_values(x, path);
+  return x;
 }
 
 /// A fixed N x D data set; `batch(n, gen)` draws n rows uniformly with replacement from the generator, so
@@ -121,8 +161,10 @@ class Features {
   explicit Features(torch::Tensor data) : data_(std::move(data)) {
     TORCH_CHECK(data_.dim() == 2 && data_.size(0) > 0, "gm: Features needs an N x D tensor with N > 0");
   }
-  static Features from_file(const std::filesystem::path& path, torch::ScalarType dtype = torch::kFloat32) {
-    return Features(read_features(path).to(dtype));
+  /// The file's rows as `dtype`; `header` receives a CSV header row that was skipped.
+  static Features from_file(const std::filesystem::path& path, torch::ScalarType dtype = torch::kFloat32,
+                            std::string* header = nullptr) {
+    return Features(read_features(path, header).to(dtype));
   }
   int64_t size() const { return data_.size(0); }
   int64_t dim() const { return data_.size(1); }

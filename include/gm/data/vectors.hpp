@@ -51,9 +51,11 @@ class VectorData {
     if ((d.name_ == "file" || d.name_ == "mixture") && path.empty()) {
       throw Error("gm: data.path is required when data.name = " + d.name_);
     }
-    if (d.name_ == "file") d.features_ = Features::from_file(path);
+    std::string header;
+    if (d.name_ == "file") d.features_ = Features::from_file(path, torch::kFloat32, &header);
     if (d.name_ == "mixture") d.mixture_ = GaussianMixture::from_toml(path, torch::kFloat32);
     if (d.name_ == "file" || d.name_ == "mixture") d.name_ += " " + path;
+    if (!header.empty()) d.name_ += " (header row skipped: " + header + ")";
     return d;
   }
 

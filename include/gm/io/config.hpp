@@ -144,7 +144,7 @@ class Config {
           } else if constexpr (std::is_same_v<T, double>) {
             char* end = nullptr;
             const double x = std::strtod(text.c_str(), &end);
-            if (text.empty() || *end != '\0' || !std::isfinite(x)) err = "expected a number";
+            if (text.empty() || *end != '\0' || !std::isfinite(x)) err = "expected a finite number";
             else v = x;
           } else if (!text.empty() && text.front() == '[') {
             v = canonical_array(text, err);  // a list such as an LR schedule
@@ -292,11 +292,16 @@ class Config {
         if (auto i = node.value_exact<int64_t>()) v = *i;
         else expected = "an integer";
       } else if (std::holds_alternative<double>(v)) {
-        if (auto d = node.value<double>(); d && !node.is_string() && !node.is_boolean()) v = *d;
-        else expected = "a number";
+        if (auto d = node.value<double>(); d && !node.is_string() && !node.is_boolean() && std::isfinite(*d)) v = *d;
+        else expected = "a finite number";
       } else {
         if (auto s = node.value_exact<std::string>()) {
           v = *s;
+          if (!s->empty() && s->front() == '[') {  // a quoted list reads as the same value as the list itself
+            std::string err;
+            v = canonical_array(*s, err);
+            if (!err.empty()) expected = err.substr(9);  // "expected " is added below
+          }
         } else if (const auto* arr = node.as_array()) {
           v = array_text(*arr);
         } else {
@@ -330,11 +335,11 @@ inline Config::Check in_range(double lo, double hi) {
     return (x >= lo && x <= hi) ? "" : "a value in [" + Config::to_string(lo) + ", " + Config::to_string(hi) + "]";
   };
 }
-/// A number > 0.
+/// A number > 0 that float32 can hold (<= 3.4e38): rates and scales that enter float32 arithmetic.
 inline Config::Check positive() {
   return [](const Config::Value& v) -> std::string {
     const double x = std::holds_alternative<int64_t>(v) ? static_cast<double>(std::get<int64_t>(v)) : std::get<double>(v);
-    return x > 0 ? "" : "a value > 0";
+    return x > 0 && x <= 3.4028234663852886e38 ? "" : "a value > 0 that float32 can hold (<= 3.4e38)";
   };
 }
 /// A string among `choices`.

@@ -3,6 +3,7 @@
 /// Exporting weights for other tools: safetensors, and a state dict that Python's torch.load reads.
 
 #include <gm/error.hpp>
+#include <gm/io/file.hpp>
 
 #include <torch/nn/module.h>
 #include <torch/serialize.h>
@@ -57,15 +58,14 @@ inline void write_safetensors(const std::filesystem::path& path,
   }
   header += "}";
   header.append((8 - header.size() % 8) % 8, ' ');  // align the data to 8 bytes
-  std::ofstream f(path, std::ios::binary);
-  if (!f) throw Error("gm: " + path.string() + ": cannot write file");
+  std::string out;
   const uint64_t n = header.size();
-  for (int i = 0; i < 8; ++i) f.put(static_cast<char>((n >> (8 * i)) & 0xff));
-  f << header;
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  out += header;
   for (const auto& t : data) {
-    f.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.numel() * t.element_size()));
+    out.append(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel() * t.element_size()));
   }
-  if (!f) throw Error("gm: " + path.string() + ": write failed");
+  write_file_atomic(path, out, "weights");
 }
 
 /// Write tensors as a pickled dict that Python's `torch.load(path)` returns as {name: tensor}
@@ -75,10 +75,7 @@ inline void write_state_dict(const std::filesystem::path& path,
   c10::Dict<std::string, torch::Tensor> dict;
   for (const auto& [name, t] : tensors) dict.insert(name, t.to(torch::kCPU).contiguous());
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
-  std::ofstream f(path, std::ios::binary);
-  if (!f || !f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()))) {
-    throw Error("gm: " + path.string() + ": cannot write file");
-  }
+  write_file_atomic(path, std::string_view(bytes.data(), bytes.size()), "weights");
 }
 
 }  // namespace gm::io

@@ -39,9 +39,10 @@ inline bool write_all(int fd, std::string_view bytes) {
 }  // namespace detail
 
 /// Write `bytes` to `path` atomically: into `path` + ".tmp", flushed to disk, then renamed over `path`.  A
-/// reader sees the old file or the new one, never a part.  On failure (a full disk, say) the temporary file
-/// is removed, `path` is untouched, and a one-line `gm::Error` names the path and the reason.
-inline void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
+/// reader sees the old file or the new one, never a part.  A file that cannot be created (no such folder)
+/// is a `gm::Error`; a write that fails (a full disk) is a `gm::IoError` `gm: <path>: no space left on
+/// device while writing <what>`, after which the temporary file is removed and `path` is untouched.
+inline void write_file_atomic(const std::filesystem::path& path, std::string_view bytes, const std::string& what = "") {
   const std::filesystem::path tmp = path.string() + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw Error("gm: " + path.string() + ": cannot write file: " + detail::errno_text(errno));
@@ -51,7 +52,7 @@ inline void write_file_atomic(const std::filesystem::path& path, std::string_vie
   if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int e = ok ? errno : err;
     ::unlink(tmp.c_str());
-    throw Error("gm: " + path.string() + ": " + detail::errno_text(e) + " while writing");
+    throw IoError("gm: " + path.string() + ": " + detail::errno_text(e) + " while writing" + (what.empty() ? "" : " " + what));
   }
 }
 
@@ -86,11 +87,11 @@ class AppendFile {
   bool is_open() const { return fd_ >= 0; }
   const std::filesystem::path& path() const { return path_; }
 
-  /// Append one record; a one-line `gm::Error` naming the file when the write fails (a full disk, say).
+  /// Append one record; a one-line `gm::IoError` naming the file when the write fails (a full disk, say).
   void append(std::string_view record) {
-    if (fd_ < 0) throw Error("gm: " + path_.string() + ": file is not open");
+    if (fd_ < 0) throw IoError("gm: " + path_.string() + ": file is not open");
     if (!detail::write_all(fd_, record)) {
-      throw Error("gm: " + path_.string() + ": " + detail::errno_text(errno) + " while appending");
+      throw IoError("gm: " + path_.string() + ": " + detail::errno_text(errno) + " while appending");
     }
   }
 

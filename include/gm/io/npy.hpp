@@ -3,6 +3,7 @@
 /// Writing and reading NumPy .npy files (format 1.0, little-endian float32 / float64, C order).
 
 #include <gm/error.hpp>
+#include <gm/io/file.hpp>
 
 #include <torch/types.h>
 
@@ -15,13 +16,26 @@
 
 namespace gm::io {
 
-/// Write a float32 or float64 tensor of any shape as .npy, readable by numpy.load.
+/// Write a tensor of any shape as .npy (format 1.0, C order), readable by numpy.load, keeping its dtype:
+/// float32/64 ('<f4', '<f8'), float16 ('<f2'), int64/32/16/8 ('<i8', '<i4', '<i2', '|i1'), uint8 ('|u1') or
+/// bool ('|b1'); another dtype is a `gm::Error`.  Written atomically (temporary file and rename), so a
+/// failed write leaves no truncated file.
 inline void write_npy(const std::filesystem::path& path, const torch::Tensor& t) {
   auto x = t.detach().to(torch::kCPU).contiguous();
   std::string descr;
-  if (x.scalar_type() == torch::kFloat32) descr = "<f4";
-  else if (x.scalar_type() == torch::kFloat64) descr = "<f8";
-  else x = x.to(torch::kFloat32), descr = "<f4";
+  switch (x.scalar_type()) {
+    case torch::kFloat32: descr = "<f4"; break;
+    case torch::kFloat64: descr = "<f8"; break;
+    case torch::kFloat16: descr = "<f2"; break;
+    case torch::kInt64: descr = "<i8"; break;
+    case torch::kInt32: descr = "<i4"; break;
+    case torch::kInt16: descr = "<i2"; break;
+    case torch::kInt8: descr = "|i1"; break;
+    case torch::kUInt8: descr = "|u1"; break;
+    case torch::kBool: descr = "|b1"; break;
+    default: throw Error("gm: " + path.string() + ": .npy of dtype " + std::string(c10::toString(x.scalar_type())) +
+                         " is not supported");
+  }
   std::string shape = "(";
   for (int64_t i = 0; i < x.dim(); ++i) shape += std::to_string(x.size(i)) + (x.dim() == 1 || i + 1 < x.dim() ? "," : "");
   shape += ")";
@@ -29,15 +43,13 @@ inline void write_npy(const std::filesystem::path& path, const torch::Tensor& t)
   const size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header.push_back('\n');
-  std::ofstream f(path, std::ios::binary);
-  if (!f) throw Error("gm: " + path.string() + ": cannot write file");
-  const uint16_t len = static_cast<uint16_t>(header.size());
-  f.write("\x93NUMPY\x01\x00", 8);
-  f.put(static_cast<char>(len & 0xff));
-  f.put(static_cast<char>(len >> 8));
-  f << header;
-  f.write(static_cast<const char*>(x.data_ptr()), static_cast<std::streamsize>(x.numel() * x.element_size()));
-  if (!f) throw Error("gm: " + path.string() + ": write failed");
+  const auto len = static_cast<uint16_t>(header.size());
+  std::string bytes("\x93NUMPY\x01\x00", 8);
+  bytes.push_back(static_cast<char>(len & 0xff));
+  bytes.push_back(static_cast<char>(len >> 8));
+  bytes += header;
+  bytes.append(static_cast<const char*>(x.data_ptr()), static_cast<size_t>(x.numel() * x.element_size()));
+  write_file_atomic(path, bytes);
 }
 
 }  // namespace gm::io

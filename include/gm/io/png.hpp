@@ -3,6 +3,7 @@
 /// Writing RGB images as PNG (zlib-compressed, no other dependency).
 
 #include <gm/error.hpp>
+#include <gm/io/file.hpp>
 
 #include <zlib.h>
 
@@ -77,13 +78,7 @@ inline std::string encode_png(const Image& img) {
   return out;
 }
 
-/// Write `img` as a PNG file (8-bit RGB).  Throws `gm::Error` naming the path on failure.
-inline void write_png(const std::filesystem::path& path, const Image& img) {
-  const std::string out = encode_png(img);
-  std::ofstream f(path, std::ios::binary);
-  if (!f || !f.write(out.data(), static_cast<std::streamsize>(out.size()))) {
-    throw Error("gm: " + path.string() + ": cannot write file");
-  }
-}
+/// Write `img` as a PNG file (8-bit RGB), atomically (see `write_file_atomic`).
+inline void write_png(const std::filesystem::path& path, const Image& img) { write_file_atomic(path, encode_png(img)); }
 
 }  // namespace gm::io

@@ -25,6 +25,7 @@ inline std::string where(const std::filesystem::path& file, const toml::source_r
 /// Parse a TOML file; a missing file or a syntax error becomes a one-line `gm::Error`.
 inline toml::table read_toml(const std::filesystem::path& file) {
   std::error_code ec;
+  if (std::filesystem::is_directory(file, ec)) throw Error("gm: " + file.string() + ": is a folder, not a TOML file");
   if (!std::filesystem::is_regular_file(file, ec)) {
     throw Error("gm: " + file.string() + ": no such file");
   }

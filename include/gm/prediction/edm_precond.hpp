@@ -66,10 +66,14 @@ struct EDMPrecond {
   torch::Tensor network_input(const torch::Tensor& x, const torch::Tensor& t, const I& ip) const {
     return x / detail::bcast(scale(t, ip), x);
   }
-  /// c_noise = log(sigma / alpha) / 4 = -lambda / 4.
+  /// c_noise = log(sigma / alpha) / 4 = -lambda / 4, with lambda clamped to [-max_log_snr, max_log_snr]
+  /// so the time input stays finite where alpha = 0 (t = 1 on Linear, Trig, VPCosine: lambda = -inf) or
+  /// sigma = 0 (lambda = +inf).  +-30 is far beyond any trained noise level (EDM's sigma in [0.002, 80]
+  /// is lambda = log(alpha / sigma) in [-4.4, 6.2]).
+  static constexpr double max_log_snr = 30.0;
   template <Process I>
   torch::Tensor network_time(const torch::Tensor& t, const I& ip) const {
-    return -0.25 * ip.log_snr(t);
+    return -0.25 * ip.log_snr(t).clamp(-max_log_snr, max_log_snr);
   }
 };
 static_assert(Parameterization<EDMPrecond>);

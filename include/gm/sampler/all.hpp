@@ -16,6 +16,6 @@
 
 namespace gm {
 /// Every sampler gm ships, for benchmarks and tools that iterate or pick them by name (`gm::visit_by_name`).
-using AllSamplers = type_list<EulerSampler, MidpointSampler, HeunSampler, RK4Sampler, DDIMSampler, DPMSolverPP2M,
-                              DPMSolverPP3M, UniPC<2>, UniPC<3>, EulerMaruyamaSampler, PCSampler, DopriSampler>;
+using AllSamplers = type_list<EulerSampler, MidpointSampler, HeunSampler, RK4Sampler, DDIMSampler, DDPMSampler, DPMSolverPP2M,
+                              DPMSolverPP3M, DPMSolverPP3MRef, UniPC<2>, UniPC<3>, EulerMaruyamaSampler, PCSampler, DopriSampler>;
 }  // namespace gm

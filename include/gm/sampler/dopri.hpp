@@ -81,7 +81,10 @@ struct DopriSampler {
           }
           auto scale = options.atol() + options.rtol() * torch::maximum(x.abs(), xj.abs());
           const double norm = (err / scale).pow(2).mean().sqrt().template item<double>();
-          if (!std::isfinite(norm)) throw Error("gm: dopri5 met a non-finite value at t = " + std::to_string(t));
+          if (!std::isfinite(norm)) {
+            throw Error("gm: dopri5 met a non-finite value in the step from t = " + std::to_string(t) + " to t = " +
+                        std::to_string(t - h));
+          }
           if (norm <= 1) {  // accept
             t = (h >= t - t1) ? t1 : t - h;
             x = xj;

@@ -3,12 +3,15 @@
 /// `Field`: a model seen through a process and a parameterisation, as samplers use it.
 
 #include <gm/detail/broadcast.hpp>
+#include <gm/error.hpp>
 #include <gm/prediction/predict.hpp>
 #include <gm/process/concepts.hpp>
 
 #include <torch/types.h>
 
 #include <chrono>
+#include <cmath>
+#include <string>
 #include <concepts>
 #include <cstdint>
 #include <type_traits>
@@ -24,6 +27,21 @@ constexpr bool alpha_vanishes_at_one() {
     return S::alpha_vanishes_at_one;
   } else {
     return false;
+  }
+}
+
+/// The run-time side of the compile-time check above, for schedules that do not declare the trait: a Noise
+/// or Score prediction on a process whose alpha(1) is 0 is a one-line `gm::Error` instead of NaN at t = 1.
+template <class P, Process I>
+void check_prediction_at_one(const I& ip) {
+  if constexpr (std::same_as<P, Noise> || std::same_as<P, Score>) {
+    const double a1 = ip.alpha(torch::tensor(1.0, torch::kFloat64)).template item<double>();
+    if (!(std::abs(a1) > 1e-12)) {
+      throw Error("gm: process '" + std::string(I::name) + "' has alpha(1) = " + std::to_string(a1) + ": a " +
+                  std::string(P::name) + " prediction cannot give E[x0 | x_t] at t = 1; predict Velocity, Data or "
+                  "EDMPrecond instead (and declare `static constexpr bool alpha_vanishes_at_one = true` in the "
+                  "schedule to have this caught at compile time)");
+    }
   }
 }
 
@@ -86,7 +104,9 @@ class Field {
 
   Field(I process, Predict<P> predict, M model, Guidance guidance = {})
       : process_(std::move(process)), predict_(std::move(predict)), model_(std::move(model)),
-        guidance_(std::move(guidance)) {}
+        guidance_(std::move(guidance)) {
+    check_prediction_at_one<P>(process_);
+  }
   Field(I process, P p, M model, Guidance guidance = {})
       : Field(std::move(process), Predict<P>(std::move(p)), std::move(model), std::move(guidance)) {}
 
@@ -102,13 +122,17 @@ class Field {
     ++nfe_;
     return out;
   }
-  /// E[x0 | x_t = x] and E[eps | x_t = x] as the model sees them.
+  /// E[x0 | x_t = x] and E[eps | x_t = x] as the model sees them.  At t <= 0, where sigma = 0 and the
+  /// noise estimate (x - alpha D) / sigma is 0 / 0, the noise term is its limit 0 (x_0 holds no noise),
+  /// so every sampler may end at t_end = 0.
   Estimate estimate(const torch::Tensor& x, double t) {
     auto out = output(x, t);
     // One time for the whole batch: a 0-d t broadcasts, and the coefficients cost one scalar each.
-    return predict_.estimate(out, x, torch::scalar_tensor(t, x.options()), process_);
+    auto e = predict_.estimate(out, x, torch::scalar_tensor(t, x.options()), process_);
+    if (t <= 0) e.noise = torch::zeros_like(e.data);
+    return e;
   }
-  /// The probability-flow ODE velocity dx/dt = alpha' E[x0|x] + sigma' E[eps|x].
+  /// The probability-flow ODE velocity dx/dt = alpha' E[x0|x] + sigma' E[eps|x] (alpha' E[x0|x] at t = 0).
   torch::Tensor velocity(const torch::Tensor& x, double t) {
     if constexpr (std::same_as<P, Velocity>) {
       return output(x, t);

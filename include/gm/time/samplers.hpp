@@ -14,7 +14,13 @@
 
 namespace gm {
 
-/// t ~ Uniform[eps, 1].  eps = 1e-5 by default, as score_sde trains its VP models.
+namespace detail {
+/// Times kept inside [eps, 1 - eps]: float32 rounding can otherwise give exactly 0 or 1, where weightings
+/// such as EDM's and the likelihood weighting divide by zero on processes with alpha(1) = 0.
+inline torch::Tensor keep_inside(const torch::Tensor& t, double eps) { return t.clamp(eps, 1 - eps); }
+}  // namespace detail
+
+/// t ~ Uniform[eps, 1 - eps].  eps = 1e-5 by default, as score_sde trains its VP models.
 struct UniformTime {
   struct Options {
     TORCH_ARG(double, eps) = 1e-5;
@@ -26,16 +32,18 @@ struct UniformTime {
 
   template <Process I>
   torch::Tensor sample(int64_t n, const I&, const at::Generator& gen, const torch::TensorOptions& o) const {
-    return options.eps() + (1 - options.eps()) * torch::rand({n}, gen, o);
+    return detail::keep_inside(options.eps() + (1 - options.eps()) * torch::rand({n}, gen, o), options.eps());
   }
 };
 
 /// t = sigmoid(m + s n), n ~ N(0, 1): the logit-normal of Esser et al., "Scaling Rectified Flow
-/// Transformers for High-Resolution Image Synthesis" (SD3), ICML 2024.  m = 0, s = 1 by default.
+/// Transformers for High-Resolution Image Synthesis" (SD3), ICML 2024.  m = 0, s = 1 by default; kept
+/// inside [eps, 1 - eps].
 struct LogitNormalTime {
   struct Options {
     TORCH_ARG(double, mean) = 0.0;
     TORCH_ARG(double, std) = 1.0;
+    TORCH_ARG(double, eps) = 1e-5;
   };
   static constexpr std::string_view name = "logit_normal";
   Options options{};
@@ -44,17 +52,18 @@ struct LogitNormalTime {
 
   template <Process I>
   torch::Tensor sample(int64_t n, const I&, const at::Generator& gen, const torch::TensorOptions& o) const {
-    return torch::sigmoid(options.mean() + options.std() * torch::randn({n}, gen, o));
+    return detail::keep_inside(torch::sigmoid(options.mean() + options.std() * torch::randn({n}, gen, o)), options.eps());
   }
 };
 
 /// ln(sigma / alpha) ~ N(P_mean, P_std^2), mapped to t through the process's inverse log-SNR: EDM's
 /// training distribution (Karras et al., NeurIPS 2022, table 1: P_mean = -1.2, P_std = 1.2).  Draws
-/// outside the process's noise range clamp to [0, 1].
+/// outside the process's noise range clamp to [eps, 1 - eps].
 struct EDMLogNormalTime {
   struct Options {
     TORCH_ARG(double, p_mean) = -1.2;
     TORCH_ARG(double, p_std) = 1.2;
+    TORCH_ARG(double, eps) = 1e-5;
   };
   static constexpr std::string_view name = "edm_lognormal";
   Options options{};
@@ -64,11 +73,12 @@ struct EDMLogNormalTime {
   template <Process I>
   torch::Tensor sample(int64_t n, const I& ip, const at::Generator& gen, const torch::TensorOptions& o) const {
     auto log_sigma = options.p_mean() + options.p_std() * torch::randn({n}, gen, o);
-    return ip.t_from_log_snr(-log_sigma).clamp(0, 1);
+    return detail::keep_inside(ip.t_from_log_snr(-log_sigma), options.eps());
   }
 };
 
-/// Stratified (low-discrepancy) times: u_i = (u + i / n) mod 1 from one uniform u, then t on [eps, 1].
+/// Stratified (low-discrepancy) times: u_i = (u + i / n) mod 1 from one uniform u, then t on
+/// [eps, 1 - eps].
 ///
 /// The variance reduction of Kingma et al., "Variational Diffusion Models", NeurIPS 2021 (appendix I.1).
 /// With `antithetic(true)` the second half of the batch is 1 - u of the first half instead.
@@ -92,7 +102,7 @@ struct StratifiedTime {
     } else {
       u = stratified(n, gen, o);
     }
-    return options.eps() + (1 - options.eps()) * u;
+    return detail::keep_inside(options.eps() + (1 - options.eps()) * u, options.eps());
   }
 
  private:

@@ -3,12 +3,15 @@
 /// Pre-emption-safe checkpoints with bit-exact resume, and stopping cleanly on SIGTERM or SIGINT.
 
 #include <gm/error.hpp>
+#include <gm/io/file.hpp>
 #include <gm/train/ema.hpp>
 #include <gm/train/trainer.hpp>
 
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 #include <torch/types.h>
+
+#include <c10/util/Exception.h>
 
 #include <zlib.h>
 
@@ -24,6 +27,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fcntl.h>
@@ -49,27 +53,47 @@ struct StopSignal {
 
 namespace detail {
 
+/// CRC-32 of any number of bytes (zlib's crc32 takes 32-bit lengths: fed in 1 GiB pieces).
+inline uint32_t crc_of(std::string_view bytes) {
+  uLong crc = crc32(0, nullptr, 0);
+  for (size_t at = 0; at < bytes.size(); at += size_t{1} << 30) {
+    const size_t n = std::min(bytes.size() - at, size_t{1} << 30);
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + at), static_cast<uInt>(n));
+  }
+  return static_cast<uint32_t>(crc);
+}
+
 inline uint32_t file_crc(const std::filesystem::path& p, uint64_t& size) {
-  std::ifstream f(p, std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const std::string bytes = io::read_file(p);
   size = bytes.size();
-  return static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
+  return crc_of(bytes);
+}
+
+/// The bytes an archive serialises to, in memory: a write that fails can then be caught and cleaned up
+/// (torch's own file writer throws from a destructor, which aborts the program).
+inline std::string archive_bytes(torch::serialize::OutputArchive& a) {
+  std::string out;
+  a.save_to([&out](const void* data, size_t n) -> size_t {
+    out.append(static_cast<const char*>(data), n);
+    return n;
+  });
+  return out;
+}
+
+/// Whether every floating-point tensor is finite.
+inline bool all_finite(const std::vector<torch::Tensor>& ts) {
+  for (const auto& t : ts) {
+    if (t.defined() && t.is_floating_point() && !torch::isfinite(t).all().template item<bool>()) return false;
+  }
+  return true;
 }
 
 inline void fsync_path(const std::filesystem::path& p, bool directory) {
   const int fd = ::open(p.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) throw Error("gm: " + p.string() + ": cannot open to sync");
+  if (fd < 0) throw IoError("gm: " + p.string() + ": cannot open to sync");
   const int rc = ::fsync(fd);
   ::close(fd);
-  if (rc != 0) throw Error("gm: " + p.string() + ": fsync failed");
-}
-
-inline void write_text_synced(const std::filesystem::path& p, const std::string& text) {
-  {
-    std::ofstream f(p, std::ios::binary);
-    if (!f || !(f << text) || !f.flush()) throw Error("gm: " + p.string() + ": cannot write file");
-  }
-  fsync_path(p, false);
+  if (rc != 0) throw IoError("gm: " + p.string() + ": fsync failed");
 }
 
 }  // namespace detail
@@ -107,100 +131,93 @@ class Checkpointer {
   }
   bool stopped_by_signal() const { return stopped_by_signal_; }
 
-  /// Write a checkpoint of the trainer's current state.
+  /// Write a checkpoint of the trainer's current state.  Weights (or EMA weights) that are not finite are
+  /// never written: a `gm::NonFiniteError` instead.  A write that fails (a full disk) removes the partial
+  /// temporary folder, keeps every earlier checkpoint, and throws a `gm::IoError` naming the path, the
+  /// reason and the checkpoint.
   template <class T>
   void save(T& trainer) {
     namespace fs = std::filesystem;
     const int64_t step = trainer.step();
-    const fs::path final_dir = dir_ / ("step_" + std::to_string(step));
-    const fs::path tmp = dir_ / (".tmp_step_" + std::to_string(step));
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
-    fs::create_directories(tmp, ec);
-    if (ec) throw Error("gm: " + tmp.string() + ": cannot create folder: " + ec.message());
+    const std::string name = "step_" + std::to_string(step);
+    if (!detail::all_finite(trainer.net()->parameters()) || (ema_ && !detail::all_finite(ema_->shadow()))) {
+      throw NonFiniteError("gm: the weights are not finite at step " + std::to_string(step) +
+                               "; checkpoint " + name + " not written",
+                           step, std::nan(""), std::nan(""));
+    }
+    std::vector<std::pair<std::string, std::string>> files;
     {
       torch::serialize::OutputArchive a;
       trainer.net()->save(a);
-      a.save_to((tmp / "model.pt").string());
+      files.emplace_back("model.pt", detail::archive_bytes(a));
     }
     {
       torch::serialize::OutputArchive a;
       trainer.optimizer().save(a);
-      a.save_to((tmp / "optimizer.pt").string());
+      files.emplace_back("optimizer.pt", detail::archive_bytes(a));
     }
     {
       torch::serialize::OutputArchive a;
-      a.write("step", torch::tensor(step, torch::kLong));
-      a.write("rng", trainer.generator().get_state());
-      if (ema_) {
-        a.write("ema_updates", torch::tensor(ema_->updates(), torch::kLong));
-        for (size_t i = 0; i < ema_->shadow().size(); ++i) a.write("ema_" + std::to_string(i), ema_->shadow()[i]);
+      write_state(a, trainer);
+      files.emplace_back("state.pt", detail::archive_bytes(a));
+    }
+    files.emplace_back("config.toml", config_);
+
+    const fs::path final_dir = dir_ / name;
+    const fs::path tmp = dir_ / (".tmp_" + name);
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    fs::create_directories(tmp, ec);
+    if (ec) throw IoError("gm: " + tmp.string() + ": cannot create folder: " + ec.message());
+    try {
+      std::ostringstream marker;
+      for (const auto& [file, bytes] : files) {
+        io::write_file_atomic(tmp / file, bytes, "checkpoint " + name);
+        marker << file << ' ' << bytes.size() << ' ' << detail::crc_of(bytes) << '\n';
       }
-      a.save_to((tmp / "state.pt").string());
+      detail::fsync_path(tmp, true);
+      fs::remove_all(final_dir, ec);  // an uncommitted leftover of an earlier try at this step
+      fs::rename(tmp, final_dir, ec);
+      if (ec) throw IoError("gm: " + final_dir.string() + ": cannot rename checkpoint into place: " + ec.message());
+      detail::fsync_path(dir_, true);
+      io::write_file_atomic(final_dir / "COMMIT", marker.str(), "checkpoint " + name);
+      detail::fsync_path(final_dir, true);
+    } catch (...) {
+      fs::remove_all(tmp, ec);
+      if (!fs::exists(final_dir / "COMMIT", ec)) fs::remove_all(final_dir, ec);
+      throw;
     }
-    detail::write_text_synced(tmp / "config.toml", config_);
-    std::ostringstream marker;
-    for (const char* f : {"model.pt", "optimizer.pt", "state.pt", "config.toml"}) {
-      detail::fsync_path(tmp / f, false);
-      uint64_t size = 0;
-      const uint32_t crc = detail::file_crc(tmp / f, size);
-      marker << f << ' ' << size << ' ' << crc << '\n';
-    }
-    detail::fsync_path(tmp, true);
-    fs::remove_all(final_dir, ec);
-    fs::rename(tmp, final_dir, ec);
-    if (ec) throw Error("gm: " + final_dir.string() + ": cannot rename checkpoint into place: " + ec.message());
-    detail::fsync_path(dir_, true);
-    detail::write_text_synced(final_dir / "COMMIT.tmp", marker.str());
-    fs::rename(final_dir / "COMMIT.tmp", final_dir / "COMMIT", ec);
-    if (ec) throw Error("gm: " + final_dir.string() + ": cannot commit checkpoint: " + ec.message());
-    detail::fsync_path(final_dir, true);
     last_saved_ = step;
-    prune();
+    prune(step);
   }
 
   /// Load the newest valid checkpoint into the trainer (and the EMA); returns its step, or nothing when
-  /// there is none.  Invalid ones are skipped with a message.
+  /// there is none.  One that fails its marker check or fails to load for any reason (a damaged or
+  /// foreign file, a folder in place of a file) is skipped with the reason logged, and the trainer is put
+  /// back as it was before trying it; when every checkpoint is bad, the run says so and starts from step 0.
   template <class T>
   std::optional<int64_t> restore_latest(T& trainer) {
-    for (const auto& [step, path] : list()) {
+    const auto all = list();
+    if (all.empty()) return std::nullopt;
+    const std::string before = snapshot(trainer);
+    for (const auto& [step, path] : all) {
       std::string why;
       if (!valid(path, why)) {
         say("skipping checkpoint " + path.string() + ": " + why);
         continue;
       }
-      {
-        torch::serialize::InputArchive a;
-        a.load_from((path / "model.pt").string());
-        trainer.net()->load(a);
-      }
-      {
-        torch::serialize::InputArchive a;
-        a.load_from((path / "optimizer.pt").string());
-        trainer.optimizer().load(a);
-      }
-      torch::serialize::InputArchive a;
-      a.load_from((path / "state.pt").string());
-      torch::Tensor step_t, rng;  // one fresh tensor per read: read() rebinds storage it cannot resize
-      a.read("step", step_t);
-      trainer.set_step(step_t.template item<int64_t>());
-      a.read("rng", rng);
-      trainer.generator().set_state(rng.clone());
-      if (ema_) {
-        std::vector<torch::Tensor> shadow;
-        for (size_t i = 0;; ++i) {
-          torch::Tensor s;
-          if (!a.try_read("ema_" + std::to_string(i), s)) break;
-          shadow.push_back(s.clone());
-        }
-        torch::Tensor updates;
-        a.read("ema_updates", updates);
-        ema_->restore(std::move(shadow), updates.template item<int64_t>());
+      try {
+        load(trainer, path);
+      } catch (const std::exception& e) {
+        say("skipping checkpoint " + path.string() + ": cannot be loaded: " + first_line(e));
+        load_snapshot(trainer, before);
+        continue;
       }
       last_saved_ = step;
       say("resumed from " + path.string());
       return step;
     }
+    say("no valid checkpoint in " + dir_.string() + "; starting from step 0");
     return std::nullopt;
   }
 
@@ -261,12 +278,104 @@ class Checkpointer {
   void say(const std::string& line) {
     if (log_) log_(line);
   }
-  void prune() {
-    auto all = list();
-    for (size_t i = static_cast<size_t>(keep_); i < all.size(); ++i) {
-      std::error_code ec;
-      std::filesystem::remove_all(all[i].second, ec);
+  /// After writing `step`: keep the newest `keep` committed checkpoints up to it (the one just written
+  /// always among them); remove older ones, uncommitted folders (never restorable), stale temporary
+  /// folders, and checkpoints newer than `step` (a resumed run restored an older one, so those were
+  /// invalid or abandoned).
+  void prune(int64_t step) {
+    std::error_code ec;
+    int64_t kept = 0;
+    for (const auto& [s, path] : list()) {
+      const bool committed = std::filesystem::is_regular_file(path / "COMMIT", ec);
+      if (s == step || (s < step && committed && kept < keep_)) {
+        ++kept;
+        continue;
+      }
+      std::filesystem::remove_all(path, ec);
     }
+    for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
+      if (e.path().filename().string().rfind(".tmp_step_", 0) == 0) std::filesystem::remove_all(e.path(), ec);
+    }
+  }
+
+  static std::string first_line(const std::exception& e) {
+    std::string s = e.what();
+    if (const auto* c = dynamic_cast<const c10::Error*>(&e)) s = c->what_without_backtrace();
+    const auto nl = s.find('\n');
+    return nl == std::string::npos ? s : s.substr(0, nl);
+  }
+
+  /// The step, the RNG state and the EMA into an archive (a checkpoint's state.pt).
+  template <class T>
+  void write_state(torch::serialize::OutputArchive& a, T& trainer) const {
+    a.write("step", torch::tensor(trainer.step(), torch::kLong));
+    a.write("rng", trainer.generator().get_state());
+    if (ema_) {
+      a.write("ema_updates", torch::tensor(ema_->updates(), torch::kLong));
+      for (size_t i = 0; i < ema_->shadow().size(); ++i) a.write("ema_" + std::to_string(i), ema_->shadow()[i]);
+    }
+  }
+  /// Read what `write_state` wrote, checking the EMA against the model before changing anything.
+  template <class T>
+  void read_state(torch::serialize::InputArchive& a, T& trainer) {
+    torch::Tensor step_t, rng, updates;  // one fresh tensor per read: read() rebinds storage it cannot resize
+    a.read("step", step_t);
+    a.read("rng", rng);
+    std::vector<torch::Tensor> shadow;
+    if (ema_) {
+      for (size_t i = 0;; ++i) {
+        torch::Tensor s;
+        if (!a.try_read("ema_" + std::to_string(i), s)) break;
+        shadow.push_back(s.clone());
+      }
+      a.read("ema_updates", updates);
+      const auto params = trainer.net()->parameters();
+      bool fits = shadow.empty() || shadow.size() == params.size();
+      for (size_t i = 0; fits && i < shadow.size(); ++i) fits = shadow[i].sizes() == params[i].sizes();
+      if (!fits) throw Error("its EMA weights do not fit the model");
+    }
+    trainer.generator().set_state(rng.clone());
+    trainer.set_step(step_t.template item<int64_t>());
+    if (ema_) ema_->restore(std::move(shadow), updates.template item<int64_t>());
+  }
+
+  /// Load the checkpoint at `path` into the trainer and EMA (reading each file into memory first, so a
+  /// folder or an unreadable file is an error, not a crash).
+  template <class T>
+  void load(T& trainer, const std::filesystem::path& path) {
+    auto archive = [&](const char* file) {
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(path / file, ec)) throw Error(std::string(file) + " is not a file");
+      auto a = std::make_unique<torch::serialize::InputArchive>();
+      const std::string bytes = io::read_file(path / file);
+      a->load_from(bytes.data(), bytes.size());
+      return a;
+    };
+    trainer.net()->load(*archive("model.pt"));
+    trainer.optimizer().load(*archive("optimizer.pt"));
+    read_state(*archive("state.pt"), trainer);
+  }
+
+  /// The trainer's state in memory (model, optimiser, step, RNG, EMA), to undo a failed load.
+  template <class T>
+  std::string snapshot(T& trainer) const {
+    torch::serialize::OutputArchive a, o, st;
+    trainer.net()->save(a);
+    trainer.optimizer().save(o);
+    write_state(st, trainer);
+    a.write("gm_optimizer", o);
+    a.write("gm_state", st);
+    return detail::archive_bytes(a);
+  }
+  template <class T>
+  void load_snapshot(T& trainer, const std::string& bytes) {
+    torch::serialize::InputArchive a, o, st;
+    a.load_from(bytes.data(), bytes.size());
+    trainer.net()->load(a);
+    a.read("gm_optimizer", o);
+    trainer.optimizer().load(o);
+    a.read("gm_state", st);
+    read_state(st, trainer);
   }
 
   std::filesystem::path dir_;

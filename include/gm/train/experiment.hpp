@@ -24,8 +24,10 @@
 #include <c10/util/Exception.h>
 #include <torch/cuda.h>
 #include <torch/types.h>
+#include <toml++/toml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -39,14 +41,16 @@ namespace gm {
 
 /// The samplers `sampling.sampler` chooses among in an experiment (adaptive Dormand-Prince, which picks
 /// its own steps, is left to `bench_samplers`).
-using ExperimentSamplers = type_list<HeunSampler, EulerSampler, MidpointSampler, RK4Sampler, DDIMSampler, DPMSolverPP2M,
-                                     DPMSolverPP3M, UniPC<2>, UniPC<3>, EulerMaruyamaSampler, PCSampler>;
+using ExperimentSamplers = type_list<HeunSampler, EulerSampler, MidpointSampler, RK4Sampler, DDIMSampler, DDPMSampler,
+                                     DPMSolverPP2M, DPMSolverPP3M, DPMSolverPP3MRef, UniPC<2>, UniPC<3>, EulerMaruyamaSampler, PCSampler>;
 
 /// Exit codes of an experiment binary.
 namespace exit_code {
 inline constexpr int ok = 0;         ///< finished, or stopped by SIGTERM/SIGINT with a checkpoint saved
 inline constexpr int failure = 1;    ///< an error inside the run (LibTorch, the file system)
 inline constexpr int bad_input = 2;  ///< a bad flag, key, value, file, path or device; nothing was written
+inline constexpr int non_finite = 3; ///< training went non-finite; failure.json says where, checkpoints are intact
+inline constexpr int io_error = 4;   ///< a write failed (a full disk); earlier outputs and checkpoints are intact
 }  // namespace exit_code
 
 /// A preview of samples as a picture: a density image of 2-D points over [-5, 5]^2; nothing for other
@@ -103,6 +107,13 @@ class Experiment {
     cfg_.add<double>("optim.weight_decay", 0.0, "weight decay", check::at_least(0));
     cfg_.add<std::string>("optim.schedule", "cosine", "constant, cosine, or [[until_step, lr], ...]");
     cfg_.add<int64_t>("optim.warmup", 200, "linear warmup steps", check::at_least(0));
+    cfg_.add<int64_t>("optim.horizon", 0,
+                      "steps over which the LR schedule runs (0: training.steps when the run is created; fixed "
+                      "for the run, so raising training.steps later extends it at the final LR)",
+                      check::at_least(0));
+    cfg_.add<int64_t>("training.max_nonfinite_skips", 0,
+                      "steps with a non-finite loss or gradient that may be skipped before the run stops",
+                      check::at_least(0));
     cfg_.add<std::string>("sampling.sampler", "heun", "sampler: " + names(ExperimentSamplers{}));
     cfg_.add<int64_t>("sampling.nfe", 20, "model evaluations per sample", check::at_least(1));
     cfg_.add<int64_t>("sampling.n", 20000, "samples to draw", check::at_least(1));
@@ -124,6 +135,7 @@ class Experiment {
       const std::filesystem::path workdir = cfg_.get<std::string>("workdir");
       std::error_code ec;
       if (sample_only() && std::filesystem::exists(workdir / "config.toml", ec)) cfg_.rebase(workdir / "config.toml");
+      resolve_horizon(workdir);
       device_ = checked_device(cfg_.get<std::string>("device"));
       torch::manual_seed(static_cast<uint64_t>(cfg_.get<int64_t>("seed")));  // network initialisation
       body();
@@ -131,6 +143,12 @@ class Experiment {
     } catch (const Error& e) {
       std::fprintf(stderr, "%s\n", e.what());
       return exit_code::bad_input;
+    } catch (const NonFiniteError& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      return exit_code::non_finite;
+    } catch (const IoError& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      return exit_code::io_error;
     } catch (const c10::Error& e) {
       std::fprintf(stderr, "%s\n", one_line(e.what_without_backtrace()).c_str());
       return exit_code::failure;
@@ -147,7 +165,8 @@ class Experiment {
     const auto sched = cfg_.get<std::string>("optim.schedule");
     schedule.lr = cfg_.get<double>("training.lr");
     schedule.warmup = cfg_.get<int64_t>("optim.warmup");
-    schedule.total = cfg_.get<int64_t>("training.steps");
+    schedule.total = cfg_.get<int64_t>("optim.horizon") > 0 ? cfg_.get<int64_t>("optim.horizon")
+                                                            : cfg_.get<int64_t>("training.steps");
     if (sched == "constant" || sched == "cosine") schedule.kind = sched;
     else schedule.kind = "piecewise", schedule.pieces = LRSchedule::parse_pieces(sched, "optim.schedule");
     return TrainOptions()
@@ -161,6 +180,7 @@ class Experiment {
         .seed(static_cast<uint64_t>(cfg_.get<int64_t>("seed")))
         .precision(cfg_.get<std::string>("training.precision"))
         .threads(cfg_.get<int64_t>("training.threads"))
+        .max_nonfinite_skips(cfg_.get<int64_t>("training.max_nonfinite_skips"))
         .device(device_);
   }
 
@@ -179,7 +199,7 @@ class Experiment {
 
     RunDir run(cfg_.get<std::string>("workdir"), cfg_,
                {"mode", "workdir", "device", "training.steps", "training.log_every", "training.checkpoint_every",
-                "training.keep_checkpoints", "training.threads", "sampling."},
+                "training.keep_checkpoints", "training.threads", "training.max_nonfinite_skips", "sampling."},
                argc_, argv_, sample_only() ? RunDir::Open::existing : RunDir::Open::create_or_resume);
     EMA ema(cfg_.get<double>("training.ema_decay"));
     Checkpointer ckpt(run.path() / "checkpoints", cfg_.get<int64_t>("training.checkpoint_every"),
@@ -217,11 +237,22 @@ class Experiment {
                           sample("samples/step_" + std::to_string(step), "samples", "eval");
                         }};
       StopSignal::install();
-      trainer.fit(next, steps, ema, history, tb, ckpt, previews);
+      try {
+        trainer.fit(next, steps, ema, history, tb, ckpt, previews);
+      } catch (const NonFiniteError& e) {
+        fail(run, ckpt, e);
+        throw;
+      }
       if (ckpt.stopped_by_signal()) return;  // checkpoint saved; run the same command again to resume
-      EMA::Swap swap(ema, *trainer.net());   // export what samples are drawn from: the EMA weights
-      io::write_safetensors(run.path() / "weights.safetensors", io::named_tensors(*trainer.net()));
-      io::write_state_dict(run.path() / "state_dict.pt", io::named_tensors(*trainer.net()));
+      {
+        EMA::Swap swap(ema, *trainer.net());  // export what samples are drawn from: the EMA weights
+        const auto named = io::named_tensors(*trainer.net());
+        if (!detail::all_finite(trainer.net()->parameters())) {
+          throw NonFiniteError("gm: the EMA weights are not finite; nothing exported", trainer.step(), 0, 0);
+        }
+        io::write_safetensors(run.path() / "weights.safetensors", named);
+        io::write_state_dict(run.path() / "state_dict.pt", named);
+      }
       sample("samples/step_" + std::to_string(trainer.step()), "samples", "eval");
       char buf[64];
       std::snprintf(buf, sizeof buf, "mean training step %.3f ms", history.mean_ms());
@@ -260,6 +291,43 @@ class Experiment {
   };
 
   bool sample_only() const { return cfg_.get<std::string>("mode") == "sample"; }
+
+  /// optim.horizon = 0 means training.steps when the run was created: the saved run's horizon when the
+  /// folder holds one (so raising training.steps never bends the schedule), else training.steps.
+  void resolve_horizon(const std::filesystem::path& workdir) {
+    if (cfg_.get<int64_t>("optim.horizon") != 0) return;
+    int64_t horizon = cfg_.get<int64_t>("training.steps");
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(workdir / "config.toml", ec)) {
+      try {
+        const auto saved = toml::parse_file((workdir / "config.toml").string());
+        if (auto h = saved["optim"]["horizon"].value<int64_t>(); h && *h > 0) horizon = *h;
+      } catch (const toml::parse_error&) {
+      }  // RunDir reports a damaged config.toml
+    }
+    cfg_.set_default("optim.horizon", horizon);
+  }
+
+  /// Record a non-finite stop: failure.json (step, loss, gradient norm, last good checkpoint) and a log line.
+  void fail(RunDir& run, const Checkpointer& ckpt, const NonFiniteError& e) {
+    std::string last = "null";
+    for (const auto& [step, path] : ckpt.list()) {
+      std::string why;
+      if (Checkpointer::valid(path, why)) {
+        last = "\"" + path.string() + "\"";
+        break;
+      }
+    }
+    auto num = [](double x) {
+      char b[40];
+      std::snprintf(b, sizeof b, "%.9g", x);
+      return std::isfinite(x) ? std::string(b) : "\"" + std::string(b) + "\"";
+    };
+    run.write("failure.json", "{\n  \"reason\": \"non-finite\",\n  \"step\": " + std::to_string(e.step) +
+                                  ",\n  \"loss\": " + num(e.loss) + ",\n  \"grad_norm\": " + num(e.grad_norm) +
+                                  ",\n  \"last_good_checkpoint\": " + last + "\n}\n");
+    run.log(std::string(e.what()) + "; stopped, see failure.json (last good checkpoint: " + last + ")");
+  }
 
   template <class Eval>
   void write_samples(RunDir& run, io::EventWriter& events, torch::Tensor x, const std::string& stem,

@@ -32,10 +32,22 @@ namespace gm {
 /// load uses set_), the next step notices and copies it back into the buffer.
 class FlatAdam : public torch::optim::Optimizer {
  public:
-  FlatAdam(std::vector<torch::Tensor> params, torch::optim::AdamOptions options, bool decoupled = false)
+  /// Parameters with `requires_grad = false` (frozen) are left out: never moved, not in the buffers.
+  FlatAdam(std::vector<torch::Tensor> all, torch::optim::AdamOptions options, bool decoupled = false)
+      : FlatAdam(trainable(std::move(all)), options, decoupled, 0) {}
+
+ private:
+  static std::vector<torch::Tensor> trainable(std::vector<torch::Tensor> all) {
+    std::vector<torch::Tensor> out;
+    for (auto& p : all) {
+      if (p.requires_grad()) out.push_back(std::move(p));
+    }
+    return out;
+  }
+  FlatAdam(std::vector<torch::Tensor> params, torch::optim::AdamOptions options, bool decoupled, int)
       : Optimizer({torch::optim::OptimizerParamGroup(params)}, std::make_unique<torch::optim::AdamOptions>(options)),
         decoupled_(decoupled) {
-    TORCH_CHECK(!params.empty(), "gm: FlatAdam needs parameters");
+    TORCH_CHECK(!params.empty(), "gm: FlatAdam needs trainable parameters");
     TORCH_CHECK(!options.amsgrad(), "gm: FlatAdam does not implement amsgrad");
     TORCH_CHECK(options.lr() >= 0 && options.eps() >= 0 && options.weight_decay() >= 0,
                 "gm: FlatAdam needs lr, eps, weight_decay >= 0");
@@ -57,6 +69,7 @@ class FlatAdam : public torch::optim::Optimizer {
     attach_states();
   }
 
+ public:
   /// The flat gradient buffer: every parameter's gradient is a view of it.
   const torch::Tensor& flat_grad() {
     bind();

@@ -51,7 +51,7 @@ struct LRSchedule {
   /// otherwise.  Until-steps must increase and rates be positive.
   static std::vector<std::pair<int64_t, double>> parse_pieces(const std::string& text, const std::string& what) {
     std::vector<std::pair<int64_t, double>> out;
-    const std::string expected = ": expected [[until_step, lr], ...] with increasing steps and lr > 0";
+    const std::string expected = ": expected [[until_step, lr], ...] with increasing steps and finite lr > 0";
     toml::table tbl;
     try {
       tbl = toml::parse("v = " + text);
@@ -65,7 +65,8 @@ struct LRSchedule {
       if (!pair || pair->size() != 2) throw Error("gm: " + what + ": '" + text + "'" + expected);
       auto step = (*pair)[0].value_exact<int64_t>();
       auto rate = (*pair)[1].value<double>();
-      if (!step || !rate || *rate <= 0 || (!out.empty() && *step <= out.back().first)) {
+      if (!step || !rate || !std::isfinite(*rate) || *rate <= 0 || *rate > 3.4e38 ||
+          (!out.empty() && *step <= out.back().first)) {
         throw Error("gm: " + what + ": '" + text + "'" + expected);
       }
       out.emplace_back(*step, *rate);

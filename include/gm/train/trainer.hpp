@@ -3,6 +3,7 @@
 /// `Trainer<Interpolant<S>, Predict<P>, Net, Sampler, TimeSampler, Weighting>`: one training step and
 /// sampling from the trained network; everything else is a callback.
 
+#include <gm/error.hpp>
 #include <gm/prediction/predict.hpp>
 #include <gm/prediction/weighting.hpp>
 #include <gm/runtime.hpp>
@@ -22,6 +23,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <concepts>
 #include <cstdint>
 #include <limits>
@@ -41,6 +43,7 @@ struct StepStats {
   double lr = 0;          ///< learning rate used
   double grad_norm = 0;   ///< gradient norm before clipping
   double ms = 0;          ///< wall time of the step
+  bool skipped = false;   ///< the loss or gradient norm was not finite and the update was skipped
 };
 
 /// A trainer callback implements at least one hook: `on_train_begin(trainer)`, `on_step_end(trainer,
@@ -75,6 +78,9 @@ struct TrainOptions {
   TORCH_ARG(std::string, precision) = "fp32";
   /// Intra-op threads; 0 chooses per precision (see gm::configure_threads).
   TORCH_ARG(int64_t, threads) = 0;
+  /// Steps whose loss or gradient norm is not finite that may be skipped (no update) before training
+  /// stops with a `gm::NonFiniteError`; 0 (the default) stops at the first.
+  TORCH_ARG(int64_t, max_nonfinite_skips) = 0;
 };
 
 template <class Process, class Pred, class Net, class Sampler, class TimeS = UniformTime, class Weight = UniformWeight>
@@ -123,6 +129,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
         sampling_generator_(make_generator(options_.seed() ^ 0x5eed5a3b1e5ull, options_.device())),
         precision_(parse_precision(options_.precision())) {
     TORCH_CHECK(options_.accumulate() >= 1, "gm: accumulate must be >= 1");
+    check_prediction_at_one<P>(process_);
     if (options_.keep_freed_memory()) keep_freed_memory();
     configure_threads(static_cast<int>(options_.threads()), precision_, options_.device());
     net_->to(options_.device());
@@ -136,7 +143,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   Net& net() { return net_; }
   const process_type& process() const { return process_; }
   const predict_type& predict() const { return predict_; }
-  torch::optim::Optimizer& optimizer() { return *optimizer_; }
+  FlatAdam& optimizer() { return *optimizer_; }
   /// The training generator: time, noise and (through the data callable) data draws; saved in checkpoints.
   at::Generator& generator() { return generator_; }
   /// The sampling generator: prior draws and SDE noise of `sample`, seeded from the seed but separate, so
@@ -164,27 +171,45 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     return (weighting_.weight(t, process_, predict_) * per_sample).mean();
   }
 
-  /// One optimiser step on `x0` (split into `accumulate` micro-batches).
+  /// One optimiser step on `x0`, split into `accumulate` micro-batches, each weighted by its share of the
+  /// batch (chunks may be uneven).  A step whose loss or gradient norm is not finite changes no weight:
+  /// it is skipped while fewer than `max_nonfinite_skips` were, and otherwise a `gm::NonFiniteError`
+  /// stops training before anything non-finite reaches the weights.  The check costs nothing extra: the
+  /// loss and the norm are read each step anyway.
   StepStats train_step(const torch::Tensor& batch) {
     const auto start = std::chrono::steady_clock::now();
     net_->train();
     auto x0 = batch.to(options_.device());
     const int64_t k = options_.accumulate();
+    const auto n = static_cast<double>(x0.size(0));
     double total = 0;
     for (const auto& chunk : x0.chunk(k, 0)) {
-      auto l = loss(chunk) / static_cast<double>(k);
+      auto l = loss(chunk) * (static_cast<double>(chunk.size(0)) / n);
       l.backward();
       total += l.template item<double>();
     }
-    const double grad_norm = clip_gradients(options_.clip_norm());
     const double lr = options_.schedule().at(step_);
-    for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
-    optimizer_->step();
+    const double grad_norm = clip_gradients(options_.clip_norm());
+    const bool finite = std::isfinite(total) && std::isfinite(grad_norm);
+    if (finite) {
+      for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+      optimizer_->step();
+    } else if (skipped_ >= options_.max_nonfinite_skips()) {
+      optimizer_->zero_grad();
+      char buf[200];
+      std::snprintf(buf, sizeof buf, "gm: step %lld: the loss (%g) or the gradient norm (%g) is not finite",
+                    static_cast<long long>(step_ + 1), total, grad_norm);
+      throw NonFiniteError(buf, step_ + 1, total, grad_norm);
+    } else {
+      ++skipped_;
+    }
     optimizer_->zero_grad();
     ++step_;
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    return {step_, total, lr, grad_norm, ms};
+    return {step_, total, lr, grad_norm, ms, !finite};
   }
+  /// Steps skipped so far (in this process) for a non-finite loss or gradient norm.
+  int64_t skipped_steps() const { return skipped_; }
 
   /// Train until `steps` steps are done (counting steps already taken) or a callback stops it.
   /// `next_batch(step)` returns the batch for a step.
@@ -246,7 +271,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     torch::NoGradGuard ng;
     const auto& grad = optimizer_->flat_grad();
     const double norm = grad.norm().template item<double>();
-    if (max_norm > 0 && norm > max_norm) grad.mul_(max_norm / (norm + 1e-6));
+    if (max_norm > 0 && std::isfinite(norm) && norm > max_norm) grad.mul_(max_norm / (norm + 1e-6));
     return norm;
   }
 
@@ -288,6 +313,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   Precision precision_;
   std::unique_ptr<FlatAdam> optimizer_;
   int64_t step_ = 0;
+  int64_t skipped_ = 0;
   int64_t last_nfe_ = 0;
 };
 
