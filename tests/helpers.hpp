@@ -33,6 +33,13 @@ inline double max_rel(const torch::Tensor& a, const torch::Tensor& b) {
 /// Interior times, away from the endpoints where some conversions are singular.
 inline torch::Tensor interior_times(int64_t n = 9) { return torch::linspace(0.05, 0.95, n, f64()); }
 
+/// A path for a scratch folder named after `name` and the process, removed if it exists (not created).
+inline std::filesystem::path fresh_dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / ("gm_test_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(d);
+  return d;
+}
+
 /// A temporary file holding `text`, removed at scope exit; `tag` and `ext` make its name.
 struct TempFile {
   std::filesystem::path path;

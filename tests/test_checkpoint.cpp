@@ -12,12 +12,6 @@ namespace {
 
 using Flow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::HeunSampler>;
 
-std::filesystem::path fresh_dir(const std::string& name) {
-  auto d = std::filesystem::temp_directory_path() / ("gm_test_ckpt_" + std::to_string(::getpid()) + "_" + name);
-  std::filesystem::remove_all(d);
-  return d;
-}
-
 // A trainer whose initial weights depend on `init_seed`; everything after comes from TrainOptions().seed.
 Flow make_trainer(int64_t total, uint64_t init_seed) {
   torch::manual_seed(init_seed);
@@ -60,7 +54,7 @@ TEST_CASE("training N steps, stopping and resuming to 2N is bit-identical to 2N 
   gm::EMA ema_a(0.99);
   straight.fit(data_of(straight), 2 * n, ema_a);
 
-  const auto dir = fresh_dir("resume");
+  const auto dir = gm::test::fresh_dir("ckpt_resume");
   {
     auto first = make_trainer(2 * n, 0);
     gm::EMA ema(0.99);
@@ -84,7 +78,7 @@ TEST_CASE("SIGTERM and SIGINT stop training cleanly with a checkpoint, and the r
     gm::EMA ema_a(0.99);
     straight.fit(data_of(straight), n, ema_a);
 
-    const auto dir = fresh_dir("signal" + std::to_string(sig));
+    const auto dir = gm::test::fresh_dir("ckpt_signal" + std::to_string(sig));
     gm::StopSignal::reset();
     gm::StopSignal::install();
     {
@@ -109,7 +103,7 @@ TEST_CASE("SIGTERM and SIGINT stop training cleanly with a checkpoint, and the r
 }
 
 TEST_CASE("a truncated checkpoint or one without its marker is skipped, and only the last K are kept") {
-  const auto dir = fresh_dir("broken");
+  const auto dir = gm::test::fresh_dir("ckpt_broken");
   auto t = make_trainer(50, 0);
   gm::EMA ema(0.99);
   std::vector<std::string> said;
@@ -133,7 +127,7 @@ TEST_CASE("a truncated checkpoint or one without its marker is skipped, and only
   CHECK(said[1].find("step_40: no COMMIT marker") != std::string::npos);
   CHECK(said[2].find("resumed from") != std::string::npos);
   // No checkpoint at all: nothing to restore.
-  gm::Checkpointer none(fresh_dir("none"), 10, 3, "", nullptr);
+  gm::Checkpointer none(gm::test::fresh_dir("ckpt_none"), 10, 3, "", nullptr);
   auto z = make_trainer(10, 0);
   CHECK_FALSE(none.restore_latest(z).has_value());
   std::filesystem::remove_all(dir);

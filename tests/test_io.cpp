@@ -119,7 +119,7 @@ TEST_CASE("draw_text renders anti-aliased glyphs of the plot font") {
 }
 
 TEST_CASE("write_file_atomic replaces a file whole, leaves no temporary, and names the path on failure") {
-  const auto dir = std::filesystem::temp_directory_path() / ("gm_atomic_" + std::to_string(::getpid()));
+  const auto dir = gm::test::fresh_dir("atomic");
   std::filesystem::create_directories(dir);
   gm::io::write_file_atomic(dir / "a.txt", "first");
   gm::io::write_file_atomic(dir / "a.txt", "second");
@@ -135,8 +135,7 @@ TEST_CASE("write_file_atomic replaces a file whole, leaves no temporary, and nam
 
 TEST_CASE("TensorBoard events: CRC-32C, scalars and images round-trip, truncation, torn and damaged records") {
   CHECK(gm::io::detail::tb::crc32c("123456789") == 0xE3069283u);  // the CRC-32C check value
-  const auto dir = std::filesystem::temp_directory_path() / ("gm_tb_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
+  const auto dir = gm::test::fresh_dir("tb");
   std::filesystem::create_directories(dir);
   std::filesystem::path file;
   {

@@ -1,5 +1,8 @@
 // Compile-time checks only: archetypes satisfy each concept, and negative cases do not.
 #include <gm/core.hpp>
+#include <gm/sampler/all.hpp>
+
+#include <type_traits>
 
 namespace {
 
@@ -99,3 +102,9 @@ static_assert(gm::TimeSampler<gm::UniformTime> && gm::TimeSampler<gm::LogitNorma
               gm::TimeSampler<gm::EDMLogNormalTime> && gm::TimeSampler<gm::StratifiedTime>);
 static_assert(gm::TimeSampler<MinimalTimeSampler> && gm::check_time_sampler<MinimalTimeSampler>());
 static_assert(!gm::TimeSampler<int> && !gm::TimeSampler<TimeSamplerWithoutProcess>);
+
+// A sampler's category is part of its type: DDIM with eta > 0 is its own, stochastic, type.
+static_assert(std::is_same_v<gm::DDIMSampler::category, gm::ode_tag>);
+static_assert(std::is_same_v<gm::DDPMSampler::category, gm::sde_tag>);
+static_assert(gm::Sampler<gm::DDPMSampler> && gm::Sampler<gm::DPMSolverPP3MRef>);
+static_assert(gm::DPMSolverPP3MRef::name == "dpmpp3m_ref" && gm::DPMSolverPP3M::name == "dpmpp3m");

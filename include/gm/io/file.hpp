@@ -56,10 +56,16 @@ inline void write_file_atomic(const std::filesystem::path& path, std::string_vie
   }
 }
 
-/// The whole content of a file ("" when it does not exist or cannot be read).
+/// The whole content of a file ("" when it is missing, not a regular file, or cannot be read).
 inline std::string read_file(const std::filesystem::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return "";
+  try {
+    std::ifstream f(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  } catch (const std::exception&) {
+    return "";
+  }
 }
 
 /// A file that grows by whole records: each `append` is one `write` system call on an O_APPEND descriptor,

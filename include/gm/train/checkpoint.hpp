@@ -53,11 +53,11 @@ struct StopSignal {
 
 namespace detail {
 
-/// CRC-32 of any number of bytes (zlib's crc32 takes 32-bit lengths: fed in 1 GiB pieces).
-inline uint32_t crc_of(std::string_view bytes) {
+/// CRC-32 of any number of bytes (zlib's crc32 takes 32-bit lengths: fed in pieces of 1 GiB).
+inline uint32_t crc_of(std::string_view bytes, size_t piece = size_t{1} << 30) {
   uLong crc = crc32(0, nullptr, 0);
-  for (size_t at = 0; at < bytes.size(); at += size_t{1} << 30) {
-    const size_t n = std::min(bytes.size() - at, size_t{1} << 30);
+  for (size_t at = 0; at < bytes.size(); at += piece) {
+    const size_t n = std::min(bytes.size() - at, piece);
     crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + at), static_cast<uInt>(n));
   }
   return static_cast<uint32_t>(crc);
@@ -254,6 +254,10 @@ class Checkpointer {
       std::error_code ec;
       if (!std::filesystem::exists(path / file, ec)) {
         why = file + " is missing";
+        return false;
+      }
+      if (!std::filesystem::is_regular_file(path / file, ec)) {
+        why = file + " is not a file";
         return false;
       }
       const uint32_t c = detail::file_crc(path / file, actual);
