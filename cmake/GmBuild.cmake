@@ -21,6 +21,12 @@ endif()
 
 find_package(doctest REQUIRED)
 
+# scripts/test.sh --sanitize: every test, example and benchmark with ASan and UBSan (errors abort).
+if(GM_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
 # _gm_pch(<name> <header> <extra compile options>...): an object library that builds one precompiled header.
 function(_gm_pch name header)
   add_library(${name} OBJECT "${CMAKE_CURRENT_FUNCTION_LIST_DIR}/gm_pch.cpp")

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what gm needs on Debian (bookworm) if it is missing, then configures and builds into build/.
 #   scripts/setup.sh [ninja targets...]      (no targets: build everything)
+#   scripts/setup.sh --deps                  (install only)
+# GM_BUILD_DIR (default build) and GM_CMAKE_ARGS (extra cmake arguments for a new build folder) let
+# scripts/test.sh --sanitize and scripts/fuzz.sh build elsewhere.
 # Cheap to run again: installs nothing that is present, and rebuilds only what changed (ninja + ccache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +34,10 @@ case "$blas" in
   *) echo "gm setup: warning: libblas.so.3 is $blas, not OpenBLAS; LibTorch will be slow" >&2 ;;
 esac
 
-if [ ! -f build/build.ninja ]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+if [ "${1:-}" = "--deps" ]; then exit 0; fi
+build_dir=${GM_BUILD_DIR:-build}
+if [ ! -f "$build_dir/build.ninja" ]; then
+  # shellcheck disable=SC2086
+  cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release ${GM_CMAKE_ARGS:-}
 fi
-cmake --build build -- "$@"
+cmake --build "$build_dir" -- "$@"

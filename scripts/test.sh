@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # Installs dependencies if missing, builds, and runs gm's whole test suite.  Extra arguments go to ctest.
+#   scripts/test.sh                 the suite, in build/
+#   scripts/test.sh --sanitize      the same built with AddressSanitizer and UBSan, in build-sanitize/
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--sanitize" ]; then
+  shift
+  export GM_BUILD_DIR=build-sanitize GM_CMAKE_ARGS="-DGM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo"
+  # LibTorch itself is not instrumented; these settings keep reports to gm's code and stop at the first.
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+  export LSAN_OPTIONS="suppressions=$PWD/fuzz/lsan.supp"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+fi
 scripts/setup.sh
-cd build
+cd "${GM_BUILD_DIR:-build}"
 ctest -j"$(nproc)" --output-on-failure "$@"

@@ -16,16 +16,23 @@
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gm::data {
 
+inline torch::Tensor parse_npy(std::string_view bytes, const std::filesystem::path& path);
 /// Read an N x D float32 or float64 matrix from a NumPy .npy file (format 1.x/2.x, little-endian, C order).
 /// A missing or malformed file is a one-line `gm::Error` naming it.
 inline torch::Tensor read_npy(const std::filesystem::path& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error("gm: " + path.string() + ": no such file");
-  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return parse_npy(bytes, path);
+}
+
+/// The same from the bytes of a .npy file; `path` names them in errors.
+inline torch::Tensor parse_npy(std::string_view bytes, const std::filesystem::path& path) {
   auto bad = [&](const std::string& why) { return Error("gm: " + path.string() + ": not a usable .npy file: " + why); };
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw bad("missing the \\x93NUMPY magic");
   const int major = static_cast<uint8_t>(bytes[6]);
@@ -41,7 +48,7 @@ inline torch::Tensor read_npy(const std::filesystem::path& path) {
     throw bad("unknown format version " + std::to_string(major));
   }
   if (start + header_len > bytes.size()) throw bad("truncated header");
-  const std::string header = bytes.substr(start, header_len);
+  const std::string header(bytes.substr(start, header_len));
   torch::ScalarType dtype;
   if (header.find("'descr': '<f4'") != std::string::npos) dtype = torch::kFloat32;
   else if (header.find("'descr': '<f8'") != std::string::npos) dtype = torch::kFloat64;
@@ -80,6 +87,7 @@ inline torch::Tensor read_npy(const std::filesystem::path& path) {
   return out;
 }
 
+inline torch::Tensor parse_csv(std::istream& f, const std::filesystem::path& path, std::string* header = nullptr);
 /// Read an N x D matrix of numbers from a CSV file (comma-separated; a UTF-8 byte-order mark is ignored).
 /// The first row is taken as a header of column names only when none of its cells is a number, and then
 /// `header` (if given) receives it, so a caller can say it was skipped.  Rows of different length or a
@@ -87,6 +95,11 @@ inline torch::Tensor read_npy(const std::filesystem::path& path) {
 inline torch::Tensor read_csv(const std::filesystem::path& path, std::string* header = nullptr) {
   std::ifstream f(path);
   if (!f) throw Error("gm: " + path.string() + ": no such file");
+  return parse_csv(f, path, header);
+}
+
+/// The same from a stream of CSV text; `path` names it in errors.
+inline torch::Tensor parse_csv(std::istream& f, const std::filesystem::path& path, std::string* header) {
   std::vector<double> values;
   int64_t cols = -1, rows = 0, line_no = 0;
   for (std::string line; std::getline(f, line);) {

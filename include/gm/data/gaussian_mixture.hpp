@@ -56,7 +56,17 @@ class GaussianMixture {
   /// std) is a one-line `gm::Error` naming the file, the key and the position.
   static GaussianMixture from_toml(const std::filesystem::path& file,
                                    const torch::TensorOptions& options = torch::kFloat64) {
-    const toml::table tbl = io::read_toml(file);
+    return from_table(io::read_toml(file), file, options);
+  }
+  /// The same from TOML text; `file` names it in errors.
+  static GaussianMixture from_toml_text(std::string_view text, const std::filesystem::path& file,
+                                        const torch::TensorOptions& options = torch::kFloat64) {
+    return from_table(io::parse_toml(text, file), file, options);
+  }
+
+ private:
+  static GaussianMixture from_table(const toml::table& tbl, const std::filesystem::path& file,
+                                    const torch::TensorOptions& options) {
     io::check_keys(file, tbl, {"weights", "means", "stds"});
     auto w = io::number_array(file, tbl, "weights");
     auto m = io::number_matrix(file, tbl, "means");
@@ -104,6 +114,8 @@ class GaussianMixture {
                            torch::tensor(s, f64).to(options));
   }
 
+
+ public:
   /// The same mixture with its parameters in another dtype or on another device.
   GaussianMixture to(const torch::TensorOptions& options) const {
     return GaussianMixture(weights_.to(options), means_.to(options), stds_.to(options));

@@ -108,6 +108,8 @@ class Config {
     const toml::table tbl = io::read_toml(file);
     apply_table(file, tbl, "");
   }
+  /// Apply TOML text's values, as `load_file` does; `file` names the text in errors.
+  void load_text(std::string_view text, const std::filesystem::path& file) { apply_table(file, io::parse_toml(text, file), ""); }
 
   /// Make `file` the base: its values replace the defaults and earlier file values, while values given as
   /// command-line flags keep winning.  Used to sample a finished run with its own config.

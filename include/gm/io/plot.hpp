@@ -214,8 +214,9 @@ inline Image line_plot(const std::vector<Series>& series, const PlotOptions& o) 
     const double pad = 0.04 * (hi - lo);
     return std::pair{lo - pad, hi + pad};
   };
-  const auto [x0, x1] = fit(true, o.log_x, o.x_range);
-  const auto [y0, y1] = fit(false, o.log_y, o.y_range);
+  // Plain variables, not structured bindings: lambdas below capture them (clang < 16 cannot capture bindings).
+  const auto xr = fit(true, o.log_x, o.x_range), yr = fit(false, o.log_y, o.y_range);
+  const double x0 = xr.first, x1 = xr.second, y0 = yr.first, y1 = yr.second;
   const Ticks xt = nice_ticks(x0, x1, o.log_x), yt = nice_ticks(y0, y1, o.log_y);
   auto label = [](const Ticks& t, double v) {
     return tick_label(v, t.step > 0 ? t.step : std::pow(10.0, std::floor(std::log10(v) + 1e-9)));

@@ -22,6 +22,15 @@ inline std::string where(const std::filesystem::path& file, const toml::source_r
   return os.str();
 }
 
+/// Parse TOML text; a syntax error becomes a one-line `gm::Error` naming `file` (where the text came from).
+inline toml::table parse_toml(std::string_view text, const std::filesystem::path& file) {
+  try {
+    return toml::parse(text, file.string());
+  } catch (const toml::parse_error& e) {
+    throw Error("gm: " + where(file, e.source()) + ": TOML syntax error: " + std::string(e.description()));
+  }
+}
+
 /// Parse a TOML file; a missing file or a syntax error becomes a one-line `gm::Error`.
 inline toml::table read_toml(const std::filesystem::path& file) {
   std::error_code ec;

@@ -85,7 +85,8 @@ struct LogSnrGrid {
   template <Process I>
   std::vector<double> nodes(int64_t steps, double t_end, const I& ip) const {
     detail::check_grid_args(steps, t_end);
-    const auto [l0, l1] = detail::lambda_range(ip, t_end, options.lambda_min(), name);
+    const auto range = detail::lambda_range(ip, t_end, options.lambda_min(), name);
+    const double l0 = range.first, l1 = range.second;  // captured below: no structured bindings (clang < 16)
     return detail::nodes_from(steps, t_end, [&](double u) { return detail::t_of_lambda(ip, l0 + u * (l1 - l0)); });
   }
 };
@@ -107,7 +108,8 @@ struct EDMGrid {
   std::vector<double> nodes(int64_t steps, double t_end, const I& ip) const {
     detail::check_grid_args(steps, t_end);
     const double rho = options.rho();
-    const auto [l0, l1] = detail::lambda_range(ip, t_end, options.lambda_min(), name);
+    const auto range = detail::lambda_range(ip, t_end, options.lambda_min(), name);
+    const double l0 = range.first, l1 = range.second;  // captured below: no structured bindings (clang < 16)
     const double a = std::exp(-l0 / rho), b = std::exp(-l1 / rho);  // s^(1/rho) at both ends, s = e^-lambda
     return detail::nodes_from(steps, t_end, [&](double u) {
       return detail::t_of_lambda(ip, -rho * std::log(a + u * (b - a)));

@@ -352,6 +352,9 @@ class Checkpointer {
       if (!std::filesystem::is_regular_file(path / file, ec)) throw Error(std::string(file) + " is not a file");
       auto a = std::make_unique<torch::serialize::InputArchive>();
       const std::string bytes = io::read_file(path / file);
+      // Torch archives are zip files; anything else is refused here (LibTorch 1.13 leaks its zip reader's
+      // state when it throws on a malformed archive).
+      if (bytes.rfind("PK\x03\x04", 0) != 0) throw Error(std::string(file) + " is not a torch archive");
       a->load_from(bytes.data(), bytes.size());
       return a;
     };
