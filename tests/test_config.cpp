@@ -2,6 +2,7 @@
 #include "helpers.hpp"
 
 #include <gm/io/config.hpp>
+#include <gm/train/lr_schedule.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -153,6 +154,11 @@ TEST_CASE("a schedule written as a quoted string reads as the same value as the 
   d.load_file(saved.path);
   CHECK(d.text("optim.schedule") == a.text("optim.schedule"));
   CHECK(file_error("[optim]\nschedule = \"[[100, \"\n").find("expected a TOML array") != std::string::npos);
+  for (const char* bad : {"[[100, nan]]", "[[100, inf]]", "[[100, 1e300]]", "[[100, -1e-3]]", "[[200, 1e-3], [100, 1e-4]]"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH_AS(gm::LRSchedule::parse_pieces(bad, "optim.schedule"), doctest::Contains("optim.schedule"), gm::Error);
+  }
+  CHECK(gm::LRSchedule::parse_pieces("[[100, 1e-3], [200, 1e-4]]", "s").size() == 2);
 }
 
 TEST_CASE("set_default changes a default, keeps the check, and refuses another type") {

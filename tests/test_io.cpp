@@ -185,5 +185,12 @@ TEST_CASE("TensorBoard events: CRC-32C, scalars and images round-trip, truncatio
   bytes[bytes.size() - 10] ^= 0x40;
   std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
   CHECK_THROWS_WITH_AS(gm::io::read_events(file), doctest::Contains("fails its CRC"), gm::Error);
+  CHECK(gm::io::read_events(file, true).torn);  // salvaged: the good records before it
+  CHECK(gm::io::read_events(file, true).events.size() == 4);
+  {
+    gm::io::EventWriter w(dir);  // a resumed run cuts the damaged record and goes on
+    w.scalar("loss", 0.25, 4);
+  }
+  CHECK(gm::io::read_events(file).events.size() == 5);
   std::filesystem::remove_all(dir);
 }

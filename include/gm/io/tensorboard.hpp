@@ -158,9 +158,9 @@ struct EventFile {
 };
 
 /// Read an event file, checking the framing and both CRCs of every record.  A record whose CRC fails or
-/// whose protobuf is malformed is a one-line `gm::Error` naming the file and the byte offset; an incomplete
-/// last record sets `torn`.
-inline EventFile read_events(const std::filesystem::path& path) {
+/// whose protobuf is malformed is a one-line `gm::Error` naming the file and the byte offset, or, with
+/// `salvage`, ends the read there like an incomplete last record, which sets `torn`.
+inline EventFile read_events(const std::filesystem::path& path, bool salvage = false) {
   namespace tb = detail::tb;
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw Error("gm: " + path.string() + ": no such event file");
@@ -171,7 +171,7 @@ inline EventFile read_events(const std::filesystem::path& path) {
   auto bad = [&](const std::string& why) {
     return Error("gm: " + path.string() + ": byte " + std::to_string(at) + ": " + why);
   };
-  while (at < in.size()) {
+  while (at < in.size()) try {
     if (in.size() - at < 12) {
       out.torn = true;
       break;
@@ -230,6 +230,10 @@ inline EventFile read_events(const std::filesystem::path& path) {
     at += 12 + len + 4;
     out.events.push_back(std::move(e));
     out.ends.push_back(at);
+  } catch (const Error&) {
+    if (!salvage) throw;
+    out.torn = true;
+    break;
   }
   return out;
 }
@@ -275,9 +279,10 @@ class EventWriter {
 
   const std::filesystem::path& path() const { return path_; }
 
-  /// Drop every summary event with a step above `step` (and a torn last record), keeping the header.
+  /// Drop every summary event with a step above `step`, and everything from a torn or damaged record on,
+  /// keeping the header.
   void truncate_after(int64_t step) {
-    const EventFile f = read_events(path_);
+    const EventFile f = read_events(path_, true);
     size_t keep = 0;
     for (size_t i = 0; i < f.events.size(); ++i) {
       if (f.events[i].file_version.empty() && f.events[i].step > step) break;

@@ -188,14 +188,16 @@ class Experiment {
   /// sample and score the samples with `eval` (a callable `eval(samples)` returning `gm::Metrics`); or, with
   /// `--mode=sample`, only sample the newest checkpoint.  `Samplers` lists what `sampling.sampler` may name.
   /// Keys that do not define the run (`mode`, `workdir`, `device`, `training.steps`, logging and
-  /// checkpoint cadence, `training.threads`, `sampling.*`) may change when resuming; any other is refused.
+  /// checkpoint cadence, `training.threads`, `training.max_nonfinite_skips`, `sampling.*`) may change when
+  /// resuming; any other is refused.
   template <class Samplers = ExperimentSamplers, class T, class Data, class Eval = Metrics (*)(const torch::Tensor&)>
   void run(T& trainer, const Data& data, Eval eval = &no_metrics) {
     const auto sampler = cfg_.get<std::string>("sampling.sampler");
     visit_by_name<Samplers>(sampler, []<class>() {}, "sampling.sampler");  // checked before anything is written
     const int64_t steps = cfg_.get<int64_t>("training.steps");
     const auto seed = static_cast<uint64_t>(cfg_.get<int64_t>("seed"));
-    auto shape = data(1, make_generator(seed)).sizes().vec();
+    const auto one_point = data(1, make_generator(seed));  // the shape of a sample; training.debug's point
+    auto shape = one_point.sizes().vec();
 
     RunDir run(cfg_.get<std::string>("workdir"), cfg_,
                {"mode", "workdir", "device", "training.steps", "training.log_every", "training.checkpoint_every",
@@ -224,7 +226,6 @@ class Experiment {
               device_.str() + ", " + cfg_.get<std::string>("training.precision") + ", " +
               std::to_string(torch::get_num_threads()) + " thread(s)" +
               (restored ? ", resuming at step " + std::to_string(trainer.step()) : ""));
-      const auto one_point = data(1, make_generator(seed));
       const bool debug = cfg_.get<bool>("training.debug");
       const int64_t batch = cfg_.get<int64_t>("training.batch_size");
       auto next = [&](int64_t) {
