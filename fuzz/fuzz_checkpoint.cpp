@@ -1,5 +1,5 @@
 // libFuzzer target: the checkpoint reader (gm::Checkpointer::restore_latest) on a checkpoint folder built
-// from the input.  Input: one mode byte, then the files COMMIT, model.pt, optimizer.pt, state.pt and
+// from the input.  Input: one mode byte, then the files COMMIT, model.safetensors, optimizer.safetensors, state.safetensors and
 // config.toml separated by "\n@@gm@@\n".  Mode even: the COMMIT marker as given (fuzzes the marker check);
 // odd: a marker recomputed to match the files (fuzzes the loading of damaged or foreign archives).  Every
 // checkpoint that fails must be skipped with a reason and the trainer left as it was.
@@ -19,7 +19,7 @@
 namespace {
 using Flow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::HeunSampler>;
 constexpr std::string_view sep = "\n@@gm@@\n";
-const char* const names[] = {"COMMIT", "model.pt", "optimizer.pt", "state.pt", "config.toml"};
+const char* const names[] = {"COMMIT", "model.safetensors", "optimizer.safetensors", "state.safetensors", "config.toml"};
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -114,7 +114,7 @@ TEST_CASE("a truncated checkpoint or one without its marker is skipped, and only
   CHECK(all[0].first == 50);
   CHECK(all[2].first == 30);
   // Truncate step 50's model, remove step 40's marker: resume falls back to step 30.
-  std::filesystem::resize_file(all[0].second / "model.pt", 100);
+  std::filesystem::resize_file(all[0].second / "model.safetensors", 100);
   std::filesystem::remove(all[1].second / "COMMIT");
   auto r = make_trainer(50, 1);
   gm::EMA ema_r(0.99);
@@ -122,7 +122,7 @@ TEST_CASE("a truncated checkpoint or one without its marker is skipped, and only
   CHECK(ck2.restore_latest(r) == 30);
   CHECK(r.step() == 30);
   REQUIRE(said.size() >= 3);
-  CHECK(said[0].find("step_50: model.pt has 100 bytes") != std::string::npos);
+  CHECK(said[0].find("step_50: model.safetensors has 100 bytes") != std::string::npos);
   CHECK(said[0].find("truncated") != std::string::npos);
   CHECK(said[1].find("step_40: no COMMIT marker") != std::string::npos);
   CHECK(said[2].find("resumed from") != std::string::npos);

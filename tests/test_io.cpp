@@ -3,6 +3,7 @@
 
 #include <gm/io/file.hpp>
 #include <gm/io/plot.hpp>
+#include <gm/io/safetensors.hpp>
 #include <gm/io/tensorboard.hpp>
 #include <gm/io/png.hpp>
 #include <gm/sampler/grids.hpp>
@@ -193,4 +194,47 @@ TEST_CASE("TensorBoard events: CRC-32C, scalars and images round-trip, truncatio
   }
   CHECK(gm::io::read_events(file).events.size() == 5);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("safetensors: tensors and metadata round-trip; malformed headers and data are one-line errors") {
+  gm::io::NamedTensors ts{{"w", torch::arange(6, torch::kFloat32).reshape({2, 3})},
+                          {"b", torch::tensor({1.5, -2.0}, torch::kFloat64)},
+                          {"n", torch::tensor(7, torch::kLong)},
+                          {"mask", torch::tensor({true, false})},
+                          {"empty", torch::zeros({0, 4})}};
+  const auto bytes = gm::io::encode_safetensors(ts, {{"format", "pt"}, {"note", "a \"quoted\"\nline"}});
+  std::map<std::string, std::string> meta;
+  const auto back = gm::io::parse_safetensors(bytes, "x.safetensors", &meta);
+  REQUIRE(back.size() == ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) {
+    CHECK(back[i].first == ts[i].first);
+    CHECK(torch::equal(back[i].second, ts[i].second));
+  }
+  CHECK(meta["note"] == "a \"quoted\"\nline");
+  auto error = [](std::string b) {
+    try {
+      gm::io::parse_safetensors(b, "bad.safetensors");
+    } catch (const gm::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  auto with_header = [](const std::string& h, const std::string& data) {
+    std::string out;
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((h.size() >> (8 * i)) & 0xff));
+    return out + h + data;
+  };
+  CHECK(error("abc").find("bad.safetensors: not a usable safetensors file") != std::string::npos);
+  CHECK(error(std::string("\xff\xff\xff\xff\x00\x00\x00\x00{}", 10)).find("header length") != std::string::npos);
+  CHECK(error(with_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", "1234567")).find("beyond") != std::string::npos);
+  CHECK(error(with_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", "12345678")).find("does not match") != std::string::npos);
+  CHECK(error(with_header("{\"a\":{\"dtype\":\"Q8\",\"shape\":[1],\"data_offsets\":[0,1]}}", "1")).find("unknown dtype") != std::string::npos);
+  CHECK(error(with_header("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", "12")).find("stray bytes") != std::string::npos);
+  CHECK(error(with_header("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", "12")).find("appears twice") != std::string::npos);
+  CHECK(error(with_header("{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[1,3]}}", "123")).find("overlap") != std::string::npos);
+  CHECK(error(with_header("{\"a\":{\"dtype\":\"U8\",\"shape\":[1]}}", "")).find("lacks") != std::string::npos);
+  CHECK(error(with_header("{\"a\":[1]}", "")).find("expected '{'") != std::string::npos);
+  CHECK(error(with_header("{} x", "")).find("trailing") != std::string::npos);
+  CHECK(error(with_header("{\"a\":{\"dtype\":\"BOOL\",\"shape\":[1],\"data_offsets\":[0,1]}}", "\x07")).find("neither 0 nor 1") != std::string::npos);
+  CHECK_THROWS_WITH_AS(gm::io::read_safetensors("/nonexistent/x.safetensors"), doctest::Contains("no such file"), gm::Error);
 }

@@ -103,7 +103,7 @@ TEST_CASE("pruning keeps committed checkpoints only: an uncommitted newer folder
     t.fit(data, 100, ema, ck);
   }
   std::filesystem::create_directories(dir / "step_150");
-  std::ofstream(dir / "step_150" / "model.pt") << "partial";
+  std::ofstream(dir / "step_150" / "model.safetensors") << "partial";
   std::filesystem::create_directories(dir / ".tmp_step_90");
   auto r = small_trainer();
   gm::EMA ema_r(0.9);
@@ -128,15 +128,15 @@ TEST_CASE("a checkpoint that fails to load is skipped, the trainer is left as it
   gm::EMA ema(0.9);
   gm::Checkpointer ck(dir, 10, 3, "seed = 0\n", &ema);
   t.fit([&](int64_t) { return gm::data::checkerboard(32, t.generator()); }, 30, ema, ck);
-  // step_30: a garbage model.pt whose COMMIT matches it; step_20: model.pt replaced by a folder.
+  // step_30: a garbage model.safetensors whose COMMIT matches it; step_20: model.safetensors replaced by a folder.
   const std::string garbage(300, 'x');
-  std::ofstream(dir / "step_30" / "model.pt", std::ios::trunc) << garbage;
+  std::ofstream(dir / "step_30" / "model.safetensors", std::ios::trunc) << garbage;
   std::string marker = gm::io::read_file(dir / "step_30" / "COMMIT");
-  marker.replace(0, marker.find('\n'), "model.pt " + std::to_string(garbage.size()) + " " +
+  marker.replace(0, marker.find('\n'), "model.safetensors " + std::to_string(garbage.size()) + " " +
                                          std::to_string(gm::detail::crc_of(garbage)));
   std::ofstream(dir / "step_30" / "COMMIT", std::ios::trunc) << marker;
-  std::filesystem::remove(dir / "step_20" / "model.pt");
-  std::filesystem::create_directories(dir / "step_20" / "model.pt");
+  std::filesystem::remove(dir / "step_20" / "model.safetensors");
+  std::filesystem::create_directories(dir / "step_20" / "model.safetensors");
   std::vector<std::string> said;
   auto r = small_trainer();
   const auto initial = copy_params(r);
@@ -148,7 +148,7 @@ TEST_CASE("a checkpoint that fails to load is skipped, the trainer is left as it
   CHECK(said[1].find("step_20") != std::string::npos);
   CHECK(said[2].find("resumed from") != std::string::npos);
   // Every checkpoint bad: nothing restored, the trainer untouched, and the log says so.
-  std::filesystem::remove_all(dir / "step_10" / "state.pt");
+  std::filesystem::remove_all(dir / "step_10" / "state.safetensors");
   said.clear();
   auto z = small_trainer();
   gm::EMA ema_z(0.9);
@@ -157,6 +157,27 @@ TEST_CASE("a checkpoint that fails to load is skipped, the trainer is left as it
   CHECK(z.step() == 0);
   CHECK(same_params(z, initial));
   CHECK(said.back().find("no valid checkpoint") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a checkpoint of another model is refused whole: nothing in the trainer changes") {
+  const auto dir = gm::test::fresh_dir("rel_foreign");
+  torch::manual_seed(1);
+  Flow wide(gm::MLP(gm::MLPOptions().dim(2).hidden(32).layers(2)), gm::TrainOptions().seed(3));
+  gm::EMA ema(0.9);
+  gm::Checkpointer ck(dir, 5, 1, "seed = 0\n", &ema);
+  wide.fit([&](int64_t) { return gm::data::checkerboard(32, wide.generator()); }, 5, ema, ck);
+  auto narrow = small_trainer();
+  const auto before = copy_params(narrow);
+  const auto rng = narrow.generator().get_state();
+  std::vector<std::string> said;
+  gm::EMA ema_n(0.9);
+  gm::Checkpointer ck2(dir, 5, 1, "seed = 0\n", &ema_n, [&](const std::string& s) { said.push_back(s); });
+  CHECK_FALSE(ck2.restore_latest(narrow).has_value());
+  CHECK(said[0].find("does not fit the model") != std::string::npos);
+  CHECK(same_params(narrow, before));
+  CHECK(torch::equal(narrow.generator().get_state(), rng));
+  CHECK(narrow.step() == 0);
   std::filesystem::remove_all(dir);
 }
 

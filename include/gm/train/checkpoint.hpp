@@ -3,12 +3,12 @@
 /// Pre-emption-safe checkpoints with bit-exact resume, and stopping cleanly on SIGTERM or SIGINT.
 
 #include <gm/error.hpp>
+#include <gm/io/export.hpp>
 #include <gm/io/file.hpp>
+#include <gm/io/safetensors.hpp>
 #include <gm/train/ema.hpp>
 #include <gm/train/trainer.hpp>
 
-#include <torch/serialize/input-archive.h>
-#include <torch/serialize/output-archive.h>
 #include <torch/types.h>
 
 #include <c10/util/Exception.h>
@@ -69,17 +69,6 @@ inline uint32_t file_crc(const std::filesystem::path& p, uint64_t& size) {
   return crc_of(bytes);
 }
 
-/// The bytes an archive serialises to, in memory: a write that fails can then be caught and cleaned up
-/// (torch's own file writer throws from a destructor, which aborts the program).
-inline std::string archive_bytes(torch::serialize::OutputArchive& a) {
-  std::string out;
-  a.save_to([&out](const void* data, size_t n) -> size_t {
-    out.append(static_cast<const char*>(data), n);
-    return n;
-  });
-  return out;
-}
-
 /// Whether every floating-point tensor is finite.
 inline bool all_finite(const std::vector<torch::Tensor>& ts) {
   for (const auto& t : ts) {
@@ -101,8 +90,9 @@ inline void fsync_path(const std::filesystem::path& p, bool directory) {
 /// Trainer callback that writes checkpoints into `dir` every `every` steps, at the end, and when a stop
 /// signal arrives (then it stops training), keeping the newest `keep`.
 ///
-/// A checkpoint `step_<N>/` holds the model (parameters and buffers), the EMA weights, the optimiser
-/// state, the step, the trainer's RNG state (which also fixes the data order, since data are drawn from it)
+/// A checkpoint `step_<N>/` holds, as safetensors files (read by gm's own checked parser, never by
+/// LibTorch's archive loader), the model (parameters and buffers), the EMA weights, the optimiser state,
+/// the step, the trainer's RNG state (which also fixes the data order, since data are drawn from it)
 /// and the resolved config.  It is written into a temporary folder, each file fsynced, renamed into place,
 /// and then a COMMIT marker listing every file's size and CRC-32 is written last.  `restore_latest` loads
 /// the newest checkpoint whose marker and files check out, and skips, saying so, one that is truncated or
@@ -145,23 +135,11 @@ class Checkpointer {
                                "; checkpoint " + name + " not written",
                            step, std::nan(""), std::nan(""));
     }
-    std::vector<std::pair<std::string, std::string>> files;
-    {
-      torch::serialize::OutputArchive a;
-      trainer.net()->save(a);
-      files.emplace_back("model.pt", detail::archive_bytes(a));
-    }
-    {
-      torch::serialize::OutputArchive a;
-      trainer.optimizer().save(a);
-      files.emplace_back("optimizer.pt", detail::archive_bytes(a));
-    }
-    {
-      torch::serialize::OutputArchive a;
-      write_state(a, trainer);
-      files.emplace_back("state.pt", detail::archive_bytes(a));
-    }
-    files.emplace_back("config.toml", config_);
+    const std::vector<std::pair<std::string, std::string>> files{
+        {"model.safetensors", io::encode_safetensors(io::named_tensors(*trainer.net()))},
+        {"optimizer.safetensors", io::encode_safetensors(trainer.optimizer().state_tensors())},
+        {"state.safetensors", io::encode_safetensors(state_tensors(trainer))},
+        {"config.toml", config_}};
 
     const fs::path final_dir = dir_ / name;
     const fs::path tmp = dir_ / (".tmp_" + name);
@@ -192,14 +170,14 @@ class Checkpointer {
   }
 
   /// Load the newest valid checkpoint into the trainer (and the EMA); returns its step, or nothing when
-  /// there is none.  One that fails its marker check or fails to load for any reason (a damaged or
-  /// foreign file, a folder in place of a file) is skipped with the reason logged, and the trainer is put
-  /// back as it was before trying it; when every checkpoint is bad, the run says so and starts from step 0.
+  /// there is none.  One that fails its marker check or does not load (a damaged or foreign file, a folder
+  /// in place of a file, tensors that do not fit the model) is skipped with the reason logged; every file
+  /// is parsed and checked before anything in the trainer changes, so a skipped one changes nothing.
+  /// When every checkpoint is bad, the run says so and starts from step 0.
   template <class T>
   std::optional<int64_t> restore_latest(T& trainer) {
     const auto all = list();
     if (all.empty()) return std::nullopt;
-    const std::string before = snapshot(trainer);
     for (const auto& [step, path] : all) {
       std::string why;
       if (!valid(path, why)) {
@@ -210,7 +188,6 @@ class Checkpointer {
         load(trainer, path);
       } catch (const std::exception& e) {
         say("skipping checkpoint " + path.string() + ": cannot be loaded: " + first_line(e));
-        load_snapshot(trainer, before);
         continue;
       }
       last_saved_ = step;
@@ -309,80 +286,78 @@ class Checkpointer {
     return nl == std::string::npos ? s : s.substr(0, nl);
   }
 
-  /// The step, the RNG state and the EMA into an archive (a checkpoint's state.pt).
+  /// The step, the RNG state and the EMA as named tensors (a checkpoint's state.safetensors).
   template <class T>
-  void write_state(torch::serialize::OutputArchive& a, T& trainer) const {
-    a.write("step", torch::tensor(trainer.step(), torch::kLong));
-    a.write("rng", trainer.generator().get_state());
+  io::NamedTensors state_tensors(T& trainer) const {
+    io::NamedTensors out{{"step", torch::tensor(trainer.step(), torch::kLong)}, {"rng", trainer.generator().get_state()}};
     if (ema_) {
-      a.write("ema_updates", torch::tensor(ema_->updates(), torch::kLong));
-      for (size_t i = 0; i < ema_->shadow().size(); ++i) a.write("ema_" + std::to_string(i), ema_->shadow()[i]);
+      out.emplace_back("ema_updates", torch::tensor(ema_->updates(), torch::kLong));
+      for (size_t i = 0; i < ema_->shadow().size(); ++i) out.emplace_back("ema_" + std::to_string(i), ema_->shadow()[i]);
     }
+    return out;
   }
-  /// Read what `write_state` wrote, checking the EMA against the model before changing anything.
+
+  /// Load the checkpoint at `path`: parse and check every file against the trainer first (names, shapes,
+  /// dtypes, sizes), then copy; a `gm::Error` says what does not fit, before anything changed.
   template <class T>
-  void read_state(torch::serialize::InputArchive& a, T& trainer) {
-    torch::Tensor step_t, rng, updates;  // one fresh tensor per read: read() rebinds storage it cannot resize
-    a.read("step", step_t);
-    a.read("rng", rng);
-    std::vector<torch::Tensor> shadow;
-    if (ema_) {
-      for (size_t i = 0;; ++i) {
-        torch::Tensor s;
-        if (!a.try_read("ema_" + std::to_string(i), s)) break;
-        shadow.push_back(s.clone());
-      }
-      a.read("ema_updates", updates);
-      const auto params = trainer.net()->parameters();
-      bool fits = shadow.empty() || shadow.size() == params.size();
-      for (size_t i = 0; fits && i < shadow.size(); ++i) fits = shadow[i].sizes() == params[i].sizes();
-      if (!fits) throw Error("its EMA weights do not fit the model");
+  void load(T& trainer, const std::filesystem::path& path) {
+    auto read = [&](const char* file) {
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(path / file, ec)) throw Error(std::string(file) + " is not a file");
+      return io::parse_safetensors(io::read_file(path / file), path / file);
+    };
+    const auto model = read("model.safetensors");
+    const auto optim = read("optimizer.safetensors");
+    const auto state = read("state.safetensors");
+
+    const auto targets = io::named_tensors(*trainer.net());
+    if (model.size() != targets.size()) {
+      throw Error("model.safetensors holds " + std::to_string(model.size()) + " tensors, the model " +
+                  std::to_string(targets.size()));
     }
-    trainer.generator().set_state(rng.clone());
-    trainer.set_step(step_t.template item<int64_t>());
+    for (size_t i = 0; i < targets.size(); ++i) {
+      if (model[i].first != targets[i].first || !fits(model[i].second, targets[i].second)) {
+        throw Error("model.safetensors: '" + model[i].first + "' does not fit the model's '" + targets[i].first + "'");
+      }
+    }
+    if (const auto why = trainer.optimizer().check_state_tensors(optim); !why.empty()) {
+      throw Error("optimizer.safetensors: " + why);
+    }
+    torch::Tensor step, rng, updates;
+    std::vector<torch::Tensor> shadow;
+    const auto rng_now = trainer.generator().get_state();
+    const auto params = trainer.net()->parameters();
+    for (const auto& [name, t] : state) {
+      if (name == "step" || name == "ema_updates") {
+        if (t.dim() != 0 || t.scalar_type() != torch::kLong || t.template item<int64_t>() < 0) {
+          throw Error("state.safetensors: " + name + " must be an int64 >= 0");
+        }
+        (name == "step" ? step : updates) = t;
+      } else if (name == "rng") {
+        if (!fits(t, rng_now)) throw Error("state.safetensors: rng does not fit this generator");
+        rng = t;
+      } else if (ema_ && name == "ema_" + std::to_string(shadow.size()) && shadow.size() < params.size() &&
+                 fits(t, params[shadow.size()])) {
+        shadow.push_back(t);
+      } else {
+        throw Error("state.safetensors: unexpected or misfitting tensor '" + name + "'");
+      }
+    }
+    if (!step.defined() || !rng.defined() || (ema_ && !updates.defined()) ||
+        (ema_ && !shadow.empty() && shadow.size() != params.size())) {
+      throw Error("state.safetensors: incomplete (step, rng, EMA)");
+    }
+
+    torch::NoGradGuard ng;  // everything fits: apply
+    for (size_t i = 0; i < targets.size(); ++i) targets[i].second.copy_(model[i].second);
+    trainer.optimizer().load_state_tensors(optim);
+    trainer.generator().set_state(rng);
+    trainer.set_step(step.template item<int64_t>());
     if (ema_) ema_->restore(std::move(shadow), updates.template item<int64_t>());
   }
 
-  /// Load the checkpoint at `path` into the trainer and EMA (reading each file into memory first, so a
-  /// folder or an unreadable file is an error, not a crash).
-  template <class T>
-  void load(T& trainer, const std::filesystem::path& path) {
-    auto archive = [&](const char* file) {
-      std::error_code ec;
-      if (!std::filesystem::is_regular_file(path / file, ec)) throw Error(std::string(file) + " is not a file");
-      auto a = std::make_unique<torch::serialize::InputArchive>();
-      const std::string bytes = io::read_file(path / file);
-      // Torch archives are zip files; anything else is refused here (LibTorch 1.13 leaks its zip reader's
-      // state when it throws on a malformed archive).
-      if (bytes.rfind("PK\x03\x04", 0) != 0) throw Error(std::string(file) + " is not a torch archive");
-      a->load_from(bytes.data(), bytes.size());
-      return a;
-    };
-    trainer.net()->load(*archive("model.pt"));
-    trainer.optimizer().load(*archive("optimizer.pt"));
-    read_state(*archive("state.pt"), trainer);
-  }
-
-  /// The trainer's state in memory (model, optimiser, step, RNG, EMA), to undo a failed load.
-  template <class T>
-  std::string snapshot(T& trainer) const {
-    torch::serialize::OutputArchive a, o, st;
-    trainer.net()->save(a);
-    trainer.optimizer().save(o);
-    write_state(st, trainer);
-    a.write("gm_optimizer", o);
-    a.write("gm_state", st);
-    return detail::archive_bytes(a);
-  }
-  template <class T>
-  void load_snapshot(T& trainer, const std::string& bytes) {
-    torch::serialize::InputArchive a, o, st;
-    a.load_from(bytes.data(), bytes.size());
-    trainer.net()->load(a);
-    a.read("gm_optimizer", o);
-    trainer.optimizer().load(o);
-    a.read("gm_state", st);
-    read_state(st, trainer);
+  static bool fits(const torch::Tensor& have, const torch::Tensor& want) {
+    return have.sizes().equals(want.sizes()) && have.scalar_type() == want.scalar_type();
   }
 
   std::filesystem::path dir_;

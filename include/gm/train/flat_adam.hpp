@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace gm {
@@ -112,6 +113,40 @@ class FlatAdam : public torch::optim::Optimizer {
     denom_.div_(std::sqrt(bc2)).add_(o.eps());
     flat_.addcdiv_(exp_avg_, denom_, -o.lr() / bc1);
     return loss;
+  }
+
+  /// The optimiser's state as named tensors (`exp_avg`, `exp_avg_sq`: the flat moments; `step`), for
+  /// gm's checkpoints.
+  std::vector<std::pair<std::string, torch::Tensor>> state_tensors() const {
+    return {{"exp_avg", exp_avg_}, {"exp_avg_sq", exp_avg_sq_}, {"step", torch::tensor(step_, torch::kLong)}};
+  }
+  /// Check `state` against this optimiser's buffers (names, sizes, dtypes): an empty string when it fits,
+  /// else why not.  `load_state_tensors` loads it.
+  std::string check_state_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& state) const {
+    if (state.size() != 3) return "expected exp_avg, exp_avg_sq and step";
+    for (const auto& [name, t] : state) {
+      if (name == "step") {
+        if (t.dim() != 0 || t.scalar_type() != torch::kLong || t.item<int64_t>() < 0) return "step must be an int64 >= 0";
+      } else if (name == "exp_avg" || name == "exp_avg_sq") {
+        if (!t.sizes().equals(exp_avg_.sizes()) || t.scalar_type() != exp_avg_.scalar_type()) {
+          return name + " does not fit the model's " + std::to_string(exp_avg_.numel()) + " parameters";
+        }
+      } else {
+        return "unknown tensor '" + name + "'";
+      }
+    }
+    return "";
+  }
+  void load_state_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& state) {
+    const auto why = check_state_tensors(state);
+    TORCH_CHECK(why.empty(), "gm: FlatAdam state: ", why);
+    torch::NoGradGuard ng;
+    for (const auto& [name, t] : state) {
+      if (name == "exp_avg") exp_avg_.copy_(t);
+      else if (name == "exp_avg_sq") exp_avg_sq_.copy_(t);
+      else step_ = t.item<int64_t>();
+    }
+    for (auto* st : states_) st->step(step_);
   }
 
   void save(torch::serialize::OutputArchive& archive) const override {
