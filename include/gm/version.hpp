@@ -3,7 +3,7 @@
 /// gm's version. CMake reads the three numbers below; keep their form.
 
 #define GM_VERSION_MAJOR 0
-#define GM_VERSION_MINOR 1
+#define GM_VERSION_MINOR 2
 #define GM_VERSION_PATCH 0
 
 namespace gm {
