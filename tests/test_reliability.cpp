@@ -160,6 +160,16 @@ TEST_CASE("a checkpoint that fails to load is skipped, the trainer is left as it
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("a run folder of gm 0.1 (torch archives) is refused, not restarted from step 0") {
+  const auto dir = gm::test::fresh_dir("rel_legacy");
+  std::filesystem::create_directories(dir / "step_10");
+  std::ofstream(dir / "step_10" / "model.pt") << "PK";
+  auto t = small_trainer();
+  gm::Checkpointer ck(dir, 10, 1, "", nullptr);
+  CHECK_THROWS_WITH_AS(ck.restore_latest(t), doctest::Contains("written by gm 0.1"), gm::Error);
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("a checkpoint of another model is refused whole: nothing in the trainer changes") {
   const auto dir = gm::test::fresh_dir("rel_foreign");
   torch::manual_seed(1);

@@ -179,6 +179,11 @@ class Checkpointer {
     const auto all = list();
     if (all.empty()) return std::nullopt;
     for (const auto& [step, path] : all) {
+      std::error_code ec;
+      if (std::filesystem::exists(path / "model.pt", ec) && !std::filesystem::exists(path / "model.safetensors", ec)) {
+        throw Error("gm: " + path.string() + " was written by gm 0.1 (torch archives), which this gm does not read; "
+                    "finish that run with gm 0.1, or start a new --workdir");
+      }
       std::string why;
       if (!valid(path, why)) {
         say("skipping checkpoint " + path.string() + ": " + why);
