@@ -11,6 +11,7 @@ if [ "${1:-}" = "--sanitize" ]; then
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
   export LSAN_OPTIONS="suppressions=$PWD/fuzz/lsan.supp"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  export GM_TEST_SLOWDOWN=10  # long program tests (the kill storm) do less work under the sanitizers
 fi
 scripts/setup.sh
 cd "${GM_BUILD_DIR:-build}"
