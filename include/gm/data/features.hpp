@@ -3,6 +3,7 @@
 /// Feature-vector data sets: N x D matrices from NumPy .npy or CSV files, and mini-batches drawn from them.
 
 #include <gm/error.hpp>
+#include <gm/io/file.hpp>
 
 #include <ATen/core/Generator.h>
 #include <torch/types.h>
@@ -25,10 +26,9 @@ inline torch::Tensor parse_npy(std::string_view bytes, const std::filesystem::pa
 /// Read an N x D float32 or float64 matrix from a NumPy .npy file (format 1.x/2.x, little-endian, C order).
 /// A missing or malformed file is a one-line `gm::Error` naming it.
 inline torch::Tensor read_npy(const std::filesystem::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error("gm: " + path.string() + ": no such file");
-  const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  return parse_npy(bytes, path);
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) throw Error("gm: " + path.string() + ": no such file");
+  return parse_npy(io::read_file(path), path);
 }
 
 /// The same from the bytes of a .npy file; `path` names them in errors.

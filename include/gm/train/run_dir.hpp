@@ -156,14 +156,12 @@ class History {
     steps_.push_back(static_cast<double>(s.step));
     losses_.push_back(s.loss);
     ms_sum_ += s.ms;
-    ++ms_count_;
     window_ += s.loss;
     ++count_;
-    ++this_run_;
     const bool periodic = s.step % every_ == 0 || s.step == total_;
     const auto now = std::chrono::steady_clock::now();
     if (!periodic && !(tty_ && now - last_draw_ >= std::chrono::milliseconds(100))) return;
-    const double rate_ms = (ms_sum_ - before_ms_) / static_cast<double>(this_run_);  // this process's speed
+    const double rate_ms = (ms_sum_ - before_ms_) / static_cast<double>(steps_.size() - loaded_);  // this process's
     const double eta = rate_ms * static_cast<double>(total_ - s.step) / 1000;
     char buf[160];
     std::snprintf(buf, sizeof buf, "step %6lld/%lld  loss %.4f  lr %.2e  %.0f it/s  eta %.0fs",
@@ -216,7 +214,7 @@ class History {
   }
 
   /// Mean milliseconds per training step over the whole run (every row of history.csv).
-  double mean_ms() const { return ms_count_ == 0 ? 0 : ms_sum_ / static_cast<double>(ms_count_); }
+  double mean_ms() const { return steps_.empty() ? 0 : ms_sum_ / static_cast<double>(steps_.size()); }
   /// Steps recorded, this process's and earlier ones'.
   size_t size() const { return steps_.size(); }
 
@@ -245,8 +243,7 @@ class History {
         steps_.push_back(static_cast<double>(s));
         losses_.push_back(loss);
         ms_sum_ += ms;
-        ++ms_count_;
-        keep = at = nl + 1;
+            keep = at = nl + 1;
       }
     }
     std::error_code ec;
@@ -257,6 +254,7 @@ class History {
       if (ec) throw Error("gm: " + path.string() + ": cannot truncate: " + ec.message());
     }
     before_ms_ = ms_sum_;
+    loaded_ = steps_.size();
     csv_ = io::AppendFile(path);
   }
 
@@ -267,7 +265,8 @@ class History {
   io::AppendFile csv_;
   std::vector<double> steps_, losses_;
   double ms_sum_ = 0, before_ms_ = 0, window_ = 0;
-  int64_t ms_count_ = 0, count_ = 0, this_run_ = 0;
+  int64_t count_ = 0;
+  size_t loaded_ = 0;  // rows read back from an earlier process
 };
 
 }  // namespace gm
