@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_npy fuzz_csv fuzz_config fuzz_mixture fuzz_tfevents fuzz_safetensors fuzz_checkpoint)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_npy fuzz_csv fuzz_config fuzz_mixture fuzz_tfevents fuzz_safetensors fuzz_checkpoint
+                                fuzz_idx fuzz_cifar fuzz_image)
 scripts/setup.sh --deps
 if ! command -v clang++ >/dev/null; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo

@@ -5,6 +5,12 @@ set -euo pipefail
 : "${GM_BUILD:?}" "${GM_SOURCE:?}" "${GM_RUNS:?}"
 flow_2d="$GM_BUILD/examples/flow_2d"
 diffusion_2d="$GM_BUILD/examples/diffusion_2d"
+fashion_mnist="$GM_BUILD/examples/fashion_mnist"
+dit="$GM_BUILD/examples/dit"
+fmnist_root=/usr/share/datasets/fashion-mnist
+# A small, fast fashion_mnist: 512 images, a 16-channel UNet without attention, fp32.
+fmnist_tiny=(--data.limit=512 --model.channels=16 --model.channel_mult=1,2 --model.attention=none --training.precision=fp32
+             --training.batch_size=16 --sampling.n=20)
 small="$GM_SOURCE/tests/data/flow_2d_small.toml"
 python=/usr/bin/python3
 
@@ -21,3 +27,5 @@ expect_file() { [ -s "$1" ] || fail "missing or empty file: $1"; }
 expect_absent() { [ ! -e "$1" ] || fail "should not exist: $1"; }
 # The number of lines of OUTPUT that are exactly one line long (no trace): every error is one line.
 expect_one_line() { [ "$(printf '%s\n' "$out" | grep -c .)" -eq 1 ] || fail "expected a one-line message, got:"$'\n'"$out"; }
+# Skip the scenario when Debian's dataset-fashion-mnist is missing (scripts/setup.sh installs it).
+need_fmnist() { [ -f "$fmnist_root/train-images-idx3-ubyte.gz" ] || { echo "skipped: no $fmnist_root (apt-get install dataset-fashion-mnist)"; exit 0; }; }

@@ -168,6 +168,9 @@ class Config {
     throw Error("gm: config key '" + name + "' is not of the requested type");
   }
 
+  /// Whether `name` was declared.
+  bool has(const std::string& name) const { return entries_.count(name) > 0; }
+
   /// The value of `name` as text.
   std::string text(const std::string& name) const { return to_string(entries_.at(name).value); }
 

@@ -2,10 +2,15 @@
 /// @file
 /// Config keys for gm's networks: `model.*`, declared once and read back into options.
 
+#include <gm/error.hpp>
 #include <gm/io/config.hpp>
+#include <gm/nn/dit.hpp>
 #include <gm/nn/mlp.hpp>
+#include <gm/nn/unet.hpp>
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace gm {
 
@@ -27,6 +32,114 @@ inline MLP make_mlp(const Config& cfg, int64_t dim) {
                  .layers(cfg.get<int64_t>("model.layers"))
                  .activation(cfg.get<std::string>("model.activation"))
                  .time_embedding(cfg.get<std::string>("model.time_embedding")));
+}
+
+namespace detail {
+/// "1,2,2" as {1, 2, 2}; "" as {}; anything else is "" with `ok` false.
+inline std::vector<int64_t> int_list(const std::string& text, bool& ok) {
+  std::vector<int64_t> out;
+  ok = true;
+  size_t at = 0;
+  while (at < text.size()) {
+    const size_t end = std::min(text.find(',', at), text.size());
+    const std::string part = text.substr(at, end - at);
+    if (part.empty() || part.size() > 6 || part.find_first_not_of("0123456789") != std::string::npos) {
+      ok = false;
+      return {};
+    }
+    out.push_back(std::stoll(part));
+    at = end + 1;
+    if (end == text.size() - 1) ok = false;  // a trailing comma
+  }
+  return out;
+}
+inline Config::Check int_list_check(bool allow_empty) {
+  return [allow_empty](const Config::Value& v) -> std::string {
+    const auto* s = std::get_if<std::string>(&v);
+    bool ok = s != nullptr;
+    if (ok && allow_empty && *s == "none") return "";
+    const auto list = ok ? int_list(*s, ok) : std::vector<int64_t>{};
+    bool positive = true;
+    for (auto x : list) positive = positive && x > 0;
+    return ok && positive && (allow_empty || !list.empty()) ? "" : "a comma-separated list of positive integers";
+  };
+}
+inline std::vector<int64_t> int_list(const Config& cfg, const std::string& key) {
+  bool ok = true;
+  const auto text = cfg.get<std::string>(key);
+  return text == "none" ? std::vector<int64_t>{} : int_list(text, ok);
+}
+}  // namespace detail
+
+/// Declare the UNet's `model.*` keys: channels, channel_mult, res_blocks, attention (resolutions),
+/// head_channels, dropout, time_embedding and class_conditional, with the defaults of `d`.
+inline void add_unet_keys(Config& cfg, const UNetOptions& d = UNetOptions().channels(32)) {
+  auto join = [](const std::vector<int64_t>& v) {
+    std::string s;
+    for (auto x : v) {
+      if (!s.empty()) s += ',';
+      s += std::to_string(x);
+    }
+    return s;
+  };
+  cfg.add<int64_t>("model.channels", d.channels(), "UNet channels of the first level", check::in_range(1, 4096));
+  cfg.add<std::string>("model.channel_mult", join(d.channel_mult()), "channel multiplier per level, e.g. 1,2,2",
+                       detail::int_list_check(false));
+  cfg.add<int64_t>("model.res_blocks", d.res_blocks(), "residual blocks per level", check::in_range(1, 16));
+  cfg.add<std::string>("model.attention", join(d.attention_resolutions()),
+                       "resolutions with self-attention, e.g. 7 or 16,8, or none", detail::int_list_check(true));
+  cfg.add<int64_t>("model.head_channels", d.head_channels(), "channels per attention head", check::in_range(1, 4096));
+  cfg.add<double>("model.dropout", d.dropout(), "dropout in the residual blocks", check::in_range(0, 1));
+  cfg.add<std::string>("model.time_embedding", d.time_embedding(), "sinusoidal or fourier",
+                       check::one_of({"sinusoidal", "fourier"}));
+  cfg.add<bool>("model.class_conditional", true, "condition on the class label (with a null class for guidance)");
+}
+
+/// A UNet from the `model.*` keys for images of `shape` [C, H, W] with `num_classes` classes.
+inline UNet make_unet(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes) {
+  if (shape.size() != 3) throw Error("gm: a UNet needs image data [C, H, W]");
+  return UNet(UNetOptions()
+                  .in_channels(shape[0])
+                  .image_size(shape[1])
+                  .channels(cfg.get<int64_t>("model.channels"))
+                  .channel_mult(detail::int_list(cfg, "model.channel_mult"))
+                  .res_blocks(cfg.get<int64_t>("model.res_blocks"))
+                  .attention_resolutions(detail::int_list(cfg, "model.attention"))
+                  .head_channels(cfg.get<int64_t>("model.head_channels"))
+                  .dropout(cfg.get<double>("model.dropout"))
+                  .time_embedding(cfg.get<std::string>("model.time_embedding"))
+                  .num_classes(cfg.get<bool>("model.class_conditional") ? num_classes : 0));
+}
+
+/// Declare the DiT's `model.*` keys: preset (tiny, S, B, L, XL), patch, and hidden, depth and heads that
+/// override the preset when non-zero, and class_conditional.
+inline void add_dit_keys(Config& cfg, const std::string& preset = "tiny", int64_t patch = 2) {
+  cfg.add<std::string>("model.preset", preset, "DiT size: tiny, S, B, L, XL", check::one_of({"tiny", "S", "B", "L", "XL"}));
+  cfg.add<int64_t>("model.patch", patch, "patch size (must divide the image size)", check::in_range(1, 64));
+  cfg.add<int64_t>("model.hidden", 0, "token width (0: the preset's)", check::in_range(0, 8192));
+  cfg.add<int64_t>("model.depth", 0, "blocks (0: the preset's)", check::in_range(0, 128));
+  cfg.add<int64_t>("model.heads", 0, "attention heads (0: the preset's)", check::in_range(0, 128));
+  cfg.add<bool>("model.class_conditional", true, "condition on the class label (with a null class for guidance)");
+}
+
+/// A DiT from the `model.*` keys for images (or latents) of `shape` [C, H, W] with `num_classes` classes.
+inline DiT make_dit(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes) {
+  if (shape.size() != 3 || shape[1] != shape[2]) throw Error("gm: a DiT needs square image data [C, H, H]");
+  auto o = DiTOptions().preset(cfg.get<std::string>("model.preset"));
+  if (shape[1] % cfg.get<int64_t>("model.patch")) {
+    throw Error("gm: model.patch = " + std::to_string(cfg.get<int64_t>("model.patch")) + " does not divide the image size " +
+                std::to_string(shape[1]));
+  }
+  o.in_channels(shape[0]).image_size(shape[1]).patch(cfg.get<int64_t>("model.patch"));
+  if (auto h = cfg.get<int64_t>("model.hidden")) o.hidden(h);
+  if (auto d = cfg.get<int64_t>("model.depth")) o.depth(d);
+  if (auto h = cfg.get<int64_t>("model.heads")) o.heads(h);
+  if (o.hidden() % o.heads() || o.hidden() % 4) {
+    throw Error("gm: model.hidden = " + std::to_string(o.hidden()) + " must be a multiple of 4 and of model.heads = " +
+                std::to_string(o.heads()));
+  }
+  o.num_classes(cfg.get<bool>("model.class_conditional") ? num_classes : 0);
+  return DiT(o);
 }
 
 }  // namespace gm

@@ -5,11 +5,13 @@
 /// weights export, `--mode=sample`, the samples writer and error handling.  An example adds only its own
 /// keys, its types and its data.
 
+#include <gm/data/batch.hpp>
 #include <gm/error.hpp>
 #include <gm/eval/metrics.hpp>
 #include <gm/io/config.hpp>
 #include <gm/io/export.hpp>
 #include <gm/io/file.hpp>
+#include <gm/io/grid.hpp>
 #include <gm/io/npy.hpp>
 #include <gm/io/plot.hpp>
 #include <gm/io/tensorboard.hpp>
@@ -60,6 +62,39 @@ inline std::optional<io::Image> preview_image(const torch::Tensor& x) {
   auto c = x.detach().to(torch::kCPU, torch::kFloat32).contiguous();
   return io::density_image(std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel()), -5, 5);
 }
+
+/// Image data for `Experiment::run`: `batch(step, n, generator)` returns a `gm::Batch` (data encoded into
+/// the model's space, labels), and `decode(x)` maps samples back to uint8 images [n, C, H, W].
+template <class D>
+concept ImageSource = requires(const D& d, const at::Generator& g, const torch::Tensor& x) {
+  { d.batch(int64_t{}, int64_t{}, g) } -> std::convertible_to<Batch>;
+  { d.decode(x) } -> std::convertible_to<torch::Tensor>;
+};
+
+/// Declare the keys of class-conditional experiments: `training.label_dropout`, `sampling.guidance` (the
+/// classifier-free guidance scale w) and `sampling.class` ("rows": one grid row per class; "none": the
+/// null class, i.e. unconditional; or one class number).  `Experiment::run` uses them when the network is
+/// a `gm::ConditionalNetwork` built with classes.
+inline void add_guidance_keys(Config& cfg, double label_dropout = 0.1, double guidance = 1.0) {
+  cfg.add<double>("training.label_dropout", label_dropout, "probability of training on the null class instead of the label",
+                  check::in_range(0, 1));
+  cfg.add<double>("sampling.guidance", guidance, "classifier-free guidance scale w: 1 conditional, 0 unconditional",
+                  [](const Config::Value& v) -> std::string {
+                    const double* w = std::get_if<double>(&v);
+                    return w && std::isfinite(*w) ? "" : "a finite number";
+                  });
+  cfg.add<std::string>("sampling.class", "rows", "rows (one row per class), none (unconditional), or a class number",
+                       [](const Config::Value& v) -> std::string {
+                         const auto* s = std::get_if<std::string>(&v);
+                         if (!s) return "rows, none or a class number";
+                         if (*s == "rows" || *s == "none") return "";
+                         if (!s->empty() && s->size() < 10 && std::all_of(s->begin(), s->end(), [](char c) { return c >= '0' && c <= '9'; })) return "";
+                         return "rows, none or a class number";
+                       });
+}
+
+/// A preview of image samples (uint8 [n, C, H, W]) as a grid of `cols` columns (0: square).
+inline io::Image preview_grid(const torch::Tensor& u8, int64_t cols) { return io::image_grid(u8, cols); }
 
 /// The shared experiment layer.  It declares the standard keys (`seed`, `device`, `workdir`, `mode`,
 /// `training.*`, `optim.*`, `sampling.*`), an example adds its own (data, model), and `main` runs the body
@@ -181,23 +216,32 @@ class Experiment {
         .precision(cfg_.get<std::string>("training.precision"))
         .threads(cfg_.get<int64_t>("training.threads"))
         .max_nonfinite_skips(cfg_.get<int64_t>("training.max_nonfinite_skips"))
+        .label_dropout(cfg_.has("training.label_dropout") ? cfg_.get<double>("training.label_dropout") : 0.0)
         .device(device_);
   }
 
-  /// Train `trainer` on `data` (a callable `data(n, generator)` returning a batch) in the run folder, then
-  /// sample and score the samples with `eval` (a callable `eval(samples)` returning `gm::Metrics`); or, with
-  /// `--mode=sample`, only sample the newest checkpoint.  `Samplers` lists what `sampling.sampler` may name.
-  /// Keys that do not define the run (`mode`, `workdir`, `device`, `training.steps`, logging and
-  /// checkpoint cadence, `training.threads`, `training.max_nonfinite_skips`, `sampling.*`) may change when
-  /// resuming; any other is refused.
+  /// Train `trainer` on `data` in the run folder, then sample and score the samples with `eval` (a callable
+  /// `eval(samples)` returning `gm::Metrics`); or, with `--mode=sample`, only sample the newest checkpoint.
+  /// `data` is vector data, a callable `data(n, generator)` returning a batch, or image data with
+  /// `batch(step, n, generator)` returning a `gm::Batch` and `decode(x)` mapping samples to uint8 images
+  /// (`gm::data::ImageData`): image samples are written as uint8 NHWC .npy with their labels and as a PNG
+  /// grid (one row per class for a conditional network with `sampling.class = rows`).  `Samplers` lists
+  /// what `sampling.sampler` may name.  Keys that do not define the run (`mode`, `workdir`, `device`,
+  /// `training.steps`, logging and checkpoint cadence, `training.threads`, `training.max_nonfinite_skips`,
+  /// `sampling.*`) may change when resuming; any other is refused.
   template <class Samplers = ExperimentSamplers, class T, class Data, class Eval = Metrics (*)(const torch::Tensor&)>
   void run(T& trainer, const Data& data, Eval eval = &no_metrics) {
+    constexpr bool images = ImageSource<Data>;
     const auto sampler = cfg_.get<std::string>("sampling.sampler");
     visit_by_name<Samplers>(sampler, []<class>() {}, "sampling.sampler");  // checked before anything is written
     const int64_t steps = cfg_.get<int64_t>("training.steps");
     const auto seed = static_cast<uint64_t>(cfg_.get<int64_t>("seed"));
-    const auto one_point = data(1, make_generator(seed));  // the shape of a sample; training.debug's point
-    auto shape = one_point.sizes().vec();
+    Batch one_point;  // the shape of a sample; training.debug's point
+    if constexpr (images) one_point = data.batch(0, 1, make_generator(seed));
+    else one_point.x = data(1, make_generator(seed));
+    auto shape = one_point.x.sizes().vec();
+    int64_t n_sample = cfg_.get<int64_t>("sampling.n"), cols = 0;
+    const Conditioning cond = conditioning(trainer, n_sample, cols);  // checked before anything is written
 
     RunDir run(cfg_.get<std::string>("workdir"), cfg_,
                {"mode", "workdir", "device", "training.steps", "training.log_every", "training.checkpoint_every",
@@ -214,10 +258,17 @@ class Experiment {
     auto sample = [&](const std::string& stem, const std::string& tag, const std::string& prefix) {
       visit_by_name<Samplers>(sampler, [&]<class Smp>() {
         const int64_t nfe = cfg_.get<int64_t>("sampling.nfe"), per = evals_per_step(Smp{});
-        shape[0] = cfg_.get<int64_t>("sampling.n");
-        auto x = trainer.template sample<UniformGrid, Smp>(shape[0], std::max<int64_t>(1, nfe / per), &ema,
-                                                           trainer.initial_noise(shape));
-        write_samples(run, events, x, stem, tag, prefix, trainer.step(), eval);
+        shape[0] = n_sample;
+        auto x = trainer.template sample<UniformGrid, Smp>(n_sample, std::max<int64_t>(1, nfe / per), &ema,
+                                                           trainer.initial_noise(shape), 1e-3, Smp{}, UniformGrid{},
+                                                           cond);
+        char line[160];
+        const double total = trainer.last_sample_seconds(), model = trainer.last_model_seconds();
+        std::snprintf(line, sizeof line, "sampled %lld in %.2f s with %s: %lld evaluations, %.2f s in the network, "
+                      "sampler overhead %.1f%%", static_cast<long long>(n_sample), total, std::string(Smp::name).c_str(),
+                      static_cast<long long>(trainer.last_nfe()), model, total > 0 ? 100 * (total - model) / total : 0.0);
+        run.log(line);
+        write_samples(run, events, x, cond.labels, cols, data, stem, tag, prefix, trainer.step(), eval);
       });
     };
 
@@ -228,9 +279,14 @@ class Experiment {
               (restored ? ", resuming at step " + std::to_string(trainer.step()) : ""));
       const bool debug = cfg_.get<bool>("training.debug");
       const int64_t batch = cfg_.get<int64_t>("training.batch_size");
-      auto next = [&](int64_t) {
-        if (debug) return one_point.expand(shape_with(one_point, batch)).contiguous();
-        return data(batch, trainer.generator());
+      if (debug) write_debug_target(run, one_point, data);
+      auto next = [&](int64_t step) -> Batch {
+        if (debug) {
+          return {one_point.x.expand(shape_with(one_point.x, batch)).contiguous(),
+                  one_point.y.defined() ? one_point.y.expand({batch}).contiguous() : torch::Tensor()};
+        }
+        if constexpr (images) return data.batch(step, batch, trainer.generator());
+        else return {data(batch, trainer.generator()), {}};
       };
       History history(run, cfg_.get<int64_t>("training.log_every"), steps);
       StepEvents tb{events};
@@ -259,7 +315,8 @@ class Experiment {
       std::snprintf(buf, sizeof buf, "mean training step %.3f ms", history.mean_ms());
       run.log(buf);
     } else {
-      const std::string what = sampler + "_nfe" + std::to_string(cfg_.get<int64_t>("sampling.nfe"));
+      std::string what = sampler + "_nfe" + std::to_string(cfg_.get<int64_t>("sampling.nfe"));
+      if (cond.labels.defined() && cond.guidance != 1.0) what += "_w" + number(cond.guidance);
       sample("samples/step_" + std::to_string(trainer.step()) + "_" + what, "sample/" + what, "sample/" + what);
     }
     run.log(std::to_string(trainer.last_nfe()) + " sampler evaluations; outputs in " + run.path().string());
@@ -330,14 +387,60 @@ class Experiment {
     run.log(std::string(e.what()) + "; stopped, see failure.json (last good checkpoint: " + last + ")");
   }
 
-  template <class Eval>
-  void write_samples(RunDir& run, io::EventWriter& events, torch::Tensor x, const std::string& stem,
-                     const std::string& tag, const std::string& prefix, int64_t step, Eval& eval) {
-    x = x.to(torch::kCPU).to(torch::kFloat32);
+  /// The labels and guidance of `sampling.class` and `sampling.guidance` for a conditional network (n
+  /// becomes a multiple of the class count for one row per class, and `cols` the row length); nothing for
+  /// other networks.  A class number out of range is a one-line error.
+  template <class T>
+  Conditioning conditioning(T& trainer, int64_t& n, int64_t& cols) const {
+    Conditioning c;
+    if constexpr (ConditionalNetwork<typename T::net_type>) {
+      const int64_t k = trainer.net()->null_class();
+      if (k <= 0 || !cfg_.has("sampling.class")) return c;
+      c.guidance = cfg_.get<double>("sampling.guidance");
+      const auto what = cfg_.get<std::string>("sampling.class");
+      if (what == "none") return c;
+      if (what == "rows") {
+        cols = std::max<int64_t>(1, n / k);
+        n = cols * k;
+        c.labels = torch::arange(k, torch::kInt64).repeat_interleave(cols);
+        return c;
+      }
+      const int64_t label = std::stoll(what);
+      if (label >= k) {
+        throw Error("gm: sampling.class = " + what + " is not a class (the data has " + std::to_string(k) + ")");
+      }
+      c.labels = torch::full({n}, label, torch::kInt64);
+    }
+    return c;
+  }
+
+  /// training.debug: the one data point the run overfits, as debug_target.npy (and .png for images).
+  template <class Data>
+  void write_debug_target(RunDir& run, const Batch& one, const Data& data) {
+    io::write_npy(run.path() / "debug_target.npy", one.x.to(torch::kCPU).to(torch::kFloat32));
+    if constexpr (ImageSource<Data>) io::write_png(run.path() / "debug_target.png", preview_grid(data.decode(one.x), 1));
+  }
+
+  template <class Data, class Eval>
+  void write_samples(RunDir& run, io::EventWriter& events, torch::Tensor x, const torch::Tensor& labels, int64_t cols,
+                     const Data& data, const std::string& stem, const std::string& tag, const std::string& prefix,
+                     int64_t step, Eval& eval) {
     const auto npy = run.unused(stem, ".npy");
-    io::write_npy(npy, x);
-    if (auto img = preview_image(x)) {
-      io::write_png(npy.parent_path() / (npy.stem().string() + ".png"), *img);
+    const auto png = npy.parent_path() / (npy.stem().string() + ".png");
+    std::optional<io::Image> img;
+    if constexpr (ImageSource<Data>) {
+      const auto u8 = data.decode(x);  // uint8 [n, C, H, W]
+      io::write_npy(npy, u8.permute({0, 2, 3, 1}).contiguous());
+      if (labels.defined()) io::write_npy(npy.parent_path() / (npy.stem().string() + "_labels.npy"), labels.to(torch::kCPU));
+      img = preview_grid(u8, cols);
+      x = x.to(torch::kCPU).to(torch::kFloat32);
+    } else {
+      x = x.to(torch::kCPU).to(torch::kFloat32);
+      io::write_npy(npy, x);
+      img = preview_image(x);
+    }
+    if (img) {
+      io::write_png(png, *img);
       events.image(tag, *img, step);
     }
     std::vector<std::pair<std::string, double>> scalars;
@@ -350,6 +453,11 @@ class Experiment {
     if (!scalars.empty()) events.scalars(step, scalars);
   }
 
+  static std::string number(double x) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", x);
+    return b;
+  }
   static std::vector<int64_t> shape_with(const torch::Tensor& one, int64_t n) {
     auto s = one.sizes().vec();
     s[0] = n;

@@ -3,6 +3,7 @@
 /// `Trainer<Interpolant<S>, Predict<P>, Net, Sampler, TimeSampler, Weighting>`: one training step and
 /// sampling from the trained network; everything else is a callback.
 
+#include <gm/data/batch.hpp>
 #include <gm/error.hpp>
 #include <gm/prediction/predict.hpp>
 #include <gm/prediction/weighting.hpp>
@@ -20,6 +21,7 @@
 
 #include <torch/nn/module.h>
 #include <torch/types.h>
+#include <torch/utils.h>
 
 #include <chrono>
 #include <cmath>
@@ -54,11 +56,43 @@ concept Callback = requires(C& c, T& t, const StepStats& s) { c.on_train_begin(t
                    requires(C& c, T& t, const StepStats& s) { c.on_step_end(t, s); } ||
                    requires(C& c, T& t) { c.on_train_end(t); };
 
-/// A network: a `torch::nn::ModuleHolder` whose module is called as `forward(x, t)`.
+/// A network: a `torch::nn::ModuleHolder` whose module is called as `forward(x, t)` or, for a
+/// class-conditional one, `forward(x, t, y)`.
 template <class N>
-concept Network = requires(N& n, const torch::Tensor& x) {
-  { n->forward(x, x) } -> std::convertible_to<torch::Tensor>;
-  { n->parameters() };
+concept Network = requires(N& n, const torch::Tensor& x) { n->parameters(); } &&
+                  (requires(N& n, const torch::Tensor& x) {
+                    { n->forward(x, x) } -> std::convertible_to<torch::Tensor>;
+                  } || requires(N& n, const torch::Tensor& x) {
+                    { n->forward(x, x, x) } -> std::convertible_to<torch::Tensor>;
+                  });
+
+/// A class-conditional network: `forward(x, t, y)` with int64 labels y, and `null_class()`, the label of
+/// the unconditional branch (num_classes; negative when the network was built without classes).  gm's
+/// UNet and DiT are both.
+template <class N>
+concept ConditionalNetwork = Network<N> && requires(N& n, const torch::Tensor& x) {
+  { n->forward(x, x, x) } -> std::convertible_to<torch::Tensor>;
+  { n->null_class() } -> std::convertible_to<int64_t>;
+};
+
+/// Optional trait of a network module: `static constexpr bool prefers_all_cores = true` asks the trainer's
+/// automatic thread setting for every CPU core in fp32 too (see gm::configure_threads); gm's UNet and DiT
+/// declare it.
+template <class N>
+constexpr bool prefers_all_cores() {
+  if constexpr (requires { N::ContainedType::prefers_all_cores; }) {
+    return N::ContainedType::prefers_all_cores;
+  } else {
+    return false;
+  }
+}
+
+/// What to sample: class labels (one per sample; undefined: the null class, i.e. unconditional) and the
+/// classifier-free guidance scale w, out_null + w (out_cond - out_null): 1 is the conditional model, 0 the
+/// unconditional one (Ho & Salimans 2022).
+struct Conditioning {
+  torch::Tensor labels;   ///< int64 [n], or undefined
+  double guidance = 1.0;  ///< w
 };
 
 /// Options of the optimisation, shared by every trainer.
@@ -81,6 +115,9 @@ struct TrainOptions {
   /// Steps whose loss or gradient norm is not finite that may be skipped (no update) before training
   /// stops with a `gm::NonFiniteError`; 0 (the default) stops at the first.
   TORCH_ARG(int64_t, max_nonfinite_skips) = 0;
+  /// Probability that a training label is replaced by the null class, so one network learns the
+  /// conditional and the unconditional model that classifier-free guidance combines (DiT uses 0.1).
+  TORCH_ARG(double, label_dropout) = 0.0;
 };
 
 template <class Process, class Pred, class Net, class Sampler, class TimeS = UniformTime, class Weight = UniformWeight>
@@ -107,7 +144,8 @@ class Trainer;
 /// @endcode
 template <Schedule S, class P, class Net, class Smp, class TS, class W>
 class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
-  static_assert(Network<Net>, "gm: Trainer's Net must be a torch::nn::ModuleHolder whose module has forward(x, t).");
+  static_assert(Network<Net>,
+                "gm: Trainer's Net must be a torch::nn::ModuleHolder whose module has forward(x, t) or forward(x, t, y).");
   static_assert(check_sampler<Smp>(), "gm: Trainer's Sampler must be a gm::Sampler.");
   static_assert(check_time_sampler<TS>(), "gm: Trainer's TimeSampler must be a gm::TimeSampler.");
   static_assert(LossWeighting<W>, "gm: Trainer's weighting must be a gm::LossWeighting.");
@@ -129,9 +167,12 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
         sampling_generator_(make_generator(options_.seed() ^ 0x5eed5a3b1e5ull, options_.device())),
         precision_(parse_precision(options_.precision())) {
     TORCH_CHECK(options_.accumulate() >= 1, "gm: accumulate must be >= 1");
+    if (!(options_.label_dropout() >= 0 && options_.label_dropout() <= 1)) {
+      throw Error("gm: label_dropout must be in [0, 1]");
+    }
     check_prediction_at_one<P>(process_);
     if (options_.keep_freed_memory()) keep_freed_memory();
-    configure_threads(static_cast<int>(options_.threads()), precision_, options_.device());
+    configure_threads(static_cast<int>(options_.threads()), precision_, options_.device(), prefers_all_cores<Net>());
     net_->to(options_.device());
     TORCH_CHECK(options_.optimizer() == "adam" || options_.optimizer() == "adamw",
                 "gm: optimizer must be adam or adamw, not '", options_.optimizer(), "'");
@@ -155,17 +196,25 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   /// Set the step count, when restoring a checkpoint.
   void set_step(int64_t step) { step_ = step; }
 
-  /// The weighted regression loss on a batch x0 (a graph, for backward).
-  torch::Tensor loss(const torch::Tensor& x0) {
+  /// The weighted regression loss on a batch x0 with labels y (undefined: none) (a graph, for backward).
+  /// A conditional network's labels are replaced by its null class with probability `label_dropout`.
+  torch::Tensor loss(const torch::Tensor& x0, const torch::Tensor& y = {}) {
     const auto opts = x0.options();
     auto t = time_sampler_.sample(x0.size(0), process_, generator_, opts);
     auto eps = torch::randn(x0.sizes(), generator_, opts);
     auto xt = process_.sample(x0, eps, t);
     auto target = predict_.target(x0, eps, t, process_);
+    torch::Tensor labels = y;
+    if constexpr (ConditionalNetwork<Net>) {
+      if (labels.defined() && options_.label_dropout() > 0 && net_->null_class() >= 0) {
+        auto drop = torch::rand({x0.size(0)}, generator_, opts) < options_.label_dropout();
+        labels = torch::where(drop.to(labels.device()), torch::full_like(labels, net_->null_class()), labels);
+      }
+    }
     torch::Tensor out;
     {
       Autocast autocast(precision_, x0.device());
-      out = net_->forward(predict_.network_input(xt, t, process_), predict_.network_time(t, process_));
+      out = call_net(predict_.network_input(xt, t, process_), predict_.network_time(t, process_), labels);
     }
     auto per_sample = (out.to(target.scalar_type()) - target).pow(2).flatten(1).mean(1);
     return (weighting_.weight(t, process_, predict_) * per_sample).mean();
@@ -176,15 +225,24 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   /// it is skipped while fewer than `max_nonfinite_skips` were, and otherwise a `gm::NonFiniteError`
   /// stops training before anything non-finite reaches the weights.  The check costs nothing extra: the
   /// loss and the norm are read each step anyway.
-  StepStats train_step(const torch::Tensor& batch) {
+  StepStats train_step(const torch::Tensor& batch) { return train_step(Batch{batch, {}}); }
+  /// One optimiser step on a batch with labels (see above).
+  ///
+  /// The network's own randomness (dropout) draws from torch's default generators, which the step seeds
+  /// from (seed, step) first, so a resumed run repeats it exactly.
+  StepStats train_step(const Batch& batch) {
     const auto start = std::chrono::steady_clock::now();
     net_->train();
-    auto x0 = batch.to(options_.device());
+    torch::manual_seed(options_.seed() * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(step_) + 0x5151));
+    auto x0 = batch.x.to(options_.device());
+    auto y = batch.y.defined() ? batch.y.to(options_.device()) : torch::Tensor();
     const int64_t k = options_.accumulate();
     const auto n = static_cast<double>(x0.size(0));
     double total = 0;
-    for (const auto& chunk : x0.chunk(k, 0)) {
-      auto l = loss(chunk) * (static_cast<double>(chunk.size(0)) / n);
+    const auto xs = x0.chunk(k, 0);
+    const auto ys = y.defined() ? y.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
+    for (size_t i = 0; i < xs.size(); ++i) {
+      auto l = loss(xs[i], ys[i]) * (static_cast<double>(xs[i].size(0)) / n);
       l.backward();
       total += l.template item<double>();
     }
@@ -229,29 +287,61 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   }
 
   /// n samples from the network with the trainer's sampler (or `sampler`) on `steps` steps of `Grid`, from
-  /// the EMA weights when `ema` is given, starting from `noise` or fresh draws of the prior.  `last_nfe()`
-  /// tells the evaluations it took.
+  /// the EMA weights when `ema` is given, starting from `noise` or fresh draws of the prior, with the
+  /// labels and guidance of `cond` for a conditional network.  `last_nfe()` tells the evaluations it took
+  /// (a guided step evaluates the conditional and the unconditional model in one batch and counts once).
   template <class Grid = UniformGrid, class Samp = Smp>
   torch::Tensor sample(int64_t n, int64_t steps, EMA* ema = nullptr, const torch::Tensor& noise = {},
-                       double t_end = 1e-3, const Samp& sampler = Samp{}, const Grid& grid = Grid{}) {
+                       double t_end = 1e-3, const Samp& sampler = Samp{}, const Grid& grid = Grid{},
+                       const Conditioning& cond = {}) {
     torch::NoGradGuard ng;
     net_->eval();
     std::unique_ptr<EMA::Swap> swap;
     if (ema) swap = std::make_unique<EMA::Swap>(*ema, *net_);
-    auto field = make_field();
+    const auto start = std::chrono::steady_clock::now();
+    auto field = make_field(cond);
     auto x1 = noise.defined() ? noise.to(options_.device()) : initial_noise(n);
     auto out = integrate(sampler, field, x1, grid.nodes(steps, t_end, process_), NoObserver{}, sampling_generator_);
     last_nfe_ = field.nfe();
+    last_model_seconds_ = field.model_seconds();
+    last_sample_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return out;
   }
   int64_t last_nfe() const { return last_nfe_; }
+  /// Wall time of the last `sample`, and the part of it spent inside the network (the rest is the
+  /// sampler's own work: its arithmetic, the prior draw, the EMA swap).
+  double last_sample_seconds() const { return last_sample_seconds_; }
+  double last_model_seconds() const { return last_model_seconds_; }
 
-  /// A `Field` of the current network, for `gm::integrate` with any sampler.
-  auto make_field() {
-    auto model = [this](const torch::Tensor& x, const torch::Tensor& t) {
-      return net_->forward(predict_.network_input(x, t, process_), predict_.network_time(t, process_));
-    };
-    return Field(process_, predict_, model);
+  /// A `Field` of the current network, for `gm::integrate` with any sampler; for a conditional network,
+  /// with `cond`'s labels (the null class when undefined) and classifier-free guidance.
+  auto make_field(const Conditioning& cond = {}) {
+    if constexpr (ConditionalNetwork<Net>) {
+      auto model = [this](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
+        return net_->forward(predict_.network_input(x, t, process_), predict_.network_time(t, process_), y);
+      };
+      const int64_t null = net_->null_class();
+      if (null < 0 && cond.labels.defined()) throw Error("gm: labels given to a network built without classes");
+      Guidance g;  // no labels: the null class (the network's default), one evaluation per step
+      if (cond.labels.defined()) {
+        const auto opts = torch::TensorOptions().dtype(torch::kInt64).device(options_.device());
+        g.scale = cond.guidance;
+        g.cond = cond.labels.to(opts);
+        g.null_cond = torch::full({cond.labels.size(0)}, null, opts);
+        if (cond.labels.numel() > 0 &&
+            (g.cond.min().template item<int64_t>() < 0 || g.cond.max().template item<int64_t>() > null)) {
+          throw Error("gm: sampling labels must be in 0.." + std::to_string(null) + " (" + std::to_string(null) +
+                      ": the null class)");
+        }
+      }
+      return Field(process_, predict_, model, std::move(g));
+    } else {
+      if (cond.labels.defined()) throw Error("gm: labels given to an unconditional network");
+      auto model = [this](const torch::Tensor& x, const torch::Tensor& t) {
+        return net_->forward(predict_.network_input(x, t, process_), predict_.network_time(t, process_));
+      };
+      return Field(process_, predict_, model);
+    }
   }
 
   /// n draws of the prior at t = 1: sigma(1) eps (alpha(1) x0 is negligible for the processes gm ships),
@@ -265,6 +355,18 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   }
 
  private:
+  /// The network on (x, t) and, when it is conditional and labels are given, y.
+  torch::Tensor call_net(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
+    if constexpr (ConditionalNetwork<Net>) {
+      if (y.defined() && net_->null_class() >= 0) return net_->forward(x, t, y);
+    }
+    if constexpr (requires { net_->forward(x, t); }) {
+      return net_->forward(x, t);
+    } else {
+      return net_->forward(x, t, y);
+    }
+  }
+
   /// The global L2 norm of the gradients, scaled down to `max_norm` when above it (0: no clipping): one
   /// reduction over the flat gradient buffer, where LibTorch 1.13's clip_grad_norm_ measured 3x slower.
   double clip_gradients(double max_norm) {
@@ -315,6 +417,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   int64_t step_ = 0;
   int64_t skipped_ = 0;
   int64_t last_nfe_ = 0;
+  double last_sample_seconds_ = 0, last_model_seconds_ = 0;
 };
 
 /// Stops training when the loss has not improved by `min_delta` for `patience` steps.

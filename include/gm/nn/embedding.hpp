@@ -1,0 +1,102 @@
+#pragma once
+/// @file
+/// Shared pieces of gm's image networks: time features, the class-label embedding with its null class, and
+/// multi-head self-attention written with plain products (so it runs on LibTorch 1.13 and 2.x alike).
+
+#include <gm/error.hpp>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include <cmath>
+#include <numbers>
+#include <string>
+
+namespace gm::nn {
+
+/// Sinusoidal features of t in [0, 1] (Vaswani et al. 2017, as DDPM and DiT embed their step index): t is
+/// scaled by 1000 so it plays the step index, with frequencies 1 / 10000^(i / half).  Or random Fourier
+/// features (Tancik et al. 2020; the Gaussian Fourier projection of Song et al. 2021), frequencies drawn
+/// once with std `fourier_scale` and kept as a buffer.  Returns [B, dim].
+class TimeFeaturesImpl : public torch::nn::Module {
+ public:
+  TimeFeaturesImpl(int64_t dim, const std::string& kind = "sinusoidal", double fourier_scale = 16.0) : kind_(kind) {
+    if (dim < 2 || dim % 2) throw Error("gm: time features need an even size >= 2");
+    if (kind != "sinusoidal" && kind != "fourier") {
+      throw Error("gm: time embedding must be sinusoidal or fourier, not '" + kind + "'");
+    }
+    const int64_t half = dim / 2;
+    torch::Tensor freqs;
+    if (kind == "sinusoidal") {
+      freqs = 1000.0 * torch::exp(-std::log(10000.0) * torch::arange(half, torch::kFloat32) / half);
+    } else {
+      freqs = 2 * std::numbers::pi * fourier_scale * torch::randn({half});
+    }
+    freqs_ = register_buffer("freqs", freqs);
+  }
+  /// t: [B] or 0-d (broadcast to `batch`).
+  torch::Tensor forward(const torch::Tensor& t, int64_t batch, torch::ScalarType dtype) const {
+    auto tt = (t.dim() == 0 ? t.expand({batch}) : t).to(dtype).unsqueeze(1);
+    auto arg = tt * freqs_.to(dtype).unsqueeze(0);
+    return torch::cat({torch::cos(arg), torch::sin(arg)}, 1);
+  }
+
+ private:
+  std::string kind_;
+  torch::Tensor freqs_;
+};
+TORCH_MODULE(TimeFeatures);
+
+/// Class labels to vectors, with one extra row for the null class `num_classes` that classifier-free
+/// guidance's unconditional branch uses (Ho & Salimans 2022; DiT's LabelEmbedder has the same +1 row).
+/// A label outside [0, num_classes] is a one-line error.
+class LabelEmbeddingImpl : public torch::nn::Module {
+ public:
+  LabelEmbeddingImpl(int64_t num_classes, int64_t dim)
+      : num_classes_(num_classes), table_(register_module("table", torch::nn::Embedding(num_classes + 1, dim))) {
+    torch::NoGradGuard ng;
+    table_->weight.normal_(0, 0.02);
+  }
+  torch::Tensor forward(const torch::Tensor& y) {
+    const auto lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
+    if (lo < 0 || hi > num_classes_) {
+      throw Error("gm: class label " + std::to_string(lo < 0 ? lo : hi) + " is outside 0.." +
+                  std::to_string(num_classes_) + " (" + std::to_string(num_classes_) + " is the null class)");
+    }
+    return table_->forward(y);
+  }
+  int64_t null_class() const { return num_classes_; }
+
+ private:
+  int64_t num_classes_;
+  torch::nn::Embedding table_;
+};
+TORCH_MODULE(LabelEmbedding);
+
+/// Scaled dot-product attention over [B, heads, T, d] queries, keys and values: softmax(q k^T / sqrt(d)) v,
+/// with the softmax in float32 (products may run in bf16 under gm::Autocast).
+inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  auto w = torch::matmul(q * scale, k.transpose(-2, -1)).to(torch::kFloat32).softmax(-1);
+  return torch::matmul(w.to(v.scalar_type()), v).to(q.scalar_type());
+}
+
+/// The number of trainable parameters of a module.
+inline int64_t parameter_count(const torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+/// "1.23M", "845k".
+inline std::string count_text(int64_t n) {
+  char buf[32];
+  if (n >= 1000000) std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
+  else std::snprintf(buf, sizeof buf, "%.0fk", n / 1e3);
+  return buf;
+}
+
+}  // namespace gm::nn

@@ -1,0 +1,437 @@
+// Images: the readers (IDX, CIFAR-10, image folders) and their malformed files, ImageData's batches, the
+// encoders, UNet and DiT, label dropout, classifier-free guidance through the trainer.
+
+#include "helpers.hpp"
+
+#include <gm/data/images.hpp>
+#include <gm/io/grid.hpp>
+#include <gm/nn/dit.hpp>
+#include <gm/nn/unet.hpp>
+#include <gm/process/all.hpp>
+#include <gm/sampler/all.hpp>
+#include <gm/trainer.hpp>
+
+#include <stb/stb_image_write.h>
+#include <zlib.h>
+
+#include <cstdlib>
+#include <string>
+
+using gm::test::max_abs;
+
+namespace {
+
+/// An IDX file's bytes: magic, dims, data.
+std::string idx(const std::vector<uint32_t>& dims, const std::string& data, uint8_t type = 0x08) {
+  std::string s{'\0', '\0', static_cast<char>(type), static_cast<char>(dims.size())};
+  for (auto d : dims) {
+    for (int k = 3; k >= 0; --k) s += static_cast<char>((d >> (8 * k)) & 0xff);
+  }
+  return s + data;
+}
+
+std::string gzip(const std::string& data) {
+  z_stream zs{};
+  deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+  std::string out(deflateBound(&zs, data.size()) + 32, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs.avail_in = static_cast<uInt>(data.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+void write(const std::filesystem::path& p, const std::string& bytes) {
+  std::filesystem::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << bytes;
+}
+
+/// The error message of `f`, or "" when it does not throw gm::Error.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const gm::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+/// n images of h x w, image i filled with value i, labels i % 3, in an MNIST-style folder.
+std::filesystem::path mnist_folder(const std::string& name, int n, int h, int w, bool gz) {
+  auto dir = gm::test::fresh_dir(name);
+  std::string px, lab;
+  for (int i = 0; i < n; ++i) {
+    px += std::string(static_cast<size_t>(h * w), static_cast<char>(i));
+    lab += static_cast<char>(i % 3);
+  }
+  const std::string ext = gz ? ".gz" : "";
+  auto im = idx({uint32_t(n), uint32_t(h), uint32_t(w)}, px), lb = idx({uint32_t(n)}, lab);
+  write(dir / ("train-images-idx3-ubyte" + ext), gz ? gzip(im) : im);
+  write(dir / ("train-labels-idx1-ubyte" + ext), gz ? gzip(lb) : lb);
+  return dir;
+}
+
+gm::Config image_config(const std::string& name, const std::filesystem::path& root) {
+  gm::Config cfg("test");
+  cfg.add<int64_t>("seed", 3, "seed");
+  gm::data::ImageData::add_keys(cfg, name, root.string());
+  return cfg;
+}
+
+}  // namespace
+
+TEST_CASE("IDX: plain and gzip files read into uint8 images and labels") {
+  for (bool gz : {false, true}) {
+    auto dir = mnist_folder(gz ? "idx_gz" : "idx", 7, 4, 5, gz);
+    auto s = gm::data::read_mnist(dir, "train");
+    CHECK((s.images.sizes() == torch::IntArrayRef({7, 1, 4, 5})));
+    CHECK((s.images.scalar_type() == torch::kUInt8));
+    CHECK((s.labels.scalar_type() == torch::kInt64));
+    CHECK(s.num_classes == 3);
+    CHECK(s.images[5].min().item<int>() == 5);
+    CHECK(s.labels[5].item<int64_t>() == 2);
+    std::filesystem::remove_all(dir);
+  }
+}
+
+TEST_CASE("IDX: every malformed file is a one-line error naming the file") {
+  const std::string good = idx({2, 2, 2}, std::string(8, '\1'));
+  struct Case {
+    std::string bytes, expect;
+  } cases[] = {
+      {"", "not an IDX file"},
+      {"\1\0\x08\3" + good.substr(4), "bad magic"},
+      {idx({2, 2, 2}, std::string(8, '\1'), 0x0D), "not unsigned bytes"},
+      {std::string{'\0', '\0', '\x08', '\0'}, "0 dimensions"},
+      {good.substr(0, 10), "truncated IDX header"},
+      {good.substr(0, good.size() - 1), "(truncated)"},
+      {good + "x", "but the file has 9"},
+      {idx({0x7fffffff, 2}, ""), "too large"},
+      {gzip(good).substr(0, 20), "truncated"},
+      {"\x1f\x8b garbage that is not deflate", "corrupt gzip"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.expect);
+    const auto msg = error_of([&] { gm::data::parse_idx(gm::data::detail::maybe_gunzip(c.bytes, "f.idx"), "f.idx"); });
+    CHECK(contains(msg, "f.idx"));
+    CHECK(contains(msg, c.expect));
+    CHECK(msg.find('\n') == std::string::npos);
+  }
+  // Labels that do not match the images, and a missing file.
+  auto dir = mnist_folder("idx_bad", 3, 2, 2, false);
+  write(dir / "train-labels-idx1-ubyte", idx({2}, "\1\2"));
+  CHECK(contains(error_of([&] { gm::data::read_mnist(dir, "train"); }), "2 labels for 3 images"));
+  CHECK(contains(error_of([&] { gm::data::read_mnist(dir, "test"); }), "t10k-images-idx3-ubyte.gz: no such file"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("Fashion-MNIST from Debian's dataset-fashion-mnist") {
+  const std::filesystem::path root = "/usr/share/datasets/fashion-mnist";
+  if (!std::filesystem::exists(root / "t10k-images-idx3-ubyte.gz")) {
+    MESSAGE("dataset-fashion-mnist is not installed (scripts/setup.sh installs it); skipped");
+    return;
+  }
+  auto s = gm::data::read_mnist(root, "test");
+  CHECK((s.images.sizes() == torch::IntArrayRef({10000, 1, 28, 28})));
+  CHECK(s.num_classes == 10);
+  CHECK(torch::bincount(s.labels).eq(1000).all().item<bool>());  // 1000 test images per class
+}
+
+TEST_CASE("CIFAR-10 binary batches: layout, splits and malformed files") {
+  auto dir = gm::test::fresh_dir("cifar");
+  // Record i: label i % 10, R plane = i, G plane = 100 + i, B plane = 200; one record per training file.
+  auto record = [](int i) {
+    std::string r(1, static_cast<char>(i % 10));
+    r += std::string(1024, static_cast<char>(i)) + std::string(1024, static_cast<char>(100 + i)) +
+         std::string(1024, static_cast<char>(200));
+    return r;
+  };
+  for (int b = 1; b <= 5; ++b) write(dir / ("data_batch_" + std::to_string(b) + ".bin"), record(b) + record(b + 10));
+  write(dir / "test_batch.bin", record(7));
+  auto s = gm::data::read_cifar10(dir, "train");
+  CHECK((s.images.sizes() == torch::IntArrayRef({10, 3, 32, 32})));
+  CHECK(s.labels[1].item<int64_t>() == 1);  // record 11
+  CHECK(s.images[1][0][5][5].item<int>() == 11);
+  CHECK(s.images[1][1][31][0].item<int>() == 111);
+  CHECK(s.images[1][2][0][31].item<int>() == 200);
+  CHECK(gm::data::read_cifar10(dir, "test").size() == 1);
+  CHECK(s.class_names.size() == 10);
+
+  write(dir / "data_batch_3.bin", record(1).substr(0, 3000));
+  CHECK(contains(error_of([&] { gm::data::read_cifar10(dir, "train"); }), "data_batch_3.bin: 3000 bytes is not a whole"));
+  auto bad = record(1);
+  bad[0] = 12;
+  write(dir / "data_batch_3.bin", bad);
+  CHECK(contains(error_of([&] { gm::data::read_cifar10(dir, "train"); }), "data_batch_3.bin: record 0 has label 12"));
+  std::filesystem::remove(dir / "data_batch_3.bin");
+  CHECK(contains(error_of([&] { gm::data::read_cifar10(dir, "train"); }), "data_batch_3.bin: no such file"));
+  write(dir / "test_batch.bin", "");
+  CHECK(contains(error_of([&] { gm::data::read_cifar10(dir, "test"); }), "empty CIFAR-10 batch"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("image folders: classes from subfolders, PNG, JPEG and BMP resized and centre-cropped") {
+  auto dir = gm::test::fresh_dir("folder");
+  std::filesystem::create_directories(dir / "cats");
+  std::filesystem::create_directories(dir / "dogs");
+  // A 40 x 20 PNG: left half red, right half blue, with a green column band in the middle 10 pixels.
+  std::vector<uint8_t> px(40 * 20 * 3);
+  for (int y = 0; y < 20; ++y) {
+    for (int x = 0; x < 40; ++x) {
+      uint8_t* p = &px[(y * 40 + x) * 3];
+      if (x >= 15 && x < 25) p[1] = 255;
+      else if (x < 20) p[0] = 255;
+      else p[2] = 255;
+    }
+  }
+  stbi_write_png((dir / "cats" / "a.png").c_str(), 40, 20, 3, px.data(), 40 * 3);
+  std::vector<uint8_t> grey(8 * 8, 77);
+  stbi_write_bmp((dir / "dogs" / "b.BMP").c_str(), 8, 8, 1, grey.data());
+  stbi_write_jpg((dir / "dogs" / "c.jpg").c_str(), 8, 8, 1, grey.data(), 95);
+  write(dir / "dogs" / "notes.txt", "not an image");
+  auto s = gm::data::read_image_folder(dir, 10, 3);
+  CHECK((s.images.sizes() == torch::IntArrayRef({3, 3, 10, 10})));
+  CHECK(s.num_classes == 2);
+  CHECK((s.class_names == std::vector<std::string>{"cats", "dogs"}));
+  CHECK(s.labels.equal(torch::tensor({0, 1, 1}, torch::kInt64)));
+  // Resized to 20 x 10 then the centre 10 x 10 cropped: the green band fills the middle of the crop.
+  CHECK(s.images[0][1][5][5].item<int>() > 200);
+  CHECK(s.images[0][0][5][5].item<int>() < 50);
+  CHECK(std::abs(s.images[1].to(torch::kFloat32).mean().item<double>() - 77) < 1);  // grey into RGB
+  CHECK(std::abs(s.images[2].to(torch::kFloat32).mean().item<double>() - 77) < 3);  // JPEG, lossy
+  CHECK(gm::data::read_image_folder(dir, 10, 1).images.size(1) == 1);
+
+  write(dir / "dogs" / "broken.png", "\x89PNG\r\n\x1a\n not really");
+  const auto msg = error_of([&] { gm::data::read_image_folder(dir, 10, 3); });
+  CHECK(contains(msg, "broken.png: cannot decode image"));
+  CHECK(msg.find('\n') == std::string::npos);
+  CHECK(contains(error_of([&] { gm::data::read_image_folder(dir / "nope", 10, 3); }), "nope: no such folder"));
+  auto empty = gm::test::fresh_dir("folder_empty");
+  std::filesystem::create_directories(empty / "only");
+  CHECK(contains(error_of([&] { gm::data::read_image_folder(empty, 10, 3); }), "no PNG, JPEG or BMP images"));
+  std::filesystem::remove_all(empty);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("ImageData: epoch permutations from (seed, epoch), whatever the order batches are asked in") {
+  auto dir = mnist_folder("imagedata", 10, 2, 2, false);
+  auto cfg = image_config("mnist", dir);
+  auto data = gm::data::ImageData::from_config(cfg);
+  CHECK((data.sample_shape() == std::vector<int64_t>{1, 2, 2}));
+  auto gen = gm::make_generator(0);
+  // Batches of 4 over 10 images: steps 0-1 and half of 2 cover epoch 0, each image once.
+  std::vector<int> seen(10, 0);
+  std::vector<torch::Tensor> xs;
+  for (int64_t step = 0; step < 5; ++step) xs.push_back(data.batch(step, 4, gen).x);
+  auto all = torch::cat(xs).flatten(1).select(1, 0);  // value of each image = 2 i / 255 - 1
+  auto ids = ((all + 1) * 255 / 2).round().to(torch::kInt64);
+  for (int64_t i = 0; i < 10; ++i) seen[static_cast<size_t>(ids[i].item<int64_t>())]++;
+  CHECK(std::all_of(seen.begin(), seen.end(), [](int c) { return c == 1; }));
+  CHECK(!ids.slice(0, 0, 10).equal(ids.slice(0, 10, 20)));  // epoch 1 is another permutation
+  // Asked out of order and from a fresh object: the same batch.
+  auto again = gm::data::ImageData::from_config(cfg);
+  CHECK(again.batch(3, 4, gen).x.equal(xs[3]));
+  CHECK(again.batch(3, 4, gen).y.equal(data.batch(3, 4, gen).y));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("ImageData: flips, labels, and the pixel encoder round trip") {
+  auto dir = gm::test::fresh_dir("flip");
+  std::string px;
+  for (int i = 0; i < 4; ++i) px += std::string{char(0), char(0), char(255), char(255)};  // 2 x 2 rows: dark | bright
+  write(dir / "train-images-idx3-ubyte", idx({4, 1, 4}, px));
+  write(dir / "train-labels-idx1-ubyte", idx({4}, std::string{0, 1, 2, 3}));
+  auto cfg = image_config("mnist", dir);
+  cfg.set_from_string("data.hflip", "true", "test");
+  auto data = gm::data::ImageData::from_config(cfg);
+  auto gen = gm::make_generator(1);
+  auto b = data.batch(0, 64, gen);
+  auto first = b.x.select(3, 0).flatten();
+  CHECK((first > 0).any().item<bool>());   // some flipped
+  CHECK((first < 0).any().item<bool>());   // some not
+  CHECK((data.decode(b.x).sizes() == torch::IntArrayRef({64, 1, 1, 4})));
+
+  auto u = torch::arange(256, torch::kInt64).to(torch::kUInt8).view({1, 1, 16, 16});
+  for (bool deq : {false, true}) {
+    gm::data::PixelEncoder enc{deq};
+    auto x = enc.encode(u, gm::make_generator(2));
+    CHECK(x.min().item<double>() >= -1.0);
+    CHECK(x.max().item<double>() <= 1.0);
+    CHECK(enc.decode(x).equal(u));
+  }
+  CHECK(gm::data::PixelEncoder{}.decode(torch::full({1}, 7.0)).item<int>() == 255);  // clamped
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("LatentEncoder: a TorchScript module with encode and decode, and its bad files") {
+  auto dir = gm::test::fresh_dir("latent");
+  std::filesystem::create_directories(dir);
+  const auto script = dir / "make.py";
+  std::ofstream(script) << "import sys, torch\n"
+                           "class AE(torch.nn.Module):\n"
+                           "    def encode(self, x):\n"
+                           "        return torch.nn.functional.avg_pool2d(x, 2) * 3.0\n"
+                           "    def decode(self, z):\n"
+                           "        return torch.nn.functional.interpolate(z / 3.0, scale_factor=2.0)\n"
+                           "    def forward(self, x):\n"
+                           "        return self.decode(self.encode(x))\n"
+                           "class Half(torch.nn.Module):\n"
+                           "    def forward(self, x):\n"
+                           "        return x\n"
+                           "torch.jit.script(AE()).save(sys.argv[1])\n"
+                           "torch.jit.script(Half()).save(sys.argv[2])\n";
+  const std::string cmd = "/usr/bin/python3 " + script.string() + " " + (dir / "ae.pt").string() + " " +
+                          (dir / "half.pt").string() + " 2>/dev/null";
+  if (std::system(cmd.c_str()) != 0) {
+    MESSAGE("python3-torch is not installed (scripts/setup.sh installs it); skipped");
+    std::filesystem::remove_all(dir);
+    return;
+  }
+  auto data_dir = mnist_folder("latent_data", 6, 4, 4, false);
+  auto cfg = image_config("mnist", data_dir);
+  cfg.set_from_string("data.encoder", (dir / "ae.pt").string(), "test");
+  cfg.set_from_string("data.latent_scale", "0.5", "test");
+  auto data = gm::data::ImageData::from_config(cfg);
+  CHECK((data.sample_shape() == std::vector<int64_t>{1, 2, 2}));
+  auto b = data.batch(0, 6, gm::make_generator(0));
+  auto pixels = gm::data::PixelEncoder{}.encode(data.set().images);
+  // Each image is constant, so encode = 3 * value * 0.5 and decode gives the image back.
+  CHECK((b.x.sizes() == torch::IntArrayRef({6, 1, 2, 2})));
+  auto u8 = data.decode(b.x);
+  CHECK((u8.sizes() == torch::IntArrayRef({6, 1, 4, 4})));
+  auto expect = torch::nn::functional::avg_pool2d(pixels, torch::nn::functional::AvgPool2dFuncOptions(2)) * 1.5;
+  // The batch is a permutation of the data set: compare sorted values.
+  CHECK(max_abs(std::get<0>(b.x.flatten().sort()), std::get<0>(expect.flatten().sort())) < 1e-6);
+  CHECK(std::get<0>(u8.flatten().sort()).equal(std::get<0>(data.set().images.flatten().sort())));
+
+  using gm::data::LatentEncoder;
+  CHECK(contains(error_of([&] { LatentEncoder(dir / "nope.pt"); }), "nope.pt: no such file"));
+  write(dir / "junk.pt", "not a zip");
+  CHECK(contains(error_of([&] { LatentEncoder(dir / "junk.pt"); }), "junk.pt: not a TorchScript module"));
+  CHECK(contains(error_of([&] { LatentEncoder(dir / "half.pt"); }), "half.pt: the TorchScript module has no method 'encode'"));
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(data_dir);
+}
+
+TEST_CASE("UNet and DiT: shapes, conditional and unconditional paths, the null class") {
+  torch::manual_seed(0);
+  gm::UNet unet(gm::UNetOptions().in_channels(3).image_size(16).channels(16).channel_mult({1, 2}).attention_resolutions({8}).num_classes(5).dropout(0));
+  gm::DiT dit(gm::DiTOptions().preset("tiny").hidden(32).depth(2).in_channels(3).image_size(16).patch(4).num_classes(5));
+  gm::UNet plain(gm::UNetOptions().in_channels(1).image_size(28).channels(16).res_blocks(1));
+  gm::DiT plain_dit(gm::DiTOptions().preset("tiny").hidden(32).depth(1).heads(2).image_size(28).patch(7));
+  auto x = torch::randn({3, 3, 16, 16}), t = torch::rand({3});
+  auto y = torch::tensor({0, 4, 2}, torch::kInt64), null = torch::full({3}, 5, torch::kInt64);
+  // Output layers start at zero: perturb every parameter so the outputs depend on their inputs.
+  for (auto* m : std::initializer_list<torch::nn::Module*>{unet.get(), dit.get(), plain.get(), plain_dit.get()}) {
+    torch::NoGradGuard ng;
+    for (auto& p : m->parameters()) p.add_(torch::randn_like(p) * 0.05);
+  }
+  for (int which = 0; which < 2; ++which) {
+    auto f = [&](const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& c) {
+      return which == 0 ? unet->forward(a, b, c) : dit->forward(a, b, c);
+    };
+    INFO((which == 0 ? "UNet" : "DiT"));
+    auto out = f(x, t, y);
+    CHECK((out.sizes() == x.sizes()));
+    CHECK(max_abs(f(x, t, null), which == 0 ? unet->forward(x, t) : dit->forward(x, t)) < 1e-6);  // null = unconditional
+    CHECK(max_abs(out, f(x, t, null)) > 1e-4);                                                     // labels matter
+    CHECK(max_abs(f(x, t, torch::tensor({1, 4, 2}, torch::kInt64)).slice(0, 1), out.slice(0, 1)) < 1e-5);  // per sample
+    CHECK(contains(error_of([&] { f(x, t, torch::tensor({0, 6, 1}, torch::kInt64)); }), "class label 6 is outside 0..5"));
+    auto g = torch::autograd::grad({f(x, t, y).sum()}, {which == 0 ? unet->parameters()[0] : dit->parameters()[0]});
+    CHECK(g[0].abs().sum().item<double>() > 0);
+  }
+  CHECK(unet->null_class() == 5);
+  CHECK(plain->null_class() == -1);
+  auto x1 = torch::randn({2, 1, 28, 28});
+  CHECK((plain->forward(x1, torch::rand({2})).sizes() == x1.sizes()));
+  CHECK((plain_dit->forward(x1, torch::tensor(0.5)).sizes() == x1.sizes()));
+  CHECK(contains(unet->describe(), "UNet"));
+  CHECK(contains(error_of([] { gm::DiTOptions().preset("huge"); }), "preset must be tiny, S, B, L or XL"));
+  CHECK(contains(error_of([] { gm::DiT(gm::DiTOptions().image_size(28).patch(3)); }), "patch size must divide"));
+  // An image condition of extra input channels.
+  gm::UNet cond(gm::UNetOptions().in_channels(1).image_size(8).channels(8).channel_mult({1}).attention_resolutions({}).cond_channels(2));
+  CHECK((cond->forward(torch::randn({2, 1, 8, 8}), torch::rand({2}), {}, torch::randn({2, 2, 8, 8})).sizes() ==
+         torch::IntArrayRef({2, 1, 8, 8})));
+  CHECK(contains(error_of([&] { cond->forward(torch::randn({2, 1, 8, 8}), torch::rand({2})); }), "needs an image condition"));
+  CHECK(gm::nn::parameter_count(*unet) > 0);
+}
+
+TEST_CASE("label dropout 1 trains the null class; guidance 1 is the conditional model and 0 the unconditional") {
+  using Flow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::UNet, gm::EulerSampler>;
+  auto make = [](double dropout) {
+    torch::manual_seed(1);
+    gm::UNet net(gm::UNetOptions().in_channels(1).image_size(8).channels(8).channel_mult({1, 2}).attention_resolutions({4}).num_classes(3).dropout(0));
+    {
+      torch::NoGradGuard ng;
+      for (auto& p : net->parameters()) p.add_(torch::randn_like(p) * 0.05);
+    }
+    return Flow(net, gm::TrainOptions().seed(5).label_dropout(dropout));
+  };
+  auto x = torch::randn({6, 1, 8, 8});
+  auto y = torch::tensor({0, 1, 2, 0, 1, 2}, torch::kInt64);
+  auto a = make(1.0), b = make(0.0);
+  CHECK(a.loss(x, y).item<double>() == doctest::Approx(b.loss(x, torch::full({6}, 3, torch::kInt64)).item<double>()).epsilon(1e-6));
+  auto c = make(0.0), d = make(0.0);
+  CHECK(c.loss(x, y).item<double>() != doctest::Approx(d.loss(x, torch::full({6}, 3, torch::kInt64)).item<double>()).epsilon(1e-6));
+
+  auto tr = make(0.0);
+  auto noise = torch::randn({6, 1, 8, 8});
+  auto sample = [&](const gm::Conditioning& cnd) { return tr.sample(6, 4, nullptr, noise, 1e-3, gm::EulerSampler{}, gm::UniformGrid{}, cnd); };
+  auto cond = sample({y, 1.0}), uncond = sample({});
+  CHECK(tr.last_nfe() == 4);
+  auto w1 = sample({y, 1.0}), w0 = sample({y, 0.0}), w3 = sample({y, 3.0});
+  CHECK(tr.last_nfe() == 4);  // both branches in one batch per step
+  CHECK(max_abs(w1, cond) < 1e-6);
+  CHECK(max_abs(w0, uncond) < 1e-6);
+  CHECK(max_abs(w3, cond) > 1e-4);
+  // One guided field step by hand: out_null + 3 (out_cond - out_null).
+  auto field = tr.make_field({y, 3.0});
+  auto cf = tr.make_field({y, 1.0});
+  auto uf = tr.make_field({});
+  torch::NoGradGuard ng;
+  tr.net()->eval();
+  auto oc = cf.output(noise, 0.7), ou = uf.output(noise, 0.7);
+  CHECK(max_abs(field.output(noise, 0.7), ou + 3 * (oc - ou)) < 1e-5);
+  CHECK(contains(error_of([&] { tr.make_field({torch::tensor({0, 4}, torch::kInt64), 2.0}); }), "sampling labels must be in 0..3"));
+}
+
+TEST_CASE_TEMPLATE("guided, class and unconditional sampling run with every sampler on every process", S,
+                   GM_ALL_SCHEDULES) {
+  torch::manual_seed(2);
+  gm::DiT net(gm::DiTOptions().preset("tiny").hidden(16).depth(1).heads(2).image_size(8).patch(4).num_classes(2));
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : net->parameters()) p.add_(torch::randn_like(p) * 0.05);
+  }
+  using Flow = gm::Trainer<gm::Interpolant<S>, gm::Predict<gm::Velocity>, gm::DiT, gm::EulerSampler>;
+  Flow tr(net, gm::TrainOptions());
+  auto noise = tr.initial_noise({4, 1, 8, 8});
+  const auto labels = torch::tensor({0, 1, 0, 1}, torch::kInt64);
+  gm::for_each_type<gm::type_list<gm::EulerSampler, gm::HeunSampler, gm::MidpointSampler, gm::RK4Sampler, gm::DDIMSampler,
+                                  gm::DDPMSampler, gm::DPMSolverPP2M, gm::DPMSolverPP3M, gm::UniPC<2>, gm::UniPC<3>,
+                                  gm::EulerMaruyamaSampler, gm::PCSampler, gm::DopriSampler>>([&]<class Smp>() {
+    INFO(Smp::name);
+    for (const auto& c : {gm::Conditioning{labels, 2.5}, gm::Conditioning{labels, 1.0}, gm::Conditioning{}}) {
+      auto out = tr.sample(4, 6, nullptr, noise, 1e-3, Smp{}, gm::UniformGrid{}, c);
+      CHECK((out.sizes() == noise.sizes()));
+      CHECK(torch::isfinite(out).all().template item<bool>());
+    }
+  });
+}
+
+TEST_CASE("image_grid lays images out in rows with padding") {
+  auto u8 = torch::zeros({5, 1, 3, 3}, torch::kUInt8);
+  u8[4].fill_(200);
+  auto img = gm::io::image_grid(u8, 2, 1, 255, 2);
+  CHECK(img.width == 2 * (6 + 1) + 1);
+  CHECK(img.height == 3 * (6 + 1) + 1);
+  CHECK(img.rgb[0] == 255);                                  // padding
+  CHECK(img.rgb[(1 * img.width + 1) * 3] == 0);              // image 0
+  CHECK(img.rgb[((1 + 2 * 7) * img.width + 1) * 3] == 200);  // image 4: row 2, column 0
+}
