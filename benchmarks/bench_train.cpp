@@ -14,8 +14,11 @@
 
 #include "bench_util.hpp"
 
+#include <gm/data/images.hpp>
 #include <gm/data/toy2d.hpp>
 #include <gm/io/cli.hpp>
+#include <gm/nn/dit.hpp>
+#include <gm/nn/unet.hpp>
 #include <gm/process/linear.hpp>
 #include <gm/trainer.hpp>
 
@@ -31,6 +34,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifndef GM_SOURCE_DIR
@@ -51,6 +55,7 @@ struct Config {
   std::string precision = "fp32";         // gm's precision
   std::string python_precision = "fp32";  // the baseline's precision (the bf16 target is against fp32)
   double clip = 0, ema = 0, lr = 1e-3;
+  std::string net = "mlp";  // mlp, or unet / dit: the image networks of examples/fashion_mnist and examples/dit
 };
 
 const std::vector<Config>& known_configs() {
@@ -61,6 +66,14 @@ const std::vector<Config>& known_configs() {
       {"compute", 4096, 512, 4},
       {"compute_bf16", 4096, 512, 4, "bf16", "fp32"},
       {"compute_bf16_autocast", 4096, 512, 4, "bf16", "bf16"},
+      // configs/fashion_mnist.toml's UNet (32 channels, 1-2-2, 1 block, attention at 7; 1.19M parameters) and
+      // examples/dit's DiT-tiny/2 (128 wide, 4 blocks; 1.27M), class-conditional, on 28x28 at batch 128, Adam
+      // 1e-3, clipping at 1, EMA 0.999.  Both sides run on every core.
+      {"unet", 128, 32, 1, "fp32", "fp32", 1.0, 0.999, 1e-3, "unet"},
+      {"unet_bf16", 128, 32, 1, "bf16", "fp32", 1.0, 0.999, 1e-3, "unet"},
+      {"unet_bf16_autocast", 128, 32, 1, "bf16", "bf16", 1.0, 0.999, 1e-3, "unet"},
+      {"dit", 128, 128, 4, "fp32", "fp32", 1.0, 0.999, 1e-3, "dit"},
+      {"dit_bf16", 128, 128, 4, "bf16", "fp32", 1.0, 0.999, 1e-3, "dit"},
   };
   return all;
 }
@@ -73,6 +86,8 @@ struct Args {
   int64_t loss_steps = 2000;
   std::string python = "/usr/bin/python3";
   std::string script = GM_SOURCE_DIR "/benchmarks/python/train_mlp.py";
+  std::string image_script = GM_SOURCE_DIR "/benchmarks/python/train_image.py";
+  int64_t image_loss_steps = 0;
   std::string out = "runs/bench_train";
   bool force = false;
 };
@@ -147,17 +162,29 @@ std::vector<std::string> python_env(bool as_gm) {
   return {};
 }
 
+/// Threads for a configuration: --threads, else every core for the image networks (whose convolutions run
+/// on the intra-op pool in either precision), else 0 (each side chooses per precision).
+int64_t image_threads(const Args& a, const Config& c) {
+  if (a.threads > 0 || c.net == "mlp") return a.threads;
+  return static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 /// The Python baseline for one configuration, as a server.
 class Python {
  public:
   /// `as_gm`: with the process settings gm makes (glibc tunables equal to gm::keep_freed_memory, and the
   /// AVX-512 kernels when gm opted in); otherwise as a researcher runs it, without them.
   Python(const Args& a, const Config& c, bool as_gm)
-      : child_(
-            {a.python, a.script, "--batch", std::to_string(c.batch), "--hidden", std::to_string(c.hidden), "--layers",
-             std::to_string(c.layers), "--lr", std::to_string(c.lr), "--clip", std::to_string(c.clip), "--ema",
-             std::to_string(c.ema), "--precision", c.python_precision, "--threads", std::to_string(a.threads)},
-            python_env(as_gm)) {
+      : child_(c.net == "mlp"
+                   ? std::vector<std::string>{a.python, a.script, "--batch", std::to_string(c.batch), "--hidden",
+                                              std::to_string(c.hidden), "--layers", std::to_string(c.layers), "--lr",
+                                              std::to_string(c.lr), "--clip", std::to_string(c.clip), "--ema",
+                                              std::to_string(c.ema), "--precision", c.python_precision, "--threads",
+                                              std::to_string(image_threads(a, c))}
+                   : std::vector<std::string>{a.python, a.image_script, "--net", c.net, "--batch", std::to_string(c.batch),
+                                              "--lr", std::to_string(c.lr), "--precision", c.python_precision,
+                                              "--threads", std::to_string(image_threads(a, c))},
+               python_env(as_gm)) {
     std::istringstream in(child_.receive("start-up"));
     std::string tag;
     in >> tag >> threads;
@@ -210,6 +237,53 @@ struct GmStep {
   torch::Tensor x0;
 };
 
+using UNetFlow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::UNet, gm::EulerSampler>;
+using DiTFlow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::DiT, gm::EulerSampler>;
+
+gm::TrainOptions image_options(const Config& c, uint64_t seed, int64_t threads) {
+  return gm::TrainOptions().batch_size(c.batch).lr(c.lr).clip_norm(c.clip).seed(seed).precision(c.precision)
+      .threads(threads).label_dropout(0.1);
+}
+
+/// gm's side of an image configuration: fashion_mnist's UNet or dit's DiT on a fixed labelled batch.
+template <class Flow>
+struct ImageStep {
+  ImageStep(typename Flow::net_type net, const Config& c, uint64_t seed, int64_t threads)
+      : trainer(std::move(net), image_options(c, seed, threads)), ema(c.ema, false),
+        batch{torch::randn({c.batch, 1, 28, 28}), torch::randint(10, {c.batch}, torch::kInt64)} {}
+  double run(int64_t n) {
+    const auto start = Clock::now();
+    for (int64_t i = 0; i < n; ++i) {
+      trainer.train_step(batch);
+      ema.update(*trainer.net());
+    }
+    return ms_since(start) / static_cast<double>(n);
+  }
+  Flow trainer;
+  gm::EMA ema;
+  gm::Batch batch;
+};
+
+gm::UNet bench_unet(const Config& c) {
+  return gm::UNet(gm::UNetOptions().channels(c.hidden).res_blocks(c.layers).num_classes(10));
+}
+gm::DiT bench_dit(const Config& c) {
+  return gm::DiT(gm::DiTOptions().preset("tiny").hidden(c.hidden).depth(c.layers).num_classes(10));
+}
+
+/// gm's side of any configuration.
+struct AnyStep {
+  AnyStep(const Config& c, uint64_t seed, int64_t threads) {
+    if (c.net == "unet") unet = std::make_unique<ImageStep<UNetFlow>>(bench_unet(c), c, seed, threads);
+    else if (c.net == "dit") dit = std::make_unique<ImageStep<DiTFlow>>(bench_dit(c), c, seed, threads);
+    else mlp = std::make_unique<GmStep>(c, seed, threads);
+  }
+  double run(int64_t n) { return unet ? unet->run(n) : dit ? dit->run(n) : mlp->run(n); }
+  std::unique_ptr<GmStep> mlp;
+  std::unique_ptr<ImageStep<UNetFlow>> unet;
+  std::unique_ptr<ImageStep<DiTFlow>> dit;
+};
+
 /// Floating-point operations of one training step's matrix products: forward 2 B in out per layer, and
 /// backward twice that, except the first layer, whose input needs no gradient.
 double step_flops(const Config& c) {
@@ -260,7 +334,7 @@ Result bench(const Args& a, const Config& c) {
                static_cast<long>(c.batch), static_cast<long>(c.hidden), static_cast<long>(c.layers),
                c.precision.c_str(), c.python_precision.c_str());
   torch::set_num_threads(default_threads());
-  GmStep gm_step(c, 0, a.threads);
+  AnyStep gm_step(c, 0, image_threads(a, c));
   Python py(a, c, false), py_tuned(a, c, true);
   // Warm up all three (allocator, thread pools, first-touch of the weights), then size the blocks.
   const double warm = std::max({gm_step.run(5), py.run(5), py_tuned.run(5)});
@@ -284,10 +358,12 @@ Result bench(const Args& a, const Config& c) {
   res.ratio_tuned = median(rt);
   res.ratio_min = *std::min_element(r.begin(), r.end());
   res.ratio_max = *std::max_element(r.begin(), r.end());
-  const double flops = step_flops(c);
-  res.gm_gflops = flops / res.gm_ms * 1e-6;
-  res.py_gflops = flops / res.py_ms * 1e-6;
-  res.gemm_gflops = gemm_gflops(c, c.precision == "bf16" ? torch::kBFloat16 : torch::kFloat32);
+  if (c.net == "mlp") {  // the MLP's products are counted exactly; the image networks' are not counted
+    const double flops = step_flops(c);
+    res.gm_gflops = flops / res.gm_ms * 1e-6;
+    res.py_gflops = flops / res.py_ms * 1e-6;
+    res.gemm_gflops = gemm_gflops(c, c.precision == "bf16" ? torch::kBFloat16 : torch::kFloat32);
+  }
   return res;
 }
 
@@ -295,6 +371,21 @@ struct LossCheck {
   int64_t steps = 0;
   double fp32 = 0, bf16 = 0;
 };
+
+/// The mean loss of the last 10% of `steps` calls of `step(i)` (a StepStats), for both precisions of a check.
+template <class Step>
+double tail_loss(int64_t steps, Step&& step) {
+  double sum = 0;
+  int64_t count = 0;
+  for (int64_t i = 0; i < steps; ++i) {
+    const gm::StepStats stats = step(i);
+    if (i >= steps - std::max<int64_t>(1, steps / 10)) {
+      sum += stats.loss;
+      ++count;
+    }
+  }
+  return sum / static_cast<double>(count);
+}
 
 /// Train fp32 and bf16 from the same seed on the checkerboard; the mean loss of the last 10% of steps.
 LossCheck loss_check(const Args& a) {
@@ -306,22 +397,33 @@ LossCheck loss_check(const Args& a) {
     torch::set_num_threads(default_threads());
     GmStep s(cc, 1, a.threads);
     auto gen = gm::make_generator(2);
-    double sum = 0;
-    int64_t count = 0;
-    for (int64_t i = 0; i < a.loss_steps; ++i) {
-      const auto stats = s.trainer.train_step(gm::data::checkerboard(c.batch, gen));
-      if (i >= a.loss_steps - std::max<int64_t>(1, a.loss_steps / 10)) {
-        sum += stats.loss;
-        ++count;
-      }
-    }
-    (precision == "fp32" ? out.fp32 : out.bf16) = sum / static_cast<double>(count);
-    std::fprintf(stderr, "bench_train: loss check %s: %.5f\n", precision.c_str(), sum / static_cast<double>(count));
+    const double loss = tail_loss(a.loss_steps, [&](int64_t) { return s.trainer.train_step(gm::data::checkerboard(c.batch, gen)); });
+    (precision == "fp32" ? out.fp32 : out.bf16) = loss;
+    std::fprintf(stderr, "bench_train: loss check %s: %.5f\n", precision.c_str(), loss);
   }
   return out;
 }
 
-void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc) {
+/// Train fashion_mnist's UNet in fp32 and in bf16 from the same seed on Fashion-MNIST (class-conditional
+/// rectified flow, the example's batch and optimiser) for N steps; the mean loss of the last 10% of steps.
+LossCheck image_loss_check(const Args& a) {
+  LossCheck out{a.image_loss_steps};
+  const Config c = *std::find_if(known_configs().begin(), known_configs().end(), [](const Config& k) { return k.name == "unet"; });
+  auto set = gm::data::read_mnist("/usr/share/datasets/fashion-mnist", "train");
+  for (const std::string precision : {"fp32", "bf16"}) {
+    Config cc = c;
+    cc.precision = precision;
+    torch::manual_seed(1);
+    UNetFlow trainer(bench_unet(cc), image_options(cc, 1, image_threads(a, cc)));
+    gm::data::ImageData data(set, gm::data::ImageData::Options().seed(1));
+    const double loss = tail_loss(a.image_loss_steps, [&](int64_t i) { return trainer.train_step(data.batch(i, c.batch, trainer.generator())); });
+    (precision == "fp32" ? out.fp32 : out.bf16) = loss;
+    std::fprintf(stderr, "bench_train: UNet loss check %s: %.5f\n", precision.c_str(), loss);
+  }
+  return out;
+}
+
+void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc, const LossCheck& ilc) {
   std::ostringstream md;
   md << "| config | batch | hidden | layers | gm precision | Python precision | threads gm / Py | gm ms/step | "
         "Python ms/step | gm / Python (min-max) | Python* ms/step | gm / Python* | gm GFLOP/s | Python GFLOP/s | "
@@ -347,6 +449,11 @@ void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc)
     md << "\nbf16 loss check (batch 4096, hidden 512, 4 layers, checkerboard, " << lc.steps
        << " steps, mean of the last 10%): fp32 " << fmt("%.5f", lc.fp32) << ", bf16 " << fmt("%.5f", lc.bf16)
        << ", relative difference " << fmt("%.2f%%", 100 * (lc.bf16 - lc.fp32) / lc.fp32) << "\n";
+  }
+  if (ilc.steps > 0) {
+    md << "\nUNet bf16 loss check (fashion_mnist's UNet and batch on Fashion-MNIST, " << ilc.steps
+       << " steps, mean of the last 10%): fp32 " << fmt("%.5f", ilc.fp32) << ", bf16 " << fmt("%.5f", ilc.bf16)
+       << ", relative difference " << fmt("%.2f%%", 100 * (ilc.bf16 - ilc.fp32) / ilc.fp32) << "\n";
   }
   std::printf("%s", md.str().c_str());
   const std::filesystem::path out(a.out);
@@ -391,6 +498,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{1024}));
   app.add_option("--loss-steps", a.loss_steps, "steps of the bf16-vs-fp32 loss check (0: skip it)")
       ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
+  app.add_option("--image-loss-steps", a.image_loss_steps,
+                 "steps of the UNet's bf16-vs-fp32 loss check on Fashion-MNIST (0: skip it)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
   app.add_option("--python", a.python, "Python interpreter with torch (Debian's python3-torch)");
   app.add_option("--script", a.script, "the baseline script");
   app.add_option("--out", a.out, "folder for results.md and results.csv");
@@ -417,7 +527,8 @@ int main(int argc, char** argv) {
     std::vector<Result> rows;
     for (const auto& c : chosen) rows.push_back(bench(a, c));
     const LossCheck lc = a.loss_steps > 0 ? loss_check(a) : LossCheck{};
-    report(a, rows, lc);
+    const LossCheck ilc = a.image_loss_steps > 0 ? image_loss_check(a) : LossCheck{};
+    report(a, rows, lc, ilc);
   } catch (const gm::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 2;

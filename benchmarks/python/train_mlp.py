@@ -16,10 +16,10 @@ Usage: /usr/bin/python3 train_mlp.py --batch 256 --hidden 256 --layers 2 [--dim 
 """
 import argparse
 import os
-import sys
-import time
 
 import torch
+
+from bench_server import serve
 
 
 def main():
@@ -71,17 +71,7 @@ def main():
                     e.mul_(args.ema).add_(p, alpha=1 - args.ema)
         return loss
 
-    print(f"ready {torch.get_num_threads()}", flush=True)
-    for line in sys.stdin:
-        cmd = line.split()
-        if not cmd or cmd[0] == "quit":
-            break
-        n = int(cmd[1])
-        start = time.perf_counter()
-        for _ in range(n):
-            loss = step()
-        ms = (time.perf_counter() - start) * 1e3
-        print(f"ms {ms:.6f} loss {loss.item():.8g}", flush=True)
+    serve(step, f"ready {torch.get_num_threads()}")
 
 
 if __name__ == "__main__":
