@@ -423,6 +423,9 @@ LossCheck image_loss_check(const Args& a) {
   return out;
 }
 
+/// GFLOP/s, or "-" where not counted (the image networks).
+std::string gflops(double g) { return g > 0 ? fmt("%.1f", g) : "-"; }
+
 void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc, const LossCheck& ilc) {
   std::ostringstream md;
   md << "| config | batch | hidden | layers | gm precision | Python precision | threads gm / Py | gm ms/step | "
@@ -435,13 +438,14 @@ void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc,
        << c.python_precision << " | " << r.gm_threads << " / " << r.py_threads << " | " << fmt("%.2f", r.gm_ms) << " | "
        << fmt("%.2f", r.py_ms) << " | " << fmt("%.2f", r.ratio) << " (" << fmt("%.2f", r.ratio_min) << "-"
        << fmt("%.2f", r.ratio_max) << ") | " << fmt("%.2f", r.py_tuned_ms) << " | " << fmt("%.2f", r.ratio_tuned)
-       << " | " << fmt("%.1f", r.gm_gflops) << " | " << fmt("%.1f", r.py_gflops) << " | " << fmt("%.1f", r.gemm_gflops)
-       << " |\n";
+       << " | " << gflops(r.gm_gflops) << " | " << gflops(r.py_gflops) << " | " << gflops(r.gemm_gflops) << " |\n";
   }
   md << "\n"
      << a.rounds
      << " alternating rounds per config; medians.  GFLOP/s counts the matrix products of the "
-        "step only; the GEMM is [batch, hidden] x [hidden, hidden] in gm's precision.  Python* is the same script "
+        "step only (MLP rows); the GEMM is [batch, hidden] x [hidden, hidden] in gm's precision.  For unet rows "
+        "hidden is the first level's channels and layers the residual blocks per level; for dit rows the width "
+        "and depth.  Python* is the same script "
         "with the process settings gm makes: glibc's malloc tuned as gm tunes it (GLIBC_TUNABLES mmap_threshold "
         "256 MiB, trim_threshold 512 MiB)"
      << (gm::detail::avx512_opted_in ? " and ATEN_CPU_CAPABILITY=avx512" : "") << ".\n";
