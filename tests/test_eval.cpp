@@ -1,0 +1,170 @@
+// Evaluation: the Fréchet distance against closed forms and against scipy's sqrtm.
+
+#include "helpers.hpp"
+
+#include <gm/data/gaussian_mixture.hpp>
+#include <gm/eval/frechet.hpp>
+#include <gm/eval/likelihood.hpp>
+#include <gm/process/all.hpp>
+#include <gm/sampler/all.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+namespace {
+
+Eigen::MatrixXd random_spd(int d, std::mt19937_64& rng, double ridge = 0.1) {
+  std::normal_distribution<double> n(0, 1);
+  Eigen::MatrixXd a(d, d);
+  for (int i = 0; i < d; ++i) {
+    for (int j = 0; j < d; ++j) a(i, j) = n(rng);
+  }
+  return a * a.transpose() / d + ridge * Eigen::MatrixXd::Identity(d, d);
+}
+
+}  // namespace
+
+TEST_CASE("Fréchet distance: closed forms") {
+  std::mt19937_64 rng(1);
+  // Equal Gaussians: 0.  A shift only: |mu1 - mu2|^2.
+  const auto s = random_spd(6, rng);
+  Eigen::VectorXd mu = Eigen::VectorXd::LinSpaced(6, -1, 1);
+  CHECK(gm::frechet_distance(mu, s, mu, s) == doctest::Approx(0).epsilon(1e-9).scale(1));
+  Eigen::VectorXd mu2 = mu;
+  mu2(2) += 3;
+  CHECK(gm::frechet_distance(mu, s, mu2, s) == doctest::Approx(9).epsilon(1e-9));
+  // Diagonal covariances: sum (sqrt(a_i) - sqrt(b_i))^2.
+  Eigen::VectorXd a(4), b(4);
+  a << 1, 4, 9, 0.25;
+  b << 4, 1, 9, 1;
+  double expect = 0;
+  for (int i = 0; i < 4; ++i) expect += std::pow(std::sqrt(a(i)) - std::sqrt(b(i)), 2);
+  const Eigen::VectorXd z = Eigen::VectorXd::Zero(4);
+  CHECK(gm::frechet_distance(z, a.asDiagonal().toDenseMatrix(), z, b.asDiagonal().toDenseMatrix()) ==
+        doctest::Approx(expect).epsilon(1e-12));
+  // Commuting covariances (the same eigenvectors, rotated): the same formula on their eigenvalues.
+  Eigen::HouseholderQR<Eigen::MatrixXd> qr(random_spd(4, rng));
+  const Eigen::MatrixXd q = qr.householderQ();
+  const Eigen::MatrixXd sa = q * a.asDiagonal() * q.transpose(), sb = q * b.asDiagonal() * q.transpose();
+  CHECK(gm::frechet_distance(z, sa, z, sb) == doctest::Approx(expect).epsilon(1e-10));
+  // Statistics of features: the mean and unbiased covariance.
+  auto f = torch::tensor({1.0, 2.0, 3.0, 5.0, 5.0, 8.0}, torch::kFloat64).view({3, 2});
+  auto st = gm::FeatureStats::of(f);
+  CHECK(st.mu(0) == doctest::Approx(3));
+  CHECK(st.sigma(1, 1) == doctest::Approx(9));
+  CHECK(st.sigma(0, 1) == doctest::Approx(6));
+  CHECK_THROWS_AS(gm::frechet_distance(z, sa, mu, s), gm::Error);
+}
+
+TEST_CASE("Fréchet distance agrees with scipy.linalg.sqrtm on random SPD matrices within 1e-6 relative") {
+  auto dir = gm::test::fresh_dir("frechet");
+  std::filesystem::create_directories(dir);
+  const auto script = dir / "fd.py";
+  std::ofstream(script) << "import sys, numpy as np\n"
+                           "from scipy import linalg\n"
+                           "rng = np.random.default_rng(7)\n"
+                           "out = open(sys.argv[1], 'w')\n"
+                           "for d in (2, 8, 32, 64):\n"
+                           "    a = rng.standard_normal((d, d)); b = rng.standard_normal((d, d))\n"
+                           "    s1 = a @ a.T / d + 0.05 * np.eye(d); s2 = b @ b.T / d + 0.05 * np.eye(d)\n"
+                           "    m1 = rng.standard_normal(d); m2 = rng.standard_normal(d)\n"
+                           "    c = linalg.sqrtm(s1 @ s2).real\n"
+                           "    fd = ((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(c)\n"
+                           "    out.write(' '.join(repr(float(v)) for v in [d, fd, *m1, *m2, *s1.ravel(), *s2.ravel()]) + '\\n')\n";
+  const auto data = dir / "fd.txt";
+  const std::string cmd = "/usr/bin/python3 " + script.string() + " " + data.string() + " 2>/dev/null";
+  if (std::system(cmd.c_str()) != 0) {
+    MESSAGE("python3-scipy is not installed (scripts/setup.sh installs it); skipped");
+    std::filesystem::remove_all(dir);
+    return;
+  }
+  std::ifstream in(data);
+  std::string line;
+  int cases = 0;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    double dd, ref;
+    ls >> dd >> ref;
+    const int d = static_cast<int>(dd);
+    Eigen::VectorXd m1(d), m2(d);
+    Eigen::MatrixXd s1(d, d), s2(d, d);
+    for (int i = 0; i < d; ++i) ls >> m1(i);
+    for (int i = 0; i < d; ++i) ls >> m2(i);
+    for (int i = 0; i < d * d; ++i) ls >> s1(i / d, i % d);
+    for (int i = 0; i < d * d; ++i) ls >> s2(i / d, i % d);
+    INFO("d = " << d);
+    CHECK(std::abs(gm::frechet_distance(m1, s1, m2, s2) - ref) <= 1e-6 * std::abs(ref));
+    ++cases;
+  }
+  CHECK(cases == 4);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE_TEMPLATE("the probability-flow likelihood of mixture data with its exact velocity is the true log-density",
+                   S, gm::Linear, gm::VP, gm::VE) {
+  const auto g = gm::GaussianMixture::from_toml(GM_SOURCE_DIR "/configs/mixtures/ring8.toml", torch::kFloat64);
+  gm::Interpolant<S> ip;
+  gm::Field field(ip, gm::Predict<gm::Velocity>{},
+                  [g, ip](const torch::Tensor& x, const torch::Tensor& t) { return g.velocity(x, t, ip); });
+  auto gen = gm::make_generator(3);
+  auto x = g.sample(32, gen);
+  const gm::DopriSampler ref(gm::DopriSampler::Options().rtol(1e-5).atol(1e-5));
+  const double t_eps = 1e-5;
+  auto ll = gm::log_likelihood(field, x, gm::LikelihoodOptions().t_eps(t_eps), ref);
+  // The ODE carries p_{t_eps}; the oracle knows it exactly.
+  auto truth = g.log_prob(x, torch::full({32}, t_eps, gm::test::f64()), ip);
+  const double err = (ll.log_p - truth).abs().max().template item<double>();
+  MESSAGE(S::name << ": max |log p_ODE - log p| = " << err << " nats, " << ll.nfe << " evaluations");
+  CHECK(err < 0.01);
+  // A fixed-step RK4 run on 200 steps agrees too.
+  auto rk = gm::log_likelihood(field, x, gm::LikelihoodOptions().t_eps(t_eps), gm::RK4Sampler{}, 200);
+  CHECK((rk.log_p - truth).abs().max().template item<double>() < 0.05);
+}
+
+TEST_CASE("Hutchinson's divergence agrees with the exact one within its standard error") {
+  const auto g = gm::GaussianMixture::from_toml(GM_SOURCE_DIR "/configs/mixtures/ring8.toml", torch::kFloat64);
+  gm::Interpolant<gm::Linear> ip;
+  gm::Field field(ip, gm::Predict<gm::Velocity>{},
+                  [g, ip](const torch::Tensor& x, const torch::Tensor& t) { return g.velocity(x, t, ip); });
+  auto gen = gm::make_generator(4);
+  auto x = g.sample(4, gen);
+  const double t_eps = 1e-3;
+  auto z = torch::cat({x, torch::zeros({4, 1}, gm::test::f64())}, 1);
+  using Aug = gm::detail::AugmentedField<decltype(field)>;
+  Aug exact_field(field, x.sizes().vec(), gm::LikelihoodOptions(), {});
+  auto exact_div = -exact_field.velocity(z, 0.5).select(1, 2);  // div v at t = 0.5
+  for (const std::string probe : {"rademacher", "gaussian"}) {
+    INFO(probe);
+    // 2000 single-probe estimates per point: their mean is within 4 standard errors of the exact divergence.
+    const auto o = gm::LikelihoodOptions().divergence("hutchinson").probe(probe);
+    std::vector<torch::Tensor> est;
+    for (int r = 0; r < 2000; ++r) {
+      auto zz = torch::randn({1, 4, 2}, gen, gm::test::f64());
+      if (probe == "rademacher") zz = torch::sign(zz);
+      Aug h(field, x.sizes().vec(), o, zz);
+      est.push_back(-h.velocity(z, 0.5).select(1, 2));
+    }
+    auto all = torch::stack(est);  // [2000, 4]
+    auto mean = all.mean(0), se = all.std(0) / std::sqrt(2000.0);
+    MESSAGE(probe << ": max |mean - exact| / se = " << ((mean - exact_div).abs() / se).max().item<double>());
+    CHECK(((mean - exact_div).abs() < 4 * se + 1e-12).all().item<bool>());
+    CHECK((se > 0).all().item<bool>());
+  }
+  auto exact = gm::log_likelihood(field, x, gm::LikelihoodOptions().t_eps(t_eps), gm::RK4Sampler{}, 20);
+  // K probes in one run shrink the spread.
+  auto many = gm::log_likelihood(field, x, gm::LikelihoodOptions().t_eps(t_eps).divergence("hutchinson").probes(64),
+                                 gm::RK4Sampler{}, 20, gen);
+  CHECK((many.log_p - exact.log_p).abs().max().item<double>() < 0.5);
+}
+
+TEST_CASE("bits per dimension: a uniform density on [-1, 1]^D is 8 bits") {
+  // p(y) = 2^-D on [-1, 1]^D, so u + v is uniform on [0, 256)^D: exactly 8 bits per dimension.
+  const int64_t d = 784;
+  auto log_p = torch::full({3}, -d * std::log(2.0), gm::test::f64());
+  CHECK(gm::bits_per_dim(log_p, d).sub(8).abs().max().item<double>() < 1e-12);
+  // A standard normal in [-1, 1] space at y = 0: -log N(0) / ln 2 + 7 per dimension.
+  auto lp = torch::full({1}, -0.5 * d * std::log(2 * M_PI), gm::test::f64());
+  CHECK(gm::bits_per_dim(lp, d).item<double>() == doctest::Approx(0.5 * std::log2(2 * M_PI) + 7));
+}
