@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 #include <torch/types.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -53,5 +54,15 @@ struct TempFile {
   TempFile(const TempFile&) = delete;
   TempFile& operator=(const TempFile&) = delete;
 };
+
+/// Write `script` to `dir`/`name` (creating `dir`) and run it with Debian's /usr/bin/python3 and `args`;
+/// false when it fails (python3-torch or python3-scipy missing), so a test can skip with a message.
+inline bool run_python(const std::filesystem::path& dir, const std::string& name, const std::string& script,
+                       const std::string& args) {
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / name) << script;
+  const std::string cmd = "/usr/bin/python3 " + (dir / name).string() + " " + args + " 2>/dev/null";
+  return std::system(cmd.c_str()) == 0;
+}
 
 }  // namespace gm::test

@@ -60,22 +60,20 @@ TEST_CASE("Fréchet distance: closed forms") {
 
 TEST_CASE("Fréchet distance agrees with scipy.linalg.sqrtm on random SPD matrices within 1e-6 relative") {
   auto dir = gm::test::fresh_dir("frechet");
-  std::filesystem::create_directories(dir);
-  const auto script = dir / "fd.py";
-  std::ofstream(script) << "import sys, numpy as np\n"
-                           "from scipy import linalg\n"
-                           "rng = np.random.default_rng(7)\n"
-                           "out = open(sys.argv[1], 'w')\n"
-                           "for d in (2, 8, 32, 64):\n"
-                           "    a = rng.standard_normal((d, d)); b = rng.standard_normal((d, d))\n"
-                           "    s1 = a @ a.T / d + 0.05 * np.eye(d); s2 = b @ b.T / d + 0.05 * np.eye(d)\n"
-                           "    m1 = rng.standard_normal(d); m2 = rng.standard_normal(d)\n"
-                           "    c = linalg.sqrtm(s1 @ s2).real\n"
-                           "    fd = ((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(c)\n"
-                           "    out.write(' '.join(repr(float(v)) for v in [d, fd, *m1, *m2, *s1.ravel(), *s2.ravel()]) + '\\n')\n";
   const auto data = dir / "fd.txt";
-  const std::string cmd = "/usr/bin/python3 " + script.string() + " " + data.string() + " 2>/dev/null";
-  if (std::system(cmd.c_str()) != 0) {
+  if (!gm::test::run_python(dir, "fd.py",
+                            "import sys, numpy as np\n"
+                            "from scipy import linalg\n"
+                            "rng = np.random.default_rng(7)\n"
+                            "out = open(sys.argv[1], 'w')\n"
+                            "for d in (2, 8, 32, 64):\n"
+                            "    a = rng.standard_normal((d, d)); b = rng.standard_normal((d, d))\n"
+                            "    s1 = a @ a.T / d + 0.05 * np.eye(d); s2 = b @ b.T / d + 0.05 * np.eye(d)\n"
+                            "    m1 = rng.standard_normal(d); m2 = rng.standard_normal(d)\n"
+                            "    c = linalg.sqrtm(s1 @ s2).real\n"
+                            "    fd = ((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(c)\n"
+                            "    out.write(' '.join(repr(float(v)) for v in [d, fd, *m1, *m2, *s1.ravel(), *s2.ravel()]) + '\\n')\n",
+                            data.string())) {
     MESSAGE("python3-scipy is not installed (scripts/setup.sh installs it); skipped");
     std::filesystem::remove_all(dir);
     return;

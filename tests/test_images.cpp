@@ -271,24 +271,21 @@ TEST_CASE("ImageData: flips, labels, and the pixel encoder round trip") {
 
 TEST_CASE("LatentEncoder: a TorchScript module with encode and decode, and its bad files") {
   auto dir = gm::test::fresh_dir("latent");
-  std::filesystem::create_directories(dir);
-  const auto script = dir / "make.py";
-  std::ofstream(script) << "import sys, torch\n"
-                           "class AE(torch.nn.Module):\n"
-                           "    def encode(self, x):\n"
-                           "        return torch.nn.functional.avg_pool2d(x, 2) * 3.0\n"
-                           "    def decode(self, z):\n"
-                           "        return torch.nn.functional.interpolate(z / 3.0, scale_factor=2.0)\n"
-                           "    def forward(self, x):\n"
-                           "        return self.decode(self.encode(x))\n"
-                           "class Half(torch.nn.Module):\n"
-                           "    def forward(self, x):\n"
-                           "        return x\n"
-                           "torch.jit.script(AE()).save(sys.argv[1])\n"
-                           "torch.jit.script(Half()).save(sys.argv[2])\n";
-  const std::string cmd = "/usr/bin/python3 " + script.string() + " " + (dir / "ae.pt").string() + " " +
-                          (dir / "half.pt").string() + " 2>/dev/null";
-  if (std::system(cmd.c_str()) != 0) {
+  if (!gm::test::run_python(dir, "make.py",
+                            "import sys, torch\n"
+                            "class AE(torch.nn.Module):\n"
+                            "    def encode(self, x):\n"
+                            "        return torch.nn.functional.avg_pool2d(x, 2) * 3.0\n"
+                            "    def decode(self, z):\n"
+                            "        return torch.nn.functional.interpolate(z / 3.0, scale_factor=2.0)\n"
+                            "    def forward(self, x):\n"
+                            "        return self.decode(self.encode(x))\n"
+                            "class Half(torch.nn.Module):\n"
+                            "    def forward(self, x):\n"
+                            "        return x\n"
+                            "torch.jit.script(AE()).save(sys.argv[1])\n"
+                            "torch.jit.script(Half()).save(sys.argv[2])\n",
+                            (dir / "ae.pt").string() + " " + (dir / "half.pt").string())) {
     MESSAGE("python3-torch is not installed (scripts/setup.sh installs it); skipped");
     std::filesystem::remove_all(dir);
     return;
