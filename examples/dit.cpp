@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   gm::add_guidance_keys(ex.config(), 0.1, 2.0);
   ex.config().set_default("training.steps", 3000).set_default("training.batch_size", 128).set_default("training.lr", 5e-4);
   ex.config().set_default("training.checkpoint_every", 500).set_default("training.log_every", 100);
+  ex.config().set_default("training.precision", "bf16");
   ex.config().set_default("sampling.n", 100).set_default("sampling.nfe", 40).set_default("optim.name", "adamw");
   return ex.main(argc, argv, [&] {
     auto data = gm::data::ImageData::from_config(ex.config(), ex.device());

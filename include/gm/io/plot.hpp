@@ -307,4 +307,28 @@ inline Image density_image(const std::vector<float>& xy, double lo, double hi, i
   return img;
 }
 
+/// A scalar field as a picture: `values` holds n x n numbers, row 0 at the top, each cell drawn as a
+/// `scale` x `scale` block in a viridis-like colour map from `lo` (dark purple) to `hi` (yellow).  Values
+/// below `lo` (and NaN) are drawn at `lo`.  Used for log-density maps of 2-D models.
+inline Image heat_image(const std::vector<float>& values, int n, double lo, double hi, int scale = 4) {
+  static constexpr std::array<std::array<double, 3>, 5> stops{{{68, 1, 84}, {59, 82, 139}, {33, 145, 140},
+                                                               {94, 201, 98}, {253, 231, 37}}};
+  Image img(n * scale, n * scale);
+  for (int r = 0; r < n; ++r) {
+    for (int c = 0; c < n; ++c) {
+      const double v = values[static_cast<size_t>(r) * n + c];
+      double u = std::isfinite(v) && hi > lo ? (v - lo) / (hi - lo) : 0.0;
+      u = std::clamp(u, 0.0, 1.0) * (stops.size() - 1);
+      const auto k = std::min<size_t>(static_cast<size_t>(u), stops.size() - 2);
+      const double f = u - static_cast<double>(k);
+      std::array<uint8_t, 3> px{};
+      for (int i = 0; i < 3; ++i) px[i] = static_cast<uint8_t>(std::lround(stops[k][i] + f * (stops[k + 1][i] - stops[k][i])));
+      for (int y = 0; y < scale; ++y) {
+        for (int x = 0; x < scale; ++x) img.set(c * scale + x, r * scale + y, px);
+      }
+    }
+  }
+  return img;
+}
+
 }  // namespace gm::io
