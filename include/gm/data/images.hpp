@@ -118,12 +118,6 @@ class ImageData {
     }
     return {encode(x.to(options_.device()), gen), y.to(options_.device())};
   }
-  /// `n` samples for `data(n, gen)` callers: a random batch (with replacement) from `gen`.
-  torch::Tensor operator()(int64_t n, const at::Generator& gen) const {
-    auto idx = torch::randint(set_.size(), {n}, gen, torch::kInt64);
-    return encode(set_.images.index_select(0, idx).to(options_.device()), gen);
-  }
-
   /// uint8 images [B, C, H, W] into the model's space.
   torch::Tensor encode(const torch::Tensor& u8, const at::Generator& gen = {}) const {
     auto x = pixel_.encode(u8, gen);

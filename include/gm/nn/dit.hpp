@@ -175,11 +175,7 @@ class DiTImpl : public torch::nn::Module {
     }
     auto h = embed_->forward(x).to(dt).flatten(2).transpose(1, 2) + pos_.to(dt);  // [B, T, D]
     auto cond = t2_->forward(torch::silu(t1_->forward(time_->forward(t, b, dt)).to(dt))).to(dt);
-    if (label_) {
-      cond = cond + label_->forward(y.defined() ? y : torch::full({b}, o_.num_classes(),
-                                                                  torch::TensorOptions().dtype(torch::kInt64).device(x.device())))
-                        .to(dt);
-    }
+    if (label_) cond = cond + label_->forward(y, b, x.device()).to(dt);
     for (const auto& blk : *blocks_) h = blk->as<nn::DiTBlock>()->forward(h, cond);
     auto m = final_ada_->forward(torch::silu(cond)).to(dt).chunk(2, 1);
     h = final_->forward(nn::modulate(final_norm_->forward(h), m[0], m[1])).to(dt);  // [B, T, p*p*C]

@@ -52,7 +52,7 @@ TORCH_MODULE(TimeFeatures);
 
 /// Class labels to vectors, with one extra row for the null class `num_classes` that classifier-free
 /// guidance's unconditional branch uses (Ho & Salimans 2022; DiT's LabelEmbedder has the same +1 row).
-/// A label outside [0, num_classes] is a one-line error.
+/// Undefined labels are the null class; a label outside [0, num_classes] is a one-line error.
 class LabelEmbeddingImpl : public torch::nn::Module {
  public:
   LabelEmbeddingImpl(int64_t num_classes, int64_t dim)
@@ -60,7 +60,11 @@ class LabelEmbeddingImpl : public torch::nn::Module {
     torch::NoGradGuard ng;
     table_->weight.normal_(0, 0.02);
   }
-  torch::Tensor forward(const torch::Tensor& y) {
+  /// y: int64 [batch], or undefined for `batch` null labels on `device`.
+  torch::Tensor forward(const torch::Tensor& y, int64_t batch, torch::Device device) {
+    if (!y.defined()) {
+      return table_->forward(torch::full({batch}, num_classes_, torch::TensorOptions().dtype(torch::kInt64).device(device)));
+    }
     const auto lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
     if (lo < 0 || hi > num_classes_) {
       throw Error("gm: class label " + std::to_string(lo < 0 ? lo : hi) + " is outside 0.." +

@@ -214,7 +214,7 @@ class UNetImpl : public torch::nn::Module {
       throw Error("gm: UNet expects [B, " + std::to_string(o_.in_channels()) + ", H, W] input, not " + shape(x));
     }
     auto emb = t2_->forward(torch::silu(t1_->forward(time_->forward(t, b, dt)).to(dt))).to(dt);
-    if (label_) emb = emb + label_->forward(y.defined() ? y : null_labels(b, x.device())).to(dt);
+    if (label_) emb = emb + label_->forward(y, b, x.device()).to(dt);
     auto h = x;
     if (o_.cond_channels() > 0) {
       if (!cond.defined() || cond.size(1) != o_.cond_channels()) {
@@ -268,9 +268,6 @@ class UNetImpl : public torch::nn::Module {
   }
 
  private:
-  torch::Tensor null_labels(int64_t b, torch::Device device) const {
-    return torch::full({b}, o_.num_classes(), torch::TensorOptions().dtype(torch::kInt64).device(device));
-  }
   static std::string shape(const torch::Tensor& x) {
     std::string s = "[";
     for (int64_t i = 0; i < x.dim(); ++i) s += (i ? ", " : "") + std::to_string(x.size(i));

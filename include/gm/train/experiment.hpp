@@ -95,9 +95,6 @@ inline void add_guidance_keys(Config& cfg, double label_dropout = 0.1, double gu
                        });
 }
 
-/// A preview of image samples (uint8 [n, C, H, W]) as a grid of `cols` columns (0: square).
-inline io::Image preview_grid(const torch::Tensor& u8, int64_t cols) { return io::image_grid(u8, cols); }
-
 /// The shared experiment layer.  It declares the standard keys (`seed`, `device`, `workdir`, `mode`,
 /// `training.*`, `optim.*`, `sampling.*`), an example adds its own (data, model), and `main` runs the body
 /// with every error turned into one line and an exit code.  `run(trainer, data, eval)` then does the rest:
@@ -421,7 +418,7 @@ class Experiment {
   template <class Data>
   void write_debug_target(RunDir& run, const Batch& one, const Data& data) {
     io::write_npy(run.path() / "debug_target.npy", one.x.to(torch::kCPU).to(torch::kFloat32));
-    if constexpr (ImageSource<Data>) io::write_png(run.path() / "debug_target.png", preview_grid(data.decode(one.x), 1));
+    if constexpr (ImageSource<Data>) io::write_png(run.path() / "debug_target.png", io::image_grid(data.decode(one.x), 1));
   }
 
   template <class Data, class Eval>
@@ -435,10 +432,10 @@ class Experiment {
       const auto u8 = data.decode(x);  // uint8 [n, C, H, W]
       io::write_npy(npy, u8.permute({0, 2, 3, 1}).contiguous());
       if (labels.defined()) io::write_npy(npy.parent_path() / (npy.stem().string() + "_labels.npy"), labels.to(torch::kCPU));
-      img = preview_grid(u8, cols);
-      x = x.to(torch::kCPU).to(torch::kFloat32);
-    } else {
-      x = x.to(torch::kCPU).to(torch::kFloat32);
+      img = io::image_grid(u8, cols);
+    }
+    x = x.to(torch::kCPU).to(torch::kFloat32);  // what eval sees
+    if constexpr (!ImageSource<Data>) {
       io::write_npy(npy, x);
       img = preview_image(x);
     }

@@ -214,7 +214,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     torch::Tensor out;
     {
       Autocast autocast(precision_, x0.device());
-      out = call_net(predict_.network_input(xt, t, process_), predict_.network_time(t, process_), labels);
+      out = model_output(xt, t, labels);
     }
     auto per_sample = (out.to(target.scalar_type()) - target).pow(2).flatten(1).mean(1);
     return (weighting_.weight(t, process_, predict_) * per_sample).mean();
@@ -318,7 +318,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   auto make_field(const Conditioning& cond = {}) {
     if constexpr (ConditionalNetwork<Net>) {
       auto model = [this](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
-        return net_->forward(predict_.network_input(x, t, process_), predict_.network_time(t, process_), y);
+        return model_output(x, t, y);
       };
       const int64_t null = net_->null_class();
       if (null < 0 && cond.labels.defined()) throw Error("gm: labels given to a network built without classes");
@@ -337,9 +337,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
       return Field(process_, predict_, model, std::move(g));
     } else {
       if (cond.labels.defined()) throw Error("gm: labels given to an unconditional network");
-      auto model = [this](const torch::Tensor& x, const torch::Tensor& t) {
-        return net_->forward(predict_.network_input(x, t, process_), predict_.network_time(t, process_));
-      };
+      auto model = [this](const torch::Tensor& x, const torch::Tensor& t) { return model_output(x, t, {}); };
       return Field(process_, predict_, model);
     }
   }
@@ -355,15 +353,18 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   }
 
  private:
-  /// The network on (x, t) and, when it is conditional and labels are given, y.
-  torch::Tensor call_net(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
+  /// The network's output in P at x_t = x: its input and time through P's preconditioning, and labels y
+  /// when the network is conditional and y is given (else the network's own default, the null class).
+  torch::Tensor model_output(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
+    auto in = predict_.network_input(x, t, process_);
+    auto time = predict_.network_time(t, process_);
     if constexpr (ConditionalNetwork<Net>) {
-      if (y.defined() && net_->null_class() >= 0) return net_->forward(x, t, y);
+      if (y.defined() && net_->null_class() >= 0) return net_->forward(in, time, y);
     }
-    if constexpr (requires { net_->forward(x, t); }) {
-      return net_->forward(x, t);
+    if constexpr (requires { net_->forward(in, time); }) {
+      return net_->forward(in, time);
     } else {
-      return net_->forward(x, t, y);
+      return net_->forward(in, time, y);
     }
   }
 
