@@ -2,6 +2,7 @@
 // Shared test helpers.
 
 #include <gm/core.hpp>
+#include <gm/error.hpp>
 #include <gm/type_list.hpp>
 
 #include <doctest/doctest.h>
@@ -30,6 +31,19 @@ inline double max_abs(const torch::Tensor& a, const torch::Tensor& b) {
 inline double max_rel(const torch::Tensor& a, const torch::Tensor& b) {
   return ((a - b).abs() / b.abs().clamp_min(1)).max().template item<double>();
 }
+
+/// The error message of `f`, or "" when it does not throw gm::Error.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const gm::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 /// Interior times, away from the endpoints where some conversions are singular.
 inline torch::Tensor interior_times(int64_t n = 9) { return torch::linspace(0.05, 0.95, n, f64()); }

@@ -17,6 +17,8 @@
 #include <cstdlib>
 #include <string>
 
+using gm::test::contains;
+using gm::test::error_of;
 using gm::test::max_abs;
 
 namespace {
@@ -48,19 +50,6 @@ void write(const std::filesystem::path& p, const std::string& bytes) {
   std::filesystem::create_directories(p.parent_path());
   std::ofstream(p, std::ios::binary) << bytes;
 }
-
-/// The error message of `f`, or "" when it does not throw gm::Error.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const gm::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 /// n images of h x w, image i filled with value i, labels i % 3, in an MNIST-style folder.
 std::filesystem::path mnist_folder(const std::string& name, int n, int h, int w, bool gz) {

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <vector>
 
 namespace gm {
 
@@ -28,6 +29,36 @@ inline at::Generator make_generator(uint64_t seed, torch::Device device = torch:
   }
   gen.set_current_seed(seed);
   return gen;
+}
+
+/// A splitmix64 mix of two numbers: the seed of stream `b` under seed `a`.
+inline uint64_t mix_seed(uint64_t a, uint64_t b) {
+  uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+/// The seeds of samples first .. first + n - 1 of a run seeded `seed`: sample i's seed depends on (seed, i)
+/// alone, so the i-th sample is the same whatever the batch size or the number of processes.
+inline std::vector<uint64_t> sample_seeds(uint64_t seed, int64_t first, int64_t n) {
+  std::vector<uint64_t> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = mix_seed(seed, static_cast<uint64_t>(first + i));
+  return out;
+}
+
+/// Standard normal draws [seeds.size(), row_shape...], row i from a generator seeded by mix_seed(seeds[i],
+/// stream) alone: drawn on the CPU in float32, so they are the same on every device, then moved to `options`.
+inline torch::Tensor row_randn(const std::vector<uint64_t>& seeds, uint64_t stream, at::IntArrayRef row_shape,
+                               const torch::TensorOptions& options) {
+  std::vector<int64_t> shape{static_cast<int64_t>(seeds.size())};
+  shape.insert(shape.end(), row_shape.begin(), row_shape.end());
+  auto out = torch::empty(shape, torch::kFloat32);
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    auto gen = make_generator(mix_seed(seeds[i], stream));
+    out[static_cast<int64_t>(i)].normal_(0, 1, gen);
+  }
+  return out.to(options);
 }
 
 }  // namespace gm

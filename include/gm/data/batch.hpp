@@ -7,10 +7,12 @@
 namespace gm {
 
 /// A batch: data x [B, ...] and, for class-conditional training, int64 labels y [B] (undefined when the
-/// data has none or the model ignores them).  A data source may return a plain tensor instead.
+/// data has none or the model ignores them), and for image-conditional training an image condition c
+/// [B, Cc, H, W] (a coarse field to downscale).  A data source may return a plain tensor instead.
 struct Batch {
   torch::Tensor x;  ///< data, [B, ...]
-  torch::Tensor y;  ///< int64 labels [B], or undefined
+  torch::Tensor y{};  ///< int64 labels [B], or undefined
+  torch::Tensor c{};  ///< image condition [B, Cc, H, W], or undefined
 };
 
 }  // namespace gm

@@ -9,6 +9,7 @@
 #include <gm/sampler/explicit_rk.hpp>
 #include <gm/sampler/field.hpp>
 #include <gm/sampler/grids.hpp>
+#include <gm/sampler/inpaint.hpp>
 #include <gm/sampler/integrate.hpp>
 #include <gm/sampler/sde.hpp>
 #include <gm/sampler/unipc.hpp>

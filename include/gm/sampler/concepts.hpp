@@ -2,6 +2,8 @@
 /// @file
 /// The `Sampler` concept, sampler categories, and what the driver tells a sampler at each step.
 
+#include <gm/random.hpp>
+
 #include <ATen/core/Generator.h>
 #include <torch/types.h>
 
@@ -26,7 +28,17 @@ struct StepInfo {
   double t_next = 0;             ///< grid[index + 1]
   const std::vector<double>* grid = nullptr;
   at::Generator generator{};     ///< for stochastic samplers; undefined means torch's global generator
+  /// Per-sample seeds (one per row of x), or null: then row i's noise comes from its own seed alone.
+  const std::vector<uint64_t>* row_seeds = nullptr;
+  mutable int64_t draws = 0;     ///< noise draws taken in this step (set to 0 by the driver)
   bool last() const { return index + 1 == steps; }
+  /// Standard normal noise shaped like x for a stochastic sampler: from `generator`, or with `row_seeds`,
+  /// row i from (row_seeds[i], step, draw) alone, so a sample does not depend on its batch.
+  torch::Tensor noise(const torch::Tensor& x) const {
+    if (!row_seeds) return torch::randn(x.sizes(), generator, x.options());
+    const auto stream = static_cast<uint64_t>(index) * 4096 + static_cast<uint64_t>(draws++) + 1;
+    return row_randn(*row_seeds, stream, x.sizes().slice(1), x.options());
+  }
 };
 
 /// A sampler: a `name`, its `order` of accuracy, and a `category` tag.

@@ -52,7 +52,7 @@ struct DDIMFamily {
     double c = 0;
     if (eta > 0) c = eta * n.sigma * std::sqrt(std::max(0.0, -std::expm1(2 * (s.lambda - n.lambda))));
     auto out = n.alpha * e.data + std::sqrt(std::max(0.0, n.sigma * n.sigma - c * c)) * e.noise;
-    if (c > 0) out = out + c * torch::randn(x.sizes(), info.generator, x.options());
+    if (c > 0) out = out + c * info.noise(x);
     return out;
   }
 };

@@ -60,7 +60,9 @@ bool notify(O& obs, const StepEvent& e) {
 ///
 /// Fixed-grid samplers (ode, sde, multistep) step from grid[i] to grid[i+1]; times come from the grid and are
 /// never accumulated.  Adaptive samplers integrate from grid.front() to grid.back() with their own steps.
-/// `observer` sees every step and may stop early; `generator` seeds stochastic samplers.
+/// `observer` sees every step and may stop early; `generator` seeds stochastic samplers, or, when
+/// `row_seeds` is given (one seed per row of x, see `gm::sample_seeds`), row i's noise comes from its seed
+/// alone, so a sample does not depend on the batch it is drawn in.
 ///
 /// Example:
 /// @code
@@ -69,10 +71,14 @@ bool notify(O& obs, const StepEvent& e) {
 /// @endcode
 template <class S, class F, class O = NoObserver>
 torch::Tensor integrate(const S& sampler, F& field, torch::Tensor x, const std::vector<double>& grid, O&& observer = {},
-                        const at::Generator& generator = {}) {
+                        const at::Generator& generator = {}, const std::vector<uint64_t>* row_seeds = nullptr) {
   static_assert(check_sampler<S>(), "gm::integrate needs a gm::Sampler.");
   static_assert(Observer<std::remove_reference_t<O>>,
                 "gm::integrate's observer must be callable as obs(const gm::StepEvent&), returning void or bool.");
+  if (row_seeds && static_cast<int64_t>(row_seeds->size()) != x.size(0)) {
+    throw Error("gm: integrate got " + std::to_string(row_seeds->size()) + " row seeds for " + std::to_string(x.size(0)) +
+                " samples");
+  }
   if (grid.size() < 2) throw Error("gm: integrate needs a grid of at least 2 nodes");
   for (size_t i = 1; i < grid.size(); ++i) {
     if (!(grid[i] < grid[i - 1])) throw Error("gm: integrate needs a strictly decreasing grid");
@@ -88,10 +94,12 @@ torch::Tensor integrate(const S& sampler, F& field, torch::Tensor x, const std::
     info.steps = static_cast<int64_t>(grid.size()) - 1;
     info.grid = &grid;
     info.generator = generator;
+    info.row_seeds = row_seeds;
     for (int64_t i = 0; i < info.steps; ++i) {
       info.index = i;
       info.t = grid[static_cast<size_t>(i)];
       info.t_next = grid[static_cast<size_t>(i + 1)];
+      info.draws = 0;
       x = sampler.step(field, x, info, state);
       if (detail::notify(observer, StepEvent{i, info.t_next, x, field.nfe()})) break;
     }

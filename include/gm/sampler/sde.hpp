@@ -33,7 +33,7 @@ torch::Tensor reverse_sde_step(F& field, const torch::Tensor& x, const StepInfo&
   auto score = -e.noise / c.sigma;
   auto mean = x + dt * (f * x - g2 * score);
   if (info.last()) return mean;
-  return mean + std::sqrt(g2 * -dt) * torch::randn(x.sizes(), info.generator, x.options());
+  return mean + std::sqrt(g2 * -dt) * info.noise(x);
 }
 
 }  // namespace detail
@@ -80,7 +80,7 @@ struct PCSampler {
     const auto c = detail::coefs(field.process(), info.t);
     for (int64_t j = 0; j < options.corrector_steps(); ++j) {
       auto score = -field.estimate(x, info.t).noise / c.sigma;
-      auto z = torch::randn(x.sizes(), info.generator, x.options());
+      auto z = info.noise(x);
       const double g = score.flatten(1).norm(2, 1).mean().template item<double>();
       const double zn = z.flatten(1).norm(2, 1).mean().template item<double>();
       if (!(g > 0) || !std::isfinite(g)) break;

@@ -87,12 +87,24 @@ constexpr bool prefers_all_cores() {
   }
 }
 
-/// What to sample: class labels (one per sample; undefined: the null class, i.e. unconditional) and the
+/// What to sample: class labels (one per sample; undefined: the null class, i.e. unconditional), the
 /// classifier-free guidance scale w, out_null + w (out_cond - out_null): 1 is the conditional model, 0 the
-/// unconditional one (Ho & Salimans 2022).
+/// unconditional one (Ho & Salimans 2022), an image condition for a network with `forward(x, t, y, c)`
+/// (a coarse field to downscale), and optionally per-sample seeds.
 struct Conditioning {
   torch::Tensor labels;   ///< int64 [n], or undefined
   double guidance = 1.0;  ///< w
+  torch::Tensor image{};  ///< [n, Cc, H, W] image condition, or undefined
+  /// One seed per sample (`gm::sample_seeds`), or empty: then sample i's prior draw and SDE noise come from
+  /// seeds[i] alone, whatever the batch; else from the trainer's sampling generator.
+  std::vector<uint64_t> seeds{};
+};
+
+/// A network that takes an image condition: `forward(x, t, y, c)` with c [B, Cc, H, W] (gm's UNet with
+/// `cond_channels`).
+template <class N>
+concept ImageConditionalNetwork = Network<N> && requires(N& n, const torch::Tensor& x) {
+  { n->forward(x, x, x, x) } -> std::convertible_to<torch::Tensor>;
 };
 
 /// Options of the optimisation, shared by every trainer.
@@ -196,9 +208,10 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   /// Set the step count, when restoring a checkpoint.
   void set_step(int64_t step) { step_ = step; }
 
-  /// The weighted regression loss on a batch x0 with labels y (undefined: none) (a graph, for backward).
-  /// A conditional network's labels are replaced by its null class with probability `label_dropout`.
-  torch::Tensor loss(const torch::Tensor& x0, const torch::Tensor& y = {}) {
+  /// The weighted regression loss on a batch x0 with labels y and image condition c (undefined: none) (a
+  /// graph, for backward).  A conditional network's labels are replaced by its null class with probability
+  /// `label_dropout`.
+  torch::Tensor loss(const torch::Tensor& x0, const torch::Tensor& y = {}, const torch::Tensor& c = {}) {
     const auto opts = x0.options();
     auto t = time_sampler_.sample(x0.size(0), process_, generator_, opts);
     auto eps = torch::randn(x0.sizes(), generator_, opts);
@@ -214,7 +227,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     torch::Tensor out;
     {
       Autocast autocast(precision_, x0.device());
-      out = model_output(xt, t, labels);
+      out = model_output(xt, t, labels, c);
     }
     auto per_sample = (out.to(target.scalar_type()) - target).pow(2).flatten(1).mean(1);
     return (weighting_.weight(t, process_, predict_) * per_sample).mean();
@@ -236,13 +249,15 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     torch::manual_seed(options_.seed() * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(step_) + 0x5151));
     auto x0 = batch.x.to(options_.device());
     auto y = batch.y.defined() ? batch.y.to(options_.device()) : torch::Tensor();
+    auto c = batch.c.defined() ? batch.c.to(options_.device()) : torch::Tensor();
     const int64_t k = options_.accumulate();
     const auto n = static_cast<double>(x0.size(0));
     double total = 0;
     const auto xs = x0.chunk(k, 0);
     const auto ys = y.defined() ? y.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
+    const auto cs = c.defined() ? c.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
     for (size_t i = 0; i < xs.size(); ++i) {
-      auto l = loss(xs[i], ys[i]) * (static_cast<double>(xs[i].size(0)) / n);
+      auto l = loss(xs[i], ys[i], cs[i]) * (static_cast<double>(xs[i].size(0)) / n);
       l.backward();
       total += l.template item<double>();
     }
@@ -288,7 +303,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
 
   /// n samples from the network with the trainer's sampler (or `sampler`) on `steps` steps of `Grid`, from
   /// the EMA weights when `ema` is given, starting from `noise` or fresh draws of the prior, with the
-  /// labels and guidance of `cond` for a conditional network.  `last_nfe()` tells the evaluations it took
+  /// labels, guidance and image condition of `cond` (and its per-sample seeds: then the prior draw is
+  /// `initial_noise(shape, seeds)` when `noise` is undefined).  `last_nfe()` tells the evaluations it took
   /// (a guided step evaluates the conditional and the unconditional model in one batch and counts once).
   template <class Grid = UniformGrid, class Samp = Smp>
   torch::Tensor sample(int64_t n, int64_t steps, EMA* ema = nullptr, const torch::Tensor& noise = {},
@@ -300,8 +316,12 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     if (ema) swap = std::make_unique<EMA::Swap>(*ema, *net_);
     const auto start = std::chrono::steady_clock::now();
     auto field = make_field(cond);
-    auto x1 = noise.defined() ? noise.to(options_.device()) : initial_noise(n);
-    auto out = integrate(sampler, field, x1, grid.nodes(steps, t_end, process_), NoObserver{}, sampling_generator_);
+    torch::Tensor x1;
+    if (noise.defined()) x1 = noise.to(options_.device());
+    else if (!cond.seeds.empty()) x1 = initial_noise({n, data_dim()}, cond.seeds);
+    else x1 = initial_noise(n);
+    auto out = integrate(sampler, field, x1, grid.nodes(steps, t_end, process_), NoObserver{}, sampling_generator_,
+                         cond.seeds.empty() ? nullptr : &cond.seeds);
     last_nfe_ = field.nfe();
     last_model_seconds_ = field.model_seconds();
     last_sample_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -314,11 +334,16 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   double last_model_seconds() const { return last_model_seconds_; }
 
   /// A `Field` of the current network, for `gm::integrate` with any sampler; for a conditional network,
-  /// with `cond`'s labels (the null class when undefined) and classifier-free guidance.
+  /// with `cond`'s labels (the null class when undefined) and classifier-free guidance; for a network with
+  /// an image condition, with `cond.image` (repeated for the guided batch of twice the rows).
   auto make_field(const Conditioning& cond = {}) {
+    if (cond.image.defined() && !ImageConditionalNetwork<Net>) throw Error("gm: an image condition given to a network without one");
+    auto image = cond.image.defined() ? cond.image.to(options_.device()) : torch::Tensor();
     if constexpr (ConditionalNetwork<Net>) {
-      auto model = [this](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
-        return model_output(x, t, y);
+      auto model = [this, image](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
+        // A guided call stacks [cond; null] rows: the image condition repeats the same way.
+        auto c = image.defined() && image.size(0) != x.size(0) ? torch::cat({image, image}, 0) : image;
+        return model_output(x, t, y, c);
       };
       const int64_t null = net_->null_class();
       if (null < 0 && cond.labels.defined()) throw Error("gm: labels given to a network built without classes");
@@ -337,7 +362,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
       return Field(process_, predict_, model, std::move(g));
     } else {
       if (cond.labels.defined()) throw Error("gm: labels given to an unconditional network");
-      auto model = [this](const torch::Tensor& x, const torch::Tensor& t) { return model_output(x, t, {}); };
+      auto model = [this, image](const torch::Tensor& x, const torch::Tensor& t) { return model_output(x, t, {}, image); };
       return Field(process_, predict_, model);
     }
   }
@@ -348,16 +373,24 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   /// Draws of the prior of the given shape ([n, ...] as one data batch).
   torch::Tensor initial_noise(at::IntArrayRef shape) {
     auto opts = torch::TensorOptions().device(options_.device());
-    const double s1 = process_.sigma(torch::tensor(1.0, torch::kFloat64)).template item<double>();
-    return s1 * torch::randn(shape, sampling_generator_, opts);
+    return sigma_one() * torch::randn(shape, sampling_generator_, opts);
+  }
+  /// Draws of the prior with row i from `seeds[i]` alone (`gm::sample_seeds`); shape[0] = seeds.size().
+  torch::Tensor initial_noise(at::IntArrayRef shape, const std::vector<uint64_t>& seeds) {
+    if (static_cast<int64_t>(seeds.size()) != shape[0]) throw Error("gm: initial_noise needs one seed per sample");
+    return sigma_one() * row_randn(seeds, 0, shape.slice(1), torch::TensorOptions().device(options_.device()));
   }
 
  private:
   /// The network's output in P at x_t = x: its input and time through P's preconditioning, and labels y
   /// when the network is conditional and y is given (else the network's own default, the null class).
-  torch::Tensor model_output(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
+  torch::Tensor model_output(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y,
+                             const torch::Tensor& c = {}) {
     auto in = predict_.network_input(x, t, process_);
     auto time = predict_.network_time(t, process_);
+    if constexpr (ImageConditionalNetwork<Net>) {
+      if (c.defined()) return net_->forward(in, time, y, c);
+    }
     if constexpr (ConditionalNetwork<Net>) {
       if (y.defined() && net_->null_class() >= 0) return net_->forward(in, time, y);
     }
@@ -378,6 +411,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     return norm;
   }
 
+  double sigma_one() const { return process_.sigma(torch::tensor(1.0, torch::kFloat64)).template item<double>(); }
   int64_t data_dim() {
     if constexpr (requires { net_->options().dim(); }) {
       return net_->options().dim();
