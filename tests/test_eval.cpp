@@ -1,9 +1,12 @@
-// Evaluation: the Fréchet distance against closed forms and against scipy's sqrtm.
+// Evaluation: the Fréchet distance against closed forms and scipy's sqrtm, likelihoods against the oracle,
+// feature networks (gm's classifier and TorchScript), cached reference statistics, and the .npz export.
 
 #include "helpers.hpp"
 
 #include <gm/data/gaussian_mixture.hpp>
+#include <gm/eval/feature_net.hpp>
 #include <gm/eval/frechet.hpp>
+#include <gm/io/npy.hpp>
 #include <gm/eval/likelihood.hpp>
 #include <gm/process/all.hpp>
 #include <gm/sampler/all.hpp>
@@ -165,4 +168,89 @@ TEST_CASE("bits per dimension: a uniform density on [-1, 1]^D is 8 bits") {
   // A standard normal in [-1, 1] space at y = 0: -log N(0) / ln 2 + 7 per dimension.
   auto lp = torch::full({1}, -0.5 * d * std::log(2 * M_PI), gm::test::f64());
   CHECK(gm::bits_per_dim(lp, d).item<double>() == doctest::Approx(0.5 * std::log2(2 * M_PI) + 7));
+}
+
+TEST_CASE("a gm classifier saved and loaded as a feature network gives the same features and logits") {
+  auto dir = gm::test::fresh_dir("feature_net");
+  std::filesystem::create_directories(dir);
+  torch::manual_seed(3);
+  gm::ImageClassifier net(gm::ImageClassifierOptions().image_size(12).num_classes(3).width(8).features(5));
+  net->eval();
+  gm::save_classifier(dir / "c.safetensors", net);
+  const auto fnet = gm::FeatureNet::load(dir / "c.safetensors");
+  auto u8 = torch::randint(0, 256, {7, 1, 12, 12}, torch::kInt64).to(torch::kUInt8);
+  torch::NoGradGuard ng;
+  auto x = gm::ImageClassifierImpl::input(u8);
+  CHECK(gm::test::max_abs(fnet.features(u8, 3), net->penultimate(x).to(torch::kFloat64)) < 1e-6);
+  CHECK(gm::test::max_abs(fnet.logits(u8, 3), net->forward(x).to(torch::kFloat64)) < 1e-6);
+  auto pred = net->forward(x).argmax(1);
+  CHECK(gm::class_agreement(fnet, u8, pred) == 1.0);
+  CHECK(gm::class_agreement(fnet, u8, (pred + 1).remainder(3)) == 0.0);
+  CHECK(fnet.id().rfind("c-", 0) == 0);
+
+  // Reference statistics: computed and cached once, then read back; another network's file is refused.
+  const auto cache = dir / "cache" / "ref.safetensors";
+  const auto a = gm::reference_stats(fnet, u8, cache);
+  CHECK(std::filesystem::exists(cache));
+  const auto b = gm::reference_stats(fnet, u8, cache);
+  CHECK((a.mu - b.mu).cwiseAbs().maxCoeff() == 0);
+  CHECK((a.sigma - b.sigma).cwiseAbs().maxCoeff() == 0);
+  CHECK(std::abs(gm::frechet_distance(fnet, u8, a)) < 1e-9);
+  gm::ImageClassifier other(gm::ImageClassifierOptions().image_size(12).num_classes(3).width(8).features(5));
+  gm::save_classifier(dir / "d.safetensors", other);
+  CHECK(gm::test::contains(gm::test::error_of([&] { gm::reference_stats(gm::FeatureNet::load(dir / "d.safetensors"), u8, cache); }),
+                           "statistics of another network"));
+  // Bad files: one-line errors naming them.
+  CHECK(gm::test::contains(gm::test::error_of([&] { gm::FeatureNet::load(dir / "none.pt"); }), "none.pt: no such file"));
+  std::ofstream(dir / "junk.pt") << "not a module";
+  CHECK(gm::test::contains(gm::test::error_of([&] { gm::FeatureNet::load(dir / "junk.pt"); }),
+                           "neither a gm .safetensors classifier nor a TorchScript file"));
+  gm::io::write_safetensors(dir / "plain.safetensors", {{"w", torch::zeros({2})}});
+  CHECK(gm::test::contains(gm::test::error_of([&] { gm::FeatureNet::load(dir / "plain.safetensors"); }),
+                           "is not a gm ImageClassifier"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a TorchScript feature network: features and logits methods, inputs in [0, 255]") {
+  auto dir = gm::test::fresh_dir("feature_ts");
+  if (!gm::test::run_python(dir, "f.py",
+                            "import sys, torch\n"
+                            "class F(torch.nn.Module):\n"
+                            "    def forward(self, x):\n"
+                            "        return x.flatten(1)[:, :4] * 2.0\n"
+                            "    @torch.jit.export\n"
+                            "    def logits(self, x):\n"
+                            "        return x.flatten(1)[:, :3]\n"
+                            "torch.jit.script(F()).save(sys.argv[1])\n",
+                            (dir / "f.pt").string())) {
+    MESSAGE("python3-torch is not installed (scripts/setup.sh installs it); skipped");
+    std::filesystem::remove_all(dir);
+    return;
+  }
+  const auto net = gm::FeatureNet::load(dir / "f.pt");
+  auto u8 = torch::randint(0, 256, {5, 1, 4, 4}, torch::kInt64).to(torch::kUInt8);
+  auto flat = u8.flatten(1).to(torch::kFloat64);
+  CHECK(gm::test::max_abs(net.features(u8, 2), flat.slice(1, 0, 4) * 2) == 0);
+  CHECK(net.has_logits());
+  CHECK(gm::test::max_abs(net.logits(u8), flat.slice(1, 0, 3)) == 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE(".npz export: numpy reads uint8 NHWC arr_0 and int64 arr_1") {
+  auto dir = gm::test::fresh_dir("npz");
+  std::filesystem::create_directories(dir);
+  auto x = torch::arange(2 * 3 * 4 * 1, torch::kInt64).remainder(256).to(torch::kUInt8).view({2, 3, 4, 1});
+  auto y = torch::tensor({7, -1}, torch::kInt64);
+  gm::io::write_npz(dir / "s.npz", {{"arr_0", x}, {"arr_1", y}});
+  if (!gm::test::run_python(dir, "r.py",
+                            "import sys, numpy as np\n"
+                            "z = np.load(sys.argv[1])\n"
+                            "a, b = z['arr_0'], z['arr_1']\n"
+                            "assert sorted(z.files) == ['arr_0', 'arr_1'], z.files\n"
+                            "assert a.dtype == np.uint8 and a.shape == (2, 3, 4, 1) and (a.ravel() == np.arange(24)).all()\n"
+                            "assert b.dtype == np.int64 and list(b) == [7, -1]\n",
+                            (dir / "s.npz").string())) {
+    FAIL("numpy could not read the .npz (or python3-numpy is missing: scripts/setup.sh installs it)");
+  }
+  std::filesystem::remove_all(dir);
 }

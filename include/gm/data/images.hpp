@@ -132,6 +132,8 @@ class ImageData {
   /// The shape of one encoded sample ([C, H, W]).
   const std::vector<int64_t>& sample_shape() const { return shape_; }
   int64_t num_classes() const { return set_.num_classes; }
+  /// Whether the model works on pixels (not on an autoencoder's latents): bits per dimension apply.
+  bool pixels() const { return latent_ == nullptr; }
   const ImageSet& set() const { return set_; }
   int64_t size() const { return set_.size(); }
   /// "fashion-mnist (train): 60000 images 1x28x28, 10 classes".

@@ -66,7 +66,7 @@ struct ExplicitRK {
   template <class F>
   torch::Tensor step(F& field, const torch::Tensor& x, const StepInfo& info, State&) const {
     const double h = info.t_next - info.t;
-    if constexpr (requires { T::euler_at_zero_sigma; }) {
+    if constexpr (requires { T::euler_at_zero_sigma; } && requires { field.process(); }) {  // not on likelihood's reversed-time system
       if (T::euler_at_zero_sigma && detail::coefs(field.process(), info.t_next).sigma == 0) {
         return x + h * field.velocity(x, info.t);
       }

@@ -203,6 +203,23 @@ class Checkpointer {
     return std::nullopt;
   }
 
+  /// Load the checkpoint folder `path` (checked like those of restore_latest) into the trainer and the EMA;
+  /// returns its step.  A missing, damaged or foreign checkpoint is a one-line `gm::Error` naming it.
+  template <class T>
+  int64_t restore(T& trainer, const std::filesystem::path& path) {
+    std::string why;
+    if (!valid(path, why)) throw Error("gm: checkpoint " + path.string() + " cannot be used: " + why);
+    try {
+      load(trainer, path);
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Error("gm: checkpoint " + path.string() + " cannot be loaded: " + first_line(e));
+    }
+    say("loaded " + path.string());
+    return trainer.step();
+  }
+
   /// Checkpoint folders, newest first.
   std::vector<std::pair<int64_t, std::filesystem::path>> list() const {
     std::vector<std::pair<int64_t, std::filesystem::path>> out;

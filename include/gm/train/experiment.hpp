@@ -6,7 +6,10 @@
 /// keys, its types and its data.
 
 #include <gm/data/batch.hpp>
+#include <gm/data/encoders.hpp>
 #include <gm/error.hpp>
+#include <gm/eval/feature_net.hpp>
+#include <gm/eval/frechet.hpp>
 #include <gm/eval/likelihood.hpp>
 #include <gm/eval/metrics.hpp>
 #include <gm/io/config.hpp>
@@ -119,7 +122,8 @@ class Experiment {
  public:
   /// `name` names the default run folder (runs/<name>) and the log; `description` heads --help.
   Experiment(std::string name, std::string description) : name_(std::move(name)), cfg_(std::move(description)) {
-    cfg_.add<std::string>("mode", "train", "train, or sample from the newest checkpoint", check::one_of({"train", "sample"}));
+    cfg_.add<std::string>("mode", "train", "train; sample or eval(uate) the newest checkpoint",
+                          check::one_of({"train", "sample", "eval"}));
     cfg_.add<int64_t>("seed", 0, "random seed");
     cfg_.add<std::string>("device", "cpu", "torch device: cpu, cuda, cuda:1");
     cfg_.add<std::string>("workdir", "runs/" + name_, "folder of this run's outputs");
@@ -152,6 +156,21 @@ class Experiment {
     cfg_.add<int64_t>("sampling.nfe", 20, "model evaluations per sample", check::at_least(1));
     cfg_.add<int64_t>("sampling.n", 20000, "samples to draw", check::at_least(1));
     cfg_.add<int64_t>("sampling.every", 0, "also sample every N training steps (0: only at the end)", check::at_least(0));
+    cfg_.add<std::string>("eval.checkpoint", "", "--mode=eval: a checkpoint folder (empty: the newest)");
+    cfg_.add<int64_t>("eval.n", 2000, "--mode=eval: samples drawn (sample i from (seed, i) alone)", check::at_least(2));
+    cfg_.add<int64_t>("eval.batch", 250, "--mode=eval: samples per batch (does not change the samples)", check::at_least(1));
+    cfg_.add<std::string>("eval.features", "", "feature network for the Fréchet distance and class agreement: a gm "
+                          "classifier .safetensors (build/examples/classifier) or a TorchScript file (empty: none)");
+    cfg_.add<std::string>("eval.reference", "train", "split whose feature statistics are the reference",
+                          check::one_of({"train", "test"}));
+    cfg_.add<std::string>("eval.cache", "runs/reference", "folder of cached reference statistics");
+    cfg_.add<int64_t>("eval.likelihood_n", 256, "test points for bits/dim (images) or NLL (vectors); 0: skip",
+                      check::at_least(0));
+    cfg_.add<int64_t>("eval.likelihood_steps", 25, "Heun steps of the probability-flow ODE for the likelihood",
+                      check::at_least(1));
+    cfg_.add<int64_t>("eval.likelihood_probes", 1, "Hutchinson probes per image (vectors use the exact divergence)",
+                      check::at_least(1));
+    cfg_.add<bool>("eval.png", true, "--mode=eval: also write every sample as a PNG (images)");
   }
 
   Config& config() { return cfg_; }
@@ -227,7 +246,8 @@ class Experiment {
   /// grid (one row per class for a conditional network with `sampling.class = rows`).  `Samplers` lists
   /// what `sampling.sampler` may name.  Keys that do not define the run (`mode`, `workdir`, `device`,
   /// `training.steps`, logging and checkpoint cadence, `training.threads`, `training.max_nonfinite_skips`,
-  /// `sampling.*`) may change when resuming; any other is refused.
+  /// `sampling.*`, `eval.*`) may change when resuming; any other is refused.  `--mode=eval` evaluates a
+  /// checkpoint instead (see `evaluate`).
   template <class Samplers = ExperimentSamplers, class T, class Data, class Eval = Metrics (*)(const torch::Tensor&)>
   void run(T& trainer, const Data& data, Eval eval = &no_metrics) {
     constexpr bool images = ImageSource<Data>;
@@ -241,18 +261,30 @@ class Experiment {
     auto shape = one_point.x.sizes().vec();
     int64_t n_sample = cfg_.get<int64_t>("sampling.n"), cols = 0;
     const Conditioning cond = conditioning(trainer, n_sample, cols);  // checked before anything is written
+    const bool evaluating = cfg_.get<std::string>("mode") == "eval";
+    std::optional<FeatureNet> features;  // checked before anything is written
+    if (evaluating && images && !cfg_.get<std::string>("eval.features").empty()) {
+      features.emplace(FeatureNet::load(cfg_.get<std::string>("eval.features"), device_));
+    }
 
     RunDir run(cfg_.get<std::string>("workdir"), cfg_,
                {"mode", "workdir", "device", "training.steps", "training.log_every", "training.checkpoint_every",
-                "training.keep_checkpoints", "training.threads", "training.max_nonfinite_skips", "sampling."},
+                "training.keep_checkpoints", "training.threads", "training.max_nonfinite_skips", "sampling.", "eval."},
                argc_, argv_, sample_only() ? RunDir::Open::existing : RunDir::Open::create_or_resume);
     EMA ema(cfg_.get<double>("training.ema_decay"));
     Checkpointer ckpt(run.path() / "checkpoints", cfg_.get<int64_t>("training.checkpoint_every"),
                       cfg_.get<int64_t>("training.keep_checkpoints"), cfg_.to_toml(), &ema,
                       [&](const std::string& line) { run.log(line); });
-    const bool restored = (run.resuming() || sample_only()) && ckpt.restore_latest(trainer).has_value();
-    if (sample_only() && !restored) throw Error("gm: " + run.path().string() + " has no valid checkpoint to sample");
+    const auto chosen = cfg_.get<std::string>("eval.checkpoint");
+    bool restored = false;
+    if (evaluating && !chosen.empty()) restored = (ckpt.restore(trainer, chosen), true);
+    else restored = (run.resuming() || sample_only()) && ckpt.restore_latest(trainer).has_value();
+    if (sample_only() && !restored) throw Error("gm: " + run.path().string() + " has no valid checkpoint to use");
     io::EventWriter events(run.path());
+    if (evaluating) {
+      evaluate<Samplers>(run, events, trainer, ema, data, eval, shape, features);
+      return;
+    }
     // Samples into `stem`.npy (+ .png), the preview image as `tag`, metrics as `prefix`/<name>.
     auto sample = [&](const std::string& stem, const std::string& tag, const std::string& prefix) {
       visit_by_name<Samplers>(sampler, [&]<class Smp>() {
@@ -348,7 +380,8 @@ class Experiment {
     }
   };
 
-  bool sample_only() const { return cfg_.get<std::string>("mode") == "sample"; }
+  /// Whether the mode reads a checkpoint instead of training (sample, eval).
+  bool sample_only() const { return cfg_.get<std::string>("mode") != "train"; }
 
   /// optim.horizon = 0 means training.steps when the run was created: the saved run's horizon when the
   /// folder holds one (so raising training.steps never bends the schedule), else training.steps.
@@ -451,6 +484,189 @@ class Experiment {
       scalars.emplace_back(prefix + "/" + m.name, m.value);
     }
     if (!scalars.empty()) events.scalars(step, scalars);
+  }
+
+  /// `--mode=eval`: draw `eval.n` samples from the loaded checkpoint with `sampling.sampler`, `sampling.nfe`,
+  /// `sampling.guidance` and `sampling.class` (rows: sample i has class i mod K), sample i from (seed, i)
+  /// alone, so the set does not depend on `eval.batch`; write them into eval/<sampler>_nfe<N>[_w<w>]_step<S>/
+  /// (images: samples.npz with uint8 NHWC `arr_0` and labels `arr_1`, the layout of ADM's evaluator, a PNG
+  /// per sample and grid.png; vectors: samples.npy); then score them and append the record to eval.json, the
+  /// log and TensorBoard (eval/<metric> at the checkpoint's step):
+  /// - images with `eval.features`: the Fréchet distance to the `eval.reference` split's feature statistics
+  ///   (cached in `eval.cache`) and, for conditional samples of a network with logits, the class agreement;
+  ///   each beside the same number for as many real images of the other split;
+  /// - vectors: the Fréchet distance in data coordinates to as many fresh data draws, beside that of a second
+  ///   set of data draws;
+  /// - the likelihood of `eval.likelihood_n` held-out points through the probability-flow ODE (Heun,
+  ///   `eval.likelihood_steps`): bits per dimension of dequantised test images (Hutchinson's divergence,
+  ///   the null class for a conditional network), or the NLL in nats of fresh data draws (exact divergence);
+  /// - `eval`'s metrics.
+  template <class Samplers, class T, class Data, class Eval>
+  void evaluate(RunDir& run, io::EventWriter& events, T& trainer, EMA& ema, const Data& data, Eval& eval,
+                std::vector<int64_t> shape, const std::optional<FeatureNet>& features) {
+    constexpr bool images = ImageSource<Data>;
+    const int64_t n = cfg_.get<int64_t>("eval.n"), per_batch = cfg_.get<int64_t>("eval.batch");
+    const auto seed = static_cast<uint64_t>(cfg_.get<int64_t>("seed"));
+    const auto sampler = cfg_.get<std::string>("sampling.sampler");
+    const int64_t nfe = cfg_.get<int64_t>("sampling.nfe");
+    int64_t unused_n = n, cols = 0;
+    Conditioning cond = conditioning(trainer, unused_n, cols);
+    if constexpr (ConditionalNetwork<typename T::net_type>) {
+      if (cond.labels.defined()) {
+        const int64_t k = trainer.net()->null_class();
+        cond.labels = cfg_.get<std::string>("sampling.class") == "rows"
+                          ? torch::arange(n, torch::kInt64).remainder(k)
+                          : torch::full({n}, cond.labels[0].item<int64_t>(), torch::kInt64);
+      }
+    }
+    std::string what = sampler + "_nfe" + std::to_string(nfe);
+    if (cond.labels.defined() && cond.guidance != 1.0) what += "_w" + number(cond.guidance);
+    what += "_step" + std::to_string(trainer.step());
+    const auto dir = run.unused("eval/" + what, "");
+    std::filesystem::create_directories(dir);
+    run.log("evaluating step " + std::to_string(trainer.step()) + ": " + std::to_string(n) + " samples with " + sampler +
+            ", NFE " + std::to_string(nfe) + (cond.labels.defined() ? ", guidance " + number(cond.guidance) : "") + " into " +
+            dir.string());
+
+    // Samples, batch by batch, each from its own seed.
+    std::vector<torch::Tensor> parts;
+    double seconds = 0;
+    visit_by_name<Samplers>(sampler, [&]<class Smp>() {
+      const int64_t steps = std::max<int64_t>(1, nfe / std::max<int64_t>(1, evals_per_step(Smp{})));
+      for (int64_t i = 0; i < n; i += per_batch) {
+        const int64_t m = std::min(per_batch, n - i);
+        Conditioning c = cond;
+        c.seeds = sample_seeds(seed, i, m);
+        if (c.labels.defined()) c.labels = cond.labels.slice(0, i, i + m);
+        shape[0] = m;
+        auto x = trainer.template sample<UniformGrid, Smp>(m, steps, &ema, trainer.initial_noise(shape, c.seeds), 1e-3,
+                                                           Smp{}, UniformGrid{}, c);
+        seconds += trainer.last_sample_seconds();
+        if constexpr (images) parts.push_back(data.decode(x));
+        else parts.push_back(x.to(torch::kCPU, torch::kFloat32));
+      }
+    });
+    const auto samples = torch::cat(parts);
+    std::vector<std::pair<std::string, double>> record{{"n", static_cast<double>(n)}, {"sample_seconds", seconds}};
+    const torch::Tensor labels = cond.labels.defined() ? cond.labels : torch::Tensor();
+    if constexpr (images) {
+      std::vector<std::pair<std::string, torch::Tensor>> arrays{{"arr_0", samples.permute({0, 2, 3, 1}).contiguous()}};
+      if (labels.defined()) arrays.emplace_back("arr_1", labels);
+      io::write_npz(dir / "samples.npz", arrays);
+      io::write_png(dir / "grid.png", io::image_grid(samples.slice(0, 0, std::min<int64_t>(n, 100)), 10));
+      if (cfg_.get<bool>("eval.png")) {
+        std::filesystem::create_directories(dir / "images");
+        for (int64_t i = 0; i < n; ++i) {
+          char name[32];
+          std::snprintf(name, sizeof name, "%06lld.png", static_cast<long long>(i));
+          io::write_png(dir / "images" / name, io::image_grid(samples.slice(0, i, i + 1), 1, 0, 255, 1));
+        }
+      }
+      if (features) score_images<Data>(*features, samples, labels, record);
+    } else {
+      io::write_npy(dir / "samples.npy", samples);
+      auto fresh = [&](uint64_t stream) { return data(n, make_generator(mix_seed(seed, stream))).to(torch::kCPU, torch::kFloat32); };
+      const auto ref = FeatureStats::of(fresh(0xF1D0));
+      record.emplace_back("fd", frechet_distance(FeatureStats::of(samples), ref));
+      record.emplace_back("fd_data", frechet_distance(FeatureStats::of(fresh(0xF1D1)), ref));
+    }
+    if (const int64_t ln = cfg_.get<int64_t>("eval.likelihood_n"); ln > 0) likelihood(trainer, ema, data, ln, record);
+    for (const auto& m : eval(images ? samples.to(torch::kFloat32) : samples)) record.emplace_back(m.name, m.value);
+
+    // The record: the log, TensorBoard, eval.json (every evaluation of the run, oldest first).
+    std::string json = "{\"step\": " + std::to_string(trainer.step()) + ", \"sampler\": \"" + sampler + "\", \"nfe\": " +
+                       std::to_string(nfe) + ", \"guidance\": " + number(cond.guidance) + ", \"class\": \"" +
+                       (cfg_.has("sampling.class") ? cfg_.get<std::string>("sampling.class") : std::string("none")) +
+                       "\", \"seed\": " + std::to_string(seed) + ", \"folder\": \"" + dir.filename().string() + "\"";
+    std::vector<std::pair<std::string, double>> scalars;
+    for (const auto& [k, v] : record) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%.6g", v);
+      json += ", \"" + k + "\": " + (std::isfinite(v) ? std::string(buf) : "null");
+      run.log("eval " + k + " " + buf);
+      scalars.emplace_back("eval/" + k, v);
+    }
+    json += "}";
+    events.scalars(trainer.step(), scalars);
+    std::string all = "[\n" + json + "\n]\n";
+    if (auto old = read_text(run.path() / "eval.json"); !old.empty()) {
+      const auto end = old.rfind(']');
+      if (end == std::string::npos) throw Error("gm: " + (run.path() / "eval.json").string() + " is damaged; move it away");
+      old.erase(end);
+      while (!old.empty() && (old.back() == '\n' || old.back() == ' ')) old.pop_back();
+      all = old + (old.size() > 1 ? ",\n" : "\n") + json + "\n]\n";
+    }
+    run.write("eval.json", all);
+  }
+
+  /// Fréchet distance and class agreement of uint8 `samples` under `eval.features`, each beside the same
+  /// number for as many real images of the split that is not the reference.
+  template <class Data>
+  void score_images(const FeatureNet& net, const torch::Tensor& samples, const torch::Tensor& labels,
+                    std::vector<std::pair<std::string, double>>& record) {
+    const auto ref_split = cfg_.get<std::string>("eval.reference");
+    const auto other_split = ref_split == "train" ? "test" : "train";
+    const auto ref = Data::read(cfg_, ref_split), other = Data::read(cfg_, other_split);
+    const std::string name = cfg_.has("data.name") ? cfg_.get<std::string>("data.name") : "data";
+    const auto cache = std::filesystem::path(cfg_.get<std::string>("eval.cache")) /
+                       (name + "_" + ref_split + "_" + net.id() + "_n" + std::to_string(ref.size()) + ".safetensors");
+    const auto stats = reference_stats(net, ref.images, cache);
+    const int64_t n = std::min<int64_t>(samples.size(0), other.size());
+    record.emplace_back("fd", frechet_distance(net, samples, stats));
+    record.emplace_back(std::string("fd_real_") + other_split, frechet_distance(net, other.images.slice(0, 0, n), stats));
+    if (labels.defined() && net.has_logits()) {
+      record.emplace_back("class_agreement", class_agreement(net, samples, labels));
+      record.emplace_back(std::string("class_agreement_real_") + other_split,
+                          class_agreement(net, other.images.slice(0, 0, n), other.labels.slice(0, 0, n)));
+    }
+  }
+
+  /// Bits per dimension of `n` dequantised test images (pixel models), or the NLL in nats of `n` fresh data
+  /// draws (vectors), through the probability-flow ODE of the EMA weights; the mean and its standard error.
+  template <class T, class Data>
+  void likelihood(T& trainer, EMA& ema, const Data& data, int64_t n, std::vector<std::pair<std::string, double>>& record) {
+    const auto seed = static_cast<uint64_t>(cfg_.get<int64_t>("seed"));
+    const int64_t steps = cfg_.get<int64_t>("eval.likelihood_steps"), per_batch = cfg_.get<int64_t>("eval.batch");
+    auto gen = make_generator(mix_seed(seed, 0xB1D));
+    torch::Tensor x;
+    LikelihoodOptions o;
+    o.t_eps(1e-3);
+    bool bpd = false;
+    if constexpr (ImageSource<Data>) {
+      if constexpr (requires { data.pixels(); }) {
+        if (!data.pixels()) return;  // latents: bits per dimension of pixels do not apply
+      }
+      const auto test = Data::read(cfg_, "test");
+      const int64_t m = std::min<int64_t>(n, test.size());
+      x = data::PixelEncoder{true}.encode(test.images.slice(0, 0, m), gen);  // uniform dequantisation, [-1, 1]
+      o.divergence("hutchinson").probes(cfg_.get<int64_t>("eval.likelihood_probes"));
+      bpd = true;
+    } else {
+      x = data(n, gen).to(torch::kCPU, torch::kFloat32);
+    }
+    EMA::Swap swap(ema, *trainer.net());
+    trainer.net()->eval();
+    auto field = trainer.make_field();
+    std::vector<torch::Tensor> values;
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < x.size(0); i += per_batch) {
+      auto xb = x.slice(0, i, std::min(i + per_batch, x.size(0))).to(device_);
+      const auto ll = log_likelihood(field, xb, o, HeunSampler{}, steps, make_generator(mix_seed(seed, 0xB1E + i), device_));
+      const int64_t dims = xb.numel() / xb.size(0);
+      values.push_back((bpd ? bits_per_dim(ll.log_p, dims) : -ll.log_p).to(torch::kCPU, torch::kFloat64));
+    }
+    const auto v = torch::cat(values);
+    const std::string key = bpd ? "bpd" : "nll";
+    record.emplace_back(key, v.mean().item<double>());
+    record.emplace_back(key + "_stderr", v.numel() > 1 ? v.std().item<double>() / std::sqrt(static_cast<double>(v.numel())) : 0.0);
+    record.emplace_back(key + "_n", static_cast<double>(v.numel()));
+    record.emplace_back(key + "_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+
+  static std::string read_text(const std::filesystem::path& p) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(p, ec)) return "";
+    return io::read_file(p);
   }
 
   /// A 2-D model's log-density on a 96 x 96 grid over [-5, 5]^2, by the probability-flow ODE with the exact
