@@ -95,8 +95,9 @@ inline void add_unet_keys(Config& cfg, const UNetOptions& d = UNetOptions().chan
   cfg.add<bool>("model.class_conditional", true, "condition on the class label (with a null class for guidance)");
 }
 
-/// A UNet from the `model.*` keys for images of `shape` [C, H, W] with `num_classes` classes.
-inline UNet make_unet(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes) {
+/// A UNet from the `model.*` keys for images of `shape` [C, H, W] with `num_classes` classes and
+/// `cond_channels` channels of an image condition.
+inline UNet make_unet(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes, int64_t cond_channels = 0) {
   if (shape.size() != 3) throw Error("gm: a UNet needs image data [C, H, W]");
   return UNet(UNetOptions()
                   .in_channels(shape[0])
@@ -108,7 +109,8 @@ inline UNet make_unet(const Config& cfg, const std::vector<int64_t>& shape, int6
                   .head_channels(cfg.get<int64_t>("model.head_channels"))
                   .dropout(cfg.get<double>("model.dropout"))
                   .time_embedding(cfg.get<std::string>("model.time_embedding"))
-                  .num_classes(cfg.get<bool>("model.class_conditional") ? num_classes : 0));
+                  .num_classes(cfg.get<bool>("model.class_conditional") ? num_classes : 0)
+                  .cond_channels(cond_channels));
 }
 
 /// Declare the DiT's `model.*` keys: preset (tiny, S, B, L, XL), patch, and hidden, depth and heads that

@@ -260,7 +260,7 @@ class Experiment {
     else one_point.x = data(1, make_generator(seed));
     auto shape = one_point.x.sizes().vec();
     int64_t n_sample = cfg_.get<int64_t>("sampling.n"), cols = 0;
-    const Conditioning cond = conditioning(trainer, n_sample, cols);  // checked before anything is written
+    const Conditioning cond = conditioning(trainer, data, n_sample, cols);  // checked before anything is written
     const bool evaluating = cfg_.get<std::string>("mode") == "eval";
     std::optional<FeatureNet> features;  // checked before anything is written
     if (evaluating && images && !cfg_.get<std::string>("eval.features").empty()) {
@@ -299,7 +299,7 @@ class Experiment {
                       "sampler overhead %.1f%%", static_cast<long long>(n_sample), total, std::string(Smp::name).c_str(),
                       static_cast<long long>(trainer.last_nfe()), model, total > 0 ? 100 * (total - model) / total : 0.0);
         run.log(line);
-        write_samples(run, events, x, cond.labels, cols, data, stem, tag, prefix, trainer.step(), eval);
+        write_samples(run, events, x, cond, cols, data, stem, tag, prefix, trainer.step(), eval);
       });
     };
 
@@ -314,7 +314,8 @@ class Experiment {
       auto next = [&](int64_t step) -> Batch {
         if (debug) {
           return {one_point.x.expand(shape_with(one_point.x, batch)).contiguous(),
-                  one_point.y.defined() ? one_point.y.expand({batch}).contiguous() : torch::Tensor()};
+                  one_point.y.defined() ? one_point.y.expand({batch}).contiguous() : torch::Tensor(),
+                  one_point.c.defined() ? one_point.c.expand(shape_with(one_point.c, batch)).contiguous() : torch::Tensor()};
         }
         if constexpr (images) return data.batch(step, batch, trainer.generator());
         else return {data(batch, trainer.generator()), {}};
@@ -423,8 +424,14 @@ class Experiment {
   /// The labels and guidance of `sampling.class` and `sampling.guidance` for a conditional network (n
   /// becomes a multiple of the class count for one row per class, and `cols` the row length); nothing for
   /// other networks.  A class number out of range is a one-line error.
+  template <class T, class Data>
+  Conditioning conditioning(T& trainer, const Data& data, int64_t& n, int64_t& cols) const {
+    Conditioning c = label_conditioning(trainer, n, cols);
+    if constexpr (requires { data.sampling_condition(int64_t{}); }) c.image = data.sampling_condition(n);
+    return c;
+  }
   template <class T>
-  Conditioning conditioning(T& trainer, int64_t& n, int64_t& cols) const {
+  Conditioning label_conditioning(T& trainer, int64_t& n, int64_t& cols) const {
     Conditioning c;
     if constexpr (ConditionalNetwork<typename T::net_type>) {
       const int64_t k = trainer.net()->null_class();
@@ -455,7 +462,7 @@ class Experiment {
   }
 
   template <class Data, class Eval>
-  void write_samples(RunDir& run, io::EventWriter& events, torch::Tensor x, const torch::Tensor& labels, int64_t cols,
+  void write_samples(RunDir& run, io::EventWriter& events, torch::Tensor x, const Conditioning& cond, int64_t cols,
                      const Data& data, const std::string& stem, const std::string& tag, const std::string& prefix,
                      int64_t step, Eval& eval) {
     const auto npy = run.unused(stem, ".npy");
@@ -464,11 +471,16 @@ class Experiment {
     if constexpr (ImageSource<Data>) {
       const auto u8 = data.decode(x);  // uint8 [n, C, H, W]
       io::write_npy(npy, u8.permute({0, 2, 3, 1}).contiguous());
-      if (labels.defined()) io::write_npy(npy.parent_path() / (npy.stem().string() + "_labels.npy"), labels.to(torch::kCPU));
+      if (cond.labels.defined()) {
+        io::write_npy(npy.parent_path() / (npy.stem().string() + "_labels.npy"), cond.labels.to(torch::kCPU));
+      }
+      if (cond.image.defined()) {  // what the samples were conditioned on, in the same layout
+        io::write_png(npy.parent_path() / (npy.stem().string() + "_condition.png"), io::image_grid(data.decode(cond.image), cols));
+      }
       img = io::image_grid(u8, cols);
-    }
-    x = x.to(torch::kCPU).to(torch::kFloat32);  // what eval sees
-    if constexpr (!ImageSource<Data>) {
+      x = u8;  // what eval sees: the images
+    } else {
+      x = x.to(torch::kCPU).to(torch::kFloat32);  // what eval sees
       io::write_npy(npy, x);
       img = preview_image(x);
     }
@@ -510,7 +522,8 @@ class Experiment {
     const auto sampler = cfg_.get<std::string>("sampling.sampler");
     const int64_t nfe = cfg_.get<int64_t>("sampling.nfe");
     int64_t unused_n = n, cols = 0;
-    Conditioning cond = conditioning(trainer, unused_n, cols);
+    Conditioning cond = label_conditioning(trainer, unused_n, cols);
+    if constexpr (requires { data.sampling_condition(int64_t{}); }) cond.image = data.sampling_condition(n);
     if constexpr (ConditionalNetwork<typename T::net_type>) {
       if (cond.labels.defined()) {
         const int64_t k = trainer.net()->null_class();
@@ -538,6 +551,7 @@ class Experiment {
         Conditioning c = cond;
         c.seeds = sample_seeds(seed, i, m);
         if (c.labels.defined()) c.labels = cond.labels.slice(0, i, i + m);
+        if (c.image.defined()) c.image = cond.image.slice(0, i, i + m);
         shape[0] = m;
         auto x = trainer.template sample<UniformGrid, Smp>(m, steps, &ema, trainer.initial_noise(shape, c.seeds), 1e-3,
                                                            Smp{}, UniformGrid{}, c);
@@ -571,7 +585,7 @@ class Experiment {
       record.emplace_back("fd_data", frechet_distance(FeatureStats::of(fresh(0xF1D1)), ref));
     }
     if (const int64_t ln = cfg_.get<int64_t>("eval.likelihood_n"); ln > 0) likelihood(trainer, ema, data, ln, record);
-    for (const auto& m : eval(images ? samples.to(torch::kFloat32) : samples)) record.emplace_back(m.name, m.value);
+    for (const auto& m : eval(samples)) record.emplace_back(m.name, m.value);
 
     // The record: the log, TensorBoard, eval.json (every evaluation of the run, oldest first).
     std::string json = "{\"step\": " + std::to_string(trainer.step()) + ", \"sampler\": \"" + sampler + "\", \"nfe\": " +
@@ -644,13 +658,18 @@ class Experiment {
     } else {
       x = data(n, gen).to(torch::kCPU, torch::kFloat32);
     }
+    torch::Tensor image;  // a coarse-to-fine model's likelihood is conditional on each test image's input
+    if constexpr (requires { data.sampling_condition(int64_t{}); }) image = data.sampling_condition(x.size(0));
     EMA::Swap swap(ema, *trainer.net());
     trainer.net()->eval();
-    auto field = trainer.make_field();
     std::vector<torch::Tensor> values;
     const auto start = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < x.size(0); i += per_batch) {
-      auto xb = x.slice(0, i, std::min(i + per_batch, x.size(0))).to(device_);
+      const int64_t j = std::min(i + per_batch, x.size(0));
+      auto xb = x.slice(0, i, j).to(device_);
+      Conditioning c;
+      if (image.defined()) c.image = image.slice(0, i, j);
+      auto field = trainer.make_field(c);
       const auto ll = log_likelihood(field, xb, o, HeunSampler{}, steps, make_generator(mix_seed(seed, 0xB1E + i), device_));
       const int64_t dims = xb.numel() / xb.size(0);
       values.push_back((bpd ? bits_per_dim(ll.log_p, dims) : -ll.log_p).to(torch::kCPU, torch::kFloat64));
