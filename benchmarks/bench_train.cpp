@@ -43,6 +43,7 @@
 
 namespace {
 
+using gm::bench::Child;
 using gm::bench::Clock;
 using gm::bench::fmt;
 using gm::bench::median;
@@ -92,68 +93,6 @@ struct Args {
   bool force = false;
 };
 
-/// A child process spoken to through its stdin and stdout, one line at a time.
-class Child {
- public:
-  /// Runs argv with the environment changed by `extra_env`: "NAME=value" sets, "NAME" unsets.
-  Child(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env) {
-    int in[2], out[2];
-    if (pipe(in) != 0 || pipe(out) != 0) throw gm::Error("bench_train: pipe failed");
-    pid_ = fork();
-    if (pid_ < 0) throw gm::Error("bench_train: fork failed");
-    if (pid_ == 0) {
-      dup2(in[0], 0);
-      dup2(out[1], 1);
-      close(in[1]);
-      close(out[0]);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      for (const auto& e : extra_env) {  // "NAME=value" sets, "NAME" unsets
-        if (e.find('=') == std::string::npos) {
-          unsetenv(e.c_str());
-        } else {
-          putenv(const_cast<char*>(e.c_str()));
-        }
-      }
-      execv(args[0], args.data());
-      std::fprintf(stderr, "bench_train: cannot run %s\n", argv[0].c_str());
-      _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    to_ = fdopen(in[1], "w");
-    from_ = fdopen(out[0], "r");
-  }
-  ~Child() {
-    if (to_) {
-      std::fputs("quit\n", to_);
-      std::fclose(to_);
-    }
-    if (from_) std::fclose(from_);
-    if (pid_ > 0) waitpid(pid_, nullptr, 0);
-  }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
-  void send(const std::string& line) {
-    std::fputs((line + "\n").c_str(), to_);
-    std::fflush(to_);
-  }
-  /// The next line, or an error naming what the child was asked when it died.
-  std::string receive(const std::string& what) {
-    char buf[4096];
-    if (!std::fgets(buf, sizeof buf, from_)) throw gm::Error("bench_train: the Python baseline exited during " + what);
-    std::string s(buf);
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-    return s;
-  }
-
- private:
-  pid_t pid_ = -1;
-  FILE* to_ = nullptr;
-  FILE* from_ = nullptr;
-};
 
 /// The environment changes for a Python baseline (see Python).
 std::vector<std::string> python_env(bool as_gm) {
