@@ -32,6 +32,9 @@ struct LikelihoodOptions {
   TORCH_ARG(std::string, probe) = "rademacher";  ///< Hutchinson's probes: rademacher or gaussian
   TORCH_ARG(int64_t, probes) = 1;                ///< K, probes per point (fixed over the integration)
   TORCH_ARG(double, t_eps) = 1e-5;               ///< the integration starts here, where the ODE is regular
+  /// Fixed-step samplers' nodes in t from t_eps to 1: "uniform", or "log" (geometric, t_i = t_eps^(1 - i/n)),
+  /// dense near the data, where an image model's velocity changes fastest.
+  TORCH_ARG(std::string, spacing) = "uniform";
 };
 
 namespace detail {
@@ -126,6 +129,9 @@ Likelihood log_likelihood(F& field, const torch::Tensor& x, const LikelihoodOpti
     throw Error("gm: likelihood probe must be rademacher or gaussian, not '" + o.probe() + "'");
   }
   if (o.probes() < 1) throw Error("gm: likelihood needs at least one probe");
+  if (o.spacing() != "uniform" && o.spacing() != "log") {
+    throw Error("gm: likelihood spacing must be uniform or log, not '" + o.spacing() + "'");
+  }
   if (!(o.t_eps() >= 0 && o.t_eps() < 1)) throw Error("gm: likelihood t_eps must be in [0, 1)");
   const int64_t b = x.size(0), d = x.numel() / std::max<int64_t>(b, 1);
   auto flat = x.reshape({b, d});
@@ -139,7 +145,13 @@ Likelihood log_likelihood(F& field, const torch::Tensor& x, const LikelihoodOpti
   auto z0 = torch::cat({flat.detach(), torch::zeros({b, 1}, flat.options())}, 1);
   std::vector<double> grid;
   const int64_t n = std::max<int64_t>(1, steps);
-  for (int64_t i = 0; i <= n; ++i) grid.push_back((1.0 - o.t_eps()) * (1.0 - static_cast<double>(i) / n));
+  if (o.spacing() == "log") {
+    if (!(o.t_eps() > 0)) throw Error("gm: likelihood spacing 'log' needs t_eps > 0");
+    for (int64_t i = 0; i <= n; ++i) grid.push_back(1.0 - std::pow(o.t_eps(), 1.0 - static_cast<double>(i) / n));
+    grid.back() = 0.0;
+  } else {
+    for (int64_t i = 0; i <= n; ++i) grid.push_back((1.0 - o.t_eps()) * (1.0 - static_cast<double>(i) / n));
+  }
   torch::NoGradGuard ng;
   auto z1 = integrate(sampler, aug, z0, grid);
   Likelihood out;

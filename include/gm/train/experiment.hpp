@@ -166,8 +166,11 @@ class Experiment {
     cfg_.add<std::string>("eval.cache", "runs/reference", "folder of cached reference statistics");
     cfg_.add<int64_t>("eval.likelihood_n", 256, "test points for bits/dim (images) or NLL (vectors); 0: skip",
                       check::at_least(0));
-    cfg_.add<int64_t>("eval.likelihood_steps", 25, "Heun steps of the probability-flow ODE for the likelihood",
+    cfg_.add<int64_t>("eval.likelihood_steps", 50, "Heun steps of the probability-flow ODE for the likelihood",
                       check::at_least(1));
+    cfg_.add<std::string>("eval.likelihood_spacing", "auto", "the likelihood ODE's steps in t: log (dense near the "
+                          "data), uniform, or auto (log for images, uniform for vectors)",
+                          check::one_of({"auto", "log", "uniform"}));
     cfg_.add<int64_t>("eval.likelihood_probes", 1, "Hutchinson probes per image (vectors use the exact divergence)",
                       check::at_least(1));
     cfg_.add<bool>("eval.png", true, "--mode=eval: also write every sample as a PNG (images)");
@@ -510,7 +513,7 @@ class Experiment {
   /// - vectors: the Fréchet distance in data coordinates to as many fresh data draws, beside that of a second
   ///   set of data draws;
   /// - the likelihood of `eval.likelihood_n` held-out points through the probability-flow ODE (Heun,
-  ///   `eval.likelihood_steps`): bits per dimension of dequantised test images (Hutchinson's divergence,
+  ///   `eval.likelihood_steps`, `eval.likelihood_spacing`): bits per dimension of dequantised test images (Hutchinson's divergence,
   ///   the null class for a conditional network), or the NLL in nats of fresh data draws (exact divergence);
   /// - `eval`'s metrics.
   template <class Samplers, class T, class Data, class Eval>
@@ -644,7 +647,8 @@ class Experiment {
     auto gen = make_generator(mix_seed(seed, 0xB1D));
     torch::Tensor x;
     LikelihoodOptions o;
-    o.t_eps(1e-3);
+    const auto spacing = cfg_.get<std::string>("eval.likelihood_spacing");
+    o.t_eps(1e-3).spacing(spacing != "auto" ? spacing : ImageSource<Data> ? "log" : "uniform");
     bool bpd = false;
     if constexpr (ImageSource<Data>) {
       if constexpr (requires { data.pixels(); }) {
