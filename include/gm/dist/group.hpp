@@ -1,0 +1,175 @@
+#pragma once
+/// @file
+/// `gm::dist`: data-parallel processes on torch's c10d: where a process stands (rank, world size) from the
+/// launcher's environment (torchrun or Slurm), and a Gloo process group through a TCPStore hosted by rank 0.
+/// A process that no launcher started runs alone, with no store and no group.
+
+#include <gm/error.hpp>
+
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/types.h>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace gm::dist {
+
+/// Where this process stands, from its environment.
+struct Env {
+  int64_t rank = 0;        ///< global rank
+  int64_t world = 1;       ///< number of processes
+  int64_t local_rank = 0;  ///< rank on this node (picks the GPU)
+  std::string master_addr = "127.0.0.1";  ///< host of rank 0, which hosts the TCPStore
+  int port = 29500;                        ///< the store's port
+  std::string launcher = "none";           ///< none, torchrun or slurm
+  bool distributed() const { return world > 1; }
+};
+
+namespace detail {
+inline const char* get(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : nullptr;
+}
+inline int64_t integer(const char* name, int64_t lo, int64_t hi) {
+  const char* v = get(name);
+  char* end = nullptr;
+  errno = 0;
+  const long long x = std::strtoll(v, &end, 10);
+  if (errno != 0 || end == v || *end != '\0' || x < lo || x > hi) {
+    throw Error(std::string("gm: environment variable ") + name + "='" + v + "' is not an integer in [" +
+                std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return x;
+}
+}  // namespace detail
+
+/// The environment's answer: torchrun's RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; else
+/// Slurm's SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID (rank 0's host: MASTER_ADDR, else
+/// SLURM_LAUNCH_NODE_IPADDR, the node srun ran on; port: MASTER_PORT, else 29500 + SLURM_JOB_ID mod 1000, so
+/// jobs sharing a node do not collide); else one process alone.  A malformed value is a one-line `gm::Error`
+/// naming the variable.
+inline Env environment() {
+  Env e;
+  using detail::get;
+  using detail::integer;
+  if (get("WORLD_SIZE") || get("RANK")) {
+    if (!get("WORLD_SIZE") || !get("RANK")) throw Error("gm: RANK and WORLD_SIZE must be set together (torchrun sets both)");
+    e.launcher = "torchrun";
+    e.world = integer("WORLD_SIZE", 1, 1 << 20);
+    e.rank = integer("RANK", 0, e.world - 1);
+    e.local_rank = get("LOCAL_RANK") ? integer("LOCAL_RANK", 0, e.world - 1) : 0;
+  } else if (get("SLURM_PROCID") && get("SLURM_NTASKS")) {
+    e.launcher = "slurm";
+    e.world = integer("SLURM_NTASKS", 1, 1 << 20);
+    e.rank = integer("SLURM_PROCID", 0, e.world - 1);
+    e.local_rank = get("SLURM_LOCALID") ? integer("SLURM_LOCALID", 0, e.world - 1) : 0;
+    if (get("SLURM_LAUNCH_NODE_IPADDR")) e.master_addr = get("SLURM_LAUNCH_NODE_IPADDR");
+    if (get("SLURM_JOB_ID")) e.port = 29500 + static_cast<int>(integer("SLURM_JOB_ID", 0, INT64_MAX) % 1000);
+  } else {
+    return e;
+  }
+  if (get("MASTER_ADDR")) e.master_addr = get("MASTER_ADDR");
+  if (get("MASTER_PORT")) e.port = static_cast<int>(integer("MASTER_PORT", 1, 65535));
+  return e;
+}
+
+/// A group of data-parallel processes on c10d's Gloo backend (CPU tensors), or a process alone, for which
+/// every collective is the identity.  Rank 0 hosts the TCPStore; the others connect to it.  `timeout`
+/// bounds every wait: a rank that dies makes the others fail with a `gm::Error` within it instead of
+/// hanging.  GLOO_SOCKET_IFNAME picks the network interface, as for torch.distributed.
+class Group {
+ public:
+  Group() = default;  ///< alone
+  explicit Group(const Env& env, std::chrono::milliseconds timeout = std::chrono::minutes(5)) : env_(env) {
+    if (!env_.distributed()) return;
+    try {
+      c10d::TCPStoreOptions o;
+      o.port = static_cast<std::uint16_t>(env_.port);
+      o.isServer = env_.rank == 0;
+      o.numWorkers = static_cast<std::size_t>(env_.world);
+      o.waitWorkers = true;
+      o.timeout = timeout;
+      auto store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, o);
+      auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+      if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname) {
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+      } else {
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env_.master_addr == "127.0.0.1" ||
+                                                                                        env_.master_addr == "localhost"
+                                                                                    ? env_.master_addr
+                                                                                    : hostname()));
+      }
+      pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, static_cast<int>(env_.rank), static_cast<int>(env_.world),
+                                                        opts);
+    } catch (const c10::Error& e) {
+      throw Error("gm: rank " + std::to_string(env_.rank) + " could not join the process group at " + env_.master_addr +
+                  ":" + std::to_string(env_.port) + ": " + first_line(e.what_without_backtrace()));
+    }
+  }
+
+  int64_t rank() const { return env_.rank; }
+  int64_t world() const { return env_.world; }
+  bool distributed() const { return static_cast<bool>(pg_); }
+  const Env& env() const { return env_; }
+
+  /// Sum `t` over the ranks, in place.
+  void all_reduce_sum(torch::Tensor& t) { run("all-reduce", [&] { std::vector<at::Tensor> v{t}; return pg_->allreduce(v); }); }
+  /// Rank `root`'s `t` to every rank, in place.
+  void broadcast(torch::Tensor& t, int64_t root = 0) {
+    run("broadcast", [&] {
+      std::vector<at::Tensor> v{t};
+      c10d::BroadcastOptions o;
+      o.rootRank = root;
+      return pg_->broadcast(v, o);
+    });
+  }
+  /// Whether `flag` is true on any rank (pre-emption: every rank stops at the same step).
+  bool any(bool flag) {
+    if (!pg_) return flag;
+    auto t = torch::full({1}, flag ? 1.0 : 0.0, torch::kFloat64);
+    all_reduce_sum(t);
+    return t.item<double>() > 0;
+  }
+  /// Wait until every rank is here.
+  void barrier() {
+    if (!pg_) return;
+    auto t = torch::zeros({1});
+    all_reduce_sum(t);  // a collective every rank must enter; Gloo's barrier has no timeout in 1.13
+  }
+
+ private:
+  template <class F>
+  void run(const char* what, F&& start) {
+    if (!pg_) return;
+    try {
+      auto work = start();
+      work->wait();
+    } catch (const std::exception& e) {
+      std::string msg = e.what();
+      if (const auto* c = dynamic_cast<const c10::Error*>(&e)) msg = c->what_without_backtrace();
+      throw Error("gm: rank " + std::to_string(env_.rank) + ": " + what + " failed (another rank died or timed out): " +
+                  first_line(msg));
+    }
+  }
+  static std::string first_line(std::string s) {
+    if (auto nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
+    return s;
+  }
+  static std::string hostname() {
+    char buf[256] = {};
+    ::gethostname(buf, sizeof buf - 1);
+    return buf;
+  }
+
+  Env env_;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
+};
+
+}  // namespace gm::dist
