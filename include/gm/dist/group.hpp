@@ -5,6 +5,7 @@
 /// A process that no launcher started runs alone, with no store and no group.
 
 #include <gm/error.hpp>
+#include <gm/train/data_parallel.hpp>
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -171,5 +172,15 @@ class Group {
   Env env_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
 };
+
+/// A trainer's data-parallel collectives on `group` (which must outlive the trainer's use of them).
+inline DataParallel data_parallel(Group& group) {
+  DataParallel dp;
+  dp.rank = group.rank();
+  dp.world = group.world();
+  dp.all_reduce_sum = [&group](torch::Tensor& t) { group.all_reduce_sum(t); };
+  dp.broadcast = [&group](torch::Tensor& t) { group.broadcast(t); };
+  return dp;
+}
 
 }  // namespace gm::dist

@@ -11,6 +11,7 @@
 #include <gm/process/interpolant.hpp>
 #include <gm/random.hpp>
 #include <gm/sampler/field.hpp>
+#include <gm/train/data_parallel.hpp>
 #include <gm/sampler/grids.hpp>
 #include <gm/sampler/integrate.hpp>
 #include <gm/time/samplers.hpp>
@@ -194,6 +195,19 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   }
 
   Net& net() { return net_; }
+  /// Train data-parallel with other processes (see `gm::DataParallel`): rank 0's parameters and buffers are
+  /// broadcast to every rank first, then each step all-reduces the flat gradient and the loss.
+  void set_data_parallel(DataParallel dp) {
+    dp_ = std::move(dp);
+    if (!dp_.active()) return;
+    torch::NoGradGuard ng;
+    for (auto& p : net_->parameters()) {
+      auto t = p.detach();
+      dp_.broadcast(t);
+    }
+    for (auto& b : net_->buffers()) dp_.broadcast(b);
+  }
+  const DataParallel& data_parallel() const { return dp_; }
   const process_type& process() const { return process_; }
   const predict_type& predict() const { return predict_; }
   FlatAdam& optimizer() { return *optimizer_; }
@@ -224,13 +238,22 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
         labels = torch::where(drop.to(labels.device()), torch::full_like(labels, net_->null_class()), labels);
       }
     }
+    auto w = weighting_.weight(t, process_, predict_);
+    torch::Tensor cond = c;
+    double scale = 1.0;
+    if (dp_.active()) {  // every rank drew the global batch's draws; it trains on its own rows
+      const int64_t n = x0.size(0), lo = dp_.rank * n / dp_.world, hi = (dp_.rank + 1) * n / dp_.world;
+      auto rows = [&](const torch::Tensor& v) { return v.defined() && v.dim() > 0 && v.size(0) == n ? v.slice(0, lo, hi) : v; };
+      xt = rows(xt), t = rows(t), target = rows(target), labels = rows(labels), cond = rows(cond), w = rows(w);
+      scale = static_cast<double>(hi - lo) / static_cast<double>(n);
+    }
     torch::Tensor out;
     {
       Autocast autocast(precision_, x0.device());
-      out = model_output(xt, t, labels, c);
+      out = model_output(xt, t, labels, cond);
     }
     auto per_sample = (out.to(target.scalar_type()) - target).pow(2).flatten(1).mean(1);
-    return (weighting_.weight(t, process_, predict_) * per_sample).mean();
+    return (w * per_sample).mean() * scale;
   }
 
   /// One optimiser step on `x0`, split into `accumulate` micro-batches, each weighted by its share of the
@@ -246,7 +269,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   StepStats train_step(const Batch& batch) {
     const auto start = std::chrono::steady_clock::now();
     net_->train();
-    torch::manual_seed(options_.seed() * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(step_) + 0x5151));
+    torch::manual_seed((options_.seed() * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(step_) + 0x5151)) +
+                       static_cast<uint64_t>(dp_.rank) * 0xD1B54A32D192ED03ull);
     auto x0 = batch.x.to(options_.device());
     auto y = batch.y.defined() ? batch.y.to(options_.device()) : torch::Tensor();
     auto c = batch.c.defined() ? batch.c.to(options_.device()) : torch::Tensor();
@@ -260,6 +284,13 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
       auto l = loss(xs[i], ys[i], cs[i]) * (static_cast<double>(xs[i].size(0)) / n);
       l.backward();
       total += l.template item<double>();
+    }
+    if (dp_.active()) {  // the sum of the shards' gradients is the global batch's; the same for the loss
+      auto grad = optimizer_->flat_grad();  // a handle on the buffer: reduced in place
+      dp_.all_reduce_sum(grad);
+      auto l = torch::full({1}, total, torch::kFloat64);
+      dp_.all_reduce_sum(l);
+      total = l.template item<double>();
     }
     const double lr = options_.schedule().at(step_);
     const double grad_norm = clip_gradients(options_.clip_norm());
@@ -441,6 +472,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
 
   Net net_;
   TrainOptions options_;
+  DataParallel dp_;
   process_type process_;
   predict_type predict_;
   TS time_sampler_;
