@@ -104,10 +104,18 @@ class Checkpointer {
       : dir_(std::move(dir)), every_(every), keep_(std::max<int64_t>(1, keep)), config_(std::move(config_toml)),
         ema_(ema), log_(std::move(log)) {}
 
+  /// Under data parallelism: only the rank that `writes` (rank 0) saves, every rank waits at `barrier`
+  /// after each save so none runs ahead, and `any` makes a signal on any rank stop every rank at the same
+  /// step.
+  void set_data_parallel(bool writes, std::function<void()> barrier, std::function<bool(bool)> any) {
+    writes_ = writes, barrier_ = std::move(barrier), any_ = std::move(any);
+  }
+
   template <class T>
   bool on_step_end(T& trainer, const StepStats& s) {
-    const int sig = StopSignal::requested();
-    if (sig != 0 || (every_ > 0 && s.step % every_ == 0)) save(trainer);
+    int sig = StopSignal::requested();
+    if (any_ && any_(sig != 0) && sig == 0) sig = SIGTERM;  // another rank was signalled
+    if (sig != 0 || (every_ > 0 && s.step % every_ == 0)) save_shared(trainer);
     if (sig != 0) {
       say("stopped by signal " + std::to_string(sig) + " at step " + std::to_string(s.step) + "; checkpoint saved");
       stopped_by_signal_ = true;
@@ -117,7 +125,14 @@ class Checkpointer {
   }
   template <class T>
   void on_train_end(T& trainer) {
-    if (last_saved_ != trainer.step()) save(trainer);
+    if (last_saved_ != trainer.step()) save_shared(trainer);
+  }
+  /// `save` by the writing rank, then every rank waits for it.
+  template <class T>
+  void save_shared(T& trainer) {
+    if (writes_) save(trainer);
+    else last_saved_ = trainer.step();
+    if (barrier_) barrier_();
   }
   bool stopped_by_signal() const { return stopped_by_signal_; }
 
@@ -278,6 +293,10 @@ class Checkpointer {
   }
 
  private:
+  bool writes_ = true;
+  std::function<void()> barrier_;
+  std::function<bool(bool)> any_;
+
   void say(const std::string& line) {
     if (log_) log_(line);
   }

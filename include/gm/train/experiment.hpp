@@ -7,6 +7,7 @@
 
 #include <gm/data/batch.hpp>
 #include <gm/data/encoders.hpp>
+#include <gm/dist/group.hpp>
 #include <gm/error.hpp>
 #include <gm/eval/feature_net.hpp>
 #include <gm/eval/frechet.hpp>
@@ -156,6 +157,8 @@ class Experiment {
     cfg_.add<int64_t>("sampling.nfe", 20, "model evaluations per sample", check::at_least(1));
     cfg_.add<int64_t>("sampling.n", 20000, "samples to draw", check::at_least(1));
     cfg_.add<int64_t>("sampling.every", 0, "also sample every N training steps (0: only at the end)", check::at_least(0));
+    cfg_.add<int64_t>("dist.timeout", 300, "seconds a data-parallel rank waits for the others before failing",
+                      check::at_least(1));
     cfg_.add<std::string>("eval.checkpoint", "", "--mode=eval: a checkpoint folder (empty: the newest)");
     cfg_.add<int64_t>("eval.n", 2000, "--mode=eval: samples drawn (sample i from (seed, i) alone)", check::at_least(2));
     cfg_.add<int64_t>("eval.batch", 250, "--mode=eval: samples per batch (does not change the samples)", check::at_least(1));
@@ -270,19 +273,48 @@ class Experiment {
       features.emplace(FeatureNet::load(cfg_.get<std::string>("eval.features"), device_));
     }
 
-    RunDir run(cfg_.get<std::string>("workdir"), cfg_,
-               {"mode", "workdir", "device", "training.steps", "training.log_every", "training.checkpoint_every",
-                "training.keep_checkpoints", "training.threads", "training.max_nonfinite_skips", "sampling.", "eval."},
-               argc_, argv_, sample_only() ? RunDir::Open::existing : RunDir::Open::create_or_resume);
+    // Data-parallel ranks (torchrun, Slurm): rank 0 owns the run folder and writes checkpoints and outputs;
+    // another rank keeps its log in <workdir>/.rank<r> and reads rank 0's checkpoints.
+    dist::Group group(dist::environment(), std::chrono::seconds(cfg_.get<int64_t>("dist.timeout")));
+    const bool lead = group.rank() == 0;
+    if (group.distributed() && sample_only()) {
+      throw Error("gm: --mode=" + cfg_.get<std::string>("mode") + " runs in one process; start it without a launcher");
+    }
+    const std::filesystem::path workdir = cfg_.get<std::string>("workdir");
+    std::optional<RunDir> run_dir;
+    auto open_run = [&](const std::filesystem::path& dir) {
+      run_dir.emplace(dir, cfg_,
+                      std::vector<std::string>{"mode", "workdir", "device", "training.steps", "training.log_every",
+                                               "training.checkpoint_every", "training.keep_checkpoints",
+                                               "training.threads", "training.max_nonfinite_skips", "sampling.", "eval.",
+                                               "dist."},
+                      argc_, argv_, sample_only() ? RunDir::Open::existing : RunDir::Open::create_or_resume);
+    };
+    if (lead) open_run(workdir);
+    group.barrier();  // rank 0's folder exists before the others open theirs inside it
+    if (!lead) open_run(workdir / (".rank" + std::to_string(group.rank())));
+    RunDir& run = *run_dir;
     EMA ema(cfg_.get<double>("training.ema_decay"));
-    Checkpointer ckpt(run.path() / "checkpoints", cfg_.get<int64_t>("training.checkpoint_every"),
+    Checkpointer ckpt(workdir / "checkpoints", cfg_.get<int64_t>("training.checkpoint_every"),
                       cfg_.get<int64_t>("training.keep_checkpoints"), cfg_.to_toml(), &ema,
                       [&](const std::string& line) { run.log(line); });
     const auto chosen = cfg_.get<std::string>("eval.checkpoint");
     bool restored = false;
     if (evaluating && !chosen.empty()) restored = (ckpt.restore(trainer, chosen), true);
-    else restored = (run.resuming() || sample_only()) && ckpt.restore_latest(trainer).has_value();
+    else restored = (run.resuming() || sample_only() || !lead) && ckpt.restore_latest(trainer).has_value();
     if (sample_only() && !restored) throw Error("gm: " + run.path().string() + " has no valid checkpoint to use");
+    if (group.distributed()) {
+      auto step = torch::full({1}, static_cast<double>(trainer.step()), torch::kFloat64);
+      group.all_reduce_sum(step);
+      if (step.item<double>() != static_cast<double>(trainer.step() * group.world())) {
+        throw Error("gm: the ranks restored different checkpoints (rank " + std::to_string(group.rank()) + " is at step " +
+                    std::to_string(trainer.step()) + "); every rank must see " + (workdir / "checkpoints").string());
+      }
+      trainer.set_data_parallel(dist::data_parallel(group));
+      ckpt.set_data_parallel(lead, [&group] { group.barrier(); }, [&group](bool f) { return group.any(f); });
+      run.log("rank " + std::to_string(group.rank()) + " of " + std::to_string(group.world()) + " (" +
+              group.env().launcher + "), global batch " + std::to_string(cfg_.get<int64_t>("training.batch_size")));
+    }
     io::EventWriter events(run.path());
     if (evaluating) {
       evaluate<Samplers>(run, events, trainer, ema, data, eval, shape, features);
@@ -336,6 +368,7 @@ class Experiment {
         throw;
       }
       if (ckpt.stopped_by_signal()) return;  // checkpoint saved; run the same command again to resume
+      if (!lead) return;                      // rank 0 exports and samples
       {
         EMA::Swap swap(ema, *trainer.net());  // export what samples are drawn from: the EMA weights
         const auto named = io::named_tensors(*trainer.net());

@@ -1,0 +1,41 @@
+# flow_2d on 2 data-parallel ranks through the experiment layer, started by scripts/launch.sh (torchrun):
+# the loss matches one process at the same global batch to float tolerance; rank 0 owns the run folder and
+# the checkpoints (rank 1 keeps its log in .rank1); a 2-rank run stopped at step 30 and resumed at 2 ranks
+# repeats the uninterrupted 2-rank run bit for bit; resumed in one process it continues to float tolerance.
+. "$(dirname "$0")/lib.sh"
+command -v torchrun > /dev/null || { echo "skipped: no torchrun (apt-get install python3-torch)"; exit 0; }
+launch="$GM_SOURCE/scripts/launch.sh"
+base=(--config "$small" --training.checkpoint_every=10 --training.threads=1 --training.log_every=30)
+d=$(fresh dist_flow_2d); mkdir -p "$d"
+export GM_LAUNCH_LOGS="$d/logs"
+capture "$flow_2d" "${base[@]}" --workdir="$d/one" --training.steps=60
+expect_rc 0
+capture "$launch" --nproc 2 "$flow_2d" "${base[@]}" --workdir="$d/two" --training.steps=60
+expect_rc 0
+expect_match "$out" "rank 1 of 2 \(torchrun\)"
+expect_file "$d/two/weights.safetensors"
+expect_file "$d/two/.rank1/history.csv"
+expect_absent "$d/two/.rank1/weights.safetensors"
+capture "$launch" --nproc 2 "$flow_2d" "${base[@]}" --workdir="$d/resumed" --training.steps=30
+expect_rc 0
+capture "$launch" --nproc 2 "$flow_2d" "${base[@]}" --workdir="$d/resumed" --training.steps=60
+expect_rc 0
+expect_match "$out" "resuming at step 30"
+capture "$launch" --nproc 2 "$flow_2d" "${base[@]}" --workdir="$d/to_one" --training.steps=30
+expect_rc 0
+capture "$flow_2d" "${base[@]}" --workdir="$d/to_one" --training.steps=60
+expect_rc 0
+"$python" - "$d" <<'PY'
+import csv, sys
+d = sys.argv[1]
+def loss(run): return [r["loss"] for r in csv.DictReader(open(f"{d}/{run}/history.csv"))]
+one, two, two1, resumed, to_one = loss("one"), loss("two"), loss("two/.rank1"), loss("resumed"), loss("to_one")
+assert len(one) == len(two) == len(resumed) == len(to_one) == 60, (len(one), len(two), len(resumed), len(to_one))
+assert two == two1, "the ranks logged different losses"
+rel = lambda a, b: max(abs(float(x) - float(y)) / abs(float(y)) for x, y in zip(a, b))
+assert rel(two, one) < 1e-5, rel(two, one)
+assert resumed == two, "a 2-rank resume differs from the uninterrupted 2-rank run"
+assert to_one[:30] == two[:30] and rel(to_one, two) < 1e-5, rel(to_one, two)
+print("ok: 2 ranks vs 1 process: %.2g relative; 2-rank resume bit-identical; 2 -> 1 rank resume %.2g"
+      % (rel(two, one), rel(to_one, two)))
+PY
