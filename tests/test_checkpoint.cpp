@@ -1,4 +1,4 @@
-// Checkpoints: bit-exact resume, stopping on SIGTERM/SIGINT, skipping broken checkpoints, keeping the last K.
+// Checkpoints: bit-exact resume, stopping on SIGTERM/SIGINT/SIGUSR1, skipping broken checkpoints, keeping the last K.
 #include "helpers.hpp"
 
 #include <gm/trainer.hpp>
@@ -70,8 +70,8 @@ TEST_CASE("training N steps, stopping and resuming to 2N is bit-identical to 2N 
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("SIGTERM and SIGINT stop training cleanly with a checkpoint, and the resume is bit-identical") {
-  for (int sig : {SIGTERM, SIGINT}) {
+TEST_CASE("SIGTERM, SIGINT and SIGUSR1 stop training cleanly with a checkpoint, and the resume is bit-identical") {
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) {
     INFO("signal " << sig);
     const int64_t n = 40;
     auto straight = make_trainer(n, 0);

@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
   } catch (const gm::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 2;
+  } catch (const gm::dist::PeerError& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
   }
   return 0;
 }

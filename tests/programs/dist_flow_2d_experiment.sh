@@ -25,6 +25,26 @@ capture "$launch" --nproc 2 "$flow_2d" "${base[@]}" --workdir="$d/to_one" --trai
 expect_rc 0
 capture "$flow_2d" "${base[@]}" --workdir="$d/to_one" --training.steps=60
 expect_rc 0
+# SIGUSR1 (Slurm's pre-emption warning) to rank 1 alone: both ranks stop at the same step with one
+# checkpoint, launch.sh exits 75 ("requeue me") with one line instead of torchrun's traceback, and the same
+# command resumes.
+"$launch" --nproc 2 "$flow_2d" "${base[@]}" --workdir="$d/usr1" --training.steps=1000000 > "$d/usr1.out" 2>&1 &
+pid=$!
+for _ in $(seq 300); do grep -q "^step" "$d/usr1/.rank1/log.txt" 2>/dev/null && break; sleep 0.1; done
+kill -USR1 "$(pgrep -f -- "--workdir=$d/usr1" | while read -r p; do [ "$(tr '\0' ' ' < /proc/$p/environ | grep -o 'RANK=1 ')" ] && echo "$p"; done | head -1)"
+set +e; wait $pid; rc=$?; set -e
+out=$(cat "$d/usr1.out")
+expect_rc 75
+expect_match "$out" "\[default1\]:stopped by signal 10 at step [0-9]+; checkpoint saved"
+expect_match "$out" "\[default0\]:stopped \(another rank was signalled\) at step [0-9]+; checkpoint saved"
+expect_match "$out" "^launch.sh: stopped by a signal with a checkpoint saved \(exit code 75\)"
+grep -q Traceback <<<"$out" && fail "torchrun's traceback reached the user:"$'\n'"$out"
+[ "$(ls "$d/usr1/checkpoints" | wc -l)" -ge 1 ] || fail "no checkpoint after SIGUSR1"
+last=$(ls "$d/usr1/checkpoints" | sed 's/step_//' | sort -n | tail -1)
+capture "$launch" --nproc 2 "$flow_2d" "${base[@]}" --workdir="$d/usr1" --training.steps=$((last + 10))
+expect_rc 0
+expect_match "$out" "resuming at step $last"
+ok "SIGUSR1 on one rank: both stop at step $last, exit code 75, and the run resumes"
 "$python" - "$d" <<'PY'
 import csv, sys
 d = sys.argv[1]

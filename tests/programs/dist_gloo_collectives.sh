@@ -35,7 +35,7 @@ for r in 0 1; do RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((port 
   "$check" --die-at-step 3 --timeout-ms 5000 > "$d/die$r.txt" 2>&1 & pids[$r]=$!; done
 set +e; wait "${pids[0]}"; rc0=$?; wait "${pids[1]}"; set -e
 elapsed=$(( $(date +%s) - start ))
-[ "$rc0" -eq 2 ] || fail "rank 0 exited $rc0 after rank 1 died, expected 2: $(cat "$d/die0.txt")"
+[ "$rc0" -eq 1 ] || fail "rank 0 exited $rc0 after rank 1 died, expected 1: $(cat "$d/die0.txt")"
 grep -qE "^gm: rank 0: all-reduce failed \(another rank died or timed out\)" "$d/die0.txt" || fail "no clear error: $(cat "$d/die0.txt")"
 [ "$(grep -c '^gm:' "$d/die0.txt")" -eq 1 ] || fail "expected one error line: $(cat "$d/die0.txt")"
 [ "$elapsed" -lt 30 ] || fail "took $elapsed s to notice the dead rank"
@@ -46,7 +46,7 @@ for r in 0 1; do RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((port 
 set +e; wait "${pids[0]}"; rc0=$?; set -e
 elapsed=$(( $(date +%s) - start ))
 kill "${pids[1]}" 2>/dev/null || true; wait "${pids[1]}" 2>/dev/null || true
-[ "$rc0" -eq 2 ] || fail "rank 0 exited $rc0 beside a hung rank, expected 2: $(cat "$d/hang0.txt")"
+[ "$rc0" -eq 1 ] || fail "rank 0 exited $rc0 beside a hung rank, expected 1: $(cat "$d/hang0.txt")"
 grep -qE "^gm: rank 0: all-reduce failed" "$d/hang0.txt" || fail "no clear error: $(cat "$d/hang0.txt")"
 [ "$elapsed" -lt 20 ] || fail "took $elapsed s to give up on a hung rank (timeout 3 s)"
 ok "a hung rank ends the other with one line in $elapsed s (timeout 3 s)"

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -81,10 +82,18 @@ inline Env environment() {
   return e;
 }
 
+/// Raised when a collective fails because another rank died, hung past the timeout, or its connection
+/// broke: one line naming this rank and the collective.  Not bad input, so an experiment exits with
+/// `exit_code::failure` (1).
+class PeerError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 /// A group of data-parallel processes on c10d's Gloo backend (CPU tensors), or a process alone, for which
 /// every collective is the identity.  Rank 0 hosts the TCPStore; the others connect to it.  `timeout`
-/// bounds every wait: a rank that dies makes the others fail with a `gm::Error` within it instead of
-/// hanging.  GLOO_SOCKET_IFNAME picks the network interface, as for torch.distributed.
+/// bounds every wait: a rank that dies makes the others fail with a `gm::dist::PeerError` within it
+/// instead of hanging.  GLOO_SOCKET_IFNAME picks the network interface, as for torch.distributed.
 class Group {
  public:
   Group() = default;  ///< alone
@@ -155,7 +164,7 @@ class Group {
     } catch (const std::exception& e) {
       std::string msg = e.what();
       if (const auto* c = dynamic_cast<const c10::Error*>(&e)) msg = c->what_without_backtrace();
-      throw Error("gm: rank " + std::to_string(env_.rank) + ": " + what + " failed (another rank died or timed out): " +
+      throw PeerError("gm: rank " + std::to_string(env_.rank) + ": " + what + " failed (another rank died or timed out): " +
                   first_line(msg));
     }
   }

@@ -35,8 +35,9 @@
 
 namespace gm {
 
-/// SIGTERM and SIGINT (Slurm pre-emption, Ctrl-C) only set a flag; the training loop sees it at the end of
-/// the step, saves a checkpoint and returns.  `install()` sets the handlers; `requested()` reads the flag.
+/// SIGTERM, SIGINT and SIGUSR1 (a scheduler's pre-emption, Ctrl-C, Slurm's `--signal=USR1@T` warning) only
+/// set a flag; the training loop sees it at the end of the step, saves a checkpoint and returns.  `install()`
+/// sets the handlers; `requested()` reads the flag.
 struct StopSignal {
   static std::atomic<int>& flag() {
     static std::atomic<int> f{0};
@@ -46,6 +47,7 @@ struct StopSignal {
   static void install() {
     std::signal(SIGTERM, &StopSignal::handler);
     std::signal(SIGINT, &StopSignal::handler);
+    std::signal(SIGUSR1, &StopSignal::handler);
   }
   static int requested() { return flag().load(); }
   static void reset() { flag().store(0); }
@@ -113,11 +115,12 @@ class Checkpointer {
 
   template <class T>
   bool on_step_end(T& trainer, const StepStats& s) {
-    int sig = StopSignal::requested();
-    if (any_ && any_(sig != 0) && sig == 0) sig = SIGTERM;  // another rank was signalled
-    if (sig != 0 || (every_ > 0 && s.step % every_ == 0)) save_shared(trainer);
-    if (sig != 0) {
-      say("stopped by signal " + std::to_string(sig) + " at step " + std::to_string(s.step) + "; checkpoint saved");
+    const int sig = StopSignal::requested();
+    const bool stop = any_ ? any_(sig != 0) : sig != 0;  // a signal on any rank stops every rank
+    if (stop || (every_ > 0 && s.step % every_ == 0)) save_shared(trainer);
+    if (stop) {
+      say((sig != 0 ? "stopped by signal " + std::to_string(sig) : std::string("stopped (another rank was signalled)")) +
+          " at step " + std::to_string(s.step) + "; checkpoint saved");
       stopped_by_signal_ = true;
       return true;
     }

@@ -54,11 +54,15 @@ using ExperimentSamplers = type_list<HeunSampler, EulerSampler, MidpointSampler,
 
 /// Exit codes of an experiment binary.
 namespace exit_code {
-inline constexpr int ok = 0;         ///< finished, or stopped by SIGTERM/SIGINT with a checkpoint saved
+inline constexpr int ok = 0;         ///< finished
 inline constexpr int failure = 1;    ///< an error inside the run (LibTorch, the file system)
 inline constexpr int bad_input = 2;  ///< a bad flag, key, value, file, path or device; nothing was written
 inline constexpr int non_finite = 3; ///< training went non-finite; failure.json says where, checkpoints are intact
 inline constexpr int io_error = 4;   ///< a write failed (a full disk); earlier outputs and checkpoints are intact
+/// Stopped early by SIGTERM, SIGINT or SIGUSR1 (on any rank) with a checkpoint saved: run the same command
+/// again to continue.  A launcher reads it as "requeue me" (scripts/slurm/train.sbatch does); 75 is
+/// sysexits.h's EX_TEMPFAIL, "a temporary failure: retry later".
+inline constexpr int requeue = 75;
 }  // namespace exit_code
 
 /// A preview of samples as a picture: a density image of 2-D points over [-5, 5]^2; nothing for other
@@ -185,8 +189,9 @@ class Experiment {
   const torch::Device& device() const { return device_; }
 
   /// Parse the command line (`--config FILE`, then `--key=value`), check the device and seed torch, then
-  /// run `body`.  Returns the exit code: 0, or `exit_code::bad_input` after a one-line error on bad input,
-  /// or `exit_code::failure` after a one-line error from inside the run.  No stack trace reaches the user.
+  /// run `body`.  Returns the exit code: 0, `exit_code::requeue` when a signal stopped training early (a
+  /// checkpoint was saved), or `exit_code::bad_input` after a one-line error on bad input, or
+  /// `exit_code::failure` after a one-line error from inside the run.  No stack trace reaches the user.
   int main(int argc, char** argv, const std::function<void()>& body) {
     argc_ = argc, argv_ = argv;
     try {
@@ -198,7 +203,7 @@ class Experiment {
       device_ = checked_device(cfg_.get<std::string>("device"));
       torch::manual_seed(static_cast<uint64_t>(cfg_.get<int64_t>("seed")));  // network initialisation
       body();
-      return exit_code::ok;
+      return stopped_ ? exit_code::requeue : exit_code::ok;
     } catch (const Error& e) {
       std::fprintf(stderr, "%s\n", e.what());
       return exit_code::bad_input;
@@ -367,7 +372,10 @@ class Experiment {
         fail(run, ckpt, e);
         throw;
       }
-      if (ckpt.stopped_by_signal()) return;  // checkpoint saved; run the same command again to resume
+      if (ckpt.stopped_by_signal()) {  // checkpoint saved; run the same command again to resume
+        stopped_ = true;
+        return;
+      }
       if (!lead) return;                      // rank 0 exports and samples
       {
         EMA::Swap swap(ema, *trainer.net());  // export what samples are drawn from: the EMA weights
@@ -798,6 +806,7 @@ class Experiment {
   std::string name_;
   Config cfg_;
   torch::Device device_ = torch::kCPU;
+  bool stopped_ = false;  // stopped by a signal before the last step: exit_code::requeue
   int argc_ = 0;
   char** argv_ = nullptr;
 };
