@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   ex.config().set_default("data.hflip", true).set_default("training.log_every", 250);
   return ex.main(argc, argv, [&] {
     const auto& cfg = ex.config();
+    if (cfg.get<std::string>("mode") != "train") throw gm::Error("gm: mode: the classifier only trains (mode = train)");
     auto train = gm::data::ImageData::from_config(cfg, ex.device());
     const auto test = gm::data::ImageData::read(cfg, "test");
     gm::RunDir run(cfg.get<std::string>("workdir"), cfg, {"mode", "device", "workdir", "training.log_every", "training.threads"},

@@ -11,12 +11,13 @@ cd "$(dirname "$0")/.."
 # libopenblas0-pthread matters: without it LibTorch's GEMM falls back to the reference BLAS (~20x slower).
 packages=(g++ cmake ninja-build ccache libtorch-dev libopenblas0-pthread libeigen3-dev doctest-dev libcli11-dev
           libgloo-dev libtomlplusplus-dev zlib1g-dev libstb-dev dataset-fashion-mnist python3-torch
-          python3-scipy protobuf-compiler)
+          python3-scipy protobuf-compiler slurmctld slurmd slurm-client munge)
 # python3-torch is Debian's Python build of the same libtorch: the baseline bench_train measures gm against,
 # and the reader the export test checks gm's files with; protobuf-compiler's protoc --decode_raw cross-checks
 # gm's TensorBoard files in the tests.  libstb-dev reads image folders; dataset-fashion-mnist is the image
 # examples' default data (/usr/share/datasets/fashion-mnist).  python3-scipy gives the tests reference values
-# (scipy.linalg.sqrtm for the Fréchet distance).
+# (scipy.linalg.sqrtm for the Fréchet distance).  slurmctld, slurmd, slurm-client and munge (Debian's Slurm)
+# let tests/programs/slurm_requeue.sh start a real one-node cluster (scripts/slurm/cluster.sh).
 
 missing=()
 for p in "${packages[@]}"; do

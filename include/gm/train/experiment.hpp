@@ -127,8 +127,10 @@ class Experiment {
  public:
   /// `name` names the default run folder (runs/<name>) and the log; `description` heads --help.
   Experiment(std::string name, std::string description) : name_(std::move(name)), cfg_(std::move(description)) {
-    cfg_.add<std::string>("mode", "train", "train; sample or eval(uate) the newest checkpoint",
-                          check::one_of({"train", "sample", "eval"}));
+    cfg_.add<std::string>("mode", "train",
+                          "train; sample or eval(uate) the newest checkpoint; check: build the data, model and sampler "
+                          "from the config, write nothing",
+                          check::one_of({"train", "sample", "eval", "check"}));
     cfg_.add<int64_t>("seed", 0, "random seed");
     cfg_.add<std::string>("device", "cpu", "torch device: cpu, cuda, cuda:1");
     cfg_.add<std::string>("workdir", "runs/" + name_, "folder of this run's outputs");
@@ -278,6 +280,11 @@ class Experiment {
       features.emplace(FeatureNet::load(cfg_.get<std::string>("eval.features"), device_));
     }
 
+    if (cfg_.get<std::string>("mode") == "check") {  // a sweep's lines are checked before they are submitted
+      std::printf("%s: config ok: %s%s%lld steps\n", name_.c_str(), describe(data).c_str(),
+                  describe(*trainer.net()).c_str(), static_cast<long long>(steps));
+      return;
+    }
     // Data-parallel ranks (torchrun, Slurm): rank 0 owns the run folder and writes checkpoints and outputs;
     // another rank keeps its log in <workdir>/.rank<r> and reads rank 0's checkpoints.
     dist::Group group(dist::environment(), std::chrono::seconds(cfg_.get<int64_t>("dist.timeout")));
@@ -426,7 +433,10 @@ class Experiment {
   };
 
   /// Whether the mode reads a checkpoint instead of training (sample, eval).
-  bool sample_only() const { return cfg_.get<std::string>("mode") != "train"; }
+  bool sample_only() const {
+    const auto mode = cfg_.get<std::string>("mode");
+    return mode == "sample" || mode == "eval";
+  }
 
   /// optim.horizon = 0 means training.steps when the run was created: the saved run's horizon when the
   /// folder holds one (so raising training.steps never bends the schedule), else training.steps.
