@@ -89,7 +89,7 @@ class Child {
   /// The next line, or an error naming what the child was asked when it died.
   std::string receive(const std::string& what) {
     char buf[4096];
-    if (!std::fgets(buf, sizeof buf, from_)) throw gm::Error(name_ + ": the Python baseline exited during " + what);
+    if (!std::fgets(buf, sizeof buf, from_)) throw gm::Error(name_ + ": the child process exited during " + what);
     std::string s(buf);
     while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
     return s;
