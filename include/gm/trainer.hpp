@@ -14,6 +14,7 @@
 #include <gm/sampler/all.hpp>
 #include <gm/train/checkpoint.hpp>
 #include <gm/train/ema.hpp>
+#include <gm/train/posthoc_ema.hpp>
 #include <gm/train/lr_schedule.hpp>
 #include <gm/train/run_dir.hpp>
 #include <gm/train/trainer.hpp>

@@ -56,6 +56,44 @@ struct Guidance {
   double scale = 1.0;       ///< 1: conditional model only; 0: unconditional only
 };
 
+/// Autoguidance (Karras et al. 2024, "Guiding a Diffusion Model with a Bad Version of Itself"): a model
+/// guided by a weaker version of itself (an earlier checkpoint, a smaller network) instead of by its own
+/// unconditional branch, out_weak + scale (out_main - out_weak), both called with the same conditioning.
+/// It is a model, so it goes into a `Field` like any other and works with every sampler; scale 1 is the
+/// main model.  The two models must predict in the same parameterisation.
+///
+/// @code
+/// gm::Field field(process, gm::Predict<gm::Velocity>{}, gm::AutoGuided{main_fn, weak_fn, 2.0},
+///                 gm::Guidance{labels, {}, 1.0});  // labels to both models, no classifier-free branch
+/// @endcode
+/// out_weak + scale (out_main - out_weak): autoguidance's combination (scale 1: out_main itself).
+inline torch::Tensor autoguide(const torch::Tensor& out_main, const torch::Tensor& out_weak, double scale) {
+  if (scale == 1.0) return out_main;
+  return out_weak + scale * (out_main - out_weak);
+}
+
+template <class Main, class Weak>
+struct AutoGuided {
+  Main main;
+  Weak weak;
+  double scale = 2.0;
+
+  torch::Tensor operator()(const torch::Tensor& x, const torch::Tensor& t)
+    requires(std::invocable<Main&, const torch::Tensor&, const torch::Tensor&> &&
+             std::invocable<Weak&, const torch::Tensor&, const torch::Tensor&>)
+  {
+    return autoguide(main(x, t), weak(x, t), scale);
+  }
+  torch::Tensor operator()(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond)
+    requires(std::invocable<Main&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&> &&
+             std::invocable<Weak&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&>)
+  {
+    return autoguide(main(x, t, cond), weak(x, t, cond), scale);
+  }
+};
+template <class Main, class Weak>
+AutoGuided(Main, Weak, double) -> AutoGuided<Main, Weak>;
+
 namespace detail {
 /// alpha, sigma, log-SNR and derivatives of a process at one time, in double precision.
 struct Coefs {

@@ -7,6 +7,7 @@
 #include <gm/io/file.hpp>
 #include <gm/io/safetensors.hpp>
 #include <gm/train/ema.hpp>
+#include <gm/train/posthoc_ema.hpp>
 #include <gm/train/trainer.hpp>
 
 #include <torch/types.h>
@@ -112,6 +113,9 @@ class Checkpointer {
   void set_data_parallel(bool writes, std::function<void()> barrier, std::function<bool(bool)> any) {
     writes_ = writes, barrier_ = std::move(barrier), any_ = std::move(any);
   }
+
+  /// Also save and restore these post-hoc EMA profiles (`PowerEMA`), for an exact resume.
+  void set_power_ema(PowerEMA* phema) { phema_ = phema; }
 
   template <class T>
   bool on_step_end(T& trainer, const StepStats& s) {
@@ -338,6 +342,12 @@ class Checkpointer {
       out.emplace_back("ema_updates", torch::tensor(ema_->updates(), torch::kLong));
       for (size_t i = 0; i < ema_->shadow().size(); ++i) out.emplace_back("ema_" + std::to_string(i), ema_->shadow()[i]);
     }
+    if (phema_ && phema_->active() && phema_->step() > 0) {
+      for (size_t k = 0; k < phema_->sigma_rels().size(); ++k) {
+        const auto& prof = phema_->profile(k);
+        for (size_t i = 0; i < prof.size(); ++i) out.emplace_back(phema_name(k, i), prof[i].second);
+      }
+    }
     return out;
   }
 
@@ -368,7 +378,7 @@ class Checkpointer {
       throw Error("optimizer.safetensors: " + why);
     }
     torch::Tensor step, rng, updates;
-    std::vector<torch::Tensor> shadow;
+    std::vector<torch::Tensor> shadow, phema;  // phema: profile k's parameter i at k * params + i
     const auto rng_now = trainer.generator().get_state();
     const auto params = trainer.net()->parameters();
     for (const auto& [name, t] : state) {
@@ -383,6 +393,10 @@ class Checkpointer {
       } else if (ema_ && name == "ema_" + std::to_string(shadow.size()) && shadow.size() < params.size() &&
                  fits(t, params[shadow.size()])) {
         shadow.push_back(t);
+      } else if (phema_ && phema_->active() && phema.size() < phema_->sigma_rels().size() * params.size() &&
+                 name == phema_name(phema.size() / params.size(), phema.size() % params.size()) &&
+                 fits(t, params[phema.size() % params.size()])) {
+        phema.push_back(t);
       } else {
         throw Error("state.safetensors: unexpected or misfitting tensor '" + name + "'");
       }
@@ -391,6 +405,10 @@ class Checkpointer {
         (ema_ && !shadow.empty() && shadow.size() != params.size())) {
       throw Error("state.safetensors: incomplete (step, rng, EMA)");
     }
+    if (phema_ && phema_->active() && step.template item<int64_t>() > 0 &&
+        phema.size() != phema_->sigma_rels().size() * params.size()) {
+      throw Error("state.safetensors: no post-hoc EMA profiles (this run's checkpoints were written without training.phema)");
+    }
 
     torch::NoGradGuard ng;  // everything fits: apply
     for (size_t i = 0; i < targets.size(); ++i) targets[i].second.copy_(model[i].second);
@@ -398,7 +416,10 @@ class Checkpointer {
     trainer.generator().set_state(rng);
     trainer.set_step(step.template item<int64_t>());
     if (ema_) ema_->restore(std::move(shadow), updates.template item<int64_t>());
+    if (phema_ && phema_->active()) phema_->restore(*trainer.net(), phema, trainer.step());
   }
+
+  static std::string phema_name(size_t k, size_t i) { return "phema_" + std::to_string(k) + "_" + std::to_string(i); }
 
   static bool fits(const torch::Tensor& have, const torch::Tensor& want) {
     return have.sizes().equals(want.sizes()) && have.scalar_type() == want.scalar_type();
@@ -408,6 +429,7 @@ class Checkpointer {
   int64_t every_, keep_;
   std::string config_;
   EMA* ema_;
+  PowerEMA* phema_ = nullptr;
   std::function<void(const std::string&)> log_;
   int64_t last_saved_ = -1;
   bool stopped_by_signal_ = false;

@@ -24,6 +24,7 @@
 #include <gm/train/checkpoint.hpp>
 #include <gm/train/ema.hpp>
 #include <gm/train/lr_schedule.hpp>
+#include <gm/train/posthoc_ema.hpp>
 #include <gm/train/run_dir.hpp>
 #include <gm/train/trainer.hpp>
 #include <gm/type_list.hpp>
@@ -41,6 +42,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -144,6 +146,10 @@ class Experiment {
     cfg_.add<bool>("training.debug", false, "overfit a single data point to check the wiring");
     cfg_.add<int64_t>("training.checkpoint_every", 1000, "checkpoint every N steps", check::at_least(1));
     cfg_.add<int64_t>("training.keep_checkpoints", 3, "checkpoints kept", check::at_least(1));
+    cfg_.add<std::string>("training.phema", "", "post-hoc EMA (EDM2): power-function EMA profiles to track, as "
+                          "sigma_rel values, e.g. 0.05,0.10; snapshots go to <workdir>/phema/ (empty: off)");
+    cfg_.add<int64_t>("training.phema_every", 0, "post-hoc EMA snapshot every N steps (0: at each checkpoint)",
+                      check::at_least(0));
     cfg_.add<std::string>("training.precision", "fp32", "fp32, or bf16: matrix products in bfloat16, weights in fp32",
                           check::one_of({"fp32", "bf16"}));
     cfg_.add<int64_t>("training.threads", 0, "intra-op threads (0: per precision, see gm::configure_threads)",
@@ -165,6 +171,14 @@ class Experiment {
     cfg_.add<int64_t>("sampling.every", 0, "also sample every N training steps (0: only at the end)", check::at_least(0));
     cfg_.add<int64_t>("dist.timeout", 300, "seconds a data-parallel rank waits for the others before failing",
                       check::at_least(1));
+    cfg_.add<std::string>("sampling.autoguide", "", "autoguidance (Karras et al. 2024): guide by a weaker model with "
+                          "the same network, its EMA weights from a checkpoint folder, a run folder or a .safetensors "
+                          "file (replaces classifier-free guidance; empty: off)");
+    cfg_.add<double>("sampling.autoguidance", 2.0, "autoguidance scale w: out_weak + w (out - out_weak)",
+                     [](const Config::Value& v) -> std::string {
+                       const double* w = std::get_if<double>(&v);
+                       return w && std::isfinite(*w) ? "" : "a finite number";
+                     });
     cfg_.add<std::string>("eval.checkpoint", "", "--mode=eval: a checkpoint folder (empty: the newest)");
     cfg_.add<int64_t>("eval.n", 2000, "--mode=eval: samples drawn (sample i from (seed, i) alone)", check::at_least(2));
     cfg_.add<int64_t>("eval.batch", 250, "--mode=eval: samples per batch (does not change the samples)", check::at_least(1));
@@ -183,6 +197,9 @@ class Experiment {
     cfg_.add<int64_t>("eval.likelihood_probes", 1, "Hutchinson probes per image (vectors use the exact divergence)",
                       check::at_least(1));
     cfg_.add<bool>("eval.png", true, "--mode=eval: also write every sample as a PNG (images)");
+    cfg_.add<std::string>("eval.phema", "", "--mode=eval: evaluate the post-hoc EMA reconstructed at each of these "
+                          "sigma_rel values, e.g. 0.03,0.05,0.1,0.2 (from training.phema's snapshots; empty: the "
+                          "ordinary EMA)");
   }
 
   Config& config() { return cfg_; }
@@ -285,6 +302,7 @@ class Experiment {
                   describe(*trainer.net()).c_str(), static_cast<long long>(steps));
       return;
     }
+    const auto phema_sigmas = sigma_rels("training.phema"), eval_phema = sigma_rels("eval.phema");
     // Data-parallel ranks (torchrun, Slurm): rank 0 owns the run folder and writes checkpoints and outputs;
     // another rank keeps its log in <workdir>/.rank<r> and reads rank 0's checkpoints.
     dist::Group group(dist::environment(), std::chrono::seconds(cfg_.get<int64_t>("dist.timeout")));
@@ -310,6 +328,10 @@ class Experiment {
     Checkpointer ckpt(workdir / "checkpoints", cfg_.get<int64_t>("training.checkpoint_every"),
                       cfg_.get<int64_t>("training.keep_checkpoints"), cfg_.to_toml(), &ema,
                       [&](const std::string& line) { run.log(line); });
+    const int64_t phema_every = cfg_.get<int64_t>("training.phema_every") > 0 ? cfg_.get<int64_t>("training.phema_every")
+                                                                               : cfg_.get<int64_t>("training.checkpoint_every");
+    PowerEMA phema(phema_sigmas, lead && !sample_only() ? phema_every : 0, workdir / "phema");
+    ckpt.set_power_ema(&phema);
     const auto chosen = cfg_.get<std::string>("eval.checkpoint");
     bool restored = false;
     if (evaluating && !chosen.empty()) restored = (ckpt.restore(trainer, chosen), true);
@@ -329,7 +351,13 @@ class Experiment {
     }
     io::EventWriter events(run.path());
     if (evaluating) {
-      evaluate<Samplers>(run, events, trainer, ema, data, eval, shape, features);
+      if (eval_phema.empty()) evaluate<Samplers>(run, events, trainer, ema, data, eval, shape, features);
+      for (double sigma : eval_phema) {  // post-hoc EMA: each profile rebuilt from the snapshots, evaluated
+        auto [rebuilt, at] = posthoc_ema(workdir / "phema", trainer, sigma);
+        run.log("post-hoc EMA sigma_rel " + number(sigma) + " at step " + std::to_string(at) + " from the snapshots in " +
+                (workdir / "phema").string());
+        evaluate<Samplers>(run, events, trainer, rebuilt, data, eval, shape, features, {sigma, at});
+      }
       return;
     }
     // Samples into `stem`.npy (+ .png), the preview image as `tag`, metrics as `prefix`/<name>.
@@ -374,7 +402,7 @@ class Experiment {
                         }};
       StopSignal::install();
       try {
-        trainer.fit(next, steps, ema, history, tb, ckpt, previews);
+        trainer.fit(next, steps, ema, phema, history, tb, ckpt, previews);
       } catch (const NonFiniteError& e) {
         fail(run, ckpt, e);
         throw;
@@ -400,7 +428,8 @@ class Experiment {
       run.log(buf);
     } else {
       std::string what = sampler + "_nfe" + std::to_string(cfg_.get<int64_t>("sampling.nfe"));
-      if (cond.labels.defined() && cond.guidance != 1.0) what += "_w" + number(cond.guidance);
+      if (cond.guide) what += "_autoguide" + number(cond.guidance);
+    else if (cond.labels.defined() && cond.guidance != 1.0) what += "_w" + number(cond.guidance);
       sample("samples/step_" + std::to_string(trainer.step()) + "_" + what, "sample/" + what, "sample/" + what);
     }
     run.log(std::to_string(trainer.last_nfe()) + " sampler evaluations; outputs in " + run.path().string());
@@ -486,6 +515,56 @@ class Experiment {
   }
   template <class T>
   Conditioning label_conditioning(T& trainer, int64_t& n, int64_t& cols) const {
+    Conditioning c = class_conditioning(trainer, n, cols);
+    if (const auto path = cfg_.get<std::string>("sampling.autoguide"); !path.empty()) {
+      c.guide = trainer.weights_guide(autoguide_weights(*trainer.net(), path));
+      c.guidance = cfg_.get<double>("sampling.autoguidance");
+    }
+    return c;
+  }
+
+  /// The EMA weights that `sampling.autoguide` names, in the network's parameter order: a checkpoint
+  /// folder's (state.safetensors), a run folder's export (weights.safetensors), or a .safetensors file of
+  /// named weights.  Anything else, or weights of another network, is a one-line `gm::Error`.
+  static std::vector<torch::Tensor> autoguide_weights(const torch::nn::Module& net, std::filesystem::path p) {
+    const std::string key = "gm: sampling.autoguide: " + p.string();
+    std::error_code ec;
+    const auto params = net.named_parameters();
+    std::vector<torch::Tensor> out;
+    auto fitted = [&](std::vector<torch::Tensor>& w) {
+      for (size_t i = 0; i < w.size(); ++i) {
+        if (!w[i].sizes().equals(params[i].value().sizes())) {
+          throw Error(key + ": its weights do not fit this network ('" + params[i].key() + "')");
+        }
+      }
+      return std::move(w);
+    };
+    if (std::filesystem::is_directory(p, ec) && std::filesystem::exists(p / "state.safetensors", ec)) {
+      std::string why;
+      if (!Checkpointer::valid(p, why)) throw Error(key + ": not a usable checkpoint: " + why);
+      for (const auto& [name, t] : io::read_safetensors(p / "state.safetensors")) {
+        if (name.rfind("ema_", 0) == 0 && name != "ema_updates") out.push_back(t);
+      }
+      if (out.size() != params.size()) throw Error(key + ": its EMA weights (" + std::to_string(out.size()) +
+                                                   " tensors) do not fit this network (" + std::to_string(params.size()) + ")");
+      return fitted(out);
+    }
+    if (std::filesystem::is_directory(p, ec)) p /= "weights.safetensors";
+    if (!std::filesystem::is_regular_file(p, ec)) {
+      throw Error(key + ": not a checkpoint folder, a run folder with weights.safetensors, or a .safetensors file");
+    }
+    std::map<std::string, torch::Tensor> named;
+    for (auto& [name, t] : io::read_safetensors(p)) named.emplace(name, t);
+    for (const auto& q : params) {
+      auto it = named.find(q.key());
+      if (it == named.end()) throw Error(key + ": has no weight '" + q.key() + "' (another network?)");
+      out.push_back(it->second);
+    }
+    return fitted(out);
+  }
+
+  template <class T>
+  Conditioning class_conditioning(T& trainer, int64_t& n, int64_t& cols) const {
     Conditioning c;
     if constexpr (ConditionalNetwork<typename T::net_type>) {
       const int64_t k = trainer.net()->null_class();
@@ -569,7 +648,8 @@ class Experiment {
   /// - `eval`'s metrics.
   template <class Samplers, class T, class Data, class Eval>
   void evaluate(RunDir& run, io::EventWriter& events, T& trainer, EMA& ema, const Data& data, Eval& eval,
-                std::vector<int64_t> shape, const std::optional<FeatureNet>& features) {
+                std::vector<int64_t> shape, const std::optional<FeatureNet>& features,
+                std::pair<double, int64_t> phema = {0, 0}) {
     constexpr bool images = ImageSource<Data>;
     const int64_t n = cfg_.get<int64_t>("eval.n"), per_batch = cfg_.get<int64_t>("eval.batch");
     const auto seed = static_cast<uint64_t>(cfg_.get<int64_t>("seed"));
@@ -587,7 +667,9 @@ class Experiment {
       }
     }
     std::string what = sampler + "_nfe" + std::to_string(nfe);
-    if (cond.labels.defined() && cond.guidance != 1.0) what += "_w" + number(cond.guidance);
+    if (cond.guide) what += "_autoguide" + number(cond.guidance);
+    else if (cond.labels.defined() && cond.guidance != 1.0) what += "_w" + number(cond.guidance);
+    if (phema.first > 0) what += "_phema" + number(phema.first);
     what += "_step" + std::to_string(trainer.step());
     const auto dir = run.unused("eval/" + what, "");
     std::filesystem::create_directories(dir);
@@ -616,6 +698,10 @@ class Experiment {
     });
     const auto samples = torch::cat(parts);
     std::vector<std::pair<std::string, double>> record{{"n", static_cast<double>(n)}, {"sample_seconds", seconds}};
+    if (phema.first > 0) {
+      record.emplace_back("phema_sigma_rel", phema.first);
+      record.emplace_back("phema_step", static_cast<double>(phema.second));
+    }
     const torch::Tensor labels = cond.labels.defined() ? cond.labels : torch::Tensor();
     if constexpr (images) {
       std::vector<std::pair<std::string, torch::Tensor>> arrays{{"arr_0", samples.permute({0, 2, 3, 1}).contiguous()}};
@@ -645,7 +731,8 @@ class Experiment {
     std::string json = "{\"step\": " + std::to_string(trainer.step()) + ", \"sampler\": \"" + sampler + "\", \"nfe\": " +
                        std::to_string(nfe) + ", \"guidance\": " + number(cond.guidance) + ", \"class\": \"" +
                        (cfg_.has("sampling.class") ? cfg_.get<std::string>("sampling.class") : std::string("none")) +
-                       "\", \"seed\": " + std::to_string(seed) + ", \"folder\": \"" + dir.filename().string() + "\"";
+                       "\", \"seed\": " + std::to_string(seed) + ", \"folder\": \"" + dir.filename().string() + "\"" +
+                       (cond.guide ? ", \"autoguide\": " + io::detail::st::json_string(cfg_.get<std::string>("sampling.autoguide")) : "");
     std::vector<std::pair<std::string, double>> scalars;
     for (const auto& [k, v] : record) {
       char buf[64];
@@ -768,6 +855,55 @@ class Experiment {
     std::snprintf(line, sizeof line, "log-density map: log_density.png (%d x %d points, max %.3f nats, %.1f s)", n, n, top,
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     run.log(line);
+  }
+
+  /// The sigma_rel values of a comma-separated key (empty: none), each checked; a bad one is a one-line
+  /// `gm::Error` naming the key.
+  std::vector<double> sigma_rels(const std::string& key) const {
+    std::vector<double> out;
+    std::stringstream in(cfg_.get<std::string>(key));
+    for (std::string item; std::getline(in, item, ',');) {
+      size_t used = 0;
+      double v = 0;
+      try {
+        v = std::stod(item, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || item.find_first_not_of(" \t", used) != std::string::npos) {
+        throw Error("gm: " + key + ": '" + item + "' is not a number (expected sigma_rel values such as 0.05,0.10)");
+      }
+      try {
+        sigma_rel_to_gamma(v);
+      } catch (const Error& e) {
+        throw Error("gm: " + key + ": " + std::string(e.what()).substr(4));
+      }
+      out.push_back(v);
+    }
+    return out;
+  }
+
+  /// The post-hoc EMA of relative std `sigma` rebuilt from the snapshots in `dir` taken up to the trainer's
+  /// step, as an `EMA` holding those weights, and the step it stands at (the last such snapshot).
+  template <class T>
+  static std::pair<EMA, int64_t> posthoc_ema(const std::filesystem::path& dir, T& trainer, double sigma) {
+    auto snaps = load_power_ema_snapshots(dir);
+    std::erase_if(snaps, [&](const PowerEMASnapshot& s) { return s.step > trainer.step(); });
+    if (snaps.empty()) throw Error("gm: " + dir.string() + " has no snapshot up to step " + std::to_string(trainer.step()));
+    const int64_t at = snaps.back().step;
+    const auto rebuilt = posthoc_reconstruct(snaps, at, sigma);
+    const auto params = trainer.net()->named_parameters();
+    if (rebuilt.size() != params.size()) throw Error("gm: the snapshots in " + dir.string() + " are of another network");
+    std::vector<torch::Tensor> shadow;
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (rebuilt[i].first != params[i].key() || !rebuilt[i].second.sizes().equals(params[i].value().sizes())) {
+        throw Error("gm: the snapshots in " + dir.string() + " are of another network ('" + rebuilt[i].first + "')");
+      }
+      shadow.push_back(rebuilt[i].second.to(params[i].value().options()));
+    }
+    EMA ema;
+    ema.restore(std::move(shadow), at);
+    return {std::move(ema), at};
   }
 
   static std::string number(double x) {

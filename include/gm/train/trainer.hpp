@@ -30,6 +30,7 @@
 #include <concepts>
 #include <cstdint>
 #include <limits>
+#include <functional>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -92,9 +93,17 @@ constexpr bool prefers_all_cores() {
 /// classifier-free guidance scale w, out_null + w (out_cond - out_null): 1 is the conditional model, 0 the
 /// unconditional one (Ho & Salimans 2022), an image condition for a network with `forward(x, t, y, c)`
 /// (a coarse field to downscale), and optionally per-sample seeds.
+/// A second network's output at (x, t, labels y, image condition c) in the same parameterisation: the
+/// weak model of autoguidance (`Trainer::weights_guide`).
+using GuideModel = std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y,
+                                               const torch::Tensor& c)>;
+
 struct Conditioning {
   torch::Tensor labels;   ///< int64 [n], or undefined
-  double guidance = 1.0;  ///< w
+  double guidance = 1.0;  ///< w: classifier-free guidance, or autoguidance's scale when `guide` is set
+  /// Autoguidance (Karras et al. 2024): when set, the network is guided by this weaker model instead of by
+  /// its unconditional branch, out_guide + w (out - out_guide), both with the same labels.
+  GuideModel guide{};
   torch::Tensor image{};  ///< [n, Cc, H, W] image condition, or undefined
   /// One seed per sample (`gm::sample_seeds`), or empty: then sample i's prior draw and SDE noise come from
   /// seeds[i] alone, whatever the batch; else from the trainer's sampling generator.
@@ -371,17 +380,19 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     if (cond.image.defined() && !ImageConditionalNetwork<Net>) throw Error("gm: an image condition given to a network without one");
     auto image = cond.image.defined() ? cond.image.to(options_.device()) : torch::Tensor();
     if constexpr (ConditionalNetwork<Net>) {
-      auto model = [this, image](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
+      auto model = [this, image, guide = cond.guide, w = cond.guidance](const torch::Tensor& x, const torch::Tensor& t,
+                                                                         const torch::Tensor& y) {
         // A guided call stacks [cond; null] rows: the image condition repeats the same way.
         auto c = image.defined() && image.size(0) != x.size(0) ? torch::cat({image, image}, 0) : image;
-        return model_output(x, t, y, c);
+        auto out = model_output(x, t, y, c);
+        return guide ? autoguide(out, guide(x, t, y, c), w) : out;  // autoguidance: the weak model guides
       };
       const int64_t null = net_->null_class();
       if (null < 0 && cond.labels.defined()) throw Error("gm: labels given to a network built without classes");
       Guidance g;  // no labels: the null class (the network's default), one evaluation per step
       if (cond.labels.defined()) {
         const auto opts = torch::TensorOptions().dtype(torch::kInt64).device(options_.device());
-        g.scale = cond.guidance;
+        g.scale = cond.guide ? 1.0 : cond.guidance;  // autoguidance replaces the unconditional branch
         g.cond = cond.labels.to(opts);
         g.null_cond = torch::full({cond.labels.size(0)}, null, opts);
         if (cond.labels.numel() > 0 &&
@@ -393,9 +404,51 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
       return Field(process_, predict_, model, std::move(g));
     } else {
       if (cond.labels.defined()) throw Error("gm: labels given to an unconditional network");
-      auto model = [this, image](const torch::Tensor& x, const torch::Tensor& t) { return model_output(x, t, {}, image); };
+      auto model = [this, image, guide = cond.guide, w = cond.guidance](const torch::Tensor& x, const torch::Tensor& t) {
+        auto out = model_output(x, t, {}, image);
+        return guide ? autoguide(out, guide(x, t, {}, image), w) : out;
+      };
       return Field(process_, predict_, model);
     }
+  }
+
+  /// Autoguidance's weak model as this trainer's own network with other weights (one per parameter, in
+  /// `net()->parameters()` order: an earlier checkpoint's EMA weights, say): each call swaps them in,
+  /// evaluates, and swaps the current weights back, so no second network is built.  Weights that do not fit
+  /// are a one-line `gm::Error`.
+  GuideModel weights_guide(std::vector<torch::Tensor> weights) {
+    const auto params = net_->parameters();
+    if (weights.size() != params.size()) {
+      throw Error("gm: autoguidance weights: " + std::to_string(weights.size()) + " tensors for a network of " +
+                  std::to_string(params.size()) + " parameters");
+    }
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (!weights[i].sizes().equals(params[i].sizes())) {
+        throw Error("gm: autoguidance weights: tensor " + std::to_string(i) + " does not fit the network's parameter");
+      }
+      weights[i] = weights[i].to(params[i].options()).clone();
+    }
+    auto held = std::make_shared<std::vector<torch::Tensor>>(std::move(weights));
+    return [this, held](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y, const torch::Tensor& c) {
+      struct Exchange {  // the weak weights in for one call, the current ones back after, even on a throw
+        Trainer& tr;
+        std::vector<torch::Tensor>& other;
+        void swap() {
+          torch::NoGradGuard ng;
+          auto ps = tr.net_->parameters();
+          for (size_t i = 0; i < ps.size(); ++i) {
+            auto tmp = ps[i].detach().clone();
+            ps[i].detach().copy_(other[i]);
+            other[i].copy_(tmp);
+          }
+        }
+        explicit Exchange(Trainer& t, std::vector<torch::Tensor>& o) : tr(t), other(o) { swap(); }
+        ~Exchange() { swap(); }
+        Exchange(const Exchange&) = delete;
+        Exchange& operator=(const Exchange&) = delete;
+      } exchange(*this, *held);
+      return model_output(x, t, y, c);
+    };
   }
 
   /// n draws of the prior at t = 1: sigma(1) eps (alpha(1) x0 is negligible for the processes gm ships),
