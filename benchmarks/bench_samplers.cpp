@@ -4,7 +4,9 @@
 // mixture field, and reports the mean endpoint L2 error against an RK4 reference (>= 4000 steps, same ODE,
 // same noise), the mean log-likelihood of the samples under the true data density (exact samples beside
 // it), and wall and model-call time.  Markdown on stdout; results.csv and error_<schedule>_<grid>.png
-// in --out.
+// in --out.  `--grid optimized` also searches, for each deterministic sampler and NFE, the grid that
+// minimises its endpoint error (gm::optimize_grid, on --train-n other draws), saves it in --out/grids/ and
+// scores it on the same n draws as the fixed grids.
 //
 //   bench_samplers --mixture configs/mixtures/ring8.toml --schedule linear --grid uniform --t-end 1e-3
 //                  --nfe 4,6,10,20,50 --samplers euler,heun,rk4,dpmpp2m,unipc --n 4000 --seed 1
@@ -38,6 +40,8 @@ struct Args {
   uint64_t seed = 1;
   std::string out = "runs/bench_samplers";
   bool force = false;
+  bool optimized = false;  // --grid optimized: also search a grid per sampler and NFE (deterministic samplers)
+  int64_t train_n = 1000, search_evals = 3000;
 };
 
 struct Row {
@@ -95,8 +99,51 @@ void bench_schedule(const Args& a, const gm::GaussianMixture& gmm, std::vector<R
     rows.push_back(row);
   };
 
+  // --grid optimized: grids searched on other draws of p_1 (train_n of them, their own RK4 reference),
+  // started from the uniform, log-SNR and EDM grids, then scored on the n draws above like any grid.
+  auto x1_train = ip.sample(gmm.sample(a.train_n, gen), torch::randn({a.train_n, gmm.dim()}, gen, f64), torch::tensor(1.0, f64));
+  torch::Tensor ref_train;
+  if (a.optimized) ref_train = gm::integrate(gm::RK4Sampler{}, field, x1_train, gm::UniformGrid().nodes(a.ref_steps, a.t_end, ip));
+
   for (const auto& samp : a.samplers) {
     gm::visit_by_name<Samplers>(samp, [&]<class S>() {
+      if constexpr (!std::is_same_v<typename S::category, gm::adaptive_tag>) {
+        if (a.optimized) {
+          const S sampler{};
+          const int64_t per = gm::evals_per_step(sampler);
+          for (int64_t nfe : a.nfe) {
+            Row row{sname, "optimized", std::string(S::name)};
+            row.nfe = nfe;
+            if constexpr (std::is_same_v<typename S::category, gm::sde_tag>) {
+              row.note = "skipped: a stochastic sampler's endpoint is not a function of its grid";
+              rows.push_back(row);
+              continue;
+            } else {
+              if (nfe % per != 0) {
+                row.note = "skipped: NFE not a multiple of " + std::to_string(per) + " evaluations a step";
+                rows.push_back(row);
+                continue;
+              }
+              row.steps = nfe / per;
+              const auto start = std::chrono::steady_clock::now();
+              auto grid = gm::optimize_grid(sampler, field, ip, x1_train, ref_train, row.steps, a.t_end,
+                                            {gm::UniformGrid().nodes(row.steps, a.t_end, ip),
+                                             gm::LogSnrGrid().nodes(row.steps, a.t_end, ip),
+                                             gm::EDMGrid().nodes(row.steps, a.t_end, ip)},
+                                            gm::GridSearchOptions().max_evals(a.search_evals));
+              const double search_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+              grid.meta = {{"schedule", sname}, {"sampler", std::string(S::name)}, {"nfe", std::to_string(nfe)},
+                           {"mixture", a.mixture}};
+              std::filesystem::create_directories(std::filesystem::path(a.out) / "grids");
+              grid.save(std::filesystem::path(a.out) / "grids" /
+                        (sname + "_" + std::string(S::name) + "_nfe" + std::to_string(nfe) + ".toml"));
+              std::fprintf(stderr, "bench_samplers: %s %s NFE %lld: grid searched in %.1f s\n", sname.c_str(),
+                           std::string(S::name).c_str(), static_cast<long long>(nfe), search_s);
+              run(sampler, grid.stored, row);
+            }
+          }
+        }
+      }
       if constexpr (std::is_same_v<typename S::category, gm::adaptive_tag>) {
         for (double tol : a.dopri_tols) {
           run(configured<S>(tol), {1.0, a.t_end}, Row{sname, "adaptive", std::string(S::name) + " tol=" + std::to_string(tol).substr(0, 7)});
@@ -194,7 +241,13 @@ int main(int argc, char** argv) {
   app.add_option("--mixture", a.mixture, "Gaussian-mixture TOML file (weights, means, stds)");
   app.add_option("--schedule", a.schedules, "schedules, comma-separated, or 'all': " + gm::names(Schedules{}))
       ->delimiter(',');
-  app.add_option("--grid", a.grids, "time grids, comma-separated, or 'all': " + gm::names(Grids{}))->delimiter(',');
+  app.add_option("--grid", a.grids, "time grids, comma-separated, or 'all': " + gm::names(Grids{}) +
+                                        ", optimized (searched per sampler and NFE on the mixture; saved in --out/grids)")
+      ->delimiter(',');
+  app.add_option("--train-n", a.train_n, "draws the optimized grids are searched on (others than --n's)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
+  app.add_option("--search-evals", a.search_evals, "objective evaluations per start of the grid search")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   app.add_option("--samplers", a.samplers, "samplers, comma-separated, or 'all': " + gm::names(Samplers{}))
       ->delimiter(',');
   app.add_option("--nfe", a.nfe, "model evaluations per sample, comma-separated")->delimiter(',')
@@ -211,6 +264,8 @@ int main(int argc, char** argv) {
   if (auto code = gm::io::parse_args(app, argc, argv)) return *code;
   try {
     a.schedules = expand<Schedules>(a.schedules);
+    a.optimized = std::erase(a.grids, std::string("optimized")) > 0;
+    if (a.grids.size() == 1 && a.grids[0] == "all") a.optimized = true;
     a.grids = expand<Grids>(a.grids);
     a.samplers = expand<Samplers>(a.samplers);
     // Check every name before any work, so a typo fails at once.

@@ -8,6 +8,7 @@
 #include <gm/sampler/dpm_solver_pp.hpp>
 #include <gm/sampler/explicit_rk.hpp>
 #include <gm/sampler/field.hpp>
+#include <gm/sampler/grid_search.hpp>
 #include <gm/sampler/grids.hpp>
 #include <gm/sampler/inpaint.hpp>
 #include <gm/sampler/integrate.hpp>
