@@ -11,7 +11,9 @@
 //   bench_samplers --mixture configs/mixtures/ring8.toml --schedule linear --grid uniform --t-end 1e-3
 //                  --nfe 4,6,10,20,50 --samplers euler,heun,rk4,dpmpp2m,unipc --n 4000 --seed 1
 
+#include <gm/data/toy2d.hpp>
 #include <gm/io/cli.hpp>
+#include <gm/io/file.hpp>
 #include <gm/io/plot.hpp>
 #include <gm/sampler.hpp>
 #include <gm/type_list.hpp>
@@ -42,6 +44,7 @@ struct Args {
   bool force = false;
   bool optimized = false;  // --grid optimized: also search a grid per sampler and NFE (deterministic samplers)
   int64_t train_n = 1000, search_evals = 3000;
+  std::string fit;  // NAME:K: the mixture is K components fitted by EM to 20000 draws of the 2-D toy NAME
 };
 
 struct Row {
@@ -244,6 +247,9 @@ int main(int argc, char** argv) {
   app.add_option("--grid", a.grids, "time grids, comma-separated, or 'all': " + gm::names(Grids{}) +
                                         ", optimized (searched per sampler and NFE on the mixture; saved in --out/grids)")
       ->delimiter(',');
+  app.add_option("--fit", a.fit, "NAME:K: use K Gaussians fitted by EM to the 2-D toy NAME (checkerboard, moons, "
+                                 "8gaussians, spirals) instead of --mixture; written to --out")
+      ->check([](const std::string& v) { return v.find(':') == std::string::npos ? "expected NAME:K" : ""; });
   app.add_option("--train-n", a.train_n, "draws the optimized grids are searched on (others than --n's)")
       ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   app.add_option("--search-evals", a.search_evals, "objective evaluations per start of the grid search")
@@ -275,7 +281,28 @@ int main(int argc, char** argv) {
     if (!a.force && std::filesystem::exists(std::filesystem::path(a.out) / "results.csv")) {
       throw gm::Error("gm: " + a.out + "/results.csv exists; pass --force to overwrite or choose another --out");
     }
-    const auto gmm = gm::GaussianMixture::from_toml(a.mixture);
+    auto mixture = [&]() {
+      if (a.fit.empty()) return gm::GaussianMixture::from_toml(a.mixture);
+      // A mixture with the shape of a toy data set, for grids meant for a network trained on it.
+      const auto colon = a.fit.find(':');
+      int64_t k = 0;
+      try {
+        k = colon == std::string::npos ? 0 : std::stoll(a.fit.substr(colon + 1));
+      } catch (const std::exception&) {
+      }
+      if (k < 1) throw gm::Error("gm: --fit " + a.fit + ": expected NAME:K, e.g. checkerboard:64");
+      const auto name = a.fit.substr(0, colon);
+      auto gen = gm::make_generator(a.seed + 7);
+      auto fitted = gm::GaussianMixture::fit(gm::data::toy2d(name, 20000, gen, torch::kFloat64), k, 300, gen);
+      std::filesystem::create_directories(a.out);
+      const auto file = std::filesystem::path(a.out) / ("fitted_" + name + "_k" + std::to_string(k) + ".toml");
+      gm::io::write_file_atomic(file, "# " + std::to_string(k) + " isotropic Gaussians fitted by EM to 20000 draws of " +
+                                          name + " (bench_samplers --fit)\n" + fitted.to_toml());
+      a.mixture = file.string();
+      std::fprintf(stderr, "bench_samplers: fitted %s; wrote %s\n", a.fit.c_str(), file.string().c_str());
+      return fitted;
+    };
+    const auto gmm = mixture();
     torch::NoGradGuard no_grad;
     std::vector<Row> rows;
     for (const auto& s : a.schedules) {

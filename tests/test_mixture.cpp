@@ -179,3 +179,22 @@ TEST_CASE("a bad mixture file gives a one-line error naming the file and the key
     CHECK(std::string(e.what()).find("/nonexistent/mix.toml: no such file") != std::string::npos);
   }
 }
+
+TEST_CASE("EM fits a mixture's weights, means and spreads back from its samples, and to_toml reads back") {
+  const gm::GaussianMixture truth(torch::tensor({0.5, 0.3, 0.2}, torch::kFloat64),
+                                  torch::tensor({{-3.0, 0.0}, {3.0, 1.0}, {0.0, 4.0}}, torch::kFloat64),
+                                  torch::tensor({0.5, 0.8, 0.3}, torch::kFloat64));
+  auto gen = gm::make_generator(4);
+  const auto fitted = gm::GaussianMixture::fit(truth.sample(20000, gen), 3, 200, gen);
+  const auto order = std::get<1>(fitted.means().select(1, 0).sort());  // by first coordinate: -3, 0, 3
+  const auto means = fitted.means().index_select(0, order), stds = fitted.stds().index_select(0, order),
+             weights = fitted.weights().index_select(0, order);
+  CHECK(gm::test::max_abs(means, torch::tensor({{-3.0, 0.0}, {0.0, 4.0}, {3.0, 1.0}}, torch::kFloat64)) < 0.05);
+  CHECK(gm::test::max_abs(stds, torch::tensor({0.5, 0.3, 0.8}, torch::kFloat64)) < 0.03);
+  CHECK(gm::test::max_abs(weights, torch::tensor({0.5, 0.2, 0.3}, torch::kFloat64)) < 0.02);
+  const auto back = gm::GaussianMixture::from_toml_text(fitted.to_toml(), "fitted.toml");
+  CHECK(gm::test::max_abs(back.means(), fitted.means()) < 1e-15);
+  CHECK(gm::test::max_abs(back.stds(), fitted.stds()) < 1e-15);
+  CHECK(gm::test::max_abs(back.weights(), fitted.weights()) < 1e-15);
+  CHECK_THROWS_AS(gm::GaussianMixture::fit(torch::zeros({2, 2}, torch::kFloat64), 3), gm::Error);
+}

@@ -12,6 +12,7 @@
 #include <torch/types.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <numbers>
 #include <string>
@@ -132,6 +133,60 @@ class GaussianMixture {
     auto k = torch::multinomial(weights_, n, /*replacement=*/true, gen);
     auto z = torch::randn({n, dim()}, gen, means_.options());
     return means_.index_select(0, k) + stds_.index_select(0, k).unsqueeze(1) * z;
+  }
+
+  /// A mixture of `k` isotropic Gaussians fitted to points x [N, D] by expectation-maximisation (Dempster,
+  /// Laird & Rubin 1977), `iters` rounds from k distinct random points as means, the overall spread as
+  /// stds and equal weights; stds are floored at 1e-3 of that spread.  Used to give the oracle data's
+  /// shape (e.g. to optimise a time grid for a trained network's data).  Float64.
+  static GaussianMixture fit(const torch::Tensor& points, int64_t k, int64_t iters = 200, const at::Generator& gen = {}) {
+    if (points.dim() != 2 || points.size(0) < k || k < 1) {
+      throw Error("gm: GaussianMixture::fit needs [N, D] points with N >= k >= 1");
+    }
+    torch::NoGradGuard ng;
+    auto x = points.to(torch::kFloat64);
+    const auto n = x.size(0);
+    const double d = static_cast<double>(x.size(1));
+    const double spread = std::sqrt((x - x.mean(0)).pow(2).sum(1).mean().item<double>() / d);
+    const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+    auto pick = gen.defined() ? torch::randperm(n, gen, i64) : torch::randperm(n, i64);
+    auto means = x.index_select(0, pick.slice(0, 0, k)).clone();
+    auto vars = torch::full({k}, spread * spread, x.options());
+    auto logw = torch::full({k}, -std::log(static_cast<double>(k)), x.options());
+    const auto x2 = x.pow(2).sum(1, true);
+    for (int64_t it = 0; it < iters; ++it) {
+      auto dist = (x2 - 2 * x.mm(means.t()) + means.pow(2).sum(1).unsqueeze(0)).clamp_min(0);  // [N, K]
+      auto logp = logw - 0.5 * d * torch::log(2 * std::numbers::pi * vars) - dist / (2 * vars);
+      auto r = torch::softmax(logp, 1);  // responsibilities
+      auto nk = r.sum(0) + 1e-12;
+      logw = torch::log(nk / static_cast<double>(n));
+      means = r.t().mm(x) / nk.unsqueeze(1);
+      auto dist2 = (x2 - 2 * x.mm(means.t()) + means.pow(2).sum(1).unsqueeze(0)).clamp_min(0);
+      vars = ((r * dist2).sum(0) / (d * nk)).clamp_min(1e-6 * spread * spread);
+    }
+    return GaussianMixture(torch::exp(logw), means, torch::sqrt(vars));
+  }
+
+  /// The mixture as TOML that `from_toml` reads back (weights, means, stds; 17 significant digits).
+  std::string to_toml() const {
+    auto num = [](double v) {
+      char buf[40];
+      std::snprintf(buf, sizeof buf, "%.17g", v);
+      return std::string(buf);
+    };
+    auto w = weights_.to(torch::kFloat64).contiguous(), m = means_.to(torch::kFloat64).contiguous(),
+         s = stds_.to(torch::kFloat64).contiguous();
+    std::string out = "weights = [";
+    for (int64_t i = 0; i < w.size(0); ++i) out += (i ? ", " : "") + num(w[i].item<double>());
+    out += "]\nmeans = [\n";
+    for (int64_t i = 0; i < m.size(0); ++i) {
+      out += "  [";
+      for (int64_t j = 0; j < m.size(1); ++j) out += (j ? ", " : "") + num(m[i][j].item<double>());
+      out += "],\n";
+    }
+    out += "]\nstds = [";
+    for (int64_t i = 0; i < s.size(0); ++i) out += (i ? ", " : "") + num(s[i].item<double>());
+    return out + "]\n";
   }
 
   /// log p_0(x): the data density, [B].

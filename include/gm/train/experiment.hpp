@@ -171,6 +171,8 @@ class Experiment {
     cfg_.add<int64_t>("sampling.every", 0, "also sample every N training steps (0: only at the end)", check::at_least(0));
     cfg_.add<int64_t>("dist.timeout", 300, "seconds a data-parallel rank waits for the others before failing",
                       check::at_least(1));
+    cfg_.add<std::string>("sampling.grid_file", "", "sample on the time grid in this file (gm::OptimizedGrid, e.g. "
+                          "from bench_samplers --grid optimized; empty: uniform in t)");
     cfg_.add<std::string>("sampling.autoguide", "", "autoguidance (Karras et al. 2024): guide by a weaker model with "
                           "the same network, its EMA weights from a checkpoint folder, a run folder or a .safetensors "
                           "file (replaces classifier-free guidance; empty: off)");
@@ -303,6 +305,7 @@ class Experiment {
       return;
     }
     const auto phema_sigmas = sigma_rels("training.phema"), eval_phema = sigma_rels("eval.phema");
+    load_grid_file<Samplers>(sampler);  // checked before anything is written
     // Data-parallel ranks (torchrun, Slurm): rank 0 owns the run folder and writes checkpoints and outputs;
     // another rank keeps its log in <workdir>/.rank<r> and reads rank 0's checkpoints.
     dist::Group group(dist::environment(), std::chrono::seconds(cfg_.get<int64_t>("dist.timeout")));
@@ -365,9 +368,7 @@ class Experiment {
       visit_by_name<Samplers>(sampler, [&]<class Smp>() {
         const int64_t nfe = cfg_.get<int64_t>("sampling.nfe"), per = evals_per_step(Smp{});
         shape[0] = n_sample;
-        auto x = trainer.template sample<UniformGrid, Smp>(n_sample, std::max<int64_t>(1, nfe / per), &ema,
-                                                           trainer.initial_noise(shape), 1e-3, Smp{}, UniformGrid{},
-                                                           cond);
+        auto x = draw<Smp>(trainer, n_sample, std::max<int64_t>(1, nfe / per), ema, trainer.initial_noise(shape), cond);
         char line[160];
         const double total = trainer.last_sample_seconds(), model = trainer.last_model_seconds();
         std::snprintf(line, sizeof line, "sampled %lld in %.2f s with %s: %lld evaluations, %.2f s in the network, "
@@ -428,7 +429,8 @@ class Experiment {
       run.log(buf);
     } else {
       std::string what = sampler + "_nfe" + std::to_string(cfg_.get<int64_t>("sampling.nfe"));
-      if (cond.guide) what += "_autoguide" + number(cond.guidance);
+      if (grid_) what += "_grid-" + std::filesystem::path(cfg_.get<std::string>("sampling.grid_file")).stem().string();
+    if (cond.guide) what += "_autoguide" + number(cond.guidance);
     else if (cond.labels.defined() && cond.guidance != 1.0) what += "_w" + number(cond.guidance);
       sample("samples/step_" + std::to_string(trainer.step()) + "_" + what, "sample/" + what, "sample/" + what);
     }
@@ -667,6 +669,7 @@ class Experiment {
       }
     }
     std::string what = sampler + "_nfe" + std::to_string(nfe);
+    if (grid_) what += "_grid-" + std::filesystem::path(cfg_.get<std::string>("sampling.grid_file")).stem().string();
     if (cond.guide) what += "_autoguide" + number(cond.guidance);
     else if (cond.labels.defined() && cond.guidance != 1.0) what += "_w" + number(cond.guidance);
     if (phema.first > 0) what += "_phema" + number(phema.first);
@@ -689,8 +692,7 @@ class Experiment {
         if (c.labels.defined()) c.labels = cond.labels.slice(0, i, i + m);
         if (c.image.defined()) c.image = cond.image.slice(0, i, i + m);
         shape[0] = m;
-        auto x = trainer.template sample<UniformGrid, Smp>(m, steps, &ema, trainer.initial_noise(shape, c.seeds), 1e-3,
-                                                           Smp{}, UniformGrid{}, c);
+        auto x = draw<Smp>(trainer, m, steps, ema, trainer.initial_noise(shape, c.seeds), c);
         seconds += trainer.last_sample_seconds();
         if constexpr (images) parts.push_back(data.decode(x));
         else parts.push_back(x.to(torch::kCPU, torch::kFloat32));
@@ -857,6 +859,32 @@ class Experiment {
     run.log(line);
   }
 
+  /// `sampling.grid_file`'s grid, checked against `sampler` at `sampling.nfe` (its steps) and t_end 1e-3.
+  template <class Samplers = ExperimentSamplers>
+  void load_grid_file(const std::string& sampler) {
+    grid_.reset();
+    const auto file = cfg_.get<std::string>("sampling.grid_file");
+    if (file.empty()) return;
+    auto g = OptimizedGrid::load(file);
+    const int64_t nfe = cfg_.get<int64_t>("sampling.nfe");
+    visit_by_name<Samplers>(sampler, [&]<class Smp>() {
+      const int64_t steps = std::max<int64_t>(1, nfe / std::max<int64_t>(1, evals_per_step(Smp{})));
+      if (static_cast<int64_t>(g.stored.size()) != steps + 1 || std::abs(g.stored.back() - 1e-3) > 1e-12) {
+        throw Error("gm: sampling.grid_file: " + file + " has " + std::to_string(g.stored.size() - 1) +
+                    " steps ending at t = " + std::to_string(g.stored.back()) + "; " + sampler + " at NFE " +
+                    std::to_string(nfe) + " takes " + std::to_string(steps) + " steps ending at t = 0.001");
+      }
+    }, "sampling.sampler");
+    grid_ = std::move(g);
+  }
+
+  /// Samples on `sampling.grid_file`'s grid, or uniform in t.
+  template <class Smp, class T>
+  torch::Tensor draw(T& trainer, int64_t n, int64_t steps, EMA& ema, const torch::Tensor& noise, const Conditioning& c) {
+    if (grid_) return trainer.template sample<OptimizedGrid, Smp>(n, steps, &ema, noise, 1e-3, Smp{}, *grid_, c);
+    return trainer.template sample<UniformGrid, Smp>(n, steps, &ema, noise, 1e-3, Smp{}, UniformGrid{}, c);
+  }
+
   /// The sigma_rel values of a comma-separated key (empty: none), each checked; a bad one is a one-line
   /// `gm::Error` naming the key.
   std::vector<double> sigma_rels(const std::string& key) const {
@@ -953,6 +981,7 @@ class Experiment {
   Config cfg_;
   torch::Device device_ = torch::kCPU;
   bool stopped_ = false;  // stopped by a signal before the last step: exit_code::requeue
+  std::optional<OptimizedGrid> grid_;  // sampling.grid_file
   int argc_ = 0;
   char** argv_ = nullptr;
 };
