@@ -56,6 +56,12 @@ struct Guidance {
   double scale = 1.0;       ///< 1: conditional model only; 0: unconditional only
 };
 
+/// out_weak + scale (out_main - out_weak): autoguidance's combination (scale 1: out_main itself).
+inline torch::Tensor autoguide(const torch::Tensor& out_main, const torch::Tensor& out_weak, double scale) {
+  if (scale == 1.0) return out_main;
+  return out_weak + scale * (out_main - out_weak);
+}
+
 /// Autoguidance (Karras et al. 2024, "Guiding a Diffusion Model with a Bad Version of Itself"): a model
 /// guided by a weaker version of itself (an earlier checkpoint, a smaller network) instead of by its own
 /// unconditional branch, out_weak + scale (out_main - out_weak), both called with the same conditioning.
@@ -66,12 +72,6 @@ struct Guidance {
 /// gm::Field field(process, gm::Predict<gm::Velocity>{}, gm::AutoGuided{main_fn, weak_fn, 2.0},
 ///                 gm::Guidance{labels, {}, 1.0});  // labels to both models, no classifier-free branch
 /// @endcode
-/// out_weak + scale (out_main - out_weak): autoguidance's combination (scale 1: out_main itself).
-inline torch::Tensor autoguide(const torch::Tensor& out_main, const torch::Tensor& out_weak, double scale) {
-  if (scale == 1.0) return out_main;
-  return out_weak + scale * (out_main - out_weak);
-}
-
 template <class Main, class Weak>
 struct AutoGuided {
   Main main;

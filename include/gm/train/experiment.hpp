@@ -299,13 +299,13 @@ class Experiment {
       features.emplace(FeatureNet::load(cfg_.get<std::string>("eval.features"), device_));
     }
 
+    const auto phema_sigmas = sigma_rels("training.phema"), eval_phema = sigma_rels("eval.phema");
+    load_grid_file<Samplers>(sampler);  // checked before anything is written
     if (cfg_.get<std::string>("mode") == "check") {  // a sweep's lines are checked before they are submitted
       std::printf("%s: config ok: %s%s%lld steps\n", name_.c_str(), describe(data).c_str(),
                   describe(*trainer.net()).c_str(), static_cast<long long>(steps));
       return;
     }
-    const auto phema_sigmas = sigma_rels("training.phema"), eval_phema = sigma_rels("eval.phema");
-    load_grid_file<Samplers>(sampler);  // checked before anything is written
     // Data-parallel ranks (torchrun, Slurm): rank 0 owns the run folder and writes checkpoints and outputs;
     // another rank keeps its log in <workdir>/.rank<r> and reads rank 0's checkpoints.
     dist::Group group(dist::environment(), std::chrono::seconds(cfg_.get<int64_t>("dist.timeout")));
@@ -355,8 +355,9 @@ class Experiment {
     io::EventWriter events(run.path());
     if (evaluating) {
       if (eval_phema.empty()) evaluate<Samplers>(run, events, trainer, ema, data, eval, shape, features);
+      const auto snaps = eval_phema.empty() ? std::vector<PowerEMASnapshot>{} : snapshots_upto(workdir / "phema", trainer.step());
       for (double sigma : eval_phema) {  // post-hoc EMA: each profile rebuilt from the snapshots, evaluated
-        auto [rebuilt, at] = posthoc_ema(workdir / "phema", trainer, sigma);
+        auto [rebuilt, at] = posthoc_ema(snaps, trainer, sigma);
         run.log("post-hoc EMA sigma_rel " + number(sigma) + " at step " + std::to_string(at) + " from the snapshots in " +
                 (workdir / "phema").string());
         evaluate<Samplers>(run, events, trainer, rebuilt, data, eval, shape, features, {sigma, at});
@@ -428,10 +429,7 @@ class Experiment {
       std::snprintf(buf, sizeof buf, "mean training step %.3f ms", history.mean_ms());
       run.log(buf);
     } else {
-      std::string what = sampler + "_nfe" + std::to_string(cfg_.get<int64_t>("sampling.nfe"));
-      if (grid_) what += "_grid-" + std::filesystem::path(cfg_.get<std::string>("sampling.grid_file")).stem().string();
-    if (cond.guide) what += "_autoguide" + number(cond.guidance);
-    else if (cond.labels.defined() && cond.guidance != 1.0) what += "_w" + number(cond.guidance);
+      const std::string what = sampler + "_nfe" + std::to_string(cfg_.get<int64_t>("sampling.nfe")) + variant(cond);
       sample("samples/step_" + std::to_string(trainer.step()) + "_" + what, "sample/" + what, "sample/" + what);
     }
     run.log(std::to_string(trainer.last_nfe()) + " sampler evaluations; outputs in " + run.path().string());
@@ -668,10 +666,7 @@ class Experiment {
                           : torch::full({n}, cond.labels[0].item<int64_t>(), torch::kInt64);
       }
     }
-    std::string what = sampler + "_nfe" + std::to_string(nfe);
-    if (grid_) what += "_grid-" + std::filesystem::path(cfg_.get<std::string>("sampling.grid_file")).stem().string();
-    if (cond.guide) what += "_autoguide" + number(cond.guidance);
-    else if (cond.labels.defined() && cond.guidance != 1.0) what += "_w" + number(cond.guidance);
+    std::string what = sampler + "_nfe" + std::to_string(nfe) + variant(cond);
     if (phema.first > 0) what += "_phema" + number(phema.first);
     what += "_step" + std::to_string(trainer.step());
     const auto dir = run.unused("eval/" + what, "");
@@ -859,6 +854,15 @@ class Experiment {
     run.log(line);
   }
 
+  /// What sets these samples apart in their name: the grid file, autoguidance or the guidance scale.
+  std::string variant(const Conditioning& cond) const {
+    std::string out;
+    if (grid_) out += "_grid-" + std::filesystem::path(cfg_.get<std::string>("sampling.grid_file")).stem().string();
+    if (cond.guide) out += "_autoguide" + number(cond.guidance);
+    else if (cond.labels.defined() && cond.guidance != 1.0) out += "_w" + number(cond.guidance);
+    return out;
+  }
+
   /// `sampling.grid_file`'s grid, checked against `sampler` at `sampling.nfe` (its steps) and t_end 1e-3.
   template <class Samplers = ExperimentSamplers>
   void load_grid_file(const std::string& sampler) {
@@ -911,21 +915,26 @@ class Experiment {
     return out;
   }
 
-  /// The post-hoc EMA of relative std `sigma` rebuilt from the snapshots in `dir` taken up to the trainer's
-  /// step, as an `EMA` holding those weights, and the step it stands at (the last such snapshot).
-  template <class T>
-  static std::pair<EMA, int64_t> posthoc_ema(const std::filesystem::path& dir, T& trainer, double sigma) {
+  /// The post-hoc EMA snapshots in `dir` taken up to `step` (at least one), in step order.
+  static std::vector<PowerEMASnapshot> snapshots_upto(const std::filesystem::path& dir, int64_t step) {
     auto snaps = load_power_ema_snapshots(dir);
-    std::erase_if(snaps, [&](const PowerEMASnapshot& s) { return s.step > trainer.step(); });
-    if (snaps.empty()) throw Error("gm: " + dir.string() + " has no snapshot up to step " + std::to_string(trainer.step()));
+    std::erase_if(snaps, [&](const PowerEMASnapshot& s) { return s.step > step; });
+    if (snaps.empty()) throw Error("gm: " + dir.string() + " has no snapshot up to step " + std::to_string(step));
+    return snaps;
+  }
+
+  /// The post-hoc EMA of relative std `sigma` rebuilt from `snaps` (`snapshots_upto`), as an `EMA` holding
+  /// those weights, and the step it stands at (the last snapshot's).
+  template <class T>
+  static std::pair<EMA, int64_t> posthoc_ema(const std::vector<PowerEMASnapshot>& snaps, T& trainer, double sigma) {
     const int64_t at = snaps.back().step;
     const auto rebuilt = posthoc_reconstruct(snaps, at, sigma);
     const auto params = trainer.net()->named_parameters();
-    if (rebuilt.size() != params.size()) throw Error("gm: the snapshots in " + dir.string() + " are of another network");
+    if (rebuilt.size() != params.size()) throw Error("gm: the post-hoc EMA snapshots are of another network");
     std::vector<torch::Tensor> shadow;
     for (size_t i = 0; i < params.size(); ++i) {
       if (rebuilt[i].first != params[i].key() || !rebuilt[i].second.sizes().equals(params[i].value().sizes())) {
-        throw Error("gm: the snapshots in " + dir.string() + " are of another network ('" + rebuilt[i].first + "')");
+        throw Error("gm: the post-hoc EMA snapshots are of another network ('" + rebuilt[i].first + "')");
       }
       shadow.push_back(rebuilt[i].second.to(params[i].value().options()));
     }

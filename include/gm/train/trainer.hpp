@@ -89,15 +89,15 @@ constexpr bool prefers_all_cores() {
   }
 }
 
-/// What to sample: class labels (one per sample; undefined: the null class, i.e. unconditional), the
-/// classifier-free guidance scale w, out_null + w (out_cond - out_null): 1 is the conditional model, 0 the
-/// unconditional one (Ho & Salimans 2022), an image condition for a network with `forward(x, t, y, c)`
-/// (a coarse field to downscale), and optionally per-sample seeds.
 /// A second network's output at (x, t, labels y, image condition c) in the same parameterisation: the
 /// weak model of autoguidance (`Trainer::weights_guide`).
 using GuideModel = std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y,
                                                const torch::Tensor& c)>;
 
+/// What to sample: class labels (one per sample; undefined: the null class, i.e. unconditional), the
+/// classifier-free guidance scale w, out_null + w (out_cond - out_null): 1 is the conditional model, 0 the
+/// unconditional one (Ho & Salimans 2022), an image condition for a network with `forward(x, t, y, c)`
+/// (a coarse field to downscale), and optionally per-sample seeds.
 struct Conditioning {
   torch::Tensor labels;   ///< int64 [n], or undefined
   double guidance = 1.0;  ///< w: classifier-free guidance, or autoguidance's scale when `guide` is set
@@ -428,25 +428,10 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
       }
       weights[i] = weights[i].to(params[i].options()).clone();
     }
-    auto held = std::make_shared<std::vector<torch::Tensor>>(std::move(weights));
+    auto held = std::make_shared<EMA>();  // EMA::Swap exchanges weights in and back, even on a throw
+    held->restore(std::move(weights), 0);
     return [this, held](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y, const torch::Tensor& c) {
-      struct Exchange {  // the weak weights in for one call, the current ones back after, even on a throw
-        Trainer& tr;
-        std::vector<torch::Tensor>& other;
-        void swap() {
-          torch::NoGradGuard ng;
-          auto ps = tr.net_->parameters();
-          for (size_t i = 0; i < ps.size(); ++i) {
-            auto tmp = ps[i].detach().clone();
-            ps[i].detach().copy_(other[i]);
-            other[i].copy_(tmp);
-          }
-        }
-        explicit Exchange(Trainer& t, std::vector<torch::Tensor>& o) : tr(t), other(o) { swap(); }
-        ~Exchange() { swap(); }
-        Exchange(const Exchange&) = delete;
-        Exchange& operator=(const Exchange&) = delete;
-      } exchange(*this, *held);
+      EMA::Swap weak(*held, *net_);
       return model_output(x, t, y, c);
     };
   }
