@@ -18,7 +18,7 @@
 namespace gm::test {
 
 /// Every schedule gm ships, for TEST_CASE_TEMPLATE.
-#define GM_ALL_SCHEDULES gm::Linear, gm::VP, gm::SubVP, gm::VPCosine, gm::Trig, gm::VE, gm::EDM
+#define GM_ALL_SCHEDULES gm::Linear, gm::VP, gm::SubVP, gm::VPCosine, gm::Trig, gm::VE, gm::EDM, gm::LearnedSchedule
 
 inline torch::TensorOptions f64() { return torch::TensorOptions().dtype(torch::kFloat64); }
 

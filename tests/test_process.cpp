@@ -25,6 +25,9 @@ Boundary boundary() {
     return {1, 0, vp_a1, 1 - vp_a1 * vp_a1};
   } else if constexpr (std::is_same_v<S, gm::VE>) {
     return {1, 0.01, 1, 50};
+  } else if constexpr (std::is_same_v<S, gm::LearnedSchedule>) {  // VDM's initial gamma: -13.3 to 5
+    auto a = [](double g) { return std::sqrt(1 / (1 + std::exp(g))); };  // sqrt(sigmoid(-g))
+    return {a(-13.3), a(13.3), a(5.0), a(-5.0)};
   } else {
     static_assert(std::is_same_v<S, gm::EDM>);
     return {1, 0.002, 1, 80};
@@ -46,10 +49,12 @@ TEST_CASE_TEMPLATE("schedule boundary values match the definition", S, GM_ALL_SC
   auto a = ip.alpha(ends);
   auto s = ip.sigma(ends);
   const Boundary b = boundary<S>();
-  CHECK(a[0].template item<double>() == doctest::Approx(b.alpha0).epsilon(1e-12));
-  CHECK(s[0].template item<double>() == doctest::Approx(b.sigma0).epsilon(1e-12));
-  CHECK(a[1].template item<double>() == doctest::Approx(b.alpha1).epsilon(1e-12));
-  CHECK(s[1].template item<double>() == doctest::Approx(b.sigma1).epsilon(1e-12));
+  // The learned schedule's endpoints are float32 parameters: -13.3 and 5 to float32 precision.
+  const double eps = std::is_same_v<S, gm::LearnedSchedule> ? 1e-5 : 1e-12;
+  CHECK(a[0].template item<double>() == doctest::Approx(b.alpha0).epsilon(eps));
+  CHECK(s[0].template item<double>() == doctest::Approx(b.sigma0).epsilon(eps));
+  CHECK(a[1].template item<double>() == doctest::Approx(b.alpha1).epsilon(eps));
+  CHECK(s[1].template item<double>() == doctest::Approx(b.sigma1).epsilon(eps));
 }
 
 TEST_CASE_TEMPLATE("schedule derivatives agree with autograd", S, GM_ALL_SCHEDULES) {
@@ -186,4 +191,63 @@ TEST_CASE("schedule options change the process") {
   CHECK(max_abs(vp.t_from_log_snr(vp.log_snr(t)), t) < 1e-12);
   gm::Interpolant<gm::EDM> edm{gm::EDM(gm::EDM::Options().rho(1))};  // linear in sigma
   CHECK(max_rel(edm.sigma(t), 0.002 + t * (80 - 0.002)) < 1e-12);
+}
+
+TEST_CASE("VDM's learned gamma: exact endpoints, monotone for any weights, closed-form derivative") {
+  gm::LearnedSchedule vdm(gm::MonotoneGammaOptions().features(64).gamma_min(-10).gamma_max(6));
+  vdm.net->to(torch::kFloat64);
+  auto t = torch::linspace(0, 1, 2001, f64());
+  auto check = [&](const char* what) {
+    INFO(what);
+    auto g = vdm.gamma(t);
+    CHECK(g[0].item<double>() == doctest::Approx(vdm.net->gamma_0().item<double>()).epsilon(1e-12));
+    CHECK(g[-1].item<double>() == doctest::Approx(vdm.net->gamma_1().item<double>()).epsilon(1e-12));
+    CHECK((g.slice(0, 1) > g.slice(0, 0, -1)).all().item<bool>());  // strictly increasing
+    CHECK((vdm.d_gamma(t) > 0).all().item<bool>());
+    auto ti = gm::test::interior_times(41);
+    auto ag = gm::detail::autograd_derivative([&](const torch::Tensor& u) { return vdm.gamma(u); }, ti);
+    CHECK(max_rel(vdm.d_gamma(ti), ag) < 1e-10);
+    CHECK(max_abs(vdm.alpha(t).pow(2) + vdm.sigma(t).pow(2), torch::ones_like(t)) < 1e-12);
+    CHECK(max_abs(vdm.log_snr(t), -0.5 * vdm.gamma(t)) < 1e-12);
+  };
+  check("at initialisation");
+  {  // Any weights at all, negative and large included: the parametrisation keeps gamma monotone.
+    torch::NoGradGuard ng;
+    for (auto& p : vdm.net->parameters()) p.copy_(torch::randn_like(p) * 6);
+  }
+  check("with random weights");
+  CHECK(gm::test::contains(gm::test::error_of([] { gm::LearnedSchedule(gm::MonotoneGammaOptions().gamma_min(3).gamma_max(1)); }),
+                           "gamma_max > gamma_min"));
+  // Schedules made with the same options start the same; attach() puts the weights into a network.
+  gm::LearnedSchedule a, b;
+  CHECK(max_abs(a.gamma(t.to(torch::kFloat32)), b.gamma(t.to(torch::kFloat32))) == 0);
+  torch::nn::Module parent;
+  a.attach(parent);
+  CHECK(parent.named_parameters().contains("vdm_gamma.gamma_0"));
+}
+
+TEST_CASE("VDM's variance minimisation: the shape follows the gradient of the mean squared loss, the ends the loss") {
+  // A per-sample loss that depends on gamma(t_i) and gamma'(t_i), as the diffusion loss does.
+  auto opts = gm::MonotoneGammaOptions().features(16).gamma_min(-8).gamma_max(4);
+  gm::LearnedSchedule hooked(opts), plain(gm::MonotoneGammaOptions(opts).minimise_variance(false));
+  hooked.net->to(torch::kFloat64), plain.net->to(torch::kFloat64);
+  auto t = torch::rand({32}, f64()), c = torch::randn({32}, f64());
+  auto loss = [&](const gm::LearnedSchedule& s) { return 0.1 * s.d_gamma(t) * c.pow(2) + torch::sigmoid(s.gamma(t)); };
+  auto l = loss(hooked);
+  hooked.net->set_variance_weights(2 * l.detach());
+  l.mean().backward();
+  auto endpoints = torch::autograd::grad({loss(plain).mean()}, {plain.net->named_parameters()["gamma_0"],
+                                                                 plain.net->named_parameters()["gap"]});
+  std::vector<torch::Tensor> shape_params;
+  for (const char* k : {"w1", "w2", "b2", "w3"}) shape_params.push_back(plain.net->named_parameters()[k]);
+  auto shape = torch::autograd::grad({loss(plain).pow(2).mean()}, shape_params);
+  auto hp = hooked.net->named_parameters();
+  CHECK(max_rel(hp["gamma_0"].grad(), endpoints[0]) < 1e-12);
+  CHECK(max_rel(hp["gap"].grad(), endpoints[1]) < 1e-12);
+  int i = 0;
+  for (const char* k : {"w1", "w2", "b2", "w3"}) {
+    INFO(k);
+    CHECK(max_rel(hp[k].grad(), shape[i++]) < 1e-12);
+  }
+  CHECK(hp["w3"].grad().abs().sum().item<double>() > 0);
 }

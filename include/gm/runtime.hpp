@@ -46,4 +46,16 @@ inline bool opt_in_avx512() {
 inline const bool avx512_opted_in = opt_in_avx512();
 }  // namespace detail
 
+/// Whether this CPU has bfloat16 instructions (AVX-512 BF16).  Without them LibTorch 1.13's bf16 products
+/// fall back to slow kernels: fashion_mnist's UNet step measured 47 s in bf16 against 2.4 s in fp32 on an
+/// AVX2-only AMD EPYC, so gm warns when bf16 is asked for on such a CPU.
+inline bool cpu_has_bf16() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return true;  // other architectures: not known to gm; no warning
+#endif
+}
+
 }  // namespace gm

@@ -8,6 +8,7 @@
 #include <gm/process/linear.hpp>
 #include <gm/process/schedule.hpp>
 #include <gm/process/trig.hpp>
+#include <gm/process/vdm.hpp>
 #include <gm/process/ve.hpp>
 #include <gm/process/vp.hpp>
 #include <gm/process/vp_cosine.hpp>

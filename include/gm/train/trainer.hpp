@@ -9,6 +9,7 @@
 #include <gm/prediction/weighting.hpp>
 #include <gm/runtime.hpp>
 #include <gm/process/interpolant.hpp>
+#include <gm/process/vdm.hpp>
 #include <gm/random.hpp>
 #include <gm/sampler/field.hpp>
 #include <gm/train/data_parallel.hpp>
@@ -233,13 +234,14 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
 
   /// The weighted regression loss on a batch x0 with labels y and image condition c (undefined: none) (a
   /// graph, for backward).  A conditional network's labels are replaced by its null class with probability
-  /// `label_dropout`.
+  /// `label_dropout`.  With an ELBO weighting (`gm::ELBOObjective`, e.g. `gm::VDMELBO`) the loss is its
+  /// objective: the ELBO in bits per dimension, with its prior and reconstruction terms.
   torch::Tensor loss(const torch::Tensor& x0, const torch::Tensor& y = {}, const torch::Tensor& c = {}) {
     const auto opts = x0.options();
     auto t = time_sampler_.sample(x0.size(0), process_, generator_, opts);
     auto eps = torch::randn(x0.sizes(), generator_, opts);
-    auto xt = process_.sample(x0, eps, t);
-    auto target = predict_.target(x0, eps, t, process_);
+    torch::Tensor eps0;  // the reconstruction term's z_0 noise
+    if constexpr (ELBOObjective<W>) eps0 = torch::randn(x0.sizes(), generator_, opts);
     torch::Tensor labels = y;
     if constexpr (ConditionalNetwork<Net>) {
       if (labels.defined() && options_.label_dropout() > 0 && net_->null_class() >= 0) {
@@ -247,22 +249,31 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
         labels = torch::where(drop.to(labels.device()), torch::full_like(labels, net_->null_class()), labels);
       }
     }
-    auto w = weighting_.weight(t, process_, predict_);
-    torch::Tensor cond = c;
+    torch::Tensor x = x0, cond = c;
     double scale = 1.0;
     if (dp_.active()) {  // every rank drew the global batch's draws; it trains on its own rows
       const int64_t n = x0.size(0), lo = dp_.rank * n / dp_.world, hi = (dp_.rank + 1) * n / dp_.world;
       auto rows = [&](const torch::Tensor& v) { return v.defined() && v.dim() > 0 && v.size(0) == n ? v.slice(0, lo, hi) : v; };
-      xt = rows(xt), t = rows(t), target = rows(target), labels = rows(labels), cond = rows(cond), w = rows(w);
+      x = rows(x0), t = rows(t), eps = rows(eps), eps0 = rows(eps0), labels = rows(labels), cond = rows(cond);
       scale = static_cast<double>(hi - lo) / static_cast<double>(n);
     }
-    torch::Tensor out;
-    {
-      Autocast autocast(precision_, x0.device());
-      out = model_output(xt, t, labels, cond);
-    }
-    auto per_sample = (out.to(target.scalar_type()) - target).pow(2).flatten(1).mean(1);
-    return (w * per_sample).mean() * scale;
+    auto per_sample = per_sample_loss(x, t, eps, labels, cond);
+    if constexpr (ELBOObjective<W>) per_sample = weighting_.objective(per_sample, x, eps0, process_, true);
+    return per_sample.mean() * scale;
+  }
+
+  /// The ELBO of `x0` per sample in bits per dimension ([B], no gradient), under the current weights, with
+  /// one time per sample from the time sampler and the noise from `gen`; the mean over many samples
+  /// estimates the data's negative ELBO.  Only with an ELBO weighting (`gm::ELBOObjective`).
+  torch::Tensor elbo(const torch::Tensor& x0, at::Generator& gen, const torch::Tensor& y = {})
+    requires ELBOObjective<W>
+  {
+    torch::NoGradGuard ng;
+    const auto opts = x0.options();
+    auto t = time_sampler_.sample(x0.size(0), process_, gen, opts);
+    auto eps = torch::randn(x0.sizes(), gen, opts);
+    auto eps0 = torch::randn(x0.sizes(), gen, opts);
+    return weighting_.objective(per_sample_loss(x0, t, eps, y, {}), x0, eps0, process_, false);
   }
 
   /// One optimiser step on `x0`, split into `accumulate` micro-batches, each weighted by its share of the
@@ -451,6 +462,21 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   }
 
  private:
+  /// The weighted squared error of the network's prediction per sample, [B], for data x0 at times t with
+  /// noise eps.
+  torch::Tensor per_sample_loss(const torch::Tensor& x0, const torch::Tensor& t, const torch::Tensor& eps,
+                                const torch::Tensor& labels, const torch::Tensor& cond) {
+    auto xt = process_.sample(x0, eps, t);
+    auto target = predict_.target(x0, eps, t, process_);
+    auto w = weighting_.weight(t, process_, predict_);
+    torch::Tensor out;
+    {
+      Autocast autocast(precision_, x0.device());
+      out = model_output(xt, t, labels, cond);
+    }
+    return w * (out.to(target.scalar_type()) - target).pow(2).flatten(1).mean(1);
+  }
+
   /// The network's output in P at x_t = x: its input and time through P's preconditioning, and labels y
   /// when the network is conditional and y is given (else the network's own default, the null class).
   torch::Tensor model_output(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y,
