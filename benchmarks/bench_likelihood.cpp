@@ -1,5 +1,6 @@
-// bench_likelihood: gm's exact log-likelihood of a 2-D flow model against the same computation written the
-// way Meta's flow_matching writes it in Python (benchmarks/python/likelihood_2d.py), side by side.
+// bench_likelihood: gm's exact log-likelihood of a 2-D flow model against the same computation by Meta's
+// flow_matching package (ODESolver.compute_likelihood on torchdiffeq, both from PyPI, driven by
+// benchmarks/python/likelihood_2d.py), side by side.
 //
 // It trains flow_2d's network (the MLP [x, t] -> 256 x 4 SiLU -> 2, rectified flow on the checkerboard) for
 // --train-steps steps, computes a reference log-likelihood of --points data points with adaptive
@@ -12,6 +13,8 @@
 //   bench_likelihood --points 1000 --steps 10,20,50 --rounds 5
 
 #include "bench_util.hpp"
+
+#include <torch/version.h>
 
 #include <gm/data/toy2d.hpp>
 #include <gm/eval/likelihood.hpp>
@@ -42,7 +45,7 @@ struct Args {
   std::vector<int64_t> steps{10, 20, 50};
   std::vector<std::string> methods{"midpoint", "rk4"};
   double t_eps = 1e-5;
-  std::string python = "/usr/bin/python3";
+  std::string python = GM_PYTHON;
   std::string script = GM_SOURCE_DIR "/benchmarks/python/likelihood_2d.py";
   std::string out = "runs/bench_likelihood";
   bool force = false;
@@ -64,7 +67,7 @@ torch::Tensor gm_log_p(Flow& trainer, const torch::Tensor& x, const Args& a, int
 
 int main(int argc, char** argv) {
   Args a;
-  CLI::App app{"Exact 2-D likelihood: gm against flow_matching-style Python, side by side."};
+  CLI::App app{"Exact 2-D likelihood: gm against Meta's flow_matching (on torchdiffeq), side by side."};
   app.add_option("--points", a.points, "data points per likelihood call")->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
   app.add_option("--hidden", a.hidden, "MLP width")->check(CLI::Range(int64_t{1}, int64_t{1} << 14));
   app.add_option("--layers", a.layers, "MLP hidden layers")->check(CLI::Range(int64_t{1}, int64_t{32}));
@@ -74,7 +77,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"midpoint", "rk4"}));
   app.add_option("--rounds", a.rounds, "alternating rounds")->check(CLI::Range(int64_t{1}, int64_t{1000}));
   app.add_option("--threads", a.threads, "intra-op threads of both sides")->check(CLI::Range(int64_t{1}, int64_t{256}));
-  app.add_option("--python", a.python, "the Python interpreter with torch (python3-torch)");
+  app.add_option("--python", a.python, "the Python with torch, flow_matching and torchdiffeq (default: scripts/setup.sh's)");
   app.add_option("--out", a.out, "folder for results.md, results.csv and the .npz given to Python");
   app.add_flag("--force", a.force, "overwrite results already in --out");
   if (auto code = gm::io::parse_args(app, argc, argv)) return *code;
@@ -137,8 +140,9 @@ int main(int argc, char** argv) {
     std::ostringstream md, csv;
     md << "Exact log-likelihood of " << a.points << " checkerboard points under flow_2d's MLP (" << a.hidden << " x "
        << a.layers << ", " << a.train_steps << " training steps), " << a.threads << " thread(s), median of " << a.rounds
-       << " alternating rounds; error = mean |log p - Dopri5(rtol 1e-7)| in nats.\n\n"
-       << "| method | steps | NFE | gm ms | python ms | python / gm | gm error | python error |\n"
+       << " alternating rounds; python = flow_matching.solver.ODESolver.compute_likelihood(exact_divergence=True) "
+          "on torchdiffeq, torch " << TORCH_VERSION << "; error = mean |log p - Dopri5(rtol 1e-7)| in nats.\n\n"
+       << "| method | steps | NFE | gm ms | flow_matching ms | flow_matching / gm | gm error | flow_matching error |\n"
        << "|---|---|---|---|---|---|---|---|\n";
     csv << "method,steps,nfe,gm_ms,python_ms,ratio,gm_err,python_err\n";
     for (const auto& r : rows) {

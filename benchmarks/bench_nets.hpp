@@ -12,6 +12,8 @@
 #include <gm/process/linear.hpp>
 #include <gm/trainer.hpp>
 
+#include <torch/cuda.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,7 +28,13 @@ struct Config {
   std::string python_precision = "fp32";  // the baseline's precision (the bf16 target is against fp32)
   double clip = 0, ema = 0, lr = 1e-3;
   std::string net = "mlp";  // mlp, or unet / dit: the image networks of examples/fashion_mnist and examples/dit
+  std::string device = "cpu";  // both sides run here
 };
+
+/// Wait for the work queued on `device` (a CUDA device runs asynchronously), so a timing covers it.
+inline void sync(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? -1 : device.index());
+}
 
 inline const std::vector<Config>& known_configs() {
   static const std::vector<Config> all = {
@@ -60,10 +68,11 @@ struct GmStep {
                     .clip_norm(c.clip)
                     .seed(seed)
                     .precision(c.precision)
-                    .threads(threads)),
+                    .threads(threads)
+                    .device(torch::Device(c.device))),
         ema(c.ema > 0 ? c.ema : 0.999, false),
         use_ema(c.ema > 0),
-        x0(torch::randn({c.batch, 2})) {}
+        x0(torch::randn({c.batch, 2}).to(torch::Device(c.device))) {}
   /// Milliseconds per step over n steps.
   double run(int64_t n) {
     const auto start = Clock::now();
@@ -71,6 +80,7 @@ struct GmStep {
       trainer.train_step(x0);
       if (use_ema) ema.update(*trainer.net());
     }
+    sync(x0.device());
     return ms_since(start) / static_cast<double>(n);
   }
   Flow trainer;
@@ -84,7 +94,7 @@ using DiTFlow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocit
 
 inline gm::TrainOptions image_options(const Config& c, uint64_t seed, int64_t threads) {
   return gm::TrainOptions().batch_size(c.batch).lr(c.lr).clip_norm(c.clip).seed(seed).precision(c.precision)
-      .threads(threads).label_dropout(0.1);
+      .threads(threads).label_dropout(0.1).device(torch::Device(c.device));
 }
 
 /// gm's side of an image configuration: fashion_mnist's UNet or dit's DiT on a fixed labelled batch.
@@ -92,13 +102,15 @@ template <class Flow>
 struct ImageStep {
   ImageStep(typename Flow::net_type net, const Config& c, uint64_t seed, int64_t threads)
       : trainer(std::move(net), image_options(c, seed, threads)), ema(c.ema, false),
-        batch{torch::randn({c.batch, 1, 28, 28}), torch::randint(10, {c.batch}, torch::kInt64)} {}
+        batch{torch::randn({c.batch, 1, 28, 28}).to(torch::Device(c.device)),
+              torch::randint(10, {c.batch}, torch::kInt64).to(torch::Device(c.device))} {}
   double run(int64_t n) {
     const auto start = Clock::now();
     for (int64_t i = 0; i < n; ++i) {
       trainer.train_step(batch);
       ema.update(*trainer.net());
     }
+    sync(batch.x.device());
     return ms_since(start) / static_cast<double>(n);
   }
   Flow trainer;

@@ -1,10 +1,12 @@
 // bench_train: gm's training step against the same step written in Python PyTorch, side by side.
 //
 // For each configuration it builds gm's Trainer (rectified flow: Linear interpolant, velocity prediction,
-// MLP with raw time, Adam) and starts benchmarks/python/train_mlp.py with the same network, loss, optimiser,
-// batch, precision and thread count on Debian's python3-torch (the same libtorch 1.13).  After a warm-up it
-// alternates blocks of steps, gm then Python, for --rounds rounds, and reports the medians of ms/step and of
-// the per-round ratio gm/Python, and GFLOP/s of the step's matrix products against a plain GEMM of the same
+// MLP with raw time, Adam; or the UNet and DiT of the image examples) and starts benchmarks/python/train_mlp.py
+// (train_image.py) with the same network, loss, optimiser, batch, precision and thread count on the PyTorch of
+// scripts/setup.sh's environment (the same LibTorch gm links), three times: eager as written, eager with gm's
+// process settings (Python*), and under torch.compile (inductor).  After a warm-up (which compiles) it
+// alternates blocks of steps, gm then each Python, for --rounds rounds, and reports the medians of ms/step and
+// of the per-round ratios, and GFLOP/s of the step's matrix products against a plain GEMM of the same
 // shape (fp32, and bf16 for bf16 rows) timed in the same run.  With --loss-steps N it also trains gm in fp32
 // and in bf16 from the same seed on the checkerboard for N steps and compares the final losses.
 //
@@ -22,6 +24,9 @@
 #include <gm/process/linear.hpp>
 #include <gm/trainer.hpp>
 
+#include <torch/cuda.h>
+#include <torch/version.h>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -32,6 +37,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -39,6 +45,9 @@
 
 #ifndef GM_SOURCE_DIR
 #define GM_SOURCE_DIR "."
+#endif
+#ifndef GM_PYTHON
+#define GM_PYTHON "python3"
 #endif
 
 namespace {
@@ -62,12 +71,14 @@ struct Args {
   double block_seconds = 0.5;
   int64_t threads = 0;  // 0: each side chooses per precision, as gm::configure_threads does
   int64_t loss_steps = 2000;
-  std::string python = "/usr/bin/python3";
+  std::string python = GM_PYTHON;
   std::string script = GM_SOURCE_DIR "/benchmarks/python/train_mlp.py";
   std::string image_script = GM_SOURCE_DIR "/benchmarks/python/train_image.py";
   int64_t image_loss_steps = 0;
   std::string out = "runs/bench_train";
   bool force = false;
+  bool compiled = true;        // also time the Python step under torch.compile
+  std::string device = "cpu";  // both sides run here
 };
 
 
@@ -85,22 +96,17 @@ int64_t image_threads(const Args& a, const Config& c) {
   return static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
+/// How a Python baseline runs.
+enum class PyMode {
+  eager,     ///< as a researcher runs it
+  tuned,     ///< with the process settings gm makes (glibc tunables equal to gm::keep_freed_memory, AVX-512)
+  compiled,  ///< the network under torch.compile (inductor)
+};
+
 /// The Python baseline for one configuration, as a server.
 class Python {
  public:
-  /// `as_gm`: with the process settings gm makes (glibc tunables equal to gm::keep_freed_memory, and the
-  /// AVX-512 kernels when gm opted in); otherwise as a researcher runs it, without them.
-  Python(const Args& a, const Config& c, bool as_gm)
-      : child_(c.net == "mlp"
-                   ? std::vector<std::string>{a.python, a.script, "--batch", std::to_string(c.batch), "--hidden",
-                                              std::to_string(c.hidden), "--layers", std::to_string(c.layers), "--lr",
-                                              std::to_string(c.lr), "--clip", std::to_string(c.clip), "--ema",
-                                              std::to_string(c.ema), "--precision", c.python_precision, "--threads",
-                                              std::to_string(image_threads(a, c))}
-                   : std::vector<std::string>{a.python, a.image_script, "--net", c.net, "--batch", std::to_string(c.batch),
-                                              "--lr", std::to_string(c.lr), "--precision", c.python_precision,
-                                              "--threads", std::to_string(image_threads(a, c))},
-               python_env(as_gm)) {
+  Python(const Args& a, const Config& c, PyMode mode) : child_(command(a, c, mode), python_env(mode == PyMode::tuned)) {
     std::istringstream in(child_.receive("start-up"));
     std::string tag;
     in >> tag >> threads;
@@ -119,6 +125,21 @@ class Python {
   }
 
  private:
+  static std::vector<std::string> command(const Args& a, const Config& c, PyMode mode) {
+    std::vector<std::string> cmd =
+        c.net == "mlp"
+            ? std::vector<std::string>{a.python, a.script, "--batch", std::to_string(c.batch), "--hidden",
+                                       std::to_string(c.hidden), "--layers", std::to_string(c.layers), "--lr",
+                                       std::to_string(c.lr), "--clip", std::to_string(c.clip), "--ema",
+                                       std::to_string(c.ema), "--precision", c.python_precision, "--threads",
+                                       std::to_string(image_threads(a, c))}
+            : std::vector<std::string>{a.python, a.image_script, "--net", c.net, "--batch", std::to_string(c.batch),
+                                       "--lr", std::to_string(c.lr), "--precision", c.python_precision,
+                                       "--threads", std::to_string(image_threads(a, c))};
+    cmd.insert(cmd.end(), {"--device", c.device});
+    if (mode == PyMode::compiled) cmd.push_back("--compile");
+    return cmd;
+  }
   Child child_;
 };
 
@@ -165,6 +186,7 @@ struct Result {
   int gm_threads = 0, py_threads = 0;
   double gm_ms = 0, py_ms = 0, py_tuned_ms = 0, ratio = 0, ratio_tuned = 0, ratio_min = 0, ratio_max = 0, gm_gflops = 0,
          py_gflops = 0, gemm_gflops = 0;
+  double py_compiled_ms = 0, ratio_compiled = 0;  // 0: not measured (--no-compiled)
 };
 
 Result bench(const Args& a, const Config& c) {
@@ -173,17 +195,28 @@ Result bench(const Args& a, const Config& c) {
                c.precision.c_str(), c.python_precision.c_str());
   torch::set_num_threads(default_threads());
   AnyStep gm_step(c, 0, image_threads(a, c));
-  Python py(a, c, false), py_tuned(a, c, true);
-  // Warm up all three (allocator, thread pools, first-touch of the weights), then size the blocks.
-  const double warm = std::max({gm_step.run(5), py.run(5), py_tuned.run(5)});
+  Python py(a, c, PyMode::eager), py_tuned(a, c, PyMode::tuned);
+  std::optional<Python> py_compiled;
+  if (a.compiled) py_compiled.emplace(a, c, PyMode::compiled);
+  // Warm up all (allocator, thread pools, first-touch of the weights, torch.compile's compilation), then size
+  // the blocks.
+  double warm = std::max({gm_step.run(5), py.run(5), py_tuned.run(5)});
+  if (py_compiled) {
+    py_compiled->run(3);  // compiles forward and backward
+    warm = std::max(warm, py_compiled->run(5));
+  }
   const int64_t n = std::max<int64_t>(3, static_cast<int64_t>(a.block_seconds * 1e3 / warm));
-  std::vector<double> g, p, pt, r, rt;
+  std::vector<double> g, p, pt, pc, r, rt, rc;
   for (int64_t i = 0; i < a.rounds; ++i) {
     g.push_back(gm_step.run(n));
     p.push_back(py.run(n));
     pt.push_back(py_tuned.run(n));
     r.push_back(g.back() / p.back());
     rt.push_back(g.back() / pt.back());
+    if (py_compiled) {
+      pc.push_back(py_compiled->run(n));
+      rc.push_back(g.back() / pc.back());
+    }
   }
   Result res{c};
   res.gm_threads = torch::get_num_threads();
@@ -196,6 +229,10 @@ Result bench(const Args& a, const Config& c) {
   res.ratio_tuned = median(rt);
   res.ratio_min = *std::min_element(r.begin(), r.end());
   res.ratio_max = *std::max_element(r.begin(), r.end());
+  if (py_compiled) {
+    res.py_compiled_ms = median(pc);
+    res.ratio_compiled = median(rc);
+  }
   if (c.net == "mlp") {  // the MLP's products are counted exactly; the image networks' are not counted
     const double flops = step_flops(c);
     res.gm_gflops = flops / res.gm_ms * 1e-6;
@@ -263,24 +300,27 @@ LossCheck image_loss_check(const Args& a) {
 
 /// GFLOP/s, or "-" where not counted (the image networks).
 std::string gflops(double g) { return g > 0 ? fmt("%.1f", g) : "-"; }
+/// A measured number, or "-" where not measured.
+std::string measured(double v) { return v > 0 ? fmt("%.2f", v) : "-"; }
 
 void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc, const LossCheck& ilc) {
   std::ostringstream md;
   md << "| config | batch | hidden | layers | gm precision | Python precision | threads gm / Py | gm ms/step | "
-        "Python ms/step | gm / Python (min-max) | Python* ms/step | gm / Python* | gm GFLOP/s | Python GFLOP/s | "
-        "GEMM GFLOP/s |\n"
-     << "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        "Python ms/step | gm / Python (min-max) | Python* ms/step | gm / Python* | compiled ms/step | gm / compiled | "
+        "gm GFLOP/s | Python GFLOP/s | GEMM GFLOP/s |\n"
+     << "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& r : rows) {
     const auto& c = r.config;
     md << "| " << c.name << " | " << c.batch << " | " << c.hidden << " | " << c.layers << " | " << c.precision << " | "
        << c.python_precision << " | " << r.gm_threads << " / " << r.py_threads << " | " << fmt("%.2f", r.gm_ms) << " | "
        << fmt("%.2f", r.py_ms) << " | " << fmt("%.2f", r.ratio) << " (" << fmt("%.2f", r.ratio_min) << "-"
        << fmt("%.2f", r.ratio_max) << ") | " << fmt("%.2f", r.py_tuned_ms) << " | " << fmt("%.2f", r.ratio_tuned)
-       << " | " << gflops(r.gm_gflops) << " | " << gflops(r.py_gflops) << " | " << gflops(r.gemm_gflops) << " |\n";
+       << " | " << measured(r.py_compiled_ms) << " | " << measured(r.ratio_compiled) << " | " << gflops(r.gm_gflops) << " | " << gflops(r.py_gflops) << " | " << gflops(r.gemm_gflops) << " |\n";
   }
   md << "\n"
      << a.rounds
-     << " alternating rounds per config; medians.  GFLOP/s counts the matrix products of the "
+     << " alternating rounds per config on " << a.device << ", torch " << TORCH_VERSION << "; medians.  \"compiled\" is "
+        "the Python step with the network under torch.compile (inductor).  GFLOP/s counts the matrix products of the "
         "step only (MLP rows); the GEMM is [batch, hidden] x [hidden, hidden] in gm's precision.  For unet rows "
         "hidden is the first level's channels and layers the residual blocks per level; for dit rows the width "
         "and depth.  Python* is the same script "
@@ -304,15 +344,17 @@ void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc,
   std::ofstream csv(out / "results.csv");
   csv << "config,batch,hidden,layers,gm_precision,python_precision,gm_threads,python_threads,steps_per_block,rounds,gm_"
          "ms,python_ms,ratio,"
-         "ratio_min,ratio_max,python_tuned_malloc_ms,ratio_tuned_malloc,gm_gflops,python_gflops,gemm_gflops\n";
+         "ratio_min,ratio_max,python_tuned_malloc_ms,ratio_tuned_malloc,python_compiled_ms,ratio_compiled,gm_gflops,"
+         "python_gflops,gemm_gflops,device\n";
   for (const auto& r : rows) {
     const auto& c = r.config;
     csv << c.name << ',' << c.batch << ',' << c.hidden << ',' << c.layers << ',' << c.precision << ','
         << c.python_precision << ',' << r.gm_threads << ',' << r.py_threads << ',' << r.steps_per_block << ','
         << a.rounds << ',' << fmt("%.4f", r.gm_ms) << ',' << fmt("%.4f", r.py_ms) << ',' << fmt("%.4f", r.ratio) << ','
         << fmt("%.4f", r.ratio_min) << ',' << fmt("%.4f", r.ratio_max) << ',' << fmt("%.4f", r.py_tuned_ms) << ','
-        << fmt("%.4f", r.ratio_tuned) << ',' << fmt("%.2f", r.gm_gflops) << ',' << fmt("%.2f", r.py_gflops) << ','
-        << fmt("%.2f", r.gemm_gflops) << '\n';
+        << fmt("%.4f", r.ratio_tuned) << ',' << fmt("%.4f", r.py_compiled_ms) << ',' << fmt("%.4f", r.ratio_compiled)
+        << ',' << fmt("%.2f", r.gm_gflops) << ',' << fmt("%.2f", r.py_gflops) << ',' << fmt("%.2f", r.gemm_gflops) << ','
+        << a.device << '\n';
   }
   if (lc.steps > 0) {
     std::ofstream(out / "loss_check.csv")
@@ -343,7 +385,9 @@ int main(int argc, char** argv) {
   app.add_option("--image-loss-steps", a.image_loss_steps,
                  "steps of the UNet's bf16-vs-fp32 loss check on Fashion-MNIST (0: skip it)")
       ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
-  app.add_option("--python", a.python, "Python interpreter with torch (Debian's python3-torch)");
+  app.add_option("--python", a.python, "Python interpreter with torch (default: scripts/setup.sh's environment)");
+  app.add_flag("!--no-compiled", a.compiled, "skip the torch.compile baseline (its compilation takes a minute or more)");
+  app.add_option("--device", a.device, "cpu or cuda[:N]: where both sides train");
   app.add_option("--script", a.script, "the baseline script");
   app.add_option("--out", a.out, "folder for results.md and results.csv");
   app.add_flag("--force", a.force, "overwrite results already in --out");
@@ -357,6 +401,14 @@ int main(int argc, char** argv) {
       if (it == known_configs().end())
         throw gm::Error("bench_train: unknown config '" + n + "' (known: " + names + ")");
       chosen.push_back(*it);
+      chosen.back().device = a.device;
+    }
+    try {
+      const torch::Device d(a.device);
+      if (d.is_cuda() && !torch::cuda::is_available()) throw gm::Error("bench_train: --device " + a.device + ": no CUDA device is visible");
+      if (!d.is_cuda() && !d.is_cpu()) throw gm::Error("bench_train: --device " + a.device + ": expected cpu or cuda[:N]");
+    } catch (const c10::Error&) {
+      throw gm::Error("bench_train: --device " + a.device + ": not a device");
     }
     if (access(a.python.c_str(), X_OK) != 0) throw gm::Error("bench_train: --python " + a.python + ": not executable");
     if (!std::filesystem::is_regular_file(a.script))

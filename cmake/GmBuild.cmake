@@ -56,3 +56,15 @@ function(gm_add_test_binary target)
   target_link_libraries(${target} PRIVATE gm_pch_tests)
   target_precompile_headers(${target} REUSE_FROM gm_pch_tests)
 endfunction()
+
+# The Python with torch and the peers (scripts/setup.sh's environment, linked as .venv): the tests read gm's
+# files with it and compute reference values in it, and the benchmarks run their PyTorch baselines in it.
+if(NOT GM_PYTHON)
+  if(EXISTS "${PROJECT_SOURCE_DIR}/.venv/bin/python")
+    set(_gm_python "${PROJECT_SOURCE_DIR}/.venv/bin/python")
+  else()
+    find_program(_gm_python NAMES python3 python)
+  endif()
+  set(GM_PYTHON "${_gm_python}" CACHE FILEPATH "Python with torch, numpy and scipy, for gm's tests and benchmarks" FORCE)
+endif()
+message(STATUS "gm: Python for tests and benchmarks: ${GM_PYTHON}")

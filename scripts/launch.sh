@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Start N data-parallel processes of a gm binary on this machine under torchrun (torch.distributed's
-# launcher, from Debian's python3-torch), which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
+# launcher, from the torch in scripts/setup.sh's environment, .venv), which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
 # MASTER_PORT for each; gm reads them (gm::dist::environment).
 #
 #   scripts/launch.sh --nproc 2 build/examples/flow_2d --config configs/flow_2d.toml
 #
-# Debian's torchrun 1.13 takes only underscore flags and, on Python 3.11, needs --redirects/--tee/--log_dir;
-# this wraps them.  Per-rank logs go to $GM_LAUNCH_LOGS (default: a fresh temporary folder); every rank's
+# torchrun's per-rank logs (--redirects/--tee/--log_dir) let this wrapper report each rank's exit; it passes
+# underscore flags, which torchrun 1.13 needs and 2.x still takes.  Per-rank logs go to $GM_LAUNCH_LOGS (default: a fresh temporary folder); every rank's
 # output is also shown here, prefixed with its rank.  The exit code is the ranks': 0, 75 when a signal
 # stopped them with a checkpoint saved (gm::exit_code::requeue), else the first failing rank's code, with
 # one line instead of torchrun's traceback.
@@ -22,7 +22,10 @@ esac
 [ $# -ge 1 ] || usage
 binary=$1; shift
 [ -x "$binary" ] && [ -f "$binary" ] || { echo "launch.sh: $binary: not an executable file" >&2; exit 2; }
-command -v torchrun > /dev/null || { echo "launch.sh: torchrun not found (apt-get install python3-torch)" >&2; exit 2; }
+# torchrun: GM_TORCHRUN, else the one beside scripts/setup.sh's Python (.venv), else the PATH's.
+torchrun=${GM_TORCHRUN:-$(dirname "$0")/../.venv/bin/torchrun}
+[ -x "$torchrun" ] || torchrun=$(command -v torchrun || true)
+[ -n "$torchrun" ] || { echo "launch.sh: torchrun not found (scripts/setup.sh installs it into .venv)" >&2; exit 2; }
 logs=${GM_LAUNCH_LOGS:-$(mktemp -d -t gm_launch.XXXXXX)}
 mkdir -p "$logs"
 # torchrun would set OMP_NUM_THREADS=1 itself, with a banner; gm sets its own threads (training.threads).
@@ -34,7 +37,9 @@ codes="$logs/exit_codes"
 filter() {
   trap '' INT TERM  # Ctrl-C reaches torchrun and the ranks; this filter lives on to report them
   awk -v codes="$codes" '
-    /^ERROR:torch\.distributed\.elastic/ || /^Traceback \(most recent call last\):/ { quiet = 1 }
+    /^W[0-9][0-9][0-9][0-9] [0-9:.]+ +[0-9]+ .*torch\/distributed\// { next }  # 2.x: glog-style launcher warnings
+    /^ERROR:torch\.distributed\.elastic/ || /^E[0-9][0-9][0-9][0-9] [0-9:.]+ +[0-9]+ .*torch\/distributed\/elastic/ ||
+    /^Traceback \(most recent call last\):/ { quiet = 1 }
     quiet && $1 == "rank" && $2 == ":" { rank = $3 }
     quiet && $1 == "exitcode" && $2 == ":" { print rank, $3 >> codes }
     quiet { if (NF) last = $0; next }
@@ -42,7 +47,7 @@ filter() {
     END { if (quiet) print "last", last >> codes }'
 }
 set +e
-{ torchrun --standalone --nproc_per_node "$nproc" --redirects 1 --tee 1 --log_dir "$logs" --no_python "$binary" "$@" \
+{ "$torchrun" --standalone --nproc_per_node "$nproc" --redirects 1 --tee 1 --log_dir "$logs" --no_python "$binary" "$@" \
     2>&1 1>&3 3>&- | filter >&2; } 3>&1
 rc=${PIPESTATUS[0]}
 set -e

@@ -69,13 +69,20 @@ struct TempFile {
   TempFile& operator=(const TempFile&) = delete;
 };
 
-/// Write `script` to `dir`/`name` (creating `dir`) and run it with Debian's /usr/bin/python3 and `args`;
-/// false when it fails (python3-torch or python3-scipy missing), so a test can skip with a message.
+#ifndef GM_PYTHON
+#define GM_PYTHON "python3"
+#endif
+/// The Python with torch, numpy, scipy and the peers: scripts/setup.sh's environment (CMake's GM_PYTHON).
+inline const char* python() { return GM_PYTHON; }
+
+/// Write `script` to `dir`/`name` (creating `dir`) and run it with gm::test::python() and `args`; false when
+/// it fails, with its error output in `dir`/`name`.err.
 inline bool run_python(const std::filesystem::path& dir, const std::string& name, const std::string& script,
                        const std::string& args) {
   std::filesystem::create_directories(dir);
   std::ofstream(dir / name) << script;
-  const std::string cmd = "/usr/bin/python3 " + (dir / name).string() + " " + args + " 2>/dev/null";
+  const std::string cmd = std::string(python()) + " " + (dir / name).string() + " " + args + " 2>" +
+                          (dir / (name + ".err")).string();
   return std::system(cmd.c_str()) == 0;
 }
 

@@ -260,10 +260,10 @@ TEST_CASE("bf16 precision: products in bfloat16 under Autocast, activations and 
   torch::Tensor bf16;
   {
     gm::Autocast guard(gm::Precision::bf16, torch::kCPU);
-    CHECK(at::autocast::is_cpu_enabled());
+    CHECK(at::autocast::is_autocast_enabled(at::kCPU));
     bf16 = net->forward(x, t);
   }
-  CHECK_FALSE(at::autocast::is_cpu_enabled());  // the guard restores the previous state
+  CHECK_FALSE(at::autocast::is_autocast_enabled(at::kCPU));  // the guard restores the previous state
   CHECK((bf16.scalar_type() == torch::kFloat32));
   const double diff = max_abs(bf16, fp32), scale = fp32.abs().max().item<double>();
   CHECK(diff > 0);               // the products did run in bfloat16 (8-bit mantissa)...
@@ -273,7 +273,29 @@ TEST_CASE("bf16 precision: products in bfloat16 under Autocast, activations and 
     CHECK(torch::equal(net->forward(x, t), fp32));
   }
   CHECK((gm::parse_precision("bf16") == gm::Precision::bf16));
-  CHECK_THROWS_WITH_AS(gm::parse_precision("fp16"), "gm: precision must be fp32 or bf16, not 'fp16'", gm::Error);
+  CHECK_THROWS_WITH_AS(gm::parse_precision("fp64"), "gm: precision must be auto, fp32, bf16 or fp16, not 'fp64'", gm::Error);
+  CHECK(gm::test::contains(gm::test::error_of([] { gm::parse_precision("fp16", torch::kCPU); }), "fp16 needs a CUDA device"));
+  // auto: bf16 exactly where this CPU has bf16 instructions, and a reason that says which.
+  const auto choice = gm::auto_precision(torch::kCPU);
+  CHECK((choice.precision == (gm::cpu_has_bf16() ? gm::Precision::bf16 : gm::Precision::fp32)));
+  CHECK(gm::test::contains(choice.reason, gm::cpu_has_bf16() ? "a CPU with" : "a CPU without"));
+  CHECK((gm::parse_precision("auto", torch::kCPU) == choice.precision));
+}
+
+TEST_CASE("LossScaler: halves on an overflow and skips the step, doubles after growth_interval finite steps") {
+  gm::LossScaler s;
+  s.growth_interval = 3;
+  CHECK(s.scale == 65536.0);
+  CHECK_FALSE(s.update(false));
+  CHECK(s.scale == 32768.0);
+  CHECK(s.skipped == 1);
+  CHECK(s.update(true));
+  CHECK(s.update(true));
+  CHECK(s.scale == 32768.0);
+  CHECK(s.update(true));
+  CHECK(s.scale == 65536.0);  // the third finite step in a row
+  for (int i = 0; i < 40; ++i) s.update(false);
+  CHECK(s.scale == 1.0);      // never below 1
 }
 
 TEST_CASE("bf16 training keeps fp32 weights, gradients and Adam state, and its loss tracks fp32's") {

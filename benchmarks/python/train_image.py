@@ -12,8 +12,9 @@ for the UNet each GroupNorm casts its input to float32 (the fix a researcher wou
 
 Server protocol as train_mlp.py: prints `ready <threads> <params>`, answers `run N` with `ms <ms> loss <loss>`.
 
-Usage: /usr/bin/python3 train_image.py --net unet|dit --batch 128 [--channels 32] [--mult 1,2,2] [--blocks 1]
+Usage: .venv/bin/python train_image.py --net unet|dit --batch 128 [--channels 32] [--mult 1,2,2] [--blocks 1]
        [--attention 7] [--hidden 128 --depth 4 --heads 4 --patch 2] [--precision fp32|bf16] [--threads 0]
+       [--device cpu|cuda] [--compile]
 """
 import argparse
 import math
@@ -23,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench_server import serve
+from bench_server import add_device_args, device_settings, serve
 
 
 def group_norm(groups, ch):
@@ -52,8 +53,8 @@ class TimeFeatures(nn.Module):
 
 
 def attention(q, k, v):
-    w = torch.matmul(q * (1.0 / math.sqrt(q.shape[-1])), k.transpose(-2, -1)).float().softmax(-1)
-    return torch.matmul(w.to(v.dtype), v)
+    # PyTorch 2.x's fused attention, as gm's networks use it (gm::nn::attention).
+    return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype))
 
 
 class ResBlock(nn.Module):
@@ -224,7 +225,9 @@ def main():
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    add_device_args(ap)
     args = ap.parse_args()
+    device, autocast_type, sync = device_settings(args)
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -236,19 +239,21 @@ def main():
                    attn=[int(a) for a in args.attention.split(",") if a])
     else:
         net = DiT(size=args.size, patch=args.patch, d=args.hidden, depth=args.depth, heads=args.heads)
+    net = net.to(device)
     params = sum(p.numel() for p in net.parameters())
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    forward = torch.compile(net) if args.compile else net
     ema = [p.detach().clone() for p in net.parameters()]
-    x0 = torch.randn(args.batch, 1, args.size, args.size)
-    y0 = torch.randint(10, (args.batch,))
+    x0 = torch.randn(args.batch, 1, args.size, args.size, device=device)
+    y0 = torch.randint(10, (args.batch,), device=device)
 
     def step():
-        t = torch.rand(args.batch)
+        t = torch.rand(args.batch, device=device)
         eps = torch.randn_like(x0)
         xt = (1 - t[:, None, None, None]) * x0 + t[:, None, None, None] * eps
-        y = torch.where(torch.rand(args.batch) < 0.1, torch.full_like(y0, 10), y0)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-            out = net(xt, t, y)
+        y = torch.where(torch.rand(args.batch, device=device) < 0.1, torch.full_like(y0, 10), y0)
+        with torch.autocast(autocast_type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            out = forward(xt, t, y)
         loss = ((out.float() - (eps - x0)) ** 2).mean()
         opt.zero_grad()
         loss.backward()
@@ -259,7 +264,7 @@ def main():
                 e.mul_(0.999).add_(p, alpha=0.001)
         return loss
 
-    serve(step, f"ready {torch.get_num_threads()} {params}")
+    serve(step, f"ready {torch.get_num_threads()} {params}", sync)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,18 @@ It runs as a server so bench_train can alternate it with gm's step without payin
 after building the model it prints `ready <threads>`, then answers each line `run N` on stdin with
 `ms <milliseconds for N steps> loss <last loss>`, and stops at `quit` or end of input.
 
-Usage: /usr/bin/python3 train_mlp.py --batch 256 --hidden 256 --layers 2 [--dim 2] [--lr 1e-3] [--clip 0]
-       [--ema 0] [--precision fp32|bf16] [--threads 0] [--seed 0]
+Usage: .venv/bin/python train_mlp.py --batch 256 --hidden 256 --layers 2 [--dim 2] [--lr 1e-3] [--clip 0]
+       [--ema 0] [--precision fp32|bf16] [--threads 0] [--seed 0] [--device cpu|cuda] [--compile]
+
+--compile runs the network under torch.compile (inductor): the step a researcher gets from PyTorch 2.x's
+compiler, without changing the rest of the script.
 """
 import argparse
 import os
 
 import torch
 
-from bench_server import serve
+from bench_server import add_device_args, device_settings, serve
 
 
 def main():
@@ -36,7 +39,9 @@ def main():
     ap.add_argument("--threads", type=int, default=0,
                     help="intra-op threads; 0: torch's default for fp32, every core for bf16 (as gm's auto)")
     ap.add_argument("--seed", type=int, default=0)
+    add_device_args(ap)
     args = ap.parse_args()
+    device, autocast_type, sync = device_settings(args)
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -48,17 +53,18 @@ def main():
         layers += [torch.nn.Linear(width, args.hidden), torch.nn.SiLU()]
         width = args.hidden
     layers.append(torch.nn.Linear(width, args.dim))
-    net = torch.nn.Sequential(*layers)
+    net = torch.nn.Sequential(*layers).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    forward = torch.compile(net) if args.compile else net
     ema = [p.detach().clone() for p in net.parameters()] if args.ema > 0 else None
-    x0 = torch.randn(args.batch, args.dim)  # a fixed batch: the step is timed, not the data source
+    x0 = torch.randn(args.batch, args.dim, device=device)  # a fixed batch: the step is timed, not the data source
 
     def step():
-        t = torch.rand(args.batch, 1)
+        t = torch.rand(args.batch, 1, device=device)
         eps = torch.randn_like(x0)
         xt = (1 - t) * x0 + t * eps
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-            out = net(torch.cat([xt, t], 1))
+        with torch.autocast(autocast_type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            out = forward(torch.cat([xt, t], 1))
         loss = ((out.float() - (eps - x0)) ** 2).mean()
         opt.zero_grad()
         loss.backward()
@@ -71,7 +77,7 @@ def main():
                     e.mul_(args.ema).add_(p, alpha=1 - args.ema)
         return loss
 
-    serve(step, f"ready {torch.get_num_threads()}")
+    serve(step, f"ready {torch.get_num_threads()}", sync)
 
 
 if __name__ == "__main__":

@@ -37,4 +37,10 @@ class NonFiniteError : public std::runtime_error {
   double grad_norm;  ///< its gradient norm before clipping
 };
 
+/// The first line of a message (LibTorch's carry a stack trace after it), for one-line errors.
+inline std::string first_line(std::string s) {
+  if (auto nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
+  return s;
+}
+
 }  // namespace gm

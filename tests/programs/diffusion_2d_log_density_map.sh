@@ -1,7 +1,7 @@
 # The 2-D log-density map of a trained model shows its density: on the ring of Gaussians (diffusion_2d, VP
 # with noise prediction) the brightest cells lie on the ring, at radius about 4, and the centre is dark.
 . "$(dirname "$0")/lib.sh"
-[ -x "$python" ] || { echo "skipped: no $python"; exit 0; }
+[ -x "$python" ] || fail "no Python at $python (scripts/setup.sh makes it)"
 w=$(fresh log_density_map)
 capture "$diffusion_2d" --config "$GM_SOURCE/configs/diffusion_2d.toml" --data.path="$GM_SOURCE/configs/mixtures/ring8.toml" \
   --workdir "$w" --training.steps=1500 --model.hidden=128 --sampling.n=500

@@ -3,7 +3,7 @@
 # the checkpoints (rank 1 keeps its log in .rank1); a 2-rank run stopped at step 30 and resumed at 2 ranks
 # repeats the uninterrupted 2-rank run bit for bit; resumed in one process it continues to float tolerance.
 . "$(dirname "$0")/lib.sh"
-command -v torchrun > /dev/null || { echo "skipped: no torchrun (apt-get install python3-torch)"; exit 0; }
+[ -x "$torchrun" ] || fail "no torchrun at $torchrun (scripts/setup.sh installs it with torch)"
 launch="$GM_SOURCE/scripts/launch.sh"
 base=(--config "$small" --training.checkpoint_every=10 --training.threads=1 --training.log_every=30)
 d=$(fresh dist_flow_2d); mkdir -p "$d"

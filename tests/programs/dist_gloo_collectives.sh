@@ -1,5 +1,5 @@
 # Data-parallel groups on c10d's Gloo backend: 2 ranks join through rank 0's TCPStore from torchrun-style
-# variables, from Slurm's, and under Debian's torchrun itself; all-reduce, broadcast and the any-flag agree;
+# variables, from Slurm's, and under torchrun itself; all-reduce, broadcast and the any-flag agree;
 # a rank that dies or hangs makes the other fail with a one-line error within the timeout; a malformed variable
 # is a one-line error.
 . "$(dirname "$0")/lib.sh"
@@ -22,14 +22,11 @@ wait
 expect_ranks "$d/slurm0.txt" "$d/slurm1.txt"
 grep -q "(slurm, local 0)" "$d/slurm0.txt" || fail "rank 0 did not see Slurm: $(cat "$d/slurm0.txt")"
 ok "2 ranks from SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID"
-if command -v torchrun > /dev/null; then
-  capture torchrun --standalone --nproc_per_node 2 --redirects 1 --tee 1 --log_dir "$d/torchrun_logs" --no_python "$check"
-  expect_rc 0
-  [ "$(grep -c "all-reduce ok" <<<"$out")" -eq 2 ] || fail "torchrun: expected 2 ranks' all-reduce:"$'\n'"$out"
-  ok "2 ranks under torchrun --standalone"
-else
-  echo "skipped: no torchrun (apt-get install python3-torch)"
-fi
+[ -x "$torchrun" ] || fail "no torchrun at $torchrun (scripts/setup.sh installs it with torch)"
+capture "$torchrun" --standalone --nproc_per_node 2 --redirects 1 --tee 1 --log_dir "$d/torchrun_logs" --no_python "$check"
+expect_rc 0
+[ "$(grep -c "all-reduce ok" <<<"$out")" -eq 2 ] || fail "torchrun: expected 2 ranks' all-reduce:"$'\n'"$out"
+ok "2 ranks under torchrun --standalone"
 start=$(date +%s)
 for r in 0 1; do RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((port + 2)) \
   "$check" --die-at-step 3 --timeout-ms 5000 > "$d/die$r.txt" 2>&1 & pids[$r]=$!; done

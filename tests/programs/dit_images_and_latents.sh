@@ -1,7 +1,7 @@
 # examples/dit trains and samples on CIFAR-10 binary files, on an image folder, and in the latents of a
 # TorchScript autoencoder written by python3-torch; samples come back as uint8 images in pixel space.
 . "$(dirname "$0")/lib.sh"
-[ -x "$python" ] || { echo "skipped: no $python"; exit 0; }
+[ -x "$python" ] || fail "no Python at $python (scripts/setup.sh makes it)"
 d=$(fresh dit_data)
 mkdir -p "$d/cifar"
 cat > "$d/make.py" <<'PY'

@@ -2,7 +2,7 @@
 # huge values, no rows, no columns, a garbage or overflowing shape, a folder, a CSV whose first row has a
 # typo.  A CSV with a byte-order mark and a header trains, and the log says the header was skipped.
 . "$(dirname "$0")/lib.sh"
-[ -x "$python" ] || { echo "skipped: no $python"; exit 0; }
+[ -x "$python" ] || fail "no Python at $python (scripts/setup.sh makes it)"
 d=$(fresh bad_data_files)
 mkdir -p "$d"
 "$python" - "$d" <<'PY'

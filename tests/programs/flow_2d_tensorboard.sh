@@ -2,7 +2,7 @@
 # tags, steps and values are those of history.csv and log.txt (loss, lr, grad_norm, ms_per_step every
 # step, eval/support_fraction and the samples image at the end).  protoc --decode_raw cross-checks.
 . "$(dirname "$0")/lib.sh"
-[ -x "$python" ] || { echo "skipped: no $python"; exit 0; }
+[ -x "$python" ] || fail "no Python at $python (scripts/setup.sh makes it)"
 w=$(fresh tensorboard)
 capture "$flow_2d" --config "$small" --workdir "$w"
 expect_rc 0

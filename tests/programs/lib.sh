@@ -15,7 +15,9 @@ fmnist_root=/usr/share/datasets/fashion-mnist
 fmnist_tiny=(--data.limit=512 --model.channels=16 --model.channel_mult=1,2 --model.attention=none --training.precision=fp32
              --training.batch_size=16 --sampling.n=20)
 small="$GM_SOURCE/tests/data/flow_2d_small.toml"
-python=/usr/bin/python3
+# The Python with torch, numpy and the peers (scripts/setup.sh's environment), and its torchrun.
+python=${GM_PYTHON:-$GM_SOURCE/.venv/bin/python}
+torchrun="$(dirname "$python")/torchrun"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }

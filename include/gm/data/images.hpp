@@ -110,13 +110,19 @@ class ImageData {
   /// Batch `step` of `n` samples: the data encoded (float32, [n, ...sample_shape()]) and the labels.
   Batch batch(int64_t step, int64_t n, const at::Generator& gen) const {
     auto idx = indices(step * n, n);
-    auto x = set_.images.index_select(0, idx);
-    auto y = set_.labels.index_select(0, idx);
-    if (options_.hflip()) {
-      auto flip = torch::rand({n}, gen) < 0.5;
-      x = torch::where(flip.view({n, 1, 1, 1}), x.flip({3}), x);
+    auto x = to_device(set_.images.index_select(0, idx));
+    auto y = to_device(set_.labels.index_select(0, idx));
+    if (options_.hflip()) {  // drawn on the generator's device (the trainer's), where the batch now is
+      auto flip = torch::rand({n}, gen, torch::TensorOptions().device(gen.device())) < 0.5;
+      x = torch::where(flip.to(x.device()).view({n, 1, 1, 1}), x.flip({3}), x);
     }
-    return {encode(x.to(options_.device()), gen), y.to(options_.device())};
+    return {encode(x, gen), y};
+  }
+  /// A batch on the training device: to a GPU through page-locked memory, so the copy runs asynchronously
+  /// on the current stream (the kernels that use it are queued behind it) while the CPU goes on.
+  torch::Tensor to_device(const torch::Tensor& t) const {
+    if (!options_.device().is_cuda()) return t.to(options_.device());
+    return t.pin_memory().to(options_.device(), /*non_blocking=*/true);
   }
   /// uint8 images [B, C, H, W] into the model's space.
   torch::Tensor encode(const torch::Tensor& u8, const at::Generator& gen = {}) const {

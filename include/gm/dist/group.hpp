@@ -1,13 +1,25 @@
 #pragma once
 /// @file
 /// `gm::dist`: data-parallel processes on torch's c10d: where a process stands (rank, world size) from the
-/// launcher's environment (torchrun or Slurm), and a Gloo process group through a TCPStore hosted by rank 0.
-/// A process that no launcher started runs alone, with no store and no group.
+/// launcher's environment (torchrun or Slurm), and a process group through a TCPStore hosted by rank 0: Gloo
+/// for CPU tensors, NCCL for CUDA ones (in a build against a CUDA LibTorch, where CMake defines
+/// GM_WITH_CUDA).  A process that no launcher started runs alone, with no store and no group.
 
 #include <gm/error.hpp>
 #include <gm/train/data_parallel.hpp>
 
+// LibTorch's headers hide each backend behind the macro its own build defines; the wheel and the official
+// zips are built with Gloo (and, with CUDA, NCCL), whose code is in libtorch_cpu (libtorch_cuda).
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO
+#endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#if defined(GM_WITH_CUDA) && GM_WITH_CUDA
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/types.h>
 
@@ -90,15 +102,34 @@ class PeerError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// A group of data-parallel processes on c10d's Gloo backend (CPU tensors), or a process alone, for which
-/// every collective is the identity.  Rank 0 hosts the TCPStore; the others connect to it.  `timeout`
-/// bounds every wait: a rank that dies makes the others fail with a `gm::dist::PeerError` within it
-/// instead of hanging.  GLOO_SOCKET_IFNAME picks the network interface, as for torch.distributed.
+/// Whether this build can make NCCL groups (it was compiled against a CUDA LibTorch).
+inline constexpr bool has_nccl() {
+#if defined(GM_WITH_CUDA) && GM_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+/// A group of data-parallel processes on a c10d backend: Gloo when `device` is the CPU, NCCL when it is a
+/// CUDA device (one GPU per rank: `device` should be cuda:<local rank>); or a process alone, for which every
+/// collective is the identity.  Rank 0 hosts the TCPStore; the others connect to it.  `timeout` bounds every
+/// wait: a rank that dies makes the others fail with a `gm::dist::PeerError` within it instead of hanging.
+/// GLOO_SOCKET_IFNAME picks Gloo's network interface, as for torch.distributed; NCCL reads its own NCCL_*
+/// variables.  Collectives take tensors on any device: a CPU tensor given to an NCCL group is reduced on the
+/// GPU and copied back.
 class Group {
  public:
   Group() = default;  ///< alone
-  explicit Group(const Env& env, std::chrono::milliseconds timeout = std::chrono::minutes(5)) : env_(env) {
-    if (!env_.distributed()) return;
+  /// `even_alone`: make the group for a world of 1 too (a check of the backend on one process or GPU).
+  explicit Group(const Env& env, std::chrono::milliseconds timeout = std::chrono::minutes(5),
+                 torch::Device device = torch::kCPU, bool even_alone = false)
+      : env_(env), device_(device) {
+    if (!env_.distributed() && !even_alone) return;
+    if (device_.is_cuda() && !has_nccl()) {
+      throw Error("gm: data-parallel training on " + device_.str() + " needs NCCL, and this build of gm was compiled "
+                  "against a LibTorch without CUDA");
+    }
     try {
       c10d::TCPStoreOptions o;
       o.port = static_cast<std::uint16_t>(env_.port);
@@ -107,37 +138,50 @@ class Group {
       o.waitWorkers = true;
       o.timeout = timeout;
       auto store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, o);
-      auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
-      if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname) {
-        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+      if (device_.is_cuda()) {
+        pg_ = make_nccl(store, timeout);
       } else {
-        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env_.master_addr == "127.0.0.1" ||
-                                                                                        env_.master_addr == "localhost"
-                                                                                    ? env_.master_addr
-                                                                                    : hostname()));
+        auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+        if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname) {
+          opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+        } else {
+          const bool local = env_.master_addr == "127.0.0.1" || env_.master_addr == "localhost";
+          opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(local ? env_.master_addr : hostname()));
+        }
+        pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, static_cast<int>(env_.rank), static_cast<int>(env_.world),
+                                                          opts);
       }
-      pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, static_cast<int>(env_.rank), static_cast<int>(env_.world),
-                                                        opts);
     } catch (const c10::Error& e) {
       throw Error("gm: rank " + std::to_string(env_.rank) + " could not join the process group at " + env_.master_addr +
                   ":" + std::to_string(env_.port) + ": " + first_line(e.what_without_backtrace()));
     }
   }
 
+  /// "gloo", "nccl", or "none" for a process alone.
+  std::string backend() const { return pg_ ? pg_->getBackendName() : "none"; }
   int64_t rank() const { return env_.rank; }
   int64_t world() const { return env_.world; }
   bool distributed() const { return static_cast<bool>(pg_); }
   const Env& env() const { return env_; }
 
   /// Sum `t` over the ranks, in place.
-  void all_reduce_sum(torch::Tensor& t) { run("all-reduce", [&] { std::vector<at::Tensor> v{t}; return pg_->allreduce(v); }); }
+  void all_reduce_sum(torch::Tensor& t) {
+    on_device(t, [&](torch::Tensor& d) {
+      run("all-reduce", [&] {
+        std::vector<at::Tensor> v{d};
+        return pg_->allreduce(v);
+      });
+    });
+  }
   /// Rank `root`'s `t` to every rank, in place.
   void broadcast(torch::Tensor& t, int64_t root = 0) {
-    run("broadcast", [&] {
-      std::vector<at::Tensor> v{t};
-      c10d::BroadcastOptions o;
-      o.rootRank = root;
-      return pg_->broadcast(v, o);
+    on_device(t, [&](torch::Tensor& d) {
+      run("broadcast", [&] {
+        std::vector<at::Tensor> v{d};
+        c10d::BroadcastOptions o;
+        o.rootRank = root;
+        return pg_->broadcast(v, o);
+      });
     });
   }
   /// Whether `flag` is true on any rank (pre-emption: every rank stops at the same step).
@@ -151,7 +195,7 @@ class Group {
   void barrier() {
     if (!pg_) return;
     auto t = torch::zeros({1});
-    all_reduce_sum(t);  // a collective every rank must enter; Gloo's barrier has no timeout in 1.13
+    all_reduce_sum(t);  // a collective every rank must enter, bounded by the group's timeout
   }
 
  private:
@@ -168,18 +212,38 @@ class Group {
                   first_line(msg));
     }
   }
-  static std::string first_line(std::string s) {
-    if (auto nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
-    return s;
-  }
   static std::string hostname() {
     char buf[256] = {};
     ::gethostname(buf, sizeof buf - 1);
     return buf;
   }
 
+  /// Run `f` on `t` where the backend wants it: in place when it is on the group's kind of device, else
+  /// on a copy there, copied back.
+  template <class F>
+  void on_device(torch::Tensor& t, F&& f) {
+    if (!pg_) return;
+    if (t.device().type() == device_.type()) return f(t);
+    auto d = t.to(device_);
+    f(d);
+    t.copy_(d);
+  }
+#if defined(GM_WITH_CUDA) && GM_WITH_CUDA
+  c10::intrusive_ptr<c10d::Backend> make_nccl(const c10::intrusive_ptr<c10d::Store>& store, std::chrono::milliseconds timeout) {
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = timeout;
+    return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, static_cast<int>(env_.rank), static_cast<int>(env_.world),
+                                                       opts);
+  }
+#else
+  c10::intrusive_ptr<c10d::Backend> make_nccl(const c10::intrusive_ptr<c10d::Store>&, std::chrono::milliseconds) {
+    return {};  // unreachable: the constructor refuses CUDA devices without NCCL
+  }
+#endif
+
   Env env_;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
+  torch::Device device_ = torch::kCPU;
+  c10::intrusive_ptr<c10d::Backend> pg_;
 };
 
 /// A trainer's data-parallel collectives on `group` (which must outlive the trainer's use of them).

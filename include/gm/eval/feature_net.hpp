@@ -1,7 +1,8 @@
 #pragma once
 /// @file
 /// Feature networks for sample quality: gm's own `ImageClassifier` (an offline "FD-FMNIST" and class
-/// agreement) or any TorchScript file (the Inception network of clean-fid and EDM, DINOv2), and reference
+/// agreement), any TorchScript file (the Inception network of clean-fid and EDM, DINOv2) or AOTInductor
+/// package (.pt2), and reference
 /// statistics of a data set cached in a file.
 
 #include <gm/error.hpp>
@@ -11,6 +12,7 @@
 #include <gm/io/export.hpp>
 #include <gm/nn/classifier.hpp>
 
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
 #include <torch/types.h>
 
@@ -39,9 +41,13 @@ inline void save_classifier(const std::filesystem::path& path, ImageClassifier& 
 /// - a `.safetensors` file written by `save_classifier` (gm's `ImageClassifier`, examples/classifier.cpp):
 ///   features are its penultimate layer, logits its output; or
 /// - a TorchScript file (`torch.jit.save`): its `features(x)` method if it has one, else `forward(x)`, gives
-///   the features, and a `logits(x)` method, if present, the logits.  x is float32 [N, C, H, W] in
-///   [0, 255], the convention of the Inception TorchScript file that clean-fid and EDM use; resizing and
-///   channel handling are the module's business.
+///   the features, and a `logits(x)` method, if present, the logits; or
+/// - an AOTInductor package (`.pt2`, PyTorch 2.x's successor to TorchScript: `torch.export.export` then
+///   `torch._inductor.aoti_compile_and_package`, loaded with `torch::inductor::AOTIModelPackageLoader`): its
+///   model gives the features (a package compiles for one device, so export it for the one you evaluate on,
+///   with a dynamic batch dimension).
+/// x is float32 [N, C, H, W] in [0, 255], the convention of the Inception TorchScript file that clean-fid and
+/// EDM use; resizing and channel handling are the module's business.
 class FeatureNet {
  public:
   using Fn = std::function<torch::Tensor(const torch::Tensor&)>;
@@ -89,6 +95,23 @@ class FeatureNet {
                     static_cast<long long>(net->options().features()), static_cast<long long>(net->options().num_classes()));
       return FeatureNet(id, text, [run](const torch::Tensor& u8) mutable { return run(u8, false); },
                         [run](const torch::Tensor& u8) mutable { return run(u8, true); });
+    }
+    if (path.extension() == ".pt2") {
+      std::shared_ptr<torch::inductor::AOTIModelPackageLoader> pkg;
+      try {
+        pkg = std::make_shared<torch::inductor::AOTIModelPackageLoader>(path.string(), "model", false, 1,
+                                                                        device.is_cuda() ? device.index() : -1);
+      } catch (const std::exception& e) {
+        throw Error("gm: feature network " + path.string() + " is not an AOTInductor package this LibTorch can load: " +
+                    first_line(e.what()));
+      }
+      auto run = [pkg, device](const torch::Tensor& u8) {
+        torch::NoGradGuard ng;
+        auto out = pkg->run({u8.to(device).to(torch::kFloat32).contiguous()});
+        if (out.empty()) throw Error("gm: the feature network's AOTInductor model returned nothing");
+        return out.front();
+      };
+      return FeatureNet(id, "AOTInductor " + path.string(), run);
     }
     std::shared_ptr<torch::jit::Module> m;
     try {

@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// Shared pieces of gm's image networks: time features, the class-label embedding with its null class, and
-/// multi-head self-attention written with plain products (so it runs on LibTorch 1.13 and 2.x alike).
+/// scaled dot-product attention through torch's fused kernels, with the plain-product form as its reference.
 
 #include <gm/error.hpp>
 
@@ -10,6 +10,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
+#include <ATen/ops/scaled_dot_product_attention.h>
 
 #include <cmath>
 #include <numbers>
@@ -80,12 +81,23 @@ class LabelEmbeddingImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LabelEmbedding);
 
-/// Scaled dot-product attention over [B, heads, T, d] queries, keys and values: softmax(q k^T / sqrt(d)) v,
-/// with the softmax in float32 (products may run in bf16 under gm::Autocast).
-inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+/// Scaled dot-product attention written with plain products, softmax(q k^T / sqrt(d)) v over [B, heads, T, d]
+/// queries, keys and values, with the softmax in float32 (products may run in bf16 under gm::Autocast).  It
+/// builds the whole [T, T] matrix: the reference that the fused kernel of gm::nn::attention is tested against.
+inline torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   auto w = torch::matmul(q * scale, k.transpose(-2, -1)).to(torch::kFloat32).softmax(-1);
   return torch::matmul(w.to(v.scalar_type()), v).to(q.scalar_type());
+}
+
+/// Scaled dot-product attention over [B, heads, T, d] queries, keys and values (Vaswani et al. 2017):
+/// softmax(q k^T / sqrt(d)) v through `at::scaled_dot_product_attention`, which dispatches to a fused kernel
+/// (FlashAttention-2, Dao 2023, or memory-efficient attention, Rabe & Staats 2021, on CUDA; a blocked flash
+/// kernel on the CPU) that never holds the [T, T] matrix: at ImageNet sizes (T = 1024 tokens, 16 heads,
+/// batch 256) that matrix alone is 16 GiB in fp32.  Returns q's dtype; tested against
+/// gm::nn::attention_reference.
+inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  return at::scaled_dot_product_attention(q, k.to(q.scalar_type()), v.to(q.scalar_type())).to(q.scalar_type());
 }
 
 /// The number of trainable parameters of a module.

@@ -330,14 +330,18 @@ class Checkpointer {
   static std::string first_line(const std::exception& e) {
     std::string s = e.what();
     if (const auto* c = dynamic_cast<const c10::Error*>(&e)) s = c->what_without_backtrace();
-    const auto nl = s.find('\n');
-    return nl == std::string::npos ? s : s.substr(0, nl);
+    return gm::first_line(s);
   }
 
   /// The step, the RNG state and the EMA as named tensors (a checkpoint's state.safetensors).
   template <class T>
   io::NamedTensors state_tensors(T& trainer) const {
     io::NamedTensors out{{"step", torch::tensor(trainer.step(), torch::kLong)}, {"rng", trainer.generator().get_state()}};
+    if (trainer.precision() == Precision::fp16) {  // the dynamic loss scale: scale, good steps, skipped steps
+      const auto& s = trainer.loss_scaler();
+      out.emplace_back("loss_scale", torch::tensor({s.scale, static_cast<double>(s.good_steps), static_cast<double>(s.skipped)},
+                                                   torch::kFloat64));
+    }
     if (ema_) {
       out.emplace_back("ema_updates", torch::tensor(ema_->updates(), torch::kLong));
       for (size_t i = 0; i < ema_->shadow().size(); ++i) out.emplace_back("ema_" + std::to_string(i), ema_->shadow()[i]);
@@ -377,7 +381,7 @@ class Checkpointer {
     if (const auto why = trainer.optimizer().check_state_tensors(optim); !why.empty()) {
       throw Error("optimizer.safetensors: " + why);
     }
-    torch::Tensor step, rng, updates;
+    torch::Tensor step, rng, updates, loss_scale;
     std::vector<torch::Tensor> shadow, phema;  // phema: profile k's parameter i at k * params + i
     const auto rng_now = trainer.generator().get_state();
     const auto params = trainer.net()->parameters();
@@ -387,6 +391,11 @@ class Checkpointer {
           throw Error("state.safetensors: " + name + " must be an int64 >= 0");
         }
         (name == "step" ? step : updates) = t;
+      } else if (name == "loss_scale") {
+        if (t.dim() != 1 || t.size(0) != 3 || t.scalar_type() != torch::kFloat64 || !(t[0].template item<double>() >= 1)) {
+          throw Error("state.safetensors: loss_scale must be float64 [scale >= 1, good steps, skipped steps]");
+        }
+        loss_scale = t;
       } else if (name == "rng") {
         if (!fits(t, rng_now)) throw Error("state.safetensors: rng does not fit this generator");
         rng = t;
@@ -415,6 +424,12 @@ class Checkpointer {
     trainer.optimizer().load_state_tensors(optim);
     trainer.generator().set_state(rng);
     trainer.set_step(step.template item<int64_t>());
+    if (loss_scale.defined()) {  // kept by an fp16 run; a run resumed in another precision ignores it
+      auto& s = trainer.loss_scaler();
+      s.scale = loss_scale[0].template item<double>();
+      s.good_steps = static_cast<int64_t>(loss_scale[1].template item<double>());
+      s.skipped = static_cast<int64_t>(loss_scale[2].template item<double>());
+    }
     if (ema_) ema_->restore(std::move(shadow), updates.template item<int64_t>());
     if (phema_ && phema_->active()) phema_->restore(*trainer.net(), phema, trainer.step());
   }

@@ -150,8 +150,10 @@ class Experiment {
                           "sigma_rel values, e.g. 0.05,0.10; snapshots go to <workdir>/phema/ (empty: off)");
     cfg_.add<int64_t>("training.phema_every", 0, "post-hoc EMA snapshot every N steps (0: at each checkpoint)",
                       check::at_least(0));
-    cfg_.add<std::string>("training.precision", "fp32", "fp32, or bf16: matrix products in bfloat16, weights in fp32",
-                          check::one_of({"fp32", "bf16"}));
+    cfg_.add<std::string>("training.precision", "auto",
+                          "auto (bf16 where the device runs it fast, else fp32), fp32, bf16 (matrix products in "
+                          "bfloat16, weights in fp32) or fp16 (CUDA: float16 products with a dynamic loss scale)",
+                          check::one_of({"auto", "fp32", "bf16", "fp16"}));
     cfg_.add<int64_t>("training.threads", 0, "intra-op threads (0: per precision, see gm::configure_threads)",
                       check::at_least(0));
     cfg_.add<std::string>("optim.name", "adam", "optimiser", check::one_of({"adam", "adamw"}));
@@ -224,6 +226,15 @@ class Experiment {
       if (sample_only() && std::filesystem::exists(workdir / "config.toml", ec)) cfg_.rebase(workdir / "config.toml");
       resolve_horizon(workdir);
       device_ = checked_device(cfg_.get<std::string>("device"));
+      if (device_.is_cuda() && !device_.has_index()) {  // under a launcher, one GPU per rank on each node
+        if (const auto env = dist::environment(); env.distributed()) {
+          device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank % torch::cuda::device_count()));
+        }
+      }
+      if (cfg_.get<std::string>("training.precision") == "fp16" && !device_.is_cuda()) {
+        throw Error("gm: --training.precision=fp16 needs a CUDA device (device is " + device_.str() +
+                    "); use bf16, fp32 or auto");
+      }
       torch::manual_seed(static_cast<uint64_t>(cfg_.get<int64_t>("seed")));  // network initialisation
       body();
       return stopped_ ? exit_code::requeue : exit_code::ok;
@@ -310,7 +321,7 @@ class Experiment {
     }
     // Data-parallel ranks (torchrun, Slurm): rank 0 owns the run folder and writes checkpoints and outputs;
     // another rank keeps its log in <workdir>/.rank<r> and reads rank 0's checkpoints.
-    dist::Group group(dist::environment(), std::chrono::seconds(cfg_.get<int64_t>("dist.timeout")));
+    dist::Group group(dist::environment(), std::chrono::seconds(cfg_.get<int64_t>("dist.timeout")), device_);
     const bool lead = group.rank() == 0;
     if (group.distributed() && sample_only()) {
       throw Error("gm: --mode=" + cfg_.get<std::string>("mode") + " runs in one process; start it without a launcher");
@@ -384,10 +395,14 @@ class Experiment {
 
     if (!sample_only()) {
       run.log(name_ + ": " + describe(data) + describe(*trainer.net()) + std::to_string(steps) + " steps on " +
-              device_.str() + ", " + cfg_.get<std::string>("training.precision") + ", " +
+              device_.str() + ", " + precision_name(trainer.precision()) + ", " +
               std::to_string(torch::get_num_threads()) + " thread(s)" +
               (restored ? ", resuming at step " + std::to_string(trainer.step()) : ""));
-      if (cfg_.get<std::string>("training.precision") == "bf16" && device_.is_cpu() && !cpu_has_bf16()) {
+      if (cfg_.get<std::string>("training.precision") == "auto") {
+        const auto choice = auto_precision(device_);
+        run.log(std::string("precision auto: ") + precision_name(choice.precision) + ", for " + choice.reason);
+      }
+      if (trainer.precision() == Precision::bf16 && device_.is_cpu() && !cpu_has_bf16()) {
         run.log("warning: this CPU has no bfloat16 instructions (AVX-512 BF16), where bf16 runs many times slower "
                 "than fp32 (fashion_mnist's UNet: 47 s a step against 2.4 s); consider --training.precision=fp32");
       }

@@ -180,7 +180,7 @@ class FlatAdam : public torch::optim::Optimizer {
   }
   /// The state torch's Optimizer keeps for `p` (keyed by its TensorImpl), created if missing.
   torch::optim::AdamParamState& state_of(const torch::Tensor& p) {
-    auto& s = state_[c10::guts::to_string(p.unsafeGetTensorImpl())];
+    auto& s = state_[p.unsafeGetTensorImpl()];
     if (!s) s = std::make_unique<torch::optim::AdamParamState>();
     return static_cast<torch::optim::AdamParamState&>(*s);
   }

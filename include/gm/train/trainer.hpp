@@ -131,7 +131,9 @@ struct TrainOptions {
   TORCH_ARG(torch::Device, device) = torch::kCPU;
   /// Keep freed memory in glibc's heap (see gm::keep_freed_memory): 3.9x faster steps measured here.
   TORCH_ARG(bool, keep_freed_memory) = true;
-  /// "fp32", or "bf16": the network's matrix products in bfloat16 (gm::Autocast), all else in fp32.
+  /// "fp32"; "bf16" or "fp16": the network's matrix products in bfloat16 or float16 (gm::Autocast; fp16 on
+  /// CUDA, with a gm::LossScaler), all else in fp32; or "auto": bf16 where the device runs it fast, else fp32
+  /// (gm::auto_precision).
   TORCH_ARG(std::string, precision) = "fp32";
   /// Intra-op threads; 0 chooses per precision (see gm::configure_threads).
   TORCH_ARG(int64_t, threads) = 0;
@@ -188,7 +190,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
         predict_(std::move(predict)), time_sampler_(std::move(time_sampler)), weighting_(std::move(weighting)),
         generator_(make_generator(options_.seed(), options_.device())),
         sampling_generator_(make_generator(options_.seed() ^ 0x5eed5a3b1e5ull, options_.device())),
-        precision_(parse_precision(options_.precision())) {
+        precision_(parse_precision(options_.precision(), options_.device())) {
     TORCH_CHECK(options_.accumulate() >= 1, "gm: accumulate must be >= 1");
     if (!(options_.label_dropout() >= 0 && options_.label_dropout() <= 1)) {
       throw Error("gm: label_dropout must be in [0, 1]");
@@ -228,6 +230,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   at::Generator& sampling_generator() { return sampling_generator_; }
   const TrainOptions& options() const { return options_; }
   Precision precision() const { return precision_; }
+  /// The dynamic loss scale of fp16 training (unused in fp32 and bf16); checkpoints keep it.
+  LossScaler& loss_scaler() { return scaler_; }
   int64_t step() const { return step_; }
   /// Set the step count, when restoring a checkpoint.
   void set_step(int64_t step) { step_ = step; }
@@ -300,9 +304,10 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     const auto xs = x0.chunk(k, 0);
     const auto ys = y.defined() ? y.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
     const auto cs = c.defined() ? c.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
+    const bool scaled = precision_ == Precision::fp16;  // fp16: backward on the loss times the scale
     for (size_t i = 0; i < xs.size(); ++i) {
       auto l = loss(xs[i], ys[i], cs[i]) * (static_cast<double>(xs[i].size(0)) / n);
-      l.backward();
+      (scaled ? l * scaler_.scale : l).backward();
       total += l.template item<double>();
     }
     if (dp_.active()) {  // the sum of the shards' gradients is the global batch's; the same for the loss
@@ -312,9 +317,17 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
       dp_.all_reduce_sum(l);
       total = l.template item<double>();
     }
+    if (scaled) optimizer_->flat_grad().mul_(1.0 / scaler_.scale);  // unscale before clipping
     const double lr = options_.schedule().at(step_);
     const double grad_norm = clip_gradients(options_.clip_norm());
     const bool finite = std::isfinite(total) && std::isfinite(grad_norm);
+    if (scaled && std::isfinite(total) && !scaler_.update(finite)) {
+      // fp16 gradient overflow: the scale was too large, not the step wrong. Skip it, as torch.amp does.
+      optimizer_->zero_grad();
+      ++step_;
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      return {step_, total, lr, grad_norm, ms, true};
+    }
     if (finite) {
       for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
       optimizer_->step();
@@ -544,6 +557,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   at::Generator generator_;
   at::Generator sampling_generator_;
   Precision precision_;
+  LossScaler scaler_;
   std::unique_ptr<FlatAdam> optimizer_;
   int64_t step_ = 0;
   int64_t skipped_ = 0;

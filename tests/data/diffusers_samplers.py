@@ -1,0 +1,62 @@
+"""diffusers' own schedulers (PyPI `diffusers`) on gm's Gaussian-mixture oracle, for tests/test_peers.cpp.
+
+Reads the mixture (TOML), gm's VP alpha(t)^2 at t = k / 1000 (k = 1..1000) and the starting points that
+test_peers.cpp wrote, runs each scheduler with the mixture's exact model, and writes for each the times in
+gm's convention (data at 0, noise at 1) at which it evaluated, and its final samples:
+  - DDIMScheduler (eta 0, epsilon prediction), its alphas_cumprod = gm's VP at t = (k + 1) / 1000;
+  - FlowMatchEulerDiscreteScheduler (velocity prediction), its sigmas = gm's Linear times.
+Usage: python diffusers_samplers.py MIXTURE.toml DIR STEPS
+"""
+import sys
+import tomllib
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
+
+mix = tomllib.load(open(sys.argv[1], "rb"))
+out = sys.argv[2]
+steps = int(sys.argv[3])
+w = torch.tensor(mix["weights"], dtype=torch.float64)
+mu = torch.tensor(mix["means"], dtype=torch.float64)
+s = torch.tensor(mix["stds"], dtype=torch.float64)
+
+
+def denoise(x, alpha, sigma):
+    """E[x0 | x_t] for x_t = alpha x0 + sigma eps, x0 from the isotropic mixture."""
+    var = alpha ** 2 * s ** 2 + sigma ** 2                                  # [K]
+    d = x.shape[1]
+    diff = x[:, None, :] - alpha * mu[None]                                 # [N, K, D]
+    logp = torch.log(w) - 0.5 * (diff ** 2).sum(-1) / var - 0.5 * d * torch.log(2 * torch.pi * var)
+    r = torch.softmax(logp, 1)                                              # [N, K]
+    post = mu[None] + (alpha * s ** 2 / var)[None, :, None] * diff           # [N, K, D]
+    return (r[..., None] * post).sum(1)
+
+
+# DDIM on gm's VP.
+ac = torch.from_numpy(np.load(f"{out}/vp_alpha2.npy")).double()              # [1000]: t = 1/1000 .. 1
+betas = 1 - ac / torch.cat([torch.ones(1, dtype=torch.float64), ac[:-1]])
+ddim = DDIMScheduler(num_train_timesteps=1000, trained_betas=betas.numpy(), clip_sample=False, set_alpha_to_one=True,
+                     prediction_type="epsilon", timestep_spacing="leading")
+ddim.set_timesteps(steps)
+x = torch.from_numpy(np.load(f"{out}/vp_x1.npy")).double()
+for ts in ddim.timesteps:
+    a2 = ac[int(ts)]
+    alpha, sigma = a2.sqrt(), (1 - a2).sqrt()
+    eps = (x - alpha * denoise(x, alpha, sigma)) / sigma
+    x = ddim.step(eps, ts, x, eta=0.0).prev_sample.double()
+np.save(f"{out}/ddim_nodes.npy", np.append((ddim.timesteps.numpy() + 1) / 1000.0, 0.0).reshape(-1, 1))
+np.save(f"{out}/ddim_out.npy", x.numpy())
+
+# Flow-matching Euler on gm's Linear interpolant: x_t = (1 - t) x0 + t eps, velocity eps - x0.
+fm = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+fm.set_timesteps(steps)
+x = torch.from_numpy(np.load(f"{out}/linear_x1.npy")).double()
+for i, ts in enumerate(fm.timesteps):
+    t = fm.sigmas[i].double()
+    x0 = denoise(x, 1 - t, t)
+    v = (x - x0) / t                                                        # eps - x0 = (x_t - x0) / t
+    x = fm.step(v, ts, x).prev_sample.double()
+np.save(f"{out}/euler_nodes.npy", fm.sigmas.double().numpy().reshape(-1, 1))
+np.save(f"{out}/euler_out.npy", x.numpy())
+print("diffusers", __import__("diffusers").__version__, "ok")
