@@ -5,13 +5,15 @@
 #  - tests compile at -O0 (their work happens inside libtorch, which is optimised anyway) against a
 #    narrow precompiled header (torch/types.h, autograd, toml++, doctest): gm_pch_tests;
 #  - examples and benchmarks compile at -O3 against the full torch/torch.h: gm_pch;
-#  - ccache (when installed) caches whole compilations across builds and clean checkouts.
+#  - ccache (when installed) caches whole compilations across builds and clean checkouts: CCACHE_BASEDIR
+#    makes paths inside the source tree relative, so a second clone (CI's) hits the first one's cache.
 
 find_program(GM_CCACHE ccache)
 if(GM_CCACHE AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
   # ccache must be told that precompiled headers are safe to cache.
   set(CMAKE_CXX_COMPILER_LAUNCHER
       ${CMAKE_COMMAND} -E env CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+      "CCACHE_BASEDIR=${PROJECT_SOURCE_DIR}"
       ${GM_CCACHE})
 endif()
 

@@ -68,14 +68,14 @@ cmake --build "$build" -j "$jobs" --target gpu_check bench_train > "$out/build.l
 log "built gpu_check and bench_train in $(( $(date +%s) - start )) s"
 
 if [ "$gpus" -eq 0 ]; then
-  "$build/tests/gpu_check" > "$out/gpu_check.log" 2>&1
+  GM_SOURCE_DIR=$root "$build/tests/gpu_check" > "$out/gpu_check.log" 2>&1
   rc=$?
   log "no CUDA GPU visible: GPU checks skipped (gpu_check exit $rc: $(head -1 "$out/gpu_check.log")); benchmarks skipped"
   [ "$rc" -eq 77 ] || exit 1
   exit 0
 fi
 
-timeout 300 "$build/tests/gpu_check" > "$out/gpu_check.log" 2>&1
+GM_SOURCE_DIR=$root timeout 300 "$build/tests/gpu_check" > "$out/gpu_check.log" 2>&1
 check_rc=$?
 timeout 330 "$build/benchmarks/bench_train" --device cuda --configs unet,unet_bf16_autocast,dit,dit_bf16 --rounds 3 \
   --block-seconds 0.5 --loss-steps 0 --out "$out/bench_train" --force > "$out/bench_train.log" 2> "$out/bench_train.err"

@@ -11,7 +11,7 @@
 #    and tests run gm beside (numpy, scipy, diffusers, flow_matching, torchdiffeq, tensorboard, safetensors).
 #
 # The environment lives outside the checkout, in ${XDG_CACHE_HOME:-~/.cache}/gm/venv-<hash of requirements.txt>,
-# so a second clone on the same machine (CI's) reuses it instead of downloading the CUDA wheels (~3.5 GB)
+# so a second clone on the same machine (CI's) reuses it instead of downloading the CUDA wheels
 # again; .venv in the checkout links to it.  GM_VENV names another folder.
 #
 # Your own LibTorch (the official zip, a conda or pip install): GM_TORCH_DIR=/path/to/libtorch (the folder
@@ -57,7 +57,7 @@ py_tag=$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info
 hash=$( (cat "$req"; echo "$py_tag") | sha256sum | cut -c1-12)
 venv=${GM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/gm/venv-$hash}
 if [ ! -f "$venv/.gm-complete" ]; then
-  echo "gm setup: installing $req into $venv (torch with CUDA: ~3.5 GB the first time)"
+  echo "gm setup: installing $req into $venv (torch with CUDA: 5.8 GB installed, about 2 minutes the first time)"
   rm -rf "$venv"
   mkdir -p "$(dirname "$venv")"
   python3 -m venv "$venv"

@@ -14,5 +14,8 @@ if [ "${1:-}" = "--sanitize" ]; then
   export GM_TEST_SLOWDOWN=10  # long program tests (the kill storm) do less work under the sanitizers
 fi
 scripts/setup.sh
+# ctest runs 2 tests at once on 2 cores, and each uses torch's OpenMP pool: idle OpenMP threads that spin
+# (libgomp's default) take the core from the other test.  Passive waiting changes no result, only who waits.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 cd "${GM_BUILD_DIR:-build}"
 ctest -j"$(nproc)" --output-on-failure "$@"

@@ -72,6 +72,13 @@ struct TempFile {
 #ifndef GM_PYTHON
 #define GM_PYTHON "python3"
 #endif
+/// The source tree, from the environment ctest sets (GM_SOURCE_DIR), else the working directory's: not a
+/// compile-time path, so the compiled tests are the same in every clone and ccache serves them.
+inline std::filesystem::path source_dir() {
+  const char* d = std::getenv("GM_SOURCE_DIR");
+  return d && *d ? std::filesystem::path(d) : std::filesystem::current_path();
+}
+
 /// The Python with torch, numpy, scipy and the peers: scripts/setup.sh's environment (CMake's GM_PYTHON).
 inline const char* python() { return GM_PYTHON; }
 

@@ -79,7 +79,7 @@ TEST_CASE("Fréchet distance agrees with scipy.linalg.sqrtm on random SPD matric
                             "    fd = ((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(c)\n"
                             "    out.write(' '.join(repr(float(v)) for v in [d, fd, *m1, *m2, *s1.ravel(), *s2.ravel()]) + '\\n')\n",
                             data.string())) {
-    FAIL("the reference script failed under " << gm::test::python() << " (scripts/setup.sh makes it): see " << dir.string());
+    FAIL("the reference script failed under " << std::string(gm::test::python()) << " (scripts/setup.sh makes it): see " << dir.string());
     std::filesystem::remove_all(dir);
     return;
   }
@@ -107,7 +107,7 @@ TEST_CASE("Fréchet distance agrees with scipy.linalg.sqrtm on random SPD matric
 
 TEST_CASE_TEMPLATE("the probability-flow likelihood of mixture data with its exact velocity is the true log-density",
                    S, gm::Linear, gm::VP, gm::VE) {
-  const auto g = gm::GaussianMixture::from_toml(GM_SOURCE_DIR "/configs/mixtures/ring8.toml", torch::kFloat64);
+  const auto g = gm::GaussianMixture::from_toml((gm::test::source_dir() / "configs/mixtures/ring8.toml"), torch::kFloat64);
   gm::Interpolant<S> ip;
   gm::Field field(ip, gm::Predict<gm::Velocity>{},
                   [g, ip](const torch::Tensor& x, const torch::Tensor& t) { return g.velocity(x, t, ip); });
@@ -149,11 +149,11 @@ TEST_CASE("geometric steps in t suit nearly discrete data, uniform steps smooth 
   check(gm::GaussianMixture(torch::tensor({0.5, 0.5}, gm::test::f64()), torch::tensor({{-0.5, 0.25}, {0.5, -0.25}}, gm::test::f64()),
                             torch::tensor({0.004, 0.004}, gm::test::f64())),
         true);
-  check(gm::GaussianMixture::from_toml(GM_SOURCE_DIR "/configs/mixtures/ring8.toml", torch::kFloat64), false);
+  check(gm::GaussianMixture::from_toml((gm::test::source_dir() / "configs/mixtures/ring8.toml"), torch::kFloat64), false);
 }
 
 TEST_CASE("Hutchinson's divergence agrees with the exact one within its standard error") {
-  const auto g = gm::GaussianMixture::from_toml(GM_SOURCE_DIR "/configs/mixtures/ring8.toml", torch::kFloat64);
+  const auto g = gm::GaussianMixture::from_toml((gm::test::source_dir() / "configs/mixtures/ring8.toml"), torch::kFloat64);
   gm::Interpolant<gm::Linear> ip;
   gm::Field field(ip, gm::Predict<gm::Velocity>{},
                   [g, ip](const torch::Tensor& x, const torch::Tensor& t) { return g.velocity(x, t, ip); });
@@ -251,7 +251,7 @@ TEST_CASE("a TorchScript feature network: features and logits methods, inputs in
                             "        return x.flatten(1)[:, :3]\n"
                             "torch.jit.script(F()).save(sys.argv[1])\n",
                             (dir / "f.pt").string())) {
-    FAIL("the reference script failed under " << gm::test::python() << " (scripts/setup.sh makes it): see " << dir.string());
+    FAIL("the reference script failed under " << std::string(gm::test::python()) << " (scripts/setup.sh makes it): see " << dir.string());
     std::filesystem::remove_all(dir);
     return;
   }
@@ -272,7 +272,7 @@ TEST_CASE("an AOTInductor feature network (.pt2): torch.export + aoti_compile_an
   const auto pkg = cache / ("features_torch" + std::string(TORCH_VERSION) + ".pt2"), ref = cache / "features_ref.txt";
   if (!std::filesystem::exists(pkg) || !std::filesystem::exists(ref)) {
     if (!gm::test::run_python(cache, "export_pt2.py",
-                              "import sys, torch\n"
+                              "import os, sys, torch\n"
                               "class F(torch.nn.Module):\n"
                               "    def __init__(self):\n"
                               "        super().__init__(); self.l = torch.nn.Linear(16, 3)\n"
@@ -282,12 +282,13 @@ TEST_CASE("an AOTInductor feature network (.pt2): torch.export + aoti_compile_an
                               "m = F().eval()\n"
                               "x = torch.arange(5 * 16).reshape(5, 1, 4, 4).float() * 3 % 256\n"
                               "ep = torch.export.export(m, (x,), dynamic_shapes={'x': {0: torch.export.Dim('batch', min=1, max=4096)}})\n"
-                              "torch._inductor.aoti_compile_and_package(ep, package_path=sys.argv[1] + '.tmp',\n"
+                              "tmp = os.path.join(os.path.dirname(sys.argv[1]), 'partial_' + os.path.basename(sys.argv[1]))\n"
+                              "torch._inductor.aoti_compile_and_package(ep, package_path=tmp,\n"
                               "    inductor_configs={'aot_inductor.compile_wrapper_opt_level': 'O0'})\n"
                               "open(sys.argv[2], 'w').write(' '.join(repr(float(v)) for v in m(x).detach().flatten()))\n"
-                              "import os; os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n",
+                              "os.replace(tmp, sys.argv[1])\n",
                               pkg.string() + " " + ref.string())) {
-      FAIL("exporting the AOTInductor package failed under " << gm::test::python() << ": see " << cache.string());
+      FAIL("exporting the AOTInductor package failed under " << std::string(gm::test::python()) << ": see " << cache.string());
     }
   }
   const auto net = gm::FeatureNet::load(pkg);

@@ -275,7 +275,7 @@ TEST_CASE("LatentEncoder: a TorchScript module with encode and decode, and its b
                             "torch.jit.script(AE()).save(sys.argv[1])\n"
                             "torch.jit.script(Half()).save(sys.argv[2])\n",
                             (dir / "ae.pt").string() + " " + (dir / "half.pt").string())) {
-    FAIL("the reference script failed under " << gm::test::python() << " (scripts/setup.sh makes it): see " << dir.string());
+    FAIL("the reference script failed under " << std::string(gm::test::python()) << " (scripts/setup.sh makes it): see " << dir.string());
     std::filesystem::remove_all(dir);
     return;
   }

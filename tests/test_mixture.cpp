@@ -13,7 +13,7 @@ using gm::test::max_rel;
 
 namespace {
 
-std::filesystem::path source_dir() { return std::filesystem::path(GM_SOURCE_DIR); }
+std::filesystem::path source_dir() { return gm::test::source_dir(); }
 
 gm::GaussianMixture ring8() { return gm::GaussianMixture::from_toml(source_dir() / "configs/mixtures/ring8.toml"); }
 

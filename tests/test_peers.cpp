@@ -18,10 +18,10 @@
 using gm::test::f64;
 using gm::test::max_abs;
 
-TEST_CASE("gm's DDIM and flow-matching Euler equal diffusers' DDIMScheduler and FlowMatchEulerDiscreteScheduler") {
+TEST_CASE("gm's DDIM, DPM-Solver++(2M), UniPC and flow-matching Euler equal diffusers' schedulers on the oracle") {
   const auto dir = gm::test::fresh_dir("diffusers");
   std::filesystem::create_directories(dir);
-  const auto mixture = std::filesystem::path(GM_SOURCE_DIR) / "configs/mixtures/ring8.toml";
+  const auto mixture = gm::test::source_dir() / "configs/mixtures/ring8.toml";
   auto g = gm::GaussianMixture::from_toml(mixture);
   gm::Interpolant<gm::VP> vp;
   gm::Interpolant<gm::Linear> lin;
@@ -31,7 +31,7 @@ TEST_CASE("gm's DDIM and flow-matching Euler equal diffusers' DDIMScheduler and 
   auto x_vp = torch::randn({256, 2}, gen, f64()), x_lin = torch::randn({256, 2}, gen, f64());
   gm::io::write_npy(dir / "vp_x1.npy", x_vp);
   gm::io::write_npy(dir / "linear_x1.npy", x_lin);
-  const std::string cmd = std::string(gm::test::python()) + " " + GM_SOURCE_DIR + "/tests/data/diffusers_samplers.py " +
+  const std::string cmd = std::string(gm::test::python()) + " " + (gm::test::source_dir() / "tests/data/diffusers_samplers.py").string() + " " +
                           mixture.string() + " " + dir.string() + " 25 > " + (dir / "log.txt").string() + " 2>&1";
   REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "diffusers_samplers.py failed: see " << (dir / "log.txt").string());
 
@@ -48,6 +48,19 @@ TEST_CASE("gm's DDIM and flow-matching Euler equal diffusers' DDIMScheduler and 
   MESSAGE("DDIM, 25 steps of diffusers' leading spacing on gm's VP: max |gm - diffusers| = " << ddim << " (samples up to " << scale << ")");
   CHECK(nodes.size() == 26);
   CHECK(ddim < 1e-4 * scale);  // diffusers keeps alphas_cumprod in float32
+
+  // DPM-Solver++(2M) and UniPC-2 (bh2) with diffusers' defaults: linspace spacing, first order at the last step.
+  auto multistep = [&](const char* name, const auto& sampler) {
+    const auto n = as_nodes(gm::data::read_npy(dir / (std::string(name) + "_nodes.npy")));
+    auto mine = gm::integrate(sampler, noise_field, x_vp, n);
+    auto ref = gm::data::read_npy(dir / (std::string(name) + "_out.npy"));
+    const double diff = max_abs(mine, ref);
+    MESSAGE(name << ", 25 steps of diffusers' linspace spacing on gm's VP: max |gm - diffusers| = " << diff);
+    CHECK(n.size() == 26);
+    CHECK(diff < 1e-4 * ref.abs().max().item<double>());
+  };
+  multistep("dpmpp2m", gm::DPMSolverPP2M{});
+  multistep("unipc", gm::UniPC<2>{});
 
   nodes = as_nodes(gm::data::read_npy(dir / "euler_nodes.npy"));
   gm::Field velocity_field(lin, gm::Predict<gm::Velocity>{},

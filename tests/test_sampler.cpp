@@ -92,7 +92,7 @@ TEST_CASE_TEMPLATE("samplers agree with an RK4 reference on the mixture oracle",
                    gm::VE, gm::LearnedSchedule) {
   torch::NoGradGuard ng;  // the learned schedule's coefficients would otherwise record a graph through every step
   gm::Interpolant<S> ip;
-  auto g = gm::GaussianMixture::from_toml(std::filesystem::path(GM_SOURCE_DIR) / "configs/mixtures/ring8.toml");
+  auto g = gm::GaussianMixture::from_toml(gm::test::source_dir() / "configs/mixtures/ring8.toml");
   auto field = oracle_field<gm::Velocity>(g, ip);
   const double t_end = 1e-3;
   auto x1 = torch::randn({128, 2}, f64()) * gm::detail::coefs(ip, 1.0).sigma;
@@ -119,7 +119,7 @@ TEST_CASE_TEMPLATE("samplers agree with an RK4 reference on the mixture oracle",
 TEST_CASE_TEMPLATE("DDIM with eta = 0 is DPM-Solver++ of order 1, which is Euler in e^lambda", S, gm::VP, gm::Linear,
                    gm::VE) {
   gm::Interpolant<S> ip;
-  auto g = gm::GaussianMixture::from_toml(std::filesystem::path(GM_SOURCE_DIR) / "configs/mixtures/ring8.toml");
+  auto g = gm::GaussianMixture::from_toml(gm::test::source_dir() / "configs/mixtures/ring8.toml");
   auto field = oracle_field<gm::Data>(g, ip);
   auto x1 = torch::randn({64, 2}, f64()) * gm::detail::coefs(ip, 1.0).sigma;
   auto grid = gm::UniformGrid().nodes(25, 1e-2, ip);
@@ -430,7 +430,7 @@ TEST_CASE("autoguidance by a blurrier model sharpens the modes and keeps their o
 
 TEST_CASE("an optimised grid beats the fixed grids it starts from, also on other draws, and saves and loads") {
   gm::Interpolant<gm::Linear> ip;
-  auto g = gm::GaussianMixture::from_toml(std::filesystem::path(GM_SOURCE_DIR) / "configs/mixtures/ring8.toml");
+  auto g = gm::GaussianMixture::from_toml(gm::test::source_dir() / "configs/mixtures/ring8.toml");
   auto field = oracle_field<gm::Velocity>(g, ip);
   auto draws = [&](uint64_t seed, int64_t n) {
     auto gen = gm::make_generator(seed);

@@ -3,7 +3,10 @@
 Reads the mixture (TOML), gm's VP alpha(t)^2 at t = k / 1000 (k = 1..1000) and the starting points that
 test_peers.cpp wrote, runs each scheduler with the mixture's exact model, and writes for each the times in
 gm's convention (data at 0, noise at 1) at which it evaluated, and its final samples:
-  - DDIMScheduler (eta 0, epsilon prediction), its alphas_cumprod = gm's VP at t = (k + 1) / 1000;
+  - DDIMScheduler (eta 0, epsilon prediction, leading spacing), its alphas_cumprod = gm's VP at
+    t = (k + 1) / 1000;
+  - DPMSolverMultistepScheduler (DPM-Solver++(2M), midpoint form) and UniPCMultistepScheduler (bh2, order 2)
+    with their defaults (linspace spacing, lower order at the final step to sigma = 0) on the same betas;
   - FlowMatchEulerDiscreteScheduler (velocity prediction), its sigmas = gm's Linear times.
 Usage: python diffusers_samplers.py MIXTURE.toml DIR STEPS
 """
@@ -12,7 +15,7 @@ import tomllib
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
 mix = tomllib.load(open(sys.argv[1], "rb"))
 out = sys.argv[2]
@@ -47,6 +50,25 @@ for ts in ddim.timesteps:
     x = ddim.step(eps, ts, x, eta=0.0).prev_sample.double()
 np.save(f"{out}/ddim_nodes.npy", np.append((ddim.timesteps.numpy() + 1) / 1000.0, 0.0).reshape(-1, 1))
 np.save(f"{out}/ddim_out.npy", x.numpy())
+
+# The multistep solvers on the same VP, from the same points.
+def multistep(name, sched):
+    sched.set_timesteps(steps)
+    x = torch.from_numpy(np.load(f"{out}/vp_x1.npy")).double()
+    for ts in sched.timesteps:
+        a2 = ac[int(ts)]
+        alpha, sigma = a2.sqrt(), (1 - a2).sqrt()
+        eps = (x - alpha * denoise(x, alpha, sigma)) / sigma
+        x = sched.step(eps, ts, x).prev_sample.double()
+    np.save(f"{out}/{name}_nodes.npy", np.append((sched.timesteps.numpy() + 1) / 1000.0, 0.0).reshape(-1, 1))
+    np.save(f"{out}/{name}_out.npy", x.numpy())
+
+
+multistep("dpmpp2m", DPMSolverMultistepScheduler(num_train_timesteps=1000, trained_betas=betas.numpy(),
+                                                 algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
+                                                 prediction_type="epsilon"))
+multistep("unipc", UniPCMultistepScheduler(num_train_timesteps=1000, trained_betas=betas.numpy(), solver_order=2,
+                                           solver_type="bh2", predict_x0=True, prediction_type="epsilon"))
 
 # Flow-matching Euler on gm's Linear interpolant: x_t = (1 - t) x0 + t eps, velocity eps - x0.
 fm = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)

@@ -21,6 +21,7 @@
 #include <torch/version.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -28,6 +29,12 @@
 namespace {
 
 int failures = 0;
+
+/// The source tree: GM_SOURCE_DIR from the environment (ctest sets it), else the working directory.
+std::filesystem::path gm_source_dir() {
+  const char* d = std::getenv("GM_SOURCE_DIR");
+  return d && *d ? std::filesystem::path(d) : std::filesystem::current_path();
+}
 
 void report(bool ok, const std::string& what) {
   std::printf("%s: %s\n", ok ? "ok" : "FAIL", what.c_str());
@@ -57,7 +64,7 @@ void samplers_agree(const gm::GaussianMixture& g_cpu, const torch::Device& dev) 
   auto one = [&](const char* name, const auto& sampler, int64_t steps) {
     const double diff = (run(sampler, dev, steps) - run(sampler, torch::kCPU, steps)).abs().max().template item<double>();
     char buf[160];
-    std::snprintf(buf, sizeof buf, "sampler %s on %s: CUDA - CPU max |diff| %.2e (float64)", name, S::name, diff);
+    std::snprintf(buf, sizeof buf, "sampler %s on %s: CUDA - CPU max |diff| %.2e (float64)", name, std::string(S::name).c_str(), diff);
     report(diff < 1e-9, buf);
   };
   one("euler", gm::EulerSampler{}, 32);
@@ -168,7 +175,7 @@ int main() {
   }
   const torch::Device dev(torch::kCUDA, 0);
   std::printf("gpu_check: %d CUDA device(s), torch %s\n", static_cast<int>(torch::cuda::device_count()), TORCH_VERSION);
-  auto g = gm::GaussianMixture::from_toml(std::filesystem::path(GM_SOURCE_DIR) / "configs/mixtures/ring8.toml");
+  auto g = gm::GaussianMixture::from_toml(gm_source_dir() / "configs/mixtures/ring8.toml");
   guarded("samplers on VP", [&] { samplers_agree<gm::VP>(g, dev); });
   guarded("samplers on Linear", [&] { samplers_agree<gm::Linear>(g, dev); });
   train_precisions(dev);

@@ -82,11 +82,13 @@ class LabelEmbeddingImpl : public torch::nn::Module {
 TORCH_MODULE(LabelEmbedding);
 
 /// Scaled dot-product attention written with plain products, softmax(q k^T / sqrt(d)) v over [B, heads, T, d]
-/// queries, keys and values, with the softmax in float32 (products may run in bf16 under gm::Autocast).  It
-/// builds the whole [T, T] matrix: the reference that the fused kernel of gm::nn::attention is tested against.
+/// queries, keys and values, with the softmax in at least float32 (products may run in bf16 under
+/// gm::Autocast).  It builds the whole [T, T] matrix: the reference that the fused kernel of
+/// gm::nn::attention is tested against.
 inline torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  auto w = torch::matmul(q * scale, k.transpose(-2, -1)).to(torch::kFloat32).softmax(-1);
+  auto w = torch::matmul(q * scale, k.transpose(-2, -1));
+  w = w.to(at::promote_types(w.scalar_type(), torch::kFloat32)).softmax(-1);
   return torch::matmul(w.to(v.scalar_type()), v).to(q.scalar_type());
 }
 

@@ -22,6 +22,8 @@
 #include <memory>
 #include <numbers>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace gm {
 
@@ -75,12 +77,13 @@ class MonotoneGammaImpl : public torch::nn::Module {
 
   /// gamma(t), elementwise over t of any shape.
   torch::Tensor gamma(const torch::Tensor& t) const {
-    auto s = hooked((raw(t) - raw(zero(t))) / span(t));
+    const auto [raw0, sp] = ends(t);
+    auto s = hooked((raw(t) - raw0) / sp);
     return gamma_0_.to(t.scalar_type()) + gap(t) * s;
   }
   /// gamma'(t), elementwise, in closed form.
   torch::Tensor d_gamma(const torch::Tensor& t) const {
-    auto ds = hooked(d_raw(t) / span(t));
+    auto ds = hooked(d_raw(t) / ends(t).second);
     return gap(t) * ds;
   }
   /// gamma(0) and gamma(1), as tensors of shape [1] on the parameters' device.
@@ -108,6 +111,34 @@ class MonotoneGammaImpl : public torch::nn::Module {
     return torch::softplus(w1_).to(t.scalar_type()) + h;
   }
   torch::Tensor span(const torch::Tensor& t) const { return raw(torch::ones({1}, t.options())) - raw(zero(t)); }
+  /// raw(0) and span for t's dtype and device: computed each call while autograd records (training, where
+  /// the weights change every step and gradients must flow), and cached for the current weights otherwise
+  /// (sampling): a sampler step asks for gamma several times, and two of the three raw() evaluations behind
+  /// each depend on the weights alone.
+  std::pair<torch::Tensor, torch::Tensor> ends(const torch::Tensor& t) const {
+    if (torch::GradMode::is_enabled()) return {raw(zero(t)), span(t)};
+    auto& c = *cache_;
+    const auto key = weights_key();
+    if (!c.raw0.defined() || c.key != key || c.raw0.scalar_type() != t.scalar_type() || c.raw0.device() != t.device()) {
+      c = {key, raw(zero(t)), span(t)};
+    }
+    return {c.raw0, c.span};
+  }
+  /// Identifies the shape's current weights: their storages and version counters (bumped by every in-place
+  /// change: an optimiser step, a checkpoint load, an EMA swap).
+  std::vector<int64_t> weights_key() const {
+    std::vector<int64_t> k;
+    for (const auto* w : {&w1_, &w2_, &b2_, &w3_}) {
+      k.push_back(reinterpret_cast<int64_t>(w->data_ptr()));
+      k.push_back(static_cast<int64_t>(w->_version()));
+    }
+    return k;
+  }
+  struct EndsCache {
+    std::vector<int64_t> key;
+    torch::Tensor raw0, span;
+  };
+  std::shared_ptr<EndsCache> cache_ = std::make_shared<EndsCache>();
   torch::Tensor hooked(torch::Tensor s) const {
     if (options_.minimise_variance() && s.requires_grad()) {
       auto slot = slot_;
