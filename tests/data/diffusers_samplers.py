@@ -39,19 +39,9 @@ def denoise(x, alpha, sigma):
 # DDIM on gm's VP.
 ac = torch.from_numpy(np.load(f"{out}/vp_alpha2.npy")).double()              # [1000]: t = 1/1000 .. 1
 betas = 1 - ac / torch.cat([torch.ones(1, dtype=torch.float64), ac[:-1]])
-ddim = DDIMScheduler(num_train_timesteps=1000, trained_betas=betas.numpy(), clip_sample=False, set_alpha_to_one=True,
-                     prediction_type="epsilon", timestep_spacing="leading")
-ddim.set_timesteps(steps)
-x = torch.from_numpy(np.load(f"{out}/vp_x1.npy")).double()
-for ts in ddim.timesteps:
-    a2 = ac[int(ts)]
-    alpha, sigma = a2.sqrt(), (1 - a2).sqrt()
-    eps = (x - alpha * denoise(x, alpha, sigma)) / sigma
-    x = ddim.step(eps, ts, x, eta=0.0).prev_sample.double()
-np.save(f"{out}/ddim_nodes.npy", np.append((ddim.timesteps.numpy() + 1) / 1000.0, 0.0).reshape(-1, 1))
-np.save(f"{out}/ddim_out.npy", x.numpy())
 
-# The multistep solvers on the same VP, from the same points.
+
+# The VP schedulers, each from the same points; DDIM's step has eta = 0 by default.
 def multistep(name, sched):
     sched.set_timesteps(steps)
     x = torch.from_numpy(np.load(f"{out}/vp_x1.npy")).double()
@@ -64,6 +54,8 @@ def multistep(name, sched):
     np.save(f"{out}/{name}_out.npy", x.numpy())
 
 
+multistep("ddim", DDIMScheduler(num_train_timesteps=1000, trained_betas=betas.numpy(), clip_sample=False,
+                              set_alpha_to_one=True, prediction_type="epsilon", timestep_spacing="leading"))
 multistep("dpmpp2m", DPMSolverMultistepScheduler(num_train_timesteps=1000, trained_betas=betas.numpy(),
                                                  algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
                                                  prediction_type="epsilon"))
