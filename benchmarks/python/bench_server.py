@@ -18,7 +18,7 @@ def serve(step, ready, sync=lambda: None):
             loss = step()
         sync()
         ms = (time.perf_counter() - start) * 1e3
-        print(f"ms {ms:.6f} loss {float(loss):.8g}", flush=True)
+        print(f"ms {ms:.6f} loss {float(loss.detach()):.8g}", flush=True)
 
 
 def device_settings(args):
