@@ -114,28 +114,25 @@ class MonotoneGammaImpl : public torch::nn::Module {
   /// raw(0) and span for t's dtype and device: computed each call while autograd records (training, where
   /// the weights change every step and gradients must flow), and cached for the current weights otherwise
   /// (sampling): a sampler step asks for gamma several times, and two of the three raw() evaluations behind
-  /// each depend on the weights alone.
+  /// each depend on the weights alone.  The cache holds a copy of the weights it was made from and is
+  /// remade when they differ (FlatAdam updates them through its flat buffer, which no version counter of
+  /// theirs sees, so only their values tell).
   std::pair<torch::Tensor, torch::Tensor> ends(const torch::Tensor& t) const {
     if (torch::GradMode::is_enabled()) return {raw(zero(t)), span(t)};
     auto& c = *cache_;
-    const auto key = weights_key();
-    if (!c.raw0.defined() || c.key != key || c.raw0.scalar_type() != t.scalar_type() || c.raw0.device() != t.device()) {
-      c = {key, raw(zero(t)), span(t)};
+    const std::vector<torch::Tensor> now{w1_, w2_, b2_, w3_};
+    bool same = c.raw0.defined() && c.raw0.scalar_type() == t.scalar_type() && c.raw0.device() == t.device();
+    for (size_t i = 0; same && i < now.size(); ++i) same = torch::equal(c.weights[i], now[i]);
+    if (!same) {
+      c.weights.clear();
+      for (const auto& w : now) c.weights.push_back(w.detach().clone());
+      c.raw0 = raw(zero(t));
+      c.span = span(t);
     }
     return {c.raw0, c.span};
   }
-  /// Identifies the shape's current weights: their storages and version counters (bumped by every in-place
-  /// change: an optimiser step, a checkpoint load, an EMA swap).
-  std::vector<int64_t> weights_key() const {
-    std::vector<int64_t> k;
-    for (const auto* w : {&w1_, &w2_, &b2_, &w3_}) {
-      k.push_back(reinterpret_cast<int64_t>(w->data_ptr()));
-      k.push_back(static_cast<int64_t>(w->_version()));
-    }
-    return k;
-  }
   struct EndsCache {
-    std::vector<int64_t> key;
+    std::vector<torch::Tensor> weights;
     torch::Tensor raw0, span;
   };
   std::shared_ptr<EndsCache> cache_ = std::make_shared<EndsCache>();
