@@ -1,5 +1,5 @@
 # examples/dit trains and samples on CIFAR-10 binary files, on an image folder, and in the latents of a
-# TorchScript autoencoder written by python3-torch; samples come back as uint8 images in pixel space.
+# TorchScript autoencoder written by the venv's torch; samples come back as uint8 images in pixel space.
 . "$(dirname "$0")/lib.sh"
 [ -x "$python" ] || fail "no Python at $python (scripts/setup.sh makes it)"
 d=$(fresh dit_data)

@@ -6,18 +6,15 @@ capture "$flow_2d" --config "$small" --training.precision=bf16 --workdir "$w"
 expect_rc 0
 expect_match "$out" "30 steps on cpu, bf16, [0-9]+ thread"
 expect_match "$out" "support_fraction"
-w=$(fresh fp16)
-capture "$flow_2d" --config "$small" --training.precision=fp16 --workdir "$w"
-expect_rc 2
-expect_one_line
-expect_match "$out" "--training.precision=fp16 needs a CUDA device"
-expect_absent "$w"
-w=$(fresh fp64)
-capture "$flow_2d" --config "$small" --training.precision=fp64 --workdir "$w"
-expect_rc 2
-expect_one_line
-expect_match "$out" "--training.precision.*fp64"
-expect_absent "$w"
+for bad in "fp16|--training.precision=fp16 needs a CUDA device" "fp64|--training.precision.*fp64"; do
+  precision=${bad%%|*}
+  w=$(fresh "$precision")
+  capture "$flow_2d" --config "$small" --training.precision="$precision" --workdir "$w"
+  expect_rc 2
+  expect_one_line
+  expect_match "$out" "${bad#*|}"
+  expect_absent "$w"
+done
 w=$(fresh auto)
 capture "$flow_2d" --config "$small" --training.precision=auto --workdir "$w"
 expect_rc 0
