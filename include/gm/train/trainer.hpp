@@ -321,16 +321,13 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     const double lr = options_.schedule().at(step_);
     const double grad_norm = clip_gradients(options_.clip_norm());
     const bool finite = std::isfinite(total) && std::isfinite(grad_norm);
-    if (scaled && std::isfinite(total) && !scaler_.update(finite)) {
-      // fp16 gradient overflow: the scale was too large, not the step wrong. Skip it, as torch.amp does.
-      optimizer_->zero_grad();
-      ++step_;
-      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-      return {step_, total, lr, grad_norm, ms, true};
-    }
+    const bool overflow = scaled && std::isfinite(total) && !scaler_.update(finite);  // implies !finite
     if (finite) {
       for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
       optimizer_->step();
+    } else if (overflow) {
+      // fp16 gradient overflow: the scale was too large (now halved), not the step wrong; skipped as torch.amp
+      // skips it, without counting against max_nonfinite_skips.
     } else if (skipped_ >= options_.max_nonfinite_skips()) {
       optimizer_->zero_grad();
       char buf[200];
