@@ -3,6 +3,7 @@
 #include <gm/eval/classifier.hpp>
 #include <gm/eval/feature_net.hpp>
 #include <gm/experiment.hpp>
+#include <gm/train/classifier.hpp>
 
 int main(int argc, char** argv) {
   gm::Experiment ex("classifier", "A small CNN classifier whose penultimate features score generated images.");

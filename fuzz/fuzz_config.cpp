@@ -2,7 +2,7 @@
 // model keys), the LR schedule parser, and the run-folder comparison's text forms.
 #include <gm/data/vectors.hpp>
 #include <gm/nn/keys.hpp>
-#include <gm/train/experiment.hpp>
+#include <gm/experiment/experiment.hpp>
 
 #include <cstddef>
 #include <cstdint>

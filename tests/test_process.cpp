@@ -226,6 +226,22 @@ TEST_CASE("VDM's learned gamma: exact endpoints, monotone for any weights, close
   CHECK(parent.named_parameters().contains("vdm_gamma.gamma_0"));
 }
 
+TEST_CASE("VDM's learned gamma when sampling: one evaluation per distinct time, the same values") {
+  // A sampler hands the model one time for the whole batch, as a [B] tensor; without autograd the monotone
+  // network runs on the distinct times only, and the values are those of the per-row evaluation.
+  gm::LearnedSchedule vdm(gm::MonotoneGammaOptions().features(64));
+  vdm.net->to(torch::kFloat64);
+  auto t = torch::cat({torch::full({300}, 0.37, f64()), torch::full({200}, 0.81, f64())}).view({25, 20});
+  const auto with_grad = vdm.gamma(t).detach(), d_with_grad = vdm.d_gamma(t).detach();  // row by row
+  torch::NoGradGuard ng;
+  const auto g = vdm.gamma(t), d = vdm.d_gamma(t);
+  CHECK(g.sizes() == t.sizes());
+  CHECK(max_abs(g, with_grad) < 1e-14);
+  CHECK(max_abs(d, d_with_grad) < 1e-14);
+  CHECK(g[0][0].item<double>() == doctest::Approx(vdm.gamma(torch::scalar_tensor(0.37, f64())).item<double>()).epsilon(1e-15));
+  CHECK(max_abs(vdm.alpha(t), vdm.alpha(torch::full_like(t, 0.37)).where(t < 0.5, vdm.alpha(torch::full_like(t, 0.81)))) < 1e-15);
+}
+
 TEST_CASE("VDM's variance minimisation: the shape follows the gradient of the mean squared loss, the ends the loss") {
   // A per-sample loss that depends on gamma(t_i) and gamma'(t_i), as the diffusion loss does.
   auto opts = gm::MonotoneGammaOptions().features(16).gamma_min(-8).gamma_max(4);

@@ -7,7 +7,7 @@
 #include <gm/data/batch.hpp>
 #include <gm/data/images.hpp>
 #include <gm/error.hpp>
-#include <gm/eval/metrics.hpp>
+#include <gm/metric.hpp>
 
 #include <ATen/core/Generator.h>
 #include <torch/types.h>

@@ -7,7 +7,7 @@
 #include <gm/data/gaussian_mixture.hpp>
 #include <gm/data/toy2d.hpp>
 #include <gm/error.hpp>
-#include <gm/eval/metrics.hpp>
+#include <gm/metric.hpp>
 #include <gm/io/config.hpp>
 #include <gm/random.hpp>
 

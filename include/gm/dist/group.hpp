@@ -6,7 +6,7 @@
 /// GM_WITH_CUDA).  A process that no launcher started runs alone, with no store and no group.
 
 #include <gm/error.hpp>
-#include <gm/train/data_parallel.hpp>
+#include <gm/dist/data_parallel.hpp>
 
 // LibTorch's headers hide each backend behind the macro its own build defines; the wheel and the official
 // zips are built with Gloo (and, with CUDA, NCCL), whose code is in libtorch_cpu (libtorch_cuda).

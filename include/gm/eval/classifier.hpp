@@ -1,19 +1,13 @@
 #pragma once
 /// @file
-/// Training and testing `gm::ImageClassifier` on an image data set (examples/classifier.cpp).
+/// Testing `gm::ImageClassifier` on an image data set (examples/classifier.cpp); gm/train/classifier.hpp trains it.
 
-#include <gm/data/images.hpp>
 #include <gm/nn/classifier.hpp>
-#include <gm/random.hpp>
-#include <gm/train/lr_schedule.hpp>
 
-#include <torch/nn/functional/loss.h>
-#include <torch/optim/adam.h>
 #include <torch/types.h>
 
+#include <algorithm>
 #include <cstdint>
-#include <functional>
-#include <string>
 
 namespace gm {
 
@@ -29,34 +23,6 @@ inline double classifier_accuracy(ImageClassifier& net, const torch::Tensor& ima
     right += (pred == labels.slice(0, i, j).to(torch::kInt64)).sum().item<int64_t>();
   }
   return static_cast<double>(right) / static_cast<double>(images.size(0));
-}
-
-/// Train `net` on `data` (its batches: images in [-1, 1], labels) with Adam, cross-entropy, a linear warmup
-/// and cosine decay over `steps` steps of `batch` images; `log(step, loss)` every `every` steps.
-inline void fit_classifier(ImageClassifier& net, const data::ImageData& data, int64_t steps, int64_t batch, double lr,
-                           uint64_t seed, torch::Device device, int64_t every,
-                           const std::function<void(int64_t, double)>& log) {
-  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(lr));
-  LRSchedule schedule;
-  schedule.kind = "cosine", schedule.lr = lr, schedule.warmup = std::min<int64_t>(100, steps / 10), schedule.total = steps;
-  auto gen = make_generator(seed);
-  double running = 0;
-  net->train();
-  for (int64_t step = 0; step < steps; ++step) {
-    torch::manual_seed(mix_seed(seed, static_cast<uint64_t>(step)));  // dropout
-    const Batch b = data.batch(step, batch, gen);
-    auto loss = torch::nn::functional::cross_entropy(net->forward(b.x.to(device)), b.y.to(device));
-    opt.zero_grad();
-    loss.backward();
-    for (auto& g : opt.param_groups()) g.options().set_lr(schedule.at(step));
-    opt.step();
-    running += loss.item<double>();
-    if ((step + 1) % every == 0 || step + 1 == steps) {
-      log(step + 1, running / static_cast<double>((step + 1) % every == 0 ? every : (step + 1) % every));
-      running = 0;
-    }
-  }
-  net->eval();
 }
 
 }  // namespace gm

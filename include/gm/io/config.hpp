@@ -347,6 +347,13 @@ inline Config::Check positive() {
     return x > 0 && x <= 3.4028234663852886e38 ? "" : "a value > 0 that float32 can hold (<= 3.4e38)";
   };
 }
+/// A finite number (guidance scales, which may be negative or zero).
+inline Config::Check finite() {
+  return [](const Config::Value& v) -> std::string {
+    const double x = std::holds_alternative<int64_t>(v) ? static_cast<double>(std::get<int64_t>(v)) : std::get<double>(v);
+    return std::isfinite(x) ? "" : "a finite number";
+  };
+}
 /// A string among `choices`.
 inline Config::Check one_of(std::vector<std::string> choices) {
   return [choices](const Config::Value& v) -> std::string {

@@ -9,10 +9,11 @@
 #include <gm/prediction/weighting.hpp>
 #include <gm/runtime.hpp>
 #include <gm/process/interpolant.hpp>
+#include <gm/prediction/vdm_elbo.hpp>
 #include <gm/process/vdm.hpp>
 #include <gm/random.hpp>
 #include <gm/sampler/field.hpp>
-#include <gm/train/data_parallel.hpp>
+#include <gm/dist/data_parallel.hpp>
 #include <gm/sampler/grids.hpp>
 #include <gm/sampler/integrate.hpp>
 #include <gm/time/samplers.hpp>

@@ -1,0 +1,195 @@
+#pragma once
+/// @file
+/// What an experiment writes about its samples: the samples themselves (.npy, PNG grids, labels), the
+/// preview of 2-D points, the metrics in the log and TensorBoard, eval.json, and a 2-D model's log-density map.
+
+#include <gm/data/batch.hpp>
+#include <gm/error.hpp>
+#include <gm/eval/likelihood.hpp>
+#include <gm/io/file.hpp>
+#include <gm/io/grid.hpp>
+#include <gm/io/npy.hpp>
+#include <gm/io/plot.hpp>
+#include <gm/io/safetensors.hpp>
+#include <gm/io/tensorboard.hpp>
+#include <gm/metric.hpp>
+#include <gm/sampler/explicit_rk.hpp>
+#include <gm/train/ema.hpp>
+#include <gm/train/run_dir.hpp>
+#include <gm/train/trainer.hpp>
+
+#include <torch/types.h>
+
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace gm {
+
+/// An example's own scores of its samples (`Experiment::run`'s `eval`): vectors as float32 [n, d] on the
+/// CPU, images as uint8 [n, C, H, W].  Empty: none.
+using MetricsFn = std::function<Metrics(const torch::Tensor&)>;
+
+/// Image data for `Experiment::run`: `batch(step, n, generator)` returns a `gm::Batch` (data encoded into
+/// the model's space, labels), and `decode(x)` maps samples back to uint8 images [n, C, H, W].
+template <class D>
+concept ImageSource = requires(const D& d, const at::Generator& g, const torch::Tensor& x) {
+  { d.batch(int64_t{}, int64_t{}, g) } -> std::convertible_to<Batch>;
+  { d.decode(x) } -> std::convertible_to<torch::Tensor>;
+};
+
+/// A preview of samples as a picture: a density image of 2-D points over [-5, 5]^2; nothing for other
+/// shapes (image grids come with image data).
+inline std::optional<io::Image> preview_image(const torch::Tensor& x) {
+  if (x.dim() != 2 || x.size(1) != 2) return std::nullopt;
+  auto c = x.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  return io::density_image(std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel()), -5, 5);
+}
+
+namespace experiment {
+
+/// A run's record of one evaluation: (name, value) pairs in the order they were measured.
+using Record = std::vector<std::pair<std::string, double>>;
+
+/// training.debug: the one data point the run overfits, as debug_target.npy (and .png for images).
+template <class Data>
+void write_debug_target(RunDir& run, const Batch& one, const Data& data) {
+  io::write_npy(run.path() / "debug_target.npy", one.x.to(torch::kCPU).to(torch::kFloat32));
+  if constexpr (ImageSource<Data>) io::write_png(run.path() / "debug_target.png", io::image_grid(data.decode(one.x), 1));
+}
+
+/// `eval`'s metrics of `x` into the log and into TensorBoard as `prefix`/<name> at `step`.
+inline void log_metrics(RunDir& run, io::EventWriter& events, const MetricsFn& eval, const torch::Tensor& x,
+                        const std::string& prefix, int64_t step) {
+  if (!eval) return;
+  Record scalars;
+  for (const auto& m : eval(x)) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, " %.4f", m.value);
+    run.log(m.name + buf + (m.note.empty() ? "" : " (" + m.note + ")"));
+    scalars.emplace_back(prefix + "/" + m.name, m.value);
+  }
+  if (!scalars.empty()) events.scalars(step, scalars);
+}
+
+/// Samples `x` into `stem`.npy (a fresh name in the run folder) and a preview `stem`.png, also in TensorBoard
+/// as `tag`; then `eval`'s metrics as `prefix`/<name>.  Image data: uint8 NHWC .npy, the labels beside it,
+/// a PNG grid of `cols` columns and the image condition's grid; vectors: float32 .npy, a density preview.
+template <class Data>
+void write_samples(RunDir& run, io::EventWriter& events, torch::Tensor x, const Conditioning& cond, int64_t cols,
+                   const Data& data, const std::string& stem, const std::string& tag, const std::string& prefix,
+                   int64_t step, const MetricsFn& eval) {
+  const auto npy = run.unused(stem, ".npy");
+  const auto png = npy.parent_path() / (npy.stem().string() + ".png");
+  std::optional<io::Image> img;
+  if constexpr (ImageSource<Data>) {
+    const auto u8 = data.decode(x);  // uint8 [n, C, H, W]
+    io::write_npy(npy, u8.permute({0, 2, 3, 1}).contiguous());
+    if (cond.labels.defined()) {
+      io::write_npy(npy.parent_path() / (npy.stem().string() + "_labels.npy"), cond.labels.to(torch::kCPU));
+    }
+    if (cond.image.defined()) {  // what the samples were conditioned on, in the same layout
+      io::write_png(npy.parent_path() / (npy.stem().string() + "_condition.png"), io::image_grid(data.decode(cond.image), cols));
+    }
+    img = io::image_grid(u8, cols);
+    x = u8;  // what eval sees: the images
+  } else {
+    x = x.to(torch::kCPU).to(torch::kFloat32);  // what eval sees
+    io::write_npy(npy, x);
+    img = preview_image(x);
+  }
+  if (img) {
+    io::write_png(png, *img);
+    events.image(tag, *img, step);
+  }
+  log_metrics(run, events, eval, x, prefix, step);
+}
+
+/// `--mode=eval`'s samples in `dir`: images as samples.npz (uint8 NHWC `arr_0` and labels `arr_1`, the layout
+/// of ADM's evaluator), grid.png of the first 100, and with `pngs` one PNG per sample in images/; vectors
+/// as samples.npy.
+inline void write_eval_samples(const std::filesystem::path& dir, const torch::Tensor& samples, const torch::Tensor& labels,
+                               bool images, bool pngs) {
+  if (!images) {
+    io::write_npy(dir / "samples.npy", samples);
+    return;
+  }
+  const int64_t n = samples.size(0);
+  std::vector<std::pair<std::string, torch::Tensor>> arrays{{"arr_0", samples.permute({0, 2, 3, 1}).contiguous()}};
+  if (labels.defined()) arrays.emplace_back("arr_1", labels);
+  io::write_npz(dir / "samples.npz", arrays);
+  io::write_png(dir / "grid.png", io::image_grid(samples.slice(0, 0, std::min<int64_t>(n, 100)), 10));
+  if (!pngs) return;
+  std::filesystem::create_directories(dir / "images");
+  for (int64_t i = 0; i < n; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%06lld.png", static_cast<long long>(i));
+    io::write_png(dir / "images" / name, io::image_grid(samples.slice(0, i, i + 1), 1, 0, 255, 1));
+  }
+}
+
+/// One evaluation's record into the log, TensorBoard (eval/<name> at `step`) and eval.json, which keeps every
+/// evaluation of the run, oldest first.  `head` is the record's JSON fields before the numbers (without
+/// braces); a non-finite number is written as null.
+inline void append_eval_record(RunDir& run, io::EventWriter& events, int64_t step, const std::string& head,
+                               const Record& record) {
+  std::string json = "{" + head;
+  Record scalars;
+  for (const auto& [k, v] : record) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+    json += ", \"" + k + "\": " + (std::isfinite(v) ? std::string(buf) : "null");
+    run.log("eval " + k + " " + buf);
+    scalars.emplace_back("eval/" + k, v);
+  }
+  json += "}";
+  events.scalars(step, scalars);
+  std::string all = "[\n" + json + "\n]\n";
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(run.path() / "eval.json", ec)) {
+    auto old = io::read_file(run.path() / "eval.json");
+    const auto end = old.rfind(']');
+    if (end == std::string::npos) throw Error("gm: " + (run.path() / "eval.json").string() + " is damaged; move it away");
+    old.erase(end);
+    while (!old.empty() && (old.back() == '\n' || old.back() == ' ')) old.pop_back();
+    all = old + (old.size() > 1 ? ",\n" : "\n") + json + "\n]\n";
+  }
+  run.write("eval.json", all);
+}
+
+/// A 2-D model's log-density on a 96 x 96 grid over [-5, 5]^2, by the probability-flow ODE with the exact
+/// divergence (RK4, 40 steps, from the EMA weights), as `log_density.png` (viridis, the top 8 nats of the
+/// map) and in TensorBoard, as flow_matching's 2-D notebook shows it.
+template <class T>
+void log_density_map(RunDir& run, io::EventWriter& events, T& trainer, EMA& ema, const torch::Device& device) {
+  constexpr int n = 96;
+  constexpr double lo = -5, hi = 5;
+  auto axis = torch::linspace(lo + 0.5 * (hi - lo) / n, hi - 0.5 * (hi - lo) / n, n);
+  auto gx = axis.repeat({n}), gy = axis.flip({0}).repeat_interleave(n);  // row 0 at the top
+  auto points = torch::stack({gx, gy}, 1).to(device);
+  EMA::Swap swap(ema, *trainer.net());
+  trainer.net()->eval();
+  auto field = trainer.make_field();
+  const auto start = std::chrono::steady_clock::now();
+  const Likelihood ll = log_likelihood(field, points, LikelihoodOptions().t_eps(1e-3), RK4Sampler{}, 40);
+  const torch::Tensor lp = ll.log_p.to(torch::kCPU, torch::kFloat32).contiguous();
+  const double top = lp.max().item<double>();
+  auto img = io::heat_image(std::vector<float>(lp.data_ptr<float>(), lp.data_ptr<float>() + lp.numel()), n, top - 8, top, 4);
+  io::write_png(run.path() / "log_density.png", img);
+  events.image("log_density", img, trainer.step());
+  char line[160];
+  std::snprintf(line, sizeof line, "log-density map: log_density.png (%d x %d points, max %.3f nats, %.1f s)", n, n, top,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  run.log(line);
+}
+
+}  // namespace experiment
+}  // namespace gm

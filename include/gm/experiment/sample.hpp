@@ -1,0 +1,228 @@
+#pragma once
+/// @file
+/// The sampling part of an experiment: the `sampling.*` keys, the sampler chosen by name, the time grid
+/// (uniform, or `sampling.grid_file`), the labels and guidance of a conditional network, autoguidance's
+/// weights, and the draw itself.  Training's previews, `--mode=sample` and `--mode=eval` all draw through it.
+
+#include <gm/error.hpp>
+#include <gm/experiment/check.hpp>
+#include <gm/io/config.hpp>
+#include <gm/io/safetensors.hpp>
+#include <gm/sampler/all.hpp>
+#include <gm/train/checkpoint.hpp>
+#include <gm/train/ema.hpp>
+#include <gm/train/trainer.hpp>
+#include <gm/type_list.hpp>
+
+#include <torch/types.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace gm {
+
+/// The samplers `sampling.sampler` chooses among in an experiment (adaptive Dormand-Prince, which picks
+/// its own steps, is left to `bench_samplers`).
+using ExperimentSamplers = type_list<HeunSampler, EulerSampler, MidpointSampler, RK4Sampler, DDIMSampler, DDPMSampler,
+                                     DPMSolverPP2M, DPMSolverPP3M, DPMSolverPP3MRef, UniPC<2>, UniPC<3>, EulerMaruyamaSampler, PCSampler>;
+
+/// Declare the keys of class-conditional experiments: `training.label_dropout`, `sampling.guidance` (the
+/// classifier-free guidance scale w) and `sampling.class` ("rows": one grid row per class; "none": the
+/// null class, i.e. unconditional; or one class number).  `Experiment::run` uses them when the network is
+/// a `gm::ConditionalNetwork` built with classes.
+inline void add_guidance_keys(Config& cfg, double label_dropout = 0.1, double guidance = 1.0) {
+  cfg.add<double>("training.label_dropout", label_dropout, "probability of training on the null class instead of the label",
+                  check::in_range(0, 1));
+  cfg.add<double>("sampling.guidance", guidance, "classifier-free guidance scale w: 1 conditional, 0 unconditional",
+                  check::finite());
+  cfg.add<std::string>("sampling.class", "rows", "rows (one row per class), none (unconditional), or a class number",
+                       [](const Config::Value& v) -> std::string {
+                         const auto* s = std::get_if<std::string>(&v);
+                         if (!s) return "rows, none or a class number";
+                         if (*s == "rows" || *s == "none") return "";
+                         if (!s->empty() && s->size() < 10 && std::all_of(s->begin(), s->end(), [](char c) { return c >= '0' && c <= '9'; })) return "";
+                         return "rows, none or a class number";
+                       });
+}
+
+namespace experiment {
+
+/// Sampling as every mode of an experiment does it, from the `sampling.*` keys.  Everything it reads is
+/// checked when it is made (`make<Samplers>`), before anything is written.
+class Sampling {
+ public:
+  /// Declare `sampling.*` (guidance keys aside: `add_guidance_keys`).
+  template <class Samplers = ExperimentSamplers>
+  static void add_keys(Config& cfg) {
+    cfg.add<std::string>("sampling.sampler", "heun", "sampler: " + names(Samplers{}));
+    cfg.add<int64_t>("sampling.nfe", 20, "model evaluations per sample", check::at_least(1));
+    cfg.add<int64_t>("sampling.n", 20000, "samples to draw", check::at_least(1));
+    cfg.add<int64_t>("sampling.every", 0, "also sample every N training steps (0: only at the end)", check::at_least(0));
+    cfg.add<std::string>("sampling.grid_file", "", "sample on the time grid in this file (gm::OptimizedGrid, e.g. "
+                         "from bench_samplers --grid optimized; empty: uniform in t)");
+    cfg.add<std::string>("sampling.autoguide", "", "autoguidance (Karras et al. 2024): guide by a weaker model with "
+                         "the same network, its EMA weights from a checkpoint folder, a run folder or a .safetensors "
+                         "file (replaces classifier-free guidance; empty: off)");
+    cfg.add<double>("sampling.autoguidance", 2.0, "autoguidance scale w: out_weak + w (out - out_weak)", check::finite());
+  }
+
+  /// The sampler `sampling.sampler` names among `Samplers` and `sampling.grid_file`'s grid, both checked.
+  template <class Samplers>
+  static Sampling make(const Config& cfg) {
+    Sampling s(cfg);
+    visit_by_name<Samplers>(s.sampler_, []<class>() {}, "sampling.sampler");
+    s.load_grid_file<Samplers>();
+    return s;
+  }
+
+  const std::string& sampler() const { return sampler_; }
+  int64_t nfe() const { return nfe_; }
+
+  /// Call `f.template operator()<Smp>()` with the sampler that `sampling.sampler` names.
+  template <class Samplers, class F>
+  void visit(F&& f) const {
+    visit_by_name<Samplers>(sampler_, std::forward<F>(f), "sampling.sampler");
+  }
+  /// The steps `Smp` takes at `sampling.nfe` evaluations.
+  template <class Smp>
+  int64_t steps() const {
+    return std::max<int64_t>(1, nfe_ / std::max<int64_t>(1, evals_per_step(Smp{})));
+  }
+
+  /// n samples with `Smp` from `noise` on `steps` steps of the grid file's grid, or uniform in t, to t = 1e-3.
+  template <class Smp, class T>
+  torch::Tensor draw(T& trainer, int64_t n, int64_t steps, EMA& ema, const torch::Tensor& noise, const Conditioning& c) const {
+    if (grid_) return trainer.template sample<OptimizedGrid, Smp>(n, steps, &ema, noise, 1e-3, Smp{}, *grid_, c);
+    return trainer.template sample<UniformGrid, Smp>(n, steps, &ema, noise, 1e-3, Smp{}, UniformGrid{}, c);
+  }
+
+  /// The labels and guidance of `sampling.class` and `sampling.guidance` for a conditional network (n
+  /// becomes a multiple of the class count for one row per class, and `cols` the row length), autoguidance's
+  /// weak model, and the data's image condition; nothing for other networks and data.  A class number out of
+  /// range is a one-line error.
+  template <class T, class Data>
+  Conditioning conditioning(T& trainer, const Data& data, int64_t& n, int64_t& cols) const {
+    Conditioning c = label_conditioning(trainer, n, cols);
+    if constexpr (requires { data.sampling_condition(int64_t{}); }) c.image = data.sampling_condition(n);
+    return c;
+  }
+  /// As `conditioning`, without the image condition.
+  template <class T>
+  Conditioning label_conditioning(T& trainer, int64_t& n, int64_t& cols) const {
+    Conditioning c = class_conditioning(trainer, n, cols);
+    if (const auto path = cfg_.get<std::string>("sampling.autoguide"); !path.empty()) {
+      c.guide = trainer.weights_guide(autoguide_weights(*trainer.net(), path));
+      c.guidance = cfg_.get<double>("sampling.autoguidance");
+    }
+    return c;
+  }
+
+  /// What sets these samples apart in their name: the grid file, autoguidance or the guidance scale.
+  std::string variant(const Conditioning& cond) const {
+    std::string out;
+    if (grid_) out += "_grid-" + std::filesystem::path(cfg_.get<std::string>("sampling.grid_file")).stem().string();
+    if (cond.guide) out += "_autoguide" + number(cond.guidance);
+    else if (cond.labels.defined() && cond.guidance != 1.0) out += "_w" + number(cond.guidance);
+    return out;
+  }
+
+  /// The EMA weights that `sampling.autoguide` names, in the network's parameter order: a checkpoint
+  /// folder's (state.safetensors), a run folder's export (weights.safetensors), or a .safetensors file of
+  /// named weights.  Anything else, or weights of another network, is a one-line `gm::Error`.
+  static std::vector<torch::Tensor> autoguide_weights(const torch::nn::Module& net, std::filesystem::path p) {
+    const std::string key = "gm: sampling.autoguide: " + p.string();
+    std::error_code ec;
+    const auto params = net.named_parameters();
+    std::vector<torch::Tensor> out;
+    auto fitted = [&](std::vector<torch::Tensor>& w) {
+      for (size_t i = 0; i < w.size(); ++i) {
+        if (!w[i].sizes().equals(params[i].value().sizes())) {
+          throw Error(key + ": its weights do not fit this network ('" + params[i].key() + "')");
+        }
+      }
+      return std::move(w);
+    };
+    if (std::filesystem::is_directory(p, ec) && std::filesystem::exists(p / "state.safetensors", ec)) {
+      std::string why;
+      if (!Checkpointer::valid(p, why)) throw Error(key + ": not a usable checkpoint: " + why);
+      for (const auto& [name, t] : io::read_safetensors(p / "state.safetensors")) {
+        if (name.rfind("ema_", 0) == 0 && name != "ema_updates") out.push_back(t);
+      }
+      if (out.size() != params.size()) throw Error(key + ": its EMA weights (" + std::to_string(out.size()) +
+                                                   " tensors) do not fit this network (" + std::to_string(params.size()) + ")");
+      return fitted(out);
+    }
+    if (std::filesystem::is_directory(p, ec)) p /= "weights.safetensors";
+    if (!std::filesystem::is_regular_file(p, ec)) {
+      throw Error(key + ": not a checkpoint folder, a run folder with weights.safetensors, or a .safetensors file");
+    }
+    std::map<std::string, torch::Tensor> named;
+    for (auto& [name, t] : io::read_safetensors(p)) named.emplace(name, t);
+    for (const auto& q : params) {
+      auto it = named.find(q.key());
+      if (it == named.end()) throw Error(key + ": has no weight '" + q.key() + "' (another network?)");
+      out.push_back(it->second);
+    }
+    return fitted(out);
+  }
+
+ private:
+  explicit Sampling(const Config& cfg)
+      : cfg_(cfg), sampler_(cfg.get<std::string>("sampling.sampler")), nfe_(cfg.get<int64_t>("sampling.nfe")) {}
+
+  template <class T>
+  Conditioning class_conditioning(T& trainer, int64_t& n, int64_t& cols) const {
+    Conditioning c;
+    if constexpr (ConditionalNetwork<typename T::net_type>) {
+      const int64_t k = trainer.net()->null_class();
+      if (k <= 0 || !cfg_.has("sampling.class")) return c;
+      c.guidance = cfg_.get<double>("sampling.guidance");
+      const auto what = cfg_.get<std::string>("sampling.class");
+      if (what == "none") return c;
+      if (what == "rows") {
+        cols = std::max<int64_t>(1, n / k);
+        n = cols * k;
+        c.labels = torch::arange(k, torch::kInt64).repeat_interleave(cols);
+        return c;
+      }
+      const int64_t label = std::stoll(what);
+      if (label >= k) {
+        throw Error("gm: sampling.class = " + what + " is not a class (the data has " + std::to_string(k) + ")");
+      }
+      c.labels = torch::full({n}, label, torch::kInt64);
+    }
+    return c;
+  }
+
+  /// `sampling.grid_file`'s grid, checked against the sampler at `sampling.nfe` (its steps) and t_end 1e-3.
+  template <class Samplers>
+  void load_grid_file() {
+    const auto file = cfg_.get<std::string>("sampling.grid_file");
+    if (file.empty()) return;
+    auto g = OptimizedGrid::load(file);
+    visit<Samplers>([&]<class Smp>() {
+      const int64_t n = steps<Smp>();
+      if (static_cast<int64_t>(g.stored.size()) != n + 1 || std::abs(g.stored.back() - 1e-3) > 1e-12) {
+        throw Error("gm: sampling.grid_file: " + file + " has " + std::to_string(g.stored.size() - 1) +
+                    " steps ending at t = " + std::to_string(g.stored.back()) + "; " + sampler_ + " at NFE " +
+                    std::to_string(nfe_) + " takes " + std::to_string(n) + " steps ending at t = 0.001");
+      }
+    });
+    grid_ = std::move(g);
+  }
+
+  const Config& cfg_;
+  std::string sampler_;
+  int64_t nfe_;
+  std::optional<OptimizedGrid> grid_;  // sampling.grid_file
+};
+
+}  // namespace experiment
+}  // namespace gm
