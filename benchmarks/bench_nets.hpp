@@ -52,6 +52,8 @@ inline const std::vector<Config>& known_configs() {
       {"unet_bf16_autocast", 128, 32, 1, "bf16", "bf16", 1.0, 0.999, 1e-3, "unet"},
       {"dit", 128, 128, 4, "fp32", "fp32", 1.0, 0.999, 1e-3, "dit"},
       {"dit_bf16", 128, 128, 4, "bf16", "fp32", 1.0, 0.999, 1e-3, "dit"},
+      // A DiT a tenth of the step: 64 wide, 2 blocks, batch 32 (the smoke test's image row).
+      {"dit_small", 32, 64, 2, "fp32", "fp32", 1.0, 0.999, 1e-3, "dit"},
   };
   return all;
 }

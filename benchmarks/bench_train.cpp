@@ -136,6 +136,7 @@ class Python {
             : std::vector<std::string>{a.python, a.image_script, "--net", c.net, "--batch", std::to_string(c.batch),
                                        "--lr", std::to_string(c.lr), "--precision", c.python_precision,
                                        "--threads", std::to_string(image_threads(a, c))};
+    if (c.net == "dit") cmd.insert(cmd.end(), {"--hidden", std::to_string(c.hidden), "--depth", std::to_string(c.layers)});
     cmd.insert(cmd.end(), {"--device", c.device});
     if (mode == PyMode::compiled) cmd.push_back("--compile");
     return cmd;

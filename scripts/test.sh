@@ -2,8 +2,17 @@
 # Installs dependencies if missing, builds, and runs gm's whole test suite.  Extra arguments go to ctest.
 #   scripts/test.sh                 the suite, in build/
 #   scripts/test.sh --sanitize      the same built with AddressSanitizer and UBSan, in build-sanitize/
+#   scripts/test.sh --quick         the inner loop: builds only gm_tests and runs the label `quick` (the unit
+#                                   tests and the include rule; about a minute of tests on 2 cores)
+#   scripts/test.sh -L program      any ctest selection: labels unit, program, compile, install, slow, gpu
 set -euo pipefail
 cd "$(dirname "$0")/.."
+targets=()
+if [ "${1:-}" = "--quick" ]; then
+  shift
+  targets=(gm_tests)
+  set -- -L quick "$@"
+fi
 if [ "${1:-}" = "--sanitize" ]; then
   shift
   export GM_BUILD_DIR=build-sanitize GM_CMAKE_ARGS="-DGM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo"
@@ -13,7 +22,7 @@ if [ "${1:-}" = "--sanitize" ]; then
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   export GM_TEST_SLOWDOWN=10  # long program tests (the kill storm) do less work under the sanitizers
 fi
-scripts/setup.sh
+scripts/setup.sh "${targets[@]}"
 # ctest runs 2 tests at once on 2 cores, and each uses torch's OpenMP pool: idle OpenMP threads that spin
 # (libgomp's default) take the core from the other test.  Passive waiting changes no result, only who waits.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}

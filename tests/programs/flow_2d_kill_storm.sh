@@ -4,7 +4,7 @@
 # resume would show.
 . "$(dirname "$0")/lib.sh"
 # Slower builds (scripts/test.sh --sanitize sets GM_TEST_SLOWDOWN) train fewer steps in the same time.
-steps=$((30000 / ${GM_TEST_SLOWDOWN:-1}))
+steps=$((12000 / ${GM_TEST_SLOWDOWN:-1}))
 args=(--config "$small" --model.hidden=16 --training.steps=$steps --training.batch_size=32 --training.checkpoint_every=500
       --training.keep_checkpoints=2 --optim.warmup=20 --training.log_every=10000 --sampling.n=200)
 ref=$(fresh storm_ref)

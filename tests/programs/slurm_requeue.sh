@@ -26,9 +26,11 @@ wait_state() {  # wait_state JOB STATE...: until the job is in one of the states
   fail "job $1 is $s, never ${*:2}; log: $(cat "$d"/*.out 2>/dev/null)"
 }
 
-# The uninterrupted reference: 2 tasks, 2000 steps.
-capture sbatch --wait -o "$d/ref.out" "${sbatch_args[@]}" "$GM_SOURCE/scripts/slurm/train.sbatch" "$flow_2d" "${args[@]}" --workdir="$d/ref"
-expect_rc 0
+# The uninterrupted reference: 2 tasks, 2000 steps.  (The test polls the job itself: sbatch --wait polls
+# at growing intervals and took seconds after each job ended.)
+ref=$(sbatch --parsable -o "$d/ref.out" "${sbatch_args[@]}" "$GM_SOURCE/scripts/slurm/train.sbatch" "$flow_2d" "${args[@]}" --workdir="$d/ref")
+wait_state "$ref" COMPLETED FAILED CANCELLED
+[ "$(state "$ref")" = COMPLETED ] || fail "the reference job ended $(state "$ref"): $(cat "$d/ref.out")"
 grep -q "rank 1 of 2 (slurm)" "$d/ref.out" || fail "the reference job did not run 2 ranks: $(cat "$d/ref.out")"
 expect_file "$d/ref/weights.safetensors"
 
@@ -60,9 +62,12 @@ ok "pre-empted at step $stop of 2000: checkpointed, requeued (Restarts=1), resum
 # A sweep: one array task per line, folders named after the overrides.
 printf '# two runs\ntraining.lr=1e-3 model.hidden=16\n\ntraining.lr=3e-3 model.hidden=16  # the second\n' > "$d/sweep.txt"
 capture env GM_BINARY="$flow_2d" GM_SWEEP_ROOT="$d/sweep" "$GM_SOURCE/scripts/slurm/sweep.sh" "$small" "$d/sweep.txt" \
-  --wait --ntasks=1 --time=10
+  --ntasks=1 --time=10
 expect_rc 0
 expect_match "$out" "submitted array job [0-9]+ with 2 tasks"
+array=$(grep -oE "submitted array job [0-9]+" <<<"$out" | grep -oE "[0-9]+$")
+for _ in $(seq 1200); do [ -z "$(squeue -h -j "$array" 2>/dev/null)" ] && break; sleep 0.1; done
+[ -z "$(squeue -h -j "$array" 2>/dev/null)" ] || fail "array job $array still queued after 120 s: $(squeue -j "$array")"
 for run in "training.lr=1e-3,model.hidden=16" "training.lr=3e-3,model.hidden=16"; do
   expect_file "$d/sweep/$run/weights.safetensors"
 done
