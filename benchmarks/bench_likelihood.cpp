@@ -45,8 +45,8 @@ struct Args {
   std::vector<int64_t> steps{10, 20, 50};
   std::vector<std::string> methods{"midpoint", "rk4"};
   double t_eps = 1e-5;
-  std::string python = GM_PYTHON;
-  std::string script = GM_SOURCE_DIR "/benchmarks/python/likelihood_2d.py";
+  std::string python = gm::bench::python();
+  std::string script = std::string(gm::bench::source_dir()) + "/benchmarks/python/likelihood_2d.py";
   std::string out = "runs/bench_likelihood";
   bool force = false;
 };

@@ -43,12 +43,6 @@
 #include <thread>
 #include <vector>
 
-#ifndef GM_SOURCE_DIR
-#define GM_SOURCE_DIR "."
-#endif
-#ifndef GM_PYTHON
-#define GM_PYTHON "python3"
-#endif
 
 namespace {
 
@@ -71,9 +65,9 @@ struct Args {
   double block_seconds = 0.5;
   int64_t threads = 0;  // 0: each side chooses per precision, as gm::configure_threads does
   int64_t loss_steps = 2000;
-  std::string python = GM_PYTHON;
-  std::string script = GM_SOURCE_DIR "/benchmarks/python/train_mlp.py";
-  std::string image_script = GM_SOURCE_DIR "/benchmarks/python/train_image.py";
+  std::string python = gm::bench::python();
+  std::string script = std::string(gm::bench::source_dir()) + "/benchmarks/python/train_mlp.py";
+  std::string image_script = std::string(gm::bench::source_dir()) + "/benchmarks/python/train_image.py";
   int64_t image_loss_steps = 0;
   std::string out = "runs/bench_train";
   bool force = false;

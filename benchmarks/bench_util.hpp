@@ -16,6 +16,11 @@
 
 namespace gm::bench {
 
+/// gm's source tree and scripts/setup.sh's Python, as CMake configured them (benchmarks/paths.cpp, compiled
+/// apart so that no heavy translation unit holds a path of its clone and ccache serves it to every clone).
+const char* source_dir();
+const char* python();
+
 using Clock = std::chrono::steady_clock;
 
 inline double ms_since(Clock::time_point start) {
