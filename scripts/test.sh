@@ -3,7 +3,7 @@
 #   scripts/test.sh                 the suite, in build/
 #   scripts/test.sh --sanitize      the same built with AddressSanitizer and UBSan, in build-sanitize/
 #   scripts/test.sh --quick         the inner loop: builds only gm_tests and runs the label `quick` (the unit
-#                                   tests and the include rule; about a minute of tests on 2 cores)
+#                                   tests and the include rule; under 2 minutes of tests on 2 cores)
 #   scripts/test.sh -L program      any ctest selection: labels unit, program, compile, install, slow, gpu
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -234,7 +234,7 @@ class Evaluation {
       const int64_t dims = xb.numel() / xb.size(0);
       values.push_back((bpd ? bits_per_dim(ll.log_p, dims) : -ll.log_p).to(torch::kCPU, torch::kFloat64));
     }
-    summarise(bpd ? "bpd" : "nll", torch::cat(values), start, record);
+    summarise(bpd ? "bpd" : "nll", bpd ? "bpd" : "nll", torch::cat(values), start, record);
   }
 
   /// The ELBO in bits per dimension of the first `n` test images (8-bit, not dequantised), for a trainer
@@ -257,7 +257,7 @@ class Evaluation {
       auto x = data::PixelEncoder{false}.encode(test.images.slice(0, i, std::min(i + per_batch, m))).to(device_);
       values.push_back(trainer.elbo(x, gen).to(torch::kCPU, torch::kFloat64));
     }
-    summarise("elbo_bpd", torch::cat(values), start, record);
+    summarise("elbo_bpd", "elbo", torch::cat(values), start, record);
     if constexpr (requires { trainer.process().schedule().net->gamma_0(); }) {
       torch::NoGradGuard ng;
       record.emplace_back("gamma_0", trainer.process().schedule().net->gamma_0().template item<double>());
@@ -265,10 +265,10 @@ class Evaluation {
     }
   }
 
-  /// `key`'s mean of per-item values `v`, its standard error, their count and the seconds since `start`.
-  static void summarise(const std::string& key, const torch::Tensor& v, std::chrono::steady_clock::time_point start,
-                        Record& record) {
-    const std::string stem = key == "elbo_bpd" ? "elbo" : key;  // elbo_bpd, elbo_bpd_stderr, elbo_n, elbo_seconds
+  /// The mean of per-item values `v` as `key` and its standard error as `key`_stderr, their count as
+  /// `stem`_n and the seconds since `start` as `stem`_seconds.
+  static void summarise(const std::string& key, const std::string& stem, const torch::Tensor& v,
+                        std::chrono::steady_clock::time_point start, Record& record) {
     record.emplace_back(key, v.mean().item<double>());
     record.emplace_back(key + "_stderr", v.numel() > 1 ? v.std().item<double>() / std::sqrt(static_cast<double>(v.numel())) : 0.0);
     record.emplace_back(stem + "_n", static_cast<double>(v.numel()));

@@ -326,31 +326,36 @@ class Config {
 /// Checks for `Config::add`.
 namespace check {
 
+/// An integer or number key's value as a double.
+inline double number_of(const Config::Value& v) {
+  return std::holds_alternative<int64_t>(v) ? static_cast<double>(std::get<int64_t>(v)) : std::get<double>(v);
+}
+
 /// An integer or number >= lo.
 inline Config::Check at_least(double lo) {
   return [lo](const Config::Value& v) -> std::string {
-    const double x = std::holds_alternative<int64_t>(v) ? static_cast<double>(std::get<int64_t>(v)) : std::get<double>(v);
+    const double x = number_of(v);
     return x >= lo ? "" : "a value >= " + Config::to_string(lo);
   };
 }
 /// An integer or number in [lo, hi].
 inline Config::Check in_range(double lo, double hi) {
   return [lo, hi](const Config::Value& v) -> std::string {
-    const double x = std::holds_alternative<int64_t>(v) ? static_cast<double>(std::get<int64_t>(v)) : std::get<double>(v);
+    const double x = number_of(v);
     return (x >= lo && x <= hi) ? "" : "a value in [" + Config::to_string(lo) + ", " + Config::to_string(hi) + "]";
   };
 }
 /// A number > 0 that float32 can hold (<= 3.4e38): rates and scales that enter float32 arithmetic.
 inline Config::Check positive() {
   return [](const Config::Value& v) -> std::string {
-    const double x = std::holds_alternative<int64_t>(v) ? static_cast<double>(std::get<int64_t>(v)) : std::get<double>(v);
+    const double x = number_of(v);
     return x > 0 && x <= 3.4028234663852886e38 ? "" : "a value > 0 that float32 can hold (<= 3.4e38)";
   };
 }
 /// A finite number (guidance scales, which may be negative or zero).
 inline Config::Check finite() {
   return [](const Config::Value& v) -> std::string {
-    const double x = std::holds_alternative<int64_t>(v) ? static_cast<double>(std::get<int64_t>(v)) : std::get<double>(v);
+    const double x = number_of(v);
     return std::isfinite(x) ? "" : "a finite number";
   };
 }
