@@ -35,8 +35,12 @@ find_package(doctest REQUIRED)
 
 # scripts/test.sh --sanitize: every test, example and benchmark with ASan and UBSan (errors abort).
 if(GM_SANITIZE)
-  add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+  set(_gm_sanitize -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+  add_compile_options(${_gm_sanitize})
   add_link_options(-fsanitize=address,undefined)
+  if(TARGET gm_runtime)  # defined before this file: instrument libgm_runtime too
+    target_compile_options(gm_runtime PRIVATE ${_gm_sanitize})
+  endif()
 endif()
 
 # _gm_pch(<name> <header> <extra compile options>...): an object library that builds one precompiled header
@@ -64,7 +68,12 @@ function(_gm_use_pch target pch)
 endfunction()
 
 if(GM_BUILD_EXAMPLES OR GM_BUILD_BENCHMARKS)
-  _gm_pch(gm_pch gm_pch.hpp gm::gm)
+  # Examples and benchmarks link gm::runtime, as a user's experiment would; the unit tests (below) and the
+  # fuzzers stay header-only, so both modes are built and run.
+  if(NOT GM_BUILD_RUNTIME)
+    message(FATAL_ERROR "gm: the examples and benchmarks link gm::runtime; configure with -DGM_BUILD_RUNTIME=ON")
+  endif()
+  _gm_pch(gm_pch gm_pch.hpp gm::runtime)
 endif()
 if(GM_BUILD_TESTS)
   # What the unit tests build against.  They run on the CPU (tests/gpu/gpu_check.cpp holds the CUDA checks),

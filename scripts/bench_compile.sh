@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The edit-compile loop of a user's experiment, measured as a new user meets it: gm installed into a prefix,
 # a project of its own on find_package(gm) holding a copy of examples/<name>.cpp, built in Release; then a
-# one-line edit (a comment on main's line: the file recompiles whole either way) and the rebuild, timed.  Once with gm_precompile_headers() and once
-# without, side by side, without ccache.  Prints one table.
+# one-line edit (a comment on main's line: the file recompiles whole either way) and the rebuild (compile and
+# link), timed.  Four builds side by side, without ccache: on gm::runtime (libgm_runtime, the non-template
+# code compiled once) and header-only (gm::gm), each with and without gm_precompile_headers().  Prints one
+# table.
 #   scripts/bench_compile.sh [example=flow_2d] [out=build/bench_compile]
 # Needs gm built first (scripts/setup.sh).
 set -euo pipefail
@@ -17,7 +19,7 @@ mkdir -p "$out"
 cmake --install build --prefix "$out/prefix" > /dev/null
 
 now() { date +%s.%N; }
-row() {  # row FOLDER LABEL PCH(ON/OFF)
+row() {  # row FOLDER LABEL PCH(ON/OFF) TARGET
   local dir="$out/$1"
   mkdir -p "$dir/src"
   cp "examples/$example.cpp" "$dir/src/main.cpp"
@@ -26,7 +28,7 @@ cmake_minimum_required(VERSION 3.21)
 project(user_experiment LANGUAGES CXX)
 find_package(gm REQUIRED)
 add_executable(experiment main.cpp)
-target_link_libraries(experiment PRIVATE gm::gm)
+target_link_libraries(experiment PRIVATE $4)
 if($3)
   gm_precompile_headers(experiment)
 endif()
@@ -47,5 +49,7 @@ echo "bench_compile: examples/$example.cpp in a find_package(gm) project, Releas
 echo
 echo "| experiment | build | first build s | one-line edit s |"
 echo "|---|---|---:|---:|"
-row pch "precompiled headers (gm_precompile_headers)" ON
-row plain "no precompiled header" OFF
+row runtime_pch "gm::runtime, gm_precompile_headers" ON gm::runtime
+row runtime "gm::runtime, no precompiled header" OFF gm::runtime
+row header_pch "header-only gm::gm, gm_precompile_headers" ON gm::gm
+row header "header-only gm::gm, no precompiled header" OFF gm::gm

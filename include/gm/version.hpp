@@ -2,6 +2,7 @@
 /// @file
 /// gm's version. CMake reads the three numbers below; keep their form.
 
+#include <gm/detail/compiled.hpp>
 #define GM_VERSION_MAJOR 0
 #define GM_VERSION_MINOR 2
 #define GM_VERSION_PATCH 0

@@ -3,17 +3,22 @@
 /// Encoders between stored 8-bit images and the space a model works in: pixels in [-1, 1], or the latents of
 /// a user's TorchScript autoencoder (the latent-diffusion set-up of Rombach et al. 2022, used by DiT).
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 
 #include <ATen/core/Generator.h>
-#include <torch/script.h>
 #include <torch/types.h>
 
 #include <cmath>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <system_error>
+
+#if GM_HEADER_DEFINITIONS  // what only the definitions need
+#include <torch/script.h>
+#endif
 
 namespace gm::data {
 
@@ -27,19 +32,25 @@ struct PixelEncoder {
   bool dequantize = false;
 
   /// uint8 [B, C, H, W] to float32 in [-1, 1]; dequantisation noise is drawn from `gen`.
-  torch::Tensor encode(const torch::Tensor& u8, const at::Generator& gen = {}) const {
-    auto x = u8.to(torch::kFloat32);
-    if (!dequantize) return x * (2.0 / 255.0) - 1.0;
-    auto v = gen.defined() ? torch::rand(x.sizes(), gen, x.options()) : torch::rand_like(x);
-    return (x + v) * (2.0 / 256.0) - 1.0;
-  }
+  torch::Tensor encode(const torch::Tensor& u8, const at::Generator& gen = {}) const;
   /// Float [B, C, H, W] in (about) [-1, 1] to uint8, clamped.
-  torch::Tensor decode(const torch::Tensor& x) const {
-    auto u = (x.detach().to(torch::kFloat32) + 1.0) * 0.5;
-    u = dequantize ? torch::floor(u * 256.0) : torch::round(u * 255.0);
-    return u.clamp(0, 255).to(torch::kUInt8);
-  }
+  torch::Tensor decode(const torch::Tensor& x) const;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE auto PixelEncoder::encode(const torch::Tensor& u8, const at::Generator& gen) const -> torch::Tensor {
+  auto x = u8.to(torch::kFloat32);
+  if (!dequantize) return x * (2.0 / 255.0) - 1.0;
+  auto v = gen.defined() ? torch::rand(x.sizes(), gen, x.options()) : torch::rand_like(x);
+  return (x + v) * (2.0 / 256.0) - 1.0;
+}
+
+GM_INLINE auto PixelEncoder::decode(const torch::Tensor& x) const -> torch::Tensor {
+  auto u = (x.detach().to(torch::kFloat32) + 1.0) * 0.5;
+  u = dequantize ? torch::floor(u * 256.0) : torch::round(u * 255.0);
+  return u.clamp(0, 255).to(torch::kUInt8);
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 /// A latent autoencoder brought by the user as a TorchScript file with methods `encode(x)` and `decode(z)`:
 /// x is an image batch in [-1, 1], z its latent batch.  Latents are multiplied by `scale` after encoding
@@ -59,47 +70,57 @@ class LatentEncoder {
  public:
   /// Load `path` onto `device`; a missing file, a file that is not TorchScript, or a module without
   /// `encode` and `decode` is a one-line `gm::Error` naming the file.
-  LatentEncoder(const std::filesystem::path& path, double scale = 1.0, torch::Device device = torch::kCPU)
-      : scale_(scale), path_(path.string()) {
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) throw Error("gm: " + path_ + ": no such file");
-    try {
-      module_.emplace(torch::jit::load(path_, device));
-    } catch (const c10::Error& e) {
-      throw Error("gm: " + path_ + ": not a TorchScript module (" + first_line(e.what_without_backtrace()) + ")");
-    }
-    for (const char* m : {"encode", "decode"}) {
-      if (!module_->find_method(m)) {
-        throw Error("gm: " + path_ + ": the TorchScript module has no method '" + std::string(m) + "'");
-      }
-    }
-    module_->eval();
-    if (!(std::isfinite(scale) && scale > 0)) throw Error("gm: latent scale must be a positive number");
-  }
+  LatentEncoder(const std::filesystem::path& path, double scale = 1.0, torch::Device device = torch::kCPU);
 
   /// [-1, 1] images to scaled latents, without gradients.
-  torch::Tensor encode(const torch::Tensor& x) {
-    torch::NoGradGuard ng;
-    return call("encode", x) * scale_;
-  }
+  torch::Tensor encode(const torch::Tensor& x);
   /// Scaled latents back to images in [-1, 1].
-  torch::Tensor decode(const torch::Tensor& z) {
-    torch::NoGradGuard ng;
-    return call("decode", z / scale_);
-  }
+  torch::Tensor decode(const torch::Tensor& z);
   const std::string& path() const { return path_; }
 
  private:
-  torch::Tensor call(const char* method, const torch::Tensor& x) {
-    auto out = module_->get_method(method)({x});
-    if (!out.isTensor()) throw Error("gm: " + path_ + ": " + method + " did not return a tensor");
-    return out.toTensor();
-  }
+  torch::Tensor call(const char* method, const torch::Tensor& x);
   static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
-  std::optional<torch::jit::script::Module> module_;
+  std::shared_ptr<torch::jit::Module> module_;  // TorchScript; declared only, so users need not parse torch/script.h
   double scale_;
   std::string path_;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE LatentEncoder::LatentEncoder(const std::filesystem::path& path, double scale, torch::Device device)
+    : scale_(scale), path_(path.string()) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) throw Error("gm: " + path_ + ": no such file");
+  try {
+    module_ = std::make_shared<torch::jit::Module>(torch::jit::load(path_, device));
+  } catch (const c10::Error& e) {
+    throw Error("gm: " + path_ + ": not a TorchScript module (" + first_line(e.what_without_backtrace()) + ")");
+  }
+  for (const char* m : {"encode", "decode"}) {
+    if (!module_->find_method(m)) {
+      throw Error("gm: " + path_ + ": the TorchScript module has no method '" + std::string(m) + "'");
+    }
+  }
+  module_->eval();
+  if (!(std::isfinite(scale) && scale > 0)) throw Error("gm: latent scale must be a positive number");
+}
+
+GM_INLINE auto LatentEncoder::encode(const torch::Tensor& x) -> torch::Tensor {
+  torch::NoGradGuard ng;
+  return call("encode", x) * scale_;
+}
+
+GM_INLINE auto LatentEncoder::decode(const torch::Tensor& z) -> torch::Tensor {
+  torch::NoGradGuard ng;
+  return call("decode", z / scale_);
+}
+
+GM_INLINE auto LatentEncoder::call(const char* method, const torch::Tensor& x) -> torch::Tensor {
+  auto out = module_->get_method(method)({x});
+  if (!out.isTensor()) throw Error("gm: " + path_ + ": " + method + " did not return a tensor");
+  return out.toTensor();
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 }  // namespace gm::data

@@ -2,6 +2,7 @@
 /// @file
 /// Feature-vector data sets: N x D matrices from NumPy .npy or CSV files, and mini-batches drawn from them.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/io/file.hpp>
 
@@ -22,17 +23,22 @@
 
 namespace gm::data {
 
-inline torch::Tensor parse_npy(std::string_view bytes, const std::filesystem::path& path);
+torch::Tensor parse_npy(std::string_view bytes, const std::filesystem::path& path);
 /// Read an N x D float32 or float64 matrix from a NumPy .npy file (format 1.x/2.x, little-endian, C order).
 /// A missing or malformed file is a one-line `gm::Error` naming it.
-inline torch::Tensor read_npy(const std::filesystem::path& path) {
+torch::Tensor read_npy(const std::filesystem::path& path);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::Tensor read_npy(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw Error("gm: " + path.string() + ": no such file");
   return parse_npy(io::read_file(path), path);
 }
+#endif
 
 /// The same from the bytes of a .npy file; `path` names them in errors.
-inline torch::Tensor parse_npy(std::string_view bytes, const std::filesystem::path& path) {
+torch::Tensor parse_npy(std::string_view bytes, const std::filesystem::path& path);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::Tensor parse_npy(std::string_view bytes, const std::filesystem::path& path) {
   auto bad = [&](const std::string& why) { return Error("gm: " + path.string() + ": not a usable .npy file: " + why); };
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw bad("missing the \\x93NUMPY magic");
   const int major = static_cast<uint8_t>(bytes[6]);
@@ -86,20 +92,26 @@ inline torch::Tensor parse_npy(std::string_view bytes, const std::filesystem::pa
   std::memcpy(out.data_ptr(), bytes.data() + data_at, need);
   return out;
 }
+#endif
 
-inline torch::Tensor parse_csv(std::istream& f, const std::filesystem::path& path, std::string* header = nullptr);
+torch::Tensor parse_csv(std::istream& f, const std::filesystem::path& path, std::string* header = nullptr);
 /// Read an N x D matrix of numbers from a CSV file (comma-separated; a UTF-8 byte-order mark is ignored).
 /// The first row is taken as a header of column names only when none of its cells is a number, and then
 /// `header` (if given) receives it, so a caller can say it was skipped.  Rows of different length or a
 /// non-number are a one-line `gm::Error` naming file and line.
-inline torch::Tensor read_csv(const std::filesystem::path& path, std::string* header = nullptr) {
+torch::Tensor read_csv(const std::filesystem::path& path, std::string* header = nullptr);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::Tensor read_csv(const std::filesystem::path& path, std::string* header) {
   std::ifstream f(path);
   if (!f) throw Error("gm: " + path.string() + ": no such file");
   return parse_csv(f, path, header);
 }
+#endif
 
 /// The same from a stream of CSV text; `path` names it in errors.
-inline torch::Tensor parse_csv(std::istream& f, const std::filesystem::path& path, std::string* header) {
+torch::Tensor parse_csv(std::istream& f, const std::filesystem::path& path, std::string* header);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::Tensor parse_csv(std::istream& f, const std::filesystem::path& path, std::string* header) {
   std::vector<double> values;
   int64_t cols = -1, rows = 0, line_no = 0;
   for (std::string line; std::getline(f, line);) {
@@ -138,13 +150,16 @@ inline torch::Tensor parse_csv(std::istream& f, const std::filesystem::path& pat
   if (rows == 0) throw Error("gm: " + path.string() + ": no data rows");
   return torch::tensor(values, torch::kFloat64).reshape({rows, cols});
 }
+#endif
 
 /// Largest magnitude gm accepts in training data: beyond it, squares in the loss overflow float32.
 inline constexpr double max_feature_magnitude = 1e18;
 
 /// Throws a one-line `gm::Error` naming the file and the first row (1-based) holding a value that is not
 /// finite or exceeds `max_feature_magnitude`.
-inline void check_values(const torch::Tensor& x, const std::filesystem::path& path) {
+void check_values(const torch::Tensor& x, const std::filesystem::path& path);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void check_values(const torch::Tensor& x, const std::filesystem::path& path) {
   auto bad = (~torch::isfinite(x)) | (x.abs() > max_feature_magnitude);
   if (!bad.any().item<bool>()) return;
   const auto row = bad.any(1).nonzero()[0][0].item<int64_t>();
@@ -152,10 +167,13 @@ inline void check_values(const torch::Tensor& x, const std::filesystem::path& pa
   throw Error("gm: " + path.string() + ": row " + std::to_string(row + 1) + ", column " + std::to_string(col + 1) +
               " is " + std::to_string(x[row][col].item<double>()) + "; data must be finite with |x| <= 1e18");
 }
+#endif
 
 /// Read features from a .npy or .csv file, by extension, and check every value (`check_values`).  `header`
 /// receives a CSV header row that was skipped.
-inline torch::Tensor read_features(const std::filesystem::path& path, std::string* header = nullptr) {
+torch::Tensor read_features(const std::filesystem::path& path, std::string* header = nullptr);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::Tensor read_features(const std::filesystem::path& path, std::string* header) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw Error("gm: " + path.string() + ": is a folder, not a data file");
   const auto ext = path.extension().string();
@@ -166,29 +184,39 @@ inline torch::Tensor read_features(const std::filesystem::path& path, std::strin
   check_values(x, path);
   return x;
 }
+#endif
 
 /// A fixed N x D data set; `batch(n, gen)` draws n rows uniformly with replacement from the generator, so
 /// the data order is part of the trainer's RNG state and resumes exactly.
 class Features {
  public:
-  explicit Features(torch::Tensor data) : data_(std::move(data)) {
-    TORCH_CHECK(data_.dim() == 2 && data_.size(0) > 0, "gm: Features needs an N x D tensor with N > 0");
-  }
+  explicit Features(torch::Tensor data);
   /// The file's rows as `dtype`; `header` receives a CSV header row that was skipped.
   static Features from_file(const std::filesystem::path& path, torch::ScalarType dtype = torch::kFloat32,
-                            std::string* header = nullptr) {
-    return Features(read_features(path, header).to(dtype));
-  }
+                            std::string* header = nullptr);
   int64_t size() const { return data_.size(0); }
   int64_t dim() const { return data_.size(1); }
   const torch::Tensor& tensor() const { return data_; }
-  torch::Tensor batch(int64_t n, const at::Generator& gen = {}) const {
-    auto idx = torch::randint(0, data_.size(0), {n}, gen, torch::TensorOptions().dtype(torch::kLong));
-    return data_.index_select(0, idx);
-  }
+  torch::Tensor batch(int64_t n, const at::Generator& gen = {}) const;
 
  private:
   torch::Tensor data_;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Features::Features(torch::Tensor data) : data_(std::move(data)) {
+  TORCH_CHECK(data_.dim() == 2 && data_.size(0) > 0, "gm: Features needs an N x D tensor with N > 0");
+}
+
+GM_INLINE auto Features::from_file(const std::filesystem::path& path, torch::ScalarType dtype, std::string* header)
+    -> Features {
+  return Features(read_features(path, header).to(dtype));
+}
+
+GM_INLINE auto Features::batch(int64_t n, const at::Generator& gen) const -> torch::Tensor {
+  auto idx = torch::randint(0, data_.size(0), {n}, gen, torch::TensorOptions().dtype(torch::kLong));
+  return data_.index_select(0, idx);
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 }  // namespace gm::data

@@ -4,13 +4,11 @@
 /// CIFAR-10's binary batches, and folders of PNG/JPEG/BMP files with one subfolder per class.  Every
 /// malformed file is a one-line `gm::Error` naming the file and what is wrong, never a crash.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/io/file.hpp>
 
-#include <stb/stb_image.h>
-#include <stb/stb_image_resize.h>
 #include <torch/types.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cctype>
@@ -22,6 +20,12 @@
 #include <string_view>
 #include <system_error>
 #include <vector>
+
+#if GM_HEADER_DEFINITIONS  // what only the definitions need
+#include <stb/stb_image.h>
+#include <stb/stb_image_resize.h>
+#include <zlib.h>
+#endif
 
 namespace gm::data {
 
@@ -39,15 +43,20 @@ struct ImageSet {
 namespace detail {
 
 /// The bytes of a file, or a one-line error naming it.
-inline std::string read_bytes(const std::filesystem::path& path) {
+std::string read_bytes(const std::filesystem::path& path);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string read_bytes(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw Error("gm: " + path.string() + ": no such file");
   auto bytes = io::read_file(path);
   return bytes;
 }
+#endif
 
 /// The bytes, gunzipped when they start with gzip's magic; at most `max_out` bytes of output.
-inline std::string maybe_gunzip(std::string bytes, const std::string& name, size_t max_out = size_t{1} << 32) {
+std::string maybe_gunzip(std::string bytes, const std::string& name, size_t max_out = size_t{1} << 32);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string maybe_gunzip(std::string bytes, const std::string& name, size_t max_out) {
   if (bytes.size() < 2 || static_cast<uint8_t>(bytes[0]) != 0x1f || static_cast<uint8_t>(bytes[1]) != 0x8b) {
     return bytes;
   }
@@ -79,23 +88,32 @@ inline std::string maybe_gunzip(std::string bytes, const std::string& name, size
   inflateEnd(&zs);
   return out;
 }
+#endif
 
-inline uint32_t be32(const std::string_view b, size_t at) {
+uint32_t be32(const std::string_view b, size_t at);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE uint32_t be32(const std::string_view b, size_t at) {
   return (uint32_t(uint8_t(b[at])) << 24) | (uint32_t(uint8_t(b[at + 1])) << 16) | (uint32_t(uint8_t(b[at + 2])) << 8) |
          uint32_t(uint8_t(b[at + 3]));
 }
+#endif
 
-inline std::string lower(std::string s) {
+std::string lower(std::string s);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
+#endif
 
 }  // namespace detail
 
 /// Parse an IDX file's bytes (LeCun's MNIST format: two zero bytes, the type 0x08 for unsigned bytes, the
 /// number of dimensions, each dimension as a big-endian int32, then the data).  Returns a uint8 tensor of
 /// those dimensions.  `name` names the file in errors.
-inline torch::Tensor parse_idx(std::string_view b, const std::string& name) {
+torch::Tensor parse_idx(std::string_view b, const std::string& name);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::Tensor parse_idx(std::string_view b, const std::string& name) {
   if (b.size() < 4) throw Error("gm: " + name + ": not an IDX file (" + std::to_string(b.size()) + " bytes)");
   if (b[0] != 0 || b[1] != 0) throw Error("gm: " + name + ": not an IDX file (bad magic)");
   if (static_cast<uint8_t>(b[2]) != 0x08) {
@@ -123,10 +141,13 @@ inline torch::Tensor parse_idx(std::string_view b, const std::string& name) {
   if (count) std::memcpy(t.data_ptr<uint8_t>(), b.data() + header, count);
   return t;
 }
+#endif
 
 /// Images and labels from a pair of IDX files (plain or .gz).  Images are [N, H, W] (one channel) or
 /// [N, H, W, C]; labels [N] with values below 256.
-inline ImageSet read_idx(const std::filesystem::path& images, const std::filesystem::path& labels) {
+ImageSet read_idx(const std::filesystem::path& images, const std::filesystem::path& labels);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE ImageSet read_idx(const std::filesystem::path& images, const std::filesystem::path& labels) {
   auto img = parse_idx(detail::maybe_gunzip(detail::read_bytes(images), images.string()), images.string());
   auto lab = parse_idx(detail::maybe_gunzip(detail::read_bytes(labels), labels.string()), labels.string());
   if (img.dim() != 3 && img.dim() != 4) {
@@ -145,11 +166,14 @@ inline ImageSet read_idx(const std::filesystem::path& images, const std::filesys
   s.source = images.string();
   return s;
 }
+#endif
 
 /// The split `split` ("train" or "test") of MNIST-style IDX files in `root`: train-images-idx3-ubyte and
 /// train-labels-idx1-ubyte, or t10k-*, each plain or .gz (as Debian's dataset-fashion-mnist installs them
 /// in /usr/share/datasets/fashion-mnist).
-inline ImageSet read_mnist(const std::filesystem::path& root, const std::string& split) {
+ImageSet read_mnist(const std::filesystem::path& root, const std::string& split);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE ImageSet read_mnist(const std::filesystem::path& root, const std::string& split) {
   const std::string prefix = split == "test" ? "t10k" : "train";
   auto find = [&](const std::string& stem) {
     for (const auto* ext : {"", ".gz"}) {
@@ -166,11 +190,15 @@ inline ImageSet read_mnist(const std::filesystem::path& root, const std::string&
   s.source = root.string() + " (" + split + ")";
   return s;
 }
+#endif
 
 /// Parse CIFAR-10 binary records: each is one label byte (0-9) followed by 3072 bytes, the R, G and B
 /// planes of a 32x32 image.  Appends to `images` and `labels`.
-inline void parse_cifar10(std::string_view b, const std::string& name, std::vector<uint8_t>& images,
-                          std::vector<int64_t>& labels) {
+void parse_cifar10(std::string_view b, const std::string& name, std::vector<uint8_t>& images,
+                   std::vector<int64_t>& labels);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void parse_cifar10(std::string_view b, const std::string& name, std::vector<uint8_t>& images,
+                             std::vector<int64_t>& labels) {
   constexpr size_t record = 1 + 3 * 32 * 32;
   if (b.empty()) throw Error("gm: " + name + ": empty CIFAR-10 batch");
   if (b.size() % record != 0) {
@@ -188,10 +216,13 @@ inline void parse_cifar10(std::string_view b, const std::string& name, std::vect
                   b.begin() + static_cast<std::ptrdiff_t>(at + record));
   }
 }
+#endif
 
 /// CIFAR-10's binary version in `root`: data_batch_1.bin ... data_batch_5.bin (split "train") or
 /// test_batch.bin ("test").  Every file must be present.
-inline ImageSet read_cifar10(const std::filesystem::path& root, const std::string& split) {
+ImageSet read_cifar10(const std::filesystem::path& root, const std::string& split);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE ImageSet read_cifar10(const std::filesystem::path& root, const std::string& split) {
   std::vector<std::string> files;
   if (split == "test") files = {"test_batch.bin"};
   else for (int i = 1; i <= 5; ++i) files.push_back("data_batch_" + std::to_string(i) + ".bin");
@@ -210,13 +241,17 @@ inline ImageSet read_cifar10(const std::filesystem::path& root, const std::strin
   s.source = root.string() + " (CIFAR-10 " + split + ")";
   return s;
 }
+#endif
 
 /// Decode one PNG, JPEG or BMP file's bytes with stb_image into `channels` channels (1 or 3), resize it so
 /// its shorter side is `resolution` and crop the centre square (torchvision's Resize + CenterCrop).
 /// Returns uint8 [channels, resolution, resolution].  An image stb cannot decode, or one larger than
 /// `max_pixels`, is a one-line error naming `name`.
-inline torch::Tensor decode_image(std::string_view bytes, const std::string& name, int resolution, int channels,
-                                  int64_t max_pixels = int64_t{1} << 26) {
+torch::Tensor decode_image(std::string_view bytes, const std::string& name, int resolution, int channels,
+                           int64_t max_pixels = int64_t{1} << 26);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::Tensor decode_image(std::string_view bytes, const std::string& name, int resolution, int channels,
+                                     int64_t max_pixels) {
   if (bytes.empty()) throw Error("gm: " + name + ": empty image file");
   if (bytes.size() > (size_t{1} << 31)) throw Error("gm: " + name + ": image file too large");
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
@@ -244,12 +279,15 @@ inline torch::Tensor decode_image(std::string_view bytes, const std::string& nam
   const int64_t top = (rh - resolution) / 2, left = (rw - resolution) / 2;
   return hwc.slice(0, top, top + resolution).slice(1, left, left + resolution).permute({2, 0, 1}).contiguous();
 }
+#endif
 
 /// A folder with one subfolder per class holding PNG, JPEG or BMP files, as torchvision's ImageFolder reads
 /// it: classes are the subfolder names in sorted order, files are read in sorted order, each decoded,
 /// resized and centre-cropped to `resolution` with `channels` channels (see `decode_image`).  Files with
 /// other extensions are skipped; a folder without images is an error.
-inline ImageSet read_image_folder(const std::filesystem::path& root, int resolution, int channels) {
+ImageSet read_image_folder(const std::filesystem::path& root, int resolution, int channels);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE ImageSet read_image_folder(const std::filesystem::path& root, int resolution, int channels) {
   std::error_code ec;
   if (!std::filesystem::is_directory(root, ec)) throw Error("gm: " + root.string() + ": no such folder");
   if (resolution < 1 || resolution > 4096) throw Error("gm: image resolution must be 1..4096");
@@ -285,5 +323,6 @@ inline ImageSet read_image_folder(const std::filesystem::path& root, int resolut
   s.source = root.string() + " (image folder, " + std::to_string(s.num_classes) + " classes)";
   return s;
 }
+#endif
 
 }  // namespace gm::data

@@ -3,6 +3,7 @@
 /// `gm::data::ImageData`: an image data set in memory as an experiment's data source: epoch permutations from
 /// (seed, epoch), random flips, labels, and an encoder to the model's space.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/data/batch.hpp>
 #include <gm/data/encoders.hpp>
 #include <gm/data/image_files.hpp>
@@ -46,94 +47,28 @@ class ImageData {
     TORCH_ARG(torch::Device, device) = torch::kCPU;  ///< where batches (and the autoencoder) live
   };
 
-  ImageData(ImageSet set, Options options) : set_(std::move(set)), options_(std::move(options)) {
-    if (set_.size() == 0) throw Error("gm: " + set_.source + ": no images");
-    pixel_.dequantize = options_.dequantize();
-    if (options_.encoder() != "pixel") {
-      latent_ = std::make_shared<LatentEncoder>(options_.encoder(), options_.latent_scale(), options_.device());
-    }
-    shape_ = batch(0, 1, make_generator(0)).x.sizes().vec();
-    shape_.erase(shape_.begin());
-  }
+  ImageData(ImageSet set, Options options);
 
   /// Declare the `data.*` keys with these defaults.
   static void add_keys(Config& cfg, const std::string& name = "fashion_mnist",
-                       const std::string& root = "/usr/share/datasets/fashion-mnist") {
-    cfg.add<std::string>("data.name", name, "fashion_mnist or mnist (IDX files), cifar10 (binary batches), folder",
-                         check::one_of({"fashion_mnist", "mnist", "cifar10", "folder"}));
-    cfg.add<std::string>("data.root", root, "folder of the data set's files");
-    cfg.add<int64_t>("data.resolution", 32, "image size for data.name = folder (resize + centre crop)",
-                     check::in_range(1, 4096));
-    cfg.add<int64_t>("data.channels", 3, "channels for data.name = folder (1: grey, 3: RGB)", check::in_range(1, 3));
-    cfg.add<bool>("data.hflip", false, "random horizontal flips");
-    cfg.add<bool>("data.dequantize", false, "uniform dequantisation of the 8-bit pixels");
-    cfg.add<std::string>("data.encoder", "pixel", "pixel, or a TorchScript autoencoder file with encode/decode");
-    cfg.add<double>("data.latent_scale", 1.0, "latents are multiplied by this (SD's VAE: 0.18215)", check::positive());
-    cfg.add<int64_t>("data.limit", 0, "use only the first N images (0: all)", check::at_least(0));
-  }
+                       const std::string& root = "/usr/share/datasets/fashion-mnist");
 
   /// The data set the keys name, read and checked (split "train" or "test").
-  static ImageData from_config(const Config& cfg, torch::Device device = torch::kCPU, const std::string& split = "train") {
-    return ImageData(read(cfg, split), Options()
-                                           .hflip(cfg.get<bool>("data.hflip"))
-                                           .dequantize(cfg.get<bool>("data.dequantize"))
-                                           .seed(static_cast<uint64_t>(cfg.get<int64_t>("seed")))
-                                           .encoder(cfg.get<std::string>("data.encoder"))
-                                           .latent_scale(cfg.get<double>("data.latent_scale"))
-                                           .device(device));
-  }
+  static ImageData from_config(const Config& cfg, torch::Device device = torch::kCPU,
+                               const std::string& split = "train");
 
   /// The images the keys name, as uint8 (no encoder).
-  static ImageSet read(const Config& cfg, const std::string& split = "train") {
-    const auto name = cfg.get<std::string>("data.name");
-    const std::filesystem::path root = cfg.get<std::string>("data.root");
-    ImageSet s;
-    if (name == "fashion_mnist" || name == "mnist") {
-      s = read_mnist(root, split);
-      if (name == "fashion_mnist") {
-        s.class_names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
-      }
-    } else if (name == "cifar10") {
-      s = read_cifar10(root, split);
-    } else {
-      s = read_image_folder(split == "test" ? root / "test" : root, static_cast<int>(cfg.get<int64_t>("data.resolution")),
-                            static_cast<int>(cfg.get<int64_t>("data.channels")));
-    }
-    if (const int64_t limit = cfg.get<int64_t>("data.limit"); limit > 0 && limit < s.size()) {
-      s.images = s.images.slice(0, 0, limit).contiguous();
-      s.labels = s.labels.slice(0, 0, limit).contiguous();
-    }
-    return s;
-  }
+  static ImageSet read(const Config& cfg, const std::string& split = "train");
 
   /// Batch `step` of `n` samples: the data encoded (float32, [n, ...sample_shape()]) and the labels.
-  Batch batch(int64_t step, int64_t n, const at::Generator& gen) const {
-    auto idx = indices(step * n, n);
-    auto x = to_device(set_.images.index_select(0, idx));
-    auto y = to_device(set_.labels.index_select(0, idx));
-    if (options_.hflip()) {  // drawn on the generator's device (the trainer's), where the batch now is
-      auto flip = torch::rand({n}, gen, torch::TensorOptions().device(gen.device())) < 0.5;
-      x = torch::where(flip.to(x.device()).view({n, 1, 1, 1}), x.flip({3}), x);
-    }
-    return {encode(x, gen), y};
-  }
+  Batch batch(int64_t step, int64_t n, const at::Generator& gen) const;
   /// A batch on the training device: to a GPU through page-locked memory, so the copy runs asynchronously
   /// on the current stream (the kernels that use it are queued behind it) while the CPU goes on.
-  torch::Tensor to_device(const torch::Tensor& t) const {
-    if (!options_.device().is_cuda()) return t.to(options_.device());
-    return t.pin_memory().to(options_.device(), /*non_blocking=*/true);
-  }
+  torch::Tensor to_device(const torch::Tensor& t) const;
   /// uint8 images [B, C, H, W] into the model's space.
-  torch::Tensor encode(const torch::Tensor& u8, const at::Generator& gen = {}) const {
-    auto x = pixel_.encode(u8, gen);
-    return latent_ ? latent_->encode(x) : x;
-  }
+  torch::Tensor encode(const torch::Tensor& u8, const at::Generator& gen = {}) const;
   /// Samples in the model's space back to uint8 images [B, C, H, W] on the CPU.
-  torch::Tensor decode(const torch::Tensor& x) const {
-    auto px = latent_ ? latent_->decode(x.to(options_.device())) : x;
-    return PixelEncoder{}.decode(px).to(torch::kCPU);
-  }
+  torch::Tensor decode(const torch::Tensor& x) const;
 
   /// The shape of one encoded sample ([C, H, W]).
   const std::vector<int64_t>& sample_shape() const { return shape_; }
@@ -143,45 +78,14 @@ class ImageData {
   const ImageSet& set() const { return set_; }
   int64_t size() const { return set_.size(); }
   /// "fashion-mnist (train): 60000 images 1x28x28, 10 classes".
-  std::string describe() const {
-    const auto& im = set_.images;
-    std::string s = set_.source + ": " + std::to_string(set_.size()) + " images " + std::to_string(im.size(1)) + "x" +
-                    std::to_string(im.size(2)) + "x" + std::to_string(im.size(3)) + ", " +
-                    std::to_string(set_.num_classes) + " classes";
-    if (latent_) s += ", latents " + shape_text() + " from " + latent_->path();
-    return s;
-  }
+  std::string describe() const;
 
  private:
   /// Sample indices at global positions [start, start + n) of the epoch permutations.
-  torch::Tensor indices(int64_t start, int64_t n) const {
-    const int64_t size = set_.size();
-    auto out = torch::empty({n}, torch::kInt64);
-    auto* o = out.data_ptr<int64_t>();
-    for (int64_t i = 0; i < n;) {
-      const int64_t pos = start + i, epoch = pos / size, at = pos % size;
-      const auto& perm = permutation(epoch);
-      const int64_t take = std::min(n - i, size - at);
-      std::copy(perm.data_ptr<int64_t>() + at, perm.data_ptr<int64_t>() + at + take, o + i);
-      i += take;
-    }
-    return out;
-  }
+  torch::Tensor indices(int64_t start, int64_t n) const;
   /// The permutation of `epoch`, from (seed, epoch) alone; the last one is cached.
-  const torch::Tensor& permutation(int64_t epoch) const {
-    std::lock_guard<std::mutex> lock(*mutex_);
-    if (epoch != cached_epoch_) {
-      auto gen = make_generator(options_.seed() * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 1);
-      cached_ = torch::randperm(set_.size(), gen, torch::kInt64);
-      cached_epoch_ = epoch;
-    }
-    return cached_;
-  }
-  std::string shape_text() const {
-    std::string s;
-    for (auto d : shape_) s += (s.empty() ? "" : "x") + std::to_string(d);
-    return s;
-  }
+  const torch::Tensor& permutation(int64_t epoch) const;
+  std::string shape_text() const;
 
   ImageSet set_;
   Options options_;
@@ -192,5 +96,129 @@ class ImageData {
   mutable torch::Tensor cached_;
   mutable int64_t cached_epoch_ = -1;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE ImageData::ImageData(ImageSet set, Options options) : set_(std::move(set)), options_(std::move(options)) {
+  if (set_.size() == 0) throw Error("gm: " + set_.source + ": no images");
+  pixel_.dequantize = options_.dequantize();
+  if (options_.encoder() != "pixel") {
+    latent_ = std::make_shared<LatentEncoder>(options_.encoder(), options_.latent_scale(), options_.device());
+  }
+  shape_ = batch(0, 1, make_generator(0)).x.sizes().vec();
+  shape_.erase(shape_.begin());
+}
+
+GM_INLINE void ImageData::add_keys(Config& cfg, const std::string& name, const std::string& root) {
+  cfg.add<std::string>("data.name", name, "fashion_mnist or mnist (IDX files), cifar10 (binary batches), folder",
+                       check::one_of({"fashion_mnist", "mnist", "cifar10", "folder"}));
+  cfg.add<std::string>("data.root", root, "folder of the data set's files");
+  cfg.add<int64_t>("data.resolution", 32, "image size for data.name = folder (resize + centre crop)",
+                   check::in_range(1, 4096));
+  cfg.add<int64_t>("data.channels", 3, "channels for data.name = folder (1: grey, 3: RGB)", check::in_range(1, 3));
+  cfg.add<bool>("data.hflip", false, "random horizontal flips");
+  cfg.add<bool>("data.dequantize", false, "uniform dequantisation of the 8-bit pixels");
+  cfg.add<std::string>("data.encoder", "pixel", "pixel, or a TorchScript autoencoder file with encode/decode");
+  cfg.add<double>("data.latent_scale", 1.0, "latents are multiplied by this (SD's VAE: 0.18215)", check::positive());
+  cfg.add<int64_t>("data.limit", 0, "use only the first N images (0: all)", check::at_least(0));
+}
+
+GM_INLINE auto ImageData::from_config(const Config& cfg, torch::Device device, const std::string& split) -> ImageData {
+  return ImageData(read(cfg, split), Options()
+                                         .hflip(cfg.get<bool>("data.hflip"))
+                                         .dequantize(cfg.get<bool>("data.dequantize"))
+                                         .seed(static_cast<uint64_t>(cfg.get<int64_t>("seed")))
+                                         .encoder(cfg.get<std::string>("data.encoder"))
+                                         .latent_scale(cfg.get<double>("data.latent_scale"))
+                                         .device(device));
+}
+
+GM_INLINE auto ImageData::read(const Config& cfg, const std::string& split) -> ImageSet {
+  const auto name = cfg.get<std::string>("data.name");
+  const std::filesystem::path root = cfg.get<std::string>("data.root");
+  ImageSet s;
+  if (name == "fashion_mnist" || name == "mnist") {
+    s = read_mnist(root, split);
+    if (name == "fashion_mnist") {
+      s.class_names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                       "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    }
+  } else if (name == "cifar10") {
+    s = read_cifar10(root, split);
+  } else {
+    s = read_image_folder(split == "test" ? root / "test" : root, static_cast<int>(cfg.get<int64_t>("data.resolution")),
+                          static_cast<int>(cfg.get<int64_t>("data.channels")));
+  }
+  if (const int64_t limit = cfg.get<int64_t>("data.limit"); limit > 0 && limit < s.size()) {
+    s.images = s.images.slice(0, 0, limit).contiguous();
+    s.labels = s.labels.slice(0, 0, limit).contiguous();
+  }
+  return s;
+}
+
+GM_INLINE auto ImageData::batch(int64_t step, int64_t n, const at::Generator& gen) const -> Batch {
+  auto idx = indices(step * n, n);
+  auto x = to_device(set_.images.index_select(0, idx));
+  auto y = to_device(set_.labels.index_select(0, idx));
+  if (options_.hflip()) {  // drawn on the generator's device (the trainer's), where the batch now is
+    auto flip = torch::rand({n}, gen, torch::TensorOptions().device(gen.device())) < 0.5;
+    x = torch::where(flip.to(x.device()).view({n, 1, 1, 1}), x.flip({3}), x);
+  }
+  return {encode(x, gen), y};
+}
+
+GM_INLINE auto ImageData::to_device(const torch::Tensor& t) const -> torch::Tensor {
+  if (!options_.device().is_cuda()) return t.to(options_.device());
+  return t.pin_memory().to(options_.device(), /*non_blocking=*/true);
+}
+
+GM_INLINE auto ImageData::encode(const torch::Tensor& u8, const at::Generator& gen) const -> torch::Tensor {
+  auto x = pixel_.encode(u8, gen);
+  return latent_ ? latent_->encode(x) : x;
+}
+
+GM_INLINE auto ImageData::decode(const torch::Tensor& x) const -> torch::Tensor {
+  auto px = latent_ ? latent_->decode(x.to(options_.device())) : x;
+  return PixelEncoder{}.decode(px).to(torch::kCPU);
+}
+
+GM_INLINE auto ImageData::describe() const -> std::string {
+  const auto& im = set_.images;
+  std::string s = set_.source + ": " + std::to_string(set_.size()) + " images " + std::to_string(im.size(1)) + "x" +
+                  std::to_string(im.size(2)) + "x" + std::to_string(im.size(3)) + ", " +
+                  std::to_string(set_.num_classes) + " classes";
+  if (latent_) s += ", latents " + shape_text() + " from " + latent_->path();
+  return s;
+}
+
+GM_INLINE auto ImageData::indices(int64_t start, int64_t n) const -> torch::Tensor {
+  const int64_t size = set_.size();
+  auto out = torch::empty({n}, torch::kInt64);
+  auto* o = out.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n;) {
+    const int64_t pos = start + i, epoch = pos / size, at = pos % size;
+    const auto& perm = permutation(epoch);
+    const int64_t take = std::min(n - i, size - at);
+    std::copy(perm.data_ptr<int64_t>() + at, perm.data_ptr<int64_t>() + at + take, o + i);
+    i += take;
+  }
+  return out;
+}
+
+GM_INLINE auto ImageData::permutation(int64_t epoch) const -> const torch::Tensor& {
+  std::lock_guard<std::mutex> lock(*mutex_);
+  if (epoch != cached_epoch_) {
+    auto gen = make_generator(options_.seed() * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 1);
+    cached_ = torch::randperm(set_.size(), gen, torch::kInt64);
+    cached_epoch_ = epoch;
+  }
+  return cached_;
+}
+
+GM_INLINE auto ImageData::shape_text() const -> std::string {
+  std::string s;
+  for (auto d : shape_) s += (s.empty() ? "" : "x") + std::to_string(d);
+  return s;
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 }  // namespace gm::data

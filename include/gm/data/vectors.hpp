@@ -3,6 +3,7 @@
 /// Vector data for an experiment, chosen by config keys: a 2-D toy, a feature file (.npy, CSV) or a
 /// Gaussian mixture (TOML).
 
+#include <gm/detail/compiled.hpp>
 #include <gm/data/features.hpp>
 #include <gm/data/gaussian_mixture.hpp>
 #include <gm/data/toy2d.hpp>
@@ -37,51 +38,19 @@ namespace gm::data {
 class VectorData {
  public:
   /// Declare `data.name` and `data.path` with these defaults.
-  static void add_keys(Config& cfg, const std::string& name = "checkerboard", const std::string& path = "") {
-    cfg.add<std::string>("data.name", name, "2-D toy, or 'file' (.npy/.csv N x D) or 'mixture' (TOML)",
-                         check::one_of({"checkerboard", "moons", "8gaussians", "spirals", "file", "mixture"}));
-    cfg.add<std::string>("data.path", path, "data file for data.name = file or mixture");
-  }
+  static void add_keys(Config& cfg, const std::string& name = "checkerboard", const std::string& path = "");
 
   /// The data the keys name, with its file read and checked.
-  static VectorData from_config(const Config& cfg) {
-    VectorData d;
-    d.name_ = cfg.get<std::string>("data.name");
-    const auto path = cfg.get<std::string>("data.path");
-    if ((d.name_ == "file" || d.name_ == "mixture") && path.empty()) {
-      throw Error("gm: data.path is required when data.name = " + d.name_);
-    }
-    std::string header;
-    if (d.name_ == "file") d.features_ = Features::from_file(path, torch::kFloat32, &header);
-    if (d.name_ == "mixture") d.mixture_ = GaussianMixture::from_toml(path, torch::kFloat32);
-    if (d.name_ == "file" || d.name_ == "mixture") d.name_ += " " + path;
-    if (!header.empty()) d.name_ += " (header row skipped: " + header + ")";
-    return d;
-  }
+  static VectorData from_config(const Config& cfg);
 
-  torch::Tensor operator()(int64_t n, const at::Generator& gen) const {
-    if (features_) return features_->batch(n, gen);
-    if (mixture_) return mixture_->sample(n, gen);
-    return toy2d(name_, n, gen);
-  }
+  torch::Tensor operator()(int64_t n, const at::Generator& gen) const;
   int64_t dim() const { return features_ ? features_->dim() : mixture_ ? mixture_->dim() : 2; }
   /// "checkerboard", "file x.npy", "mixture ring8.toml".
   const std::string& describe() const { return name_; }
   /// How good samples `x` are, where the data allows an exact answer: the fraction inside the support for
   /// the checkerboard (0.5 for noise, 1 for perfect), and for a mixture the mean log-density of the
   /// samples under it beside that of exact draws.  Nothing for other data.
-  Metrics score(const torch::Tensor& x) const {
-    if (name_ == "checkerboard") {
-      return {{"support_fraction", checkerboard_support(x).to(torch::kFloat64).mean().item<double>(), "noise: 0.5"}};
-    }
-    if (mixture_) {
-      const double exact = mixture_->log_prob(mixture_->sample(x.size(0), make_generator(1))).mean().item<double>();
-      char note[64];
-      std::snprintf(note, sizeof note, "exact samples: %.4f", exact);
-      return {{"log_likelihood", mixture_->log_prob(x.to(torch::kFloat32)).mean().item<double>(), note}};
-    }
-    return {};
-  }
+  Metrics score(const torch::Tensor& x) const;
 
   /// The mixture, when the data is one (its exact log-density scores samples).
   const GaussianMixture* mixture() const { return mixture_ ? &*mixture_ : nullptr; }
@@ -91,5 +60,47 @@ class VectorData {
   std::optional<Features> features_;
   std::optional<GaussianMixture> mixture_;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void VectorData::add_keys(Config& cfg, const std::string& name, const std::string& path) {
+  cfg.add<std::string>("data.name", name, "2-D toy, or 'file' (.npy/.csv N x D) or 'mixture' (TOML)",
+                       check::one_of({"checkerboard", "moons", "8gaussians", "spirals", "file", "mixture"}));
+  cfg.add<std::string>("data.path", path, "data file for data.name = file or mixture");
+}
+
+GM_INLINE auto VectorData::from_config(const Config& cfg) -> VectorData {
+  VectorData d;
+  d.name_ = cfg.get<std::string>("data.name");
+  const auto path = cfg.get<std::string>("data.path");
+  if ((d.name_ == "file" || d.name_ == "mixture") && path.empty()) {
+    throw Error("gm: data.path is required when data.name = " + d.name_);
+  }
+  std::string header;
+  if (d.name_ == "file") d.features_ = Features::from_file(path, torch::kFloat32, &header);
+  if (d.name_ == "mixture") d.mixture_ = GaussianMixture::from_toml(path, torch::kFloat32);
+  if (d.name_ == "file" || d.name_ == "mixture") d.name_ += " " + path;
+  if (!header.empty()) d.name_ += " (header row skipped: " + header + ")";
+  return d;
+}
+
+GM_INLINE auto VectorData::operator()(int64_t n, const at::Generator& gen) const -> torch::Tensor {
+  if (features_) return features_->batch(n, gen);
+  if (mixture_) return mixture_->sample(n, gen);
+  return toy2d(name_, n, gen);
+}
+
+GM_INLINE auto VectorData::score(const torch::Tensor& x) const -> Metrics {
+  if (name_ == "checkerboard") {
+    return {{"support_fraction", checkerboard_support(x).to(torch::kFloat64).mean().item<double>(), "noise: 0.5"}};
+  }
+  if (mixture_) {
+    const double exact = mixture_->log_prob(mixture_->sample(x.size(0), make_generator(1))).mean().item<double>();
+    char note[64];
+    std::snprintf(note, sizeof note, "exact samples: %.4f", exact);
+    return {{"log_likelihood", mixture_->log_prob(x.to(torch::kFloat32)).mean().item<double>(), note}};
+  }
+  return {};
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 }  // namespace gm::data

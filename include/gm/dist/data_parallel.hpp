@@ -3,6 +3,8 @@
 /// `gm::DataParallel`: how a `Trainer` shares a step with other data-parallel processes, as two collectives.
 /// `gm::dist::data_parallel(group)` (gm/dist/group.hpp) makes one from a c10d process group.
 
+#include <gm/detail/compiled.hpp>
+
 #include <torch/types.h>
 
 #include <cstdint>

@@ -5,9 +5,25 @@
 /// for CPU tensors, NCCL for CUDA ones (in a build against a CUDA LibTorch, where CMake defines
 /// GM_WITH_CUDA).  A process that no launcher started runs alone, with no store and no group.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/dist/data_parallel.hpp>
 
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+#include <torch/types.h>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#if GM_HEADER_DEFINITIONS  // what only the definitions need
 // LibTorch's headers hide each backend behind the macro its own build defines; the wheel and the official
 // zips are built with Gloo (and, with CUDA, NCCL), whose code is in libtorch_cpu (libtorch_cuda).
 #ifndef USE_C10D_GLOO
@@ -21,17 +37,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/types.h>
-
-#include <unistd.h>
-
-#include <cerrno>
-#include <chrono>
-#include <cstdint>
-#include <cstdlib>
-#include <stdexcept>
-#include <string>
-#include <vector>
+#endif
 
 namespace gm::dist {
 
@@ -47,11 +53,16 @@ struct Env {
 };
 
 namespace detail {
-inline const char* get(const char* name) {
+const char* get(const char* name);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE const char* get(const char* name) {
   const char* v = std::getenv(name);
   return v && *v ? v : nullptr;
 }
-inline int64_t integer(const char* name, int64_t lo, int64_t hi) {
+#endif
+int64_t integer(const char* name, int64_t lo, int64_t hi);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE int64_t integer(const char* name, int64_t lo, int64_t hi) {
   const char* v = get(name);
   char* end = nullptr;
   errno = 0;
@@ -62,6 +73,7 @@ inline int64_t integer(const char* name, int64_t lo, int64_t hi) {
   }
   return x;
 }
+#endif
 }  // namespace detail
 
 /// The environment's answer: torchrun's RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; else
@@ -69,7 +81,9 @@ inline int64_t integer(const char* name, int64_t lo, int64_t hi) {
 /// SLURM_LAUNCH_NODE_IPADDR, the node srun ran on; port: MASTER_PORT, else 29500 + SLURM_JOB_ID mod 1000, so
 /// jobs sharing a node do not collide); else one process alone.  A malformed value is a one-line `gm::Error`
 /// naming the variable.
-inline Env environment() {
+Env environment();
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Env environment() {
   Env e;
   using detail::get;
   using detail::integer;
@@ -93,6 +107,7 @@ inline Env environment() {
   if (get("MASTER_PORT")) e.port = static_cast<int>(integer("MASTER_PORT", 1, 65535));
   return e;
 }
+#endif
 
 /// Raised when a collective fails because another rank died, hung past the timeout, or its connection
 /// broke: one line naming this rank and the collective.  Not bad input, so an experiment exits with
@@ -123,39 +138,7 @@ class Group {
   Group() = default;  ///< alone
   /// `even_alone`: make the group for a world of 1 too (a check of the backend on one process or GPU).
   explicit Group(const Env& env, std::chrono::milliseconds timeout = std::chrono::minutes(5),
-                 torch::Device device = torch::kCPU, bool even_alone = false)
-      : env_(env), device_(device) {
-    if (!env_.distributed() && !even_alone) return;
-    if (device_.is_cuda() && !has_nccl()) {
-      throw Error("gm: data-parallel training on " + device_.str() + " needs NCCL, and this build of gm was compiled "
-                  "against a LibTorch without CUDA");
-    }
-    try {
-      c10d::TCPStoreOptions o;
-      o.port = static_cast<std::uint16_t>(env_.port);
-      o.isServer = env_.rank == 0;
-      o.numWorkers = static_cast<std::size_t>(env_.world);
-      o.waitWorkers = true;
-      o.timeout = timeout;
-      auto store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, o);
-      if (device_.is_cuda()) {
-        pg_ = make_nccl(store, timeout);
-      } else {
-        auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
-        if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname) {
-          opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-        } else {
-          const bool local = env_.master_addr == "127.0.0.1" || env_.master_addr == "localhost";
-          opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(local ? env_.master_addr : hostname()));
-        }
-        pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, static_cast<int>(env_.rank), static_cast<int>(env_.world),
-                                                          opts);
-      }
-    } catch (const c10::Error& e) {
-      throw Error("gm: rank " + std::to_string(env_.rank) + " could not join the process group at " + env_.master_addr +
-                  ":" + std::to_string(env_.port) + ": " + first_line(e.what_without_backtrace()));
-    }
-  }
+                 torch::Device device = torch::kCPU, bool even_alone = false);
 
   /// "gloo", "nccl", or "none" for a process alone.
   std::string backend() const { return pg_ ? pg_->getBackendName() : "none"; }
@@ -165,38 +148,13 @@ class Group {
   const Env& env() const { return env_; }
 
   /// Sum `t` over the ranks, in place.
-  void all_reduce_sum(torch::Tensor& t) {
-    on_device(t, [&](torch::Tensor& d) {
-      run("all-reduce", [&] {
-        std::vector<at::Tensor> v{d};
-        return pg_->allreduce(v);
-      });
-    });
-  }
+  void all_reduce_sum(torch::Tensor& t);
   /// Rank `root`'s `t` to every rank, in place.
-  void broadcast(torch::Tensor& t, int64_t root = 0) {
-    on_device(t, [&](torch::Tensor& d) {
-      run("broadcast", [&] {
-        std::vector<at::Tensor> v{d};
-        c10d::BroadcastOptions o;
-        o.rootRank = root;
-        return pg_->broadcast(v, o);
-      });
-    });
-  }
+  void broadcast(torch::Tensor& t, int64_t root = 0);
   /// Whether `flag` is true on any rank (pre-emption: every rank stops at the same step).
-  bool any(bool flag) {
-    if (!pg_) return flag;
-    auto t = torch::full({1}, flag ? 1.0 : 0.0, torch::kFloat64);
-    all_reduce_sum(t);
-    return t.item<double>() > 0;
-  }
+  bool any(bool flag);
   /// Wait until every rank is here.
-  void barrier() {
-    if (!pg_) return;
-    auto t = torch::zeros({1});
-    all_reduce_sum(t);  // a collective every rank must enter, bounded by the group's timeout
-  }
+  void barrier();
 
  private:
   template <class F>
@@ -212,11 +170,7 @@ class Group {
                   first_line(msg));
     }
   }
-  static std::string hostname() {
-    char buf[256] = {};
-    ::gethostname(buf, sizeof buf - 1);
-    return buf;
-  }
+  static std::string hostname();
 
   /// Run `f` on `t` where the backend wants it: in place when it is on the group's kind of device, else
   /// on a copy there, copied back.
@@ -228,26 +182,106 @@ class Group {
     f(d);
     t.copy_(d);
   }
-#if defined(GM_WITH_CUDA) && GM_WITH_CUDA
-  c10::intrusive_ptr<c10d::Backend> make_nccl(const c10::intrusive_ptr<c10d::Store>& store, std::chrono::milliseconds timeout) {
-    auto opts = c10d::ProcessGroupNCCL::Options::create();
-    opts->timeout = timeout;
-    return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, static_cast<int>(env_.rank), static_cast<int>(env_.world),
-                                                       opts);
-  }
-#else
-  c10::intrusive_ptr<c10d::Backend> make_nccl(const c10::intrusive_ptr<c10d::Store>&, std::chrono::milliseconds) {
-    return {};  // unreachable: the constructor refuses CUDA devices without NCCL
-  }
-#endif
+  c10::intrusive_ptr<c10d::Backend> make_nccl(const c10::intrusive_ptr<c10d::Store>& store,
+                                              std::chrono::milliseconds timeout);
 
   Env env_;
   torch::Device device_ = torch::kCPU;
   c10::intrusive_ptr<c10d::Backend> pg_;
 };
 
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Group::Group(const Env& env, std::chrono::milliseconds timeout, torch::Device device, bool even_alone)
+    : env_(env), device_(device) {
+  if (!env_.distributed() && !even_alone) return;
+  if (device_.is_cuda() && !has_nccl()) {
+    throw Error("gm: data-parallel training on " + device_.str() + " needs NCCL, and this build of gm was compiled "
+                "against a LibTorch without CUDA");
+  }
+  try {
+    c10d::TCPStoreOptions o;
+    o.port = static_cast<std::uint16_t>(env_.port);
+    o.isServer = env_.rank == 0;
+    o.numWorkers = static_cast<std::size_t>(env_.world);
+    o.waitWorkers = true;
+    o.timeout = timeout;
+    auto store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, o);
+    if (device_.is_cuda()) {
+      pg_ = make_nccl(store, timeout);
+    } else {
+      auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+      if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname) {
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+      } else {
+        const bool local = env_.master_addr == "127.0.0.1" || env_.master_addr == "localhost";
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(local ? env_.master_addr : hostname()));
+      }
+      pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, static_cast<int>(env_.rank),
+                                                        static_cast<int>(env_.world),
+                                                        opts);
+    }
+  } catch (const c10::Error& e) {
+    throw Error("gm: rank " + std::to_string(env_.rank) + " could not join the process group at " + env_.master_addr +
+                ":" + std::to_string(env_.port) + ": " + first_line(e.what_without_backtrace()));
+  }
+}
+
+GM_INLINE void Group::all_reduce_sum(torch::Tensor& t) {
+  on_device(t, [&](torch::Tensor& d) {
+    run("all-reduce", [&] {
+      std::vector<at::Tensor> v{d};
+      return pg_->allreduce(v);
+    });
+  });
+}
+
+GM_INLINE void Group::broadcast(torch::Tensor& t, int64_t root) {
+  on_device(t, [&](torch::Tensor& d) {
+    run("broadcast", [&] {
+      std::vector<at::Tensor> v{d};
+      c10d::BroadcastOptions o;
+      o.rootRank = root;
+      return pg_->broadcast(v, o);
+    });
+  });
+}
+
+GM_INLINE auto Group::any(bool flag) -> bool {
+  if (!pg_) return flag;
+  auto t = torch::full({1}, flag ? 1.0 : 0.0, torch::kFloat64);
+  all_reduce_sum(t);
+  return t.item<double>() > 0;
+}
+
+GM_INLINE void Group::barrier() {
+  if (!pg_) return;
+  auto t = torch::zeros({1});
+  all_reduce_sum(t);  // a collective every rank must enter, bounded by the group's timeout
+}
+
+GM_INLINE auto Group::hostname() -> std::string {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+GM_INLINE auto Group::make_nccl(const c10::intrusive_ptr<c10d::Store>& store, std::chrono::milliseconds timeout)
+    -> c10::intrusive_ptr<c10d::Backend> {
+#if defined(GM_WITH_CUDA) && GM_WITH_CUDA
+  auto opts = c10d::ProcessGroupNCCL::Options::create();
+  opts->timeout = timeout;
+  return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, static_cast<int>(env_.rank), static_cast<int>(env_.world),
+                                                     opts);
+#else
+  return {};  // unreachable: the constructor refuses CUDA devices without NCCL
+#endif
+}
+#endif  // GM_HEADER_DEFINITIONS
+
 /// A trainer's data-parallel collectives on `group` (which must outlive the trainer's use of them).
-inline DataParallel data_parallel(Group& group) {
+DataParallel data_parallel(Group& group);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE DataParallel data_parallel(Group& group) {
   DataParallel dp;
   dp.rank = group.rank();
   dp.world = group.world();
@@ -255,5 +289,6 @@ inline DataParallel data_parallel(Group& group) {
   dp.broadcast = [&group](torch::Tensor& t) { group.broadcast(t); };
   return dp;
 }
+#endif
 
 }  // namespace gm::dist

@@ -2,6 +2,7 @@
 /// @file
 /// Testing `gm::ImageClassifier` on an image data set (examples/classifier.cpp); gm/train/classifier.hpp trains it.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/nn/classifier.hpp>
 
 #include <torch/types.h>
@@ -12,8 +13,11 @@
 namespace gm {
 
 /// Test accuracy of `net` on uint8 images [N, C, H, W] with labels [N].
-inline double classifier_accuracy(ImageClassifier& net, const torch::Tensor& images, const torch::Tensor& labels,
-                                  torch::Device device = torch::kCPU, int64_t batch = 1000) {
+double classifier_accuracy(ImageClassifier& net, const torch::Tensor& images, const torch::Tensor& labels,
+                           torch::Device device = torch::kCPU, int64_t batch = 1000);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE double classifier_accuracy(ImageClassifier& net, const torch::Tensor& images, const torch::Tensor& labels,
+                                     torch::Device device, int64_t batch) {
   torch::NoGradGuard ng;
   net->eval();
   int64_t right = 0;
@@ -24,5 +28,6 @@ inline double classifier_accuracy(ImageClassifier& net, const torch::Tensor& ima
   }
   return static_cast<double>(right) / static_cast<double>(images.size(0));
 }
+#endif
 
 }  // namespace gm

@@ -4,6 +4,7 @@
 /// FID (Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
 /// Equilibrium"), computed stably in float64 with Eigen.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 
 #include <Eigen/Dense>
@@ -23,29 +24,37 @@ struct FeatureStats {
   int64_t n = 0;          ///< how many vectors
 
   /// The statistics of features [N, D] (N >= 2).
-  static FeatureStats of(const torch::Tensor& features) {
-    if (features.dim() != 2 || features.size(0) < 2) throw Error("gm: feature statistics need [N >= 2, D] features");
-    auto f = features.detach().to(torch::kCPU, torch::kFloat64).contiguous();
-    const int64_t n = f.size(0), d = f.size(1);
-    Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> m(f.data_ptr<double>(), n, d);
-    FeatureStats s;
-    s.n = n;
-    s.mu = m.colwise().mean().transpose();
-    const Eigen::MatrixXd centred = m.rowwise() - s.mu.transpose();
-    s.sigma = centred.transpose() * centred / static_cast<double>(n - 1);
-    return s;
-  }
+  static FeatureStats of(const torch::Tensor& features);
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE auto FeatureStats::of(const torch::Tensor& features) -> FeatureStats {
+  if (features.dim() != 2 || features.size(0) < 2) throw Error("gm: feature statistics need [N >= 2, D] features");
+  auto f = features.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  const int64_t n = f.size(0), d = f.size(1);
+  Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> m(f.data_ptr<double>(), n,
+      d);
+  FeatureStats s;
+  s.n = n;
+  s.mu = m.colwise().mean().transpose();
+  const Eigen::MatrixXd centred = m.rowwise() - s.mu.transpose();
+  s.sigma = centred.transpose() * centred / static_cast<double>(n - 1);
+  return s;
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 namespace detail {
 /// The symmetric square root of a symmetric positive semi-definite matrix, through its eigen-decomposition
 /// (eigenvalues below zero from rounding are clipped to zero).
-inline Eigen::MatrixXd sqrt_psd(const Eigen::MatrixXd& a) {
+Eigen::MatrixXd sqrt_psd(const Eigen::MatrixXd& a);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Eigen::MatrixXd sqrt_psd(const Eigen::MatrixXd& a) {
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(0.5 * (a + a.transpose()));
   if (es.info() != Eigen::Success) throw Error("gm: eigen-decomposition failed in the Fréchet distance");
   const Eigen::VectorXd root = es.eigenvalues().cwiseMax(0.0).cwiseSqrt();
   return es.eigenvectors() * root.asDiagonal() * es.eigenvectors().transpose();
 }
+#endif
 }  // namespace detail
 
 /// The Fréchet distance between N(mu1, S1) and N(mu2, S2):
@@ -56,8 +65,11 @@ inline Eigen::MatrixXd sqrt_psd(const Eigen::MatrixXd& a) {
 /// semi-definite and similar to S1 S2, so its square root comes from a symmetric eigen-decomposition
 /// (no complex parts, no ill-conditioned Schur iteration, unlike scipy's sqrtm in the reference FID
 /// code).  Returns d^2, as FID reports it.
-inline double frechet_distance(const Eigen::VectorXd& mu1, const Eigen::MatrixXd& s1, const Eigen::VectorXd& mu2,
-                               const Eigen::MatrixXd& s2) {
+double frechet_distance(const Eigen::VectorXd& mu1, const Eigen::MatrixXd& s1, const Eigen::VectorXd& mu2,
+                        const Eigen::MatrixXd& s2);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE double frechet_distance(const Eigen::VectorXd& mu1, const Eigen::MatrixXd& s1, const Eigen::VectorXd& mu2,
+                                  const Eigen::MatrixXd& s2) {
   const auto d = mu1.size();
   if (mu2.size() != d || s1.rows() != d || s1.cols() != d || s2.rows() != d || s2.cols() != d) {
     throw Error("gm: Fréchet distance: means and covariances must have matching sizes");
@@ -73,10 +85,14 @@ inline double frechet_distance(const Eigen::VectorXd& mu1, const Eigen::MatrixXd
   const double out = (mu1 - mu2).squaredNorm() + s1.trace() + s2.trace() - 2 * tr_sqrt;
   return std::max(out, 0.0);
 }
+#endif
 
 /// The Fréchet distance between two sets of statistics.
-inline double frechet_distance(const FeatureStats& a, const FeatureStats& b) {
+double frechet_distance(const FeatureStats& a, const FeatureStats& b);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE double frechet_distance(const FeatureStats& a, const FeatureStats& b) {
   return frechet_distance(a.mu, a.sigma, b.mu, b.sigma);
 }
+#endif
 
 }  // namespace gm

@@ -5,6 +5,7 @@
 /// score models), with the exact divergence or Hutchinson's estimator (Grathwohl et al. 2019, FFJORD), and
 /// bits per dimension for 8-bit images.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/random.hpp>
 #include <gm/sampler/dopri.hpp>
@@ -174,9 +175,12 @@ Likelihood log_likelihood(F& field, const torch::Tensor& x, const LikelihoodOpti
 ///
 /// (The change of variables from [0, 256) to [-1, 1] has Jacobian 2 / 256 per dimension.)  The mean over
 /// the dequantisation noise bounds the discrete model's bpd from above (Theis et al. 2016).
-inline torch::Tensor bits_per_dim(const torch::Tensor& log_p, int64_t dims) {
+torch::Tensor bits_per_dim(const torch::Tensor& log_p, int64_t dims);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::Tensor bits_per_dim(const torch::Tensor& log_p, int64_t dims) {
   const double d = static_cast<double>(dims);
   return -(log_p + d * std::log(2.0 / 256.0)) / (d * std::numbers::ln2);
 }
+#endif
 
 }  // namespace gm

@@ -3,6 +3,7 @@
 /// What an experiment checks before it writes anything, and what its errors become: the exit codes, the
 /// device check, the one-line error of every exception, and `--mode=check`'s line.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 
 #include <c10/util/Exception.h>
@@ -33,17 +34,22 @@ inline constexpr int requeue = 75;
 namespace experiment {
 
 /// A message as one line starting with "gm: " (LibTorch's messages span several).
-inline std::string one_line(std::string s) {
+std::string one_line(std::string s);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string one_line(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   for (auto& c : s) {
     if (c == '\n') c = ' ';
   }
   return s.rfind("gm:", 0) == 0 ? s : "gm: " + s;
 }
+#endif
 
 /// Run `body`, turning every exception into one line on stderr and its exit code: `gm::Error` (bad input)
 /// 2, `gm::NonFiniteError` 3, `gm::IoError` 4, anything else 1.  No stack trace reaches the user.
-inline int guarded(const std::function<int()>& body) {
+int guarded(const std::function<int()>& body);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE int guarded(const std::function<int()>& body) {
   try {
     return body();
   } catch (const Error& e) {
@@ -63,9 +69,12 @@ inline int guarded(const std::function<int()>& body) {
     return exit_code::failure;
   }
 }
+#endif
 
 /// The device `name` names, if this LibTorch and machine have it; else a one-line `gm::Error` naming it.
-inline torch::Device checked_device(const std::string& name) {
+torch::Device checked_device(const std::string& name);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::Device checked_device(const std::string& name) {
   std::optional<torch::Device> d;
   try {
     d.emplace(name);
@@ -85,6 +94,7 @@ inline torch::Device checked_device(const std::string& name) {
   }
   return *d;
 }
+#endif
 
 /// `x.describe()` and ", " where `x` has one (data, networks), else nothing: the run's first log line.
 template <class X>
@@ -94,11 +104,14 @@ std::string describe(const X& x) {
 }
 
 /// A number as `%g` prints it, for names and log lines.
-inline std::string number(double x) {
+std::string number(double x);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string number(double x) {
   char b[32];
   std::snprintf(b, sizeof b, "%g", x);
   return b;
 }
+#endif
 
 /// `--mode=check`: every key, the data, the network and the sampler were built and checked, and nothing was
 /// written; one line says so (a sweep checks its lines this way before submitting them).

@@ -3,6 +3,7 @@
 /// Data parallelism in an experiment: the `dist.*` keys, and the ranks joined into one run once each has
 /// restored its checkpoint (torchrun, Slurm: see docs/distributed.md).
 
+#include <gm/detail/compiled.hpp>
 #include <gm/dist/group.hpp>
 #include <gm/error.hpp>
 #include <gm/io/config.hpp>
@@ -18,10 +19,13 @@
 namespace gm::experiment {
 
 /// Declare `dist.*`.
-inline void add_dist_keys(Config& cfg) {
+void add_dist_keys(Config& cfg);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void add_dist_keys(Config& cfg) {
   cfg.add<int64_t>("dist.timeout", 300, "seconds a data-parallel rank waits for the others before failing",
                    check::at_least(1));
 }
+#endif
 
 /// Make `trainer` and `ckpt` data-parallel over `group` once every rank has restored: each must stand at
 /// the same step (else a one-line error naming the checkpoint folder every rank must see); rank 0 writes

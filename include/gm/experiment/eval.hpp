@@ -4,6 +4,7 @@
 /// seed, the Fréchet distance and class agreement, bits per dimension through the probability-flow ODE,
 /// the ELBO of a VDM, and the sweep over post-hoc EMA profiles.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/data/encoders.hpp>
 #include <gm/error.hpp>
 #include <gm/eval/feature_net.hpp>
@@ -37,31 +38,7 @@ namespace gm::experiment {
 class Evaluation {
  public:
   /// Declare `eval.*`.
-  static void add_keys(Config& cfg) {
-    cfg.add<std::string>("eval.checkpoint", "", "--mode=eval: a checkpoint folder (empty: the newest)");
-    cfg.add<int64_t>("eval.n", 2000, "--mode=eval: samples drawn (sample i from (seed, i) alone)", check::at_least(2));
-    cfg.add<int64_t>("eval.batch", 250, "--mode=eval: samples per batch (does not change the samples)", check::at_least(1));
-    cfg.add<std::string>("eval.features", "", "feature network for the Fréchet distance and class agreement: a gm "
-                         "classifier .safetensors (build/examples/classifier) or a TorchScript file (empty: none)");
-    cfg.add<std::string>("eval.reference", "train", "split whose feature statistics are the reference",
-                         check::one_of({"train", "test"}));
-    cfg.add<std::string>("eval.cache", "runs/reference", "folder of cached reference statistics");
-    cfg.add<int64_t>("eval.likelihood_n", 256, "test points for bits/dim (images) or NLL (vectors); 0: skip",
-                     check::at_least(0));
-    cfg.add<int64_t>("eval.likelihood_steps", 50, "Heun steps of the probability-flow ODE for the likelihood",
-                     check::at_least(1));
-    cfg.add<std::string>("eval.likelihood_spacing", "auto", "the likelihood ODE's steps in t: log (dense near the "
-                         "data), uniform, or auto (log for images, uniform for vectors)",
-                         check::one_of({"auto", "log", "uniform"}));
-    cfg.add<int64_t>("eval.elbo_n", 10000, "test images for the ELBO in bits/dim of a model trained on an ELBO "
-                     "(VDM; one draw per image); 0: skip", check::at_least(0));
-    cfg.add<int64_t>("eval.likelihood_probes", 1, "Hutchinson probes per image (vectors use the exact divergence)",
-                     check::at_least(1));
-    cfg.add<bool>("eval.png", true, "--mode=eval: also write every sample as a PNG (images)");
-    cfg.add<std::string>("eval.phema", "", "--mode=eval: evaluate the post-hoc EMA reconstructed at each of these "
-                         "sigma_rel values, e.g. 0.03,0.05,0.1,0.2 (from training.phema's snapshots; empty: the "
-                         "ordinary EMA)");
-  }
+  static void add_keys(Config& cfg);
 
   /// `features`: `eval.features`' network, loaded (and so checked) before anything was written.
   Evaluation(const Config& cfg, const Sampling& sampling, torch::Device device, std::optional<FeatureNet> features)
@@ -268,32 +245,12 @@ class Evaluation {
   /// The mean of per-item values `v` as `key` and its standard error as `key`_stderr, their count as
   /// `stem`_n and the seconds since `start` as `stem`_seconds.
   static void summarise(const std::string& key, const std::string& stem, const torch::Tensor& v,
-                        std::chrono::steady_clock::time_point start, Record& record) {
-    record.emplace_back(key, v.mean().item<double>());
-    record.emplace_back(key + "_stderr", v.numel() > 1 ? v.std().item<double>() / std::sqrt(static_cast<double>(v.numel())) : 0.0);
-    record.emplace_back(stem + "_n", static_cast<double>(v.numel()));
-    record.emplace_back(stem + "_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
+                        std::chrono::steady_clock::time_point start, Record& record);
 
   /// The post-hoc EMA of relative std `sigma` rebuilt from `snaps` as an `EMA` holding those weights for
   /// `net`, and the step it stands at (the last snapshot's).  Snapshots of another network are a one-line error.
   static std::pair<EMA, int64_t> posthoc_ema(const std::vector<PowerEMASnapshot>& snaps, const torch::nn::Module& net,
-                                             double sigma) {
-    const int64_t at = snaps.back().step;
-    const auto rebuilt = posthoc_reconstruct(snaps, at, sigma);
-    const auto params = net.named_parameters();
-    if (rebuilt.size() != params.size()) throw Error("gm: the post-hoc EMA snapshots are of another network");
-    std::vector<torch::Tensor> shadow;
-    for (size_t i = 0; i < params.size(); ++i) {
-      if (rebuilt[i].first != params[i].key() || !rebuilt[i].second.sizes().equals(params[i].value().sizes())) {
-        throw Error("gm: the post-hoc EMA snapshots are of another network ('" + rebuilt[i].first + "')");
-      }
-      shadow.push_back(rebuilt[i].second.to(params[i].value().options()));
-    }
-    EMA ema;
-    ema.restore(std::move(shadow), at);
-    return {std::move(ema), at};
-  }
+                                             double sigma);
 
   const Config& cfg_;
   const Sampling& sampling_;
@@ -301,5 +258,62 @@ class Evaluation {
   std::optional<FeatureNet> features_;
   uint64_t seed_;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void Evaluation::add_keys(Config& cfg) {
+  cfg.add<std::string>("eval.checkpoint", "", "--mode=eval: a checkpoint folder (empty: the newest)");
+  cfg.add<int64_t>("eval.n", 2000, "--mode=eval: samples drawn (sample i from (seed, i) alone)", check::at_least(2));
+  cfg.add<int64_t>("eval.batch", 250, "--mode=eval: samples per batch (does not change the samples)",
+                   check::at_least(1));
+  cfg.add<std::string>("eval.features", "", "feature network for the Fréchet distance and class agreement: a gm "
+                       "classifier .safetensors (build/examples/classifier) or a TorchScript file (empty: none)");
+  cfg.add<std::string>("eval.reference", "train", "split whose feature statistics are the reference",
+                       check::one_of({"train", "test"}));
+  cfg.add<std::string>("eval.cache", "runs/reference", "folder of cached reference statistics");
+  cfg.add<int64_t>("eval.likelihood_n", 256, "test points for bits/dim (images) or NLL (vectors); 0: skip",
+                   check::at_least(0));
+  cfg.add<int64_t>("eval.likelihood_steps", 50, "Heun steps of the probability-flow ODE for the likelihood",
+                   check::at_least(1));
+  cfg.add<std::string>("eval.likelihood_spacing", "auto", "the likelihood ODE's steps in t: log (dense near the "
+                       "data), uniform, or auto (log for images, uniform for vectors)",
+                       check::one_of({"auto", "log", "uniform"}));
+  cfg.add<int64_t>("eval.elbo_n", 10000, "test images for the ELBO in bits/dim of a model trained on an ELBO "
+                   "(VDM; one draw per image); 0: skip", check::at_least(0));
+  cfg.add<int64_t>("eval.likelihood_probes", 1, "Hutchinson probes per image (vectors use the exact divergence)",
+                   check::at_least(1));
+  cfg.add<bool>("eval.png", true, "--mode=eval: also write every sample as a PNG (images)");
+  cfg.add<std::string>("eval.phema", "", "--mode=eval: evaluate the post-hoc EMA reconstructed at each of these "
+                       "sigma_rel values, e.g. 0.03,0.05,0.1,0.2 (from training.phema's snapshots; empty: the "
+                       "ordinary EMA)");
+}
+
+GM_INLINE void Evaluation::summarise(const std::string& key, const std::string& stem, const torch::Tensor& v,
+                                     std::chrono::steady_clock::time_point start, Record& record) {
+  record.emplace_back(key, v.mean().item<double>());
+  record.emplace_back(key + "_stderr",
+                      v.numel() > 1 ? v.std().item<double>() / std::sqrt(static_cast<double>(v.numel())) : 0.0);
+  record.emplace_back(stem + "_n", static_cast<double>(v.numel()));
+  record.emplace_back(stem + "_seconds",
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
+GM_INLINE auto Evaluation::posthoc_ema(const std::vector<PowerEMASnapshot>& snaps, const torch::nn::Module& net,
+                                       double sigma) -> std::pair<EMA, int64_t> {
+  const int64_t at = snaps.back().step;
+  const auto rebuilt = posthoc_reconstruct(snaps, at, sigma);
+  const auto params = net.named_parameters();
+  if (rebuilt.size() != params.size()) throw Error("gm: the post-hoc EMA snapshots are of another network");
+  std::vector<torch::Tensor> shadow;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (rebuilt[i].first != params[i].key() || !rebuilt[i].second.sizes().equals(params[i].value().sizes())) {
+      throw Error("gm: the post-hoc EMA snapshots are of another network ('" + rebuilt[i].first + "')");
+    }
+    shadow.push_back(rebuilt[i].second.to(params[i].value().options()));
+  }
+  EMA ema;
+  ema.restore(std::move(shadow), at);
+  return {std::move(ema), at};
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 }  // namespace gm::experiment

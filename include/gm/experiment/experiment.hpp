@@ -5,6 +5,7 @@
 /// eval.hpp (eval.*), dist.hpp (dist.*), outputs.hpp (what is written about samples) and check.hpp (what
 /// is checked before anything is written, and the exit codes).
 
+#include <gm/detail/compiled.hpp>
 #include <gm/data/batch.hpp>
 #include <gm/dist/group.hpp>
 #include <gm/error.hpp>
@@ -63,19 +64,7 @@ namespace gm {
 class Experiment {
  public:
   /// `name` names the default run folder (runs/<name>) and the log; `description` heads --help.
-  Experiment(std::string name, std::string description) : name_(std::move(name)), cfg_(std::move(description)) {
-    cfg_.add<std::string>("mode", "train",
-                          "train; sample or eval(uate) the newest checkpoint; check: build the data, model and sampler "
-                          "from the config, write nothing",
-                          check::one_of({"train", "sample", "eval", "check"}));
-    cfg_.add<int64_t>("seed", 0, "random seed");
-    cfg_.add<std::string>("device", "cpu", "torch device: cpu, cuda, cuda:1");
-    cfg_.add<std::string>("workdir", "runs/" + name_, "folder of this run's outputs");
-    experiment::Training::add_keys(cfg_);
-    experiment::Sampling::add_keys(cfg_);
-    experiment::add_dist_keys(cfg_);
-    experiment::Evaluation::add_keys(cfg_);
-  }
+  Experiment(std::string name, std::string description);
 
   Config& config() { return cfg_; }
   const Config& config() const { return cfg_; }
@@ -86,29 +75,7 @@ class Experiment {
   /// run `body`.  Returns the exit code: 0, `exit_code::requeue` when a signal stopped training early (a
   /// checkpoint was saved), or `exit_code::bad_input` after a one-line error on bad input, or
   /// `exit_code::failure` after a one-line error from inside the run.  No stack trace reaches the user.
-  int main(int argc, char** argv, const std::function<void()>& body) {
-    argc_ = argc, argv_ = argv;
-    return experiment::guarded([&]() -> int {
-      if (auto code = cfg_.parse(argc, argv)) return *code;
-      const std::filesystem::path workdir = cfg_.get<std::string>("workdir");
-      std::error_code ec;
-      if (sample_only() && std::filesystem::exists(workdir / "config.toml", ec)) cfg_.rebase(workdir / "config.toml");
-      experiment::Training::resolve_horizon(cfg_, workdir);
-      device_ = experiment::checked_device(cfg_.get<std::string>("device"));
-      if (device_.is_cuda() && !device_.has_index()) {  // under a launcher, one GPU per rank on each node
-        if (const auto env = dist::environment(); env.distributed()) {
-          device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank % torch::cuda::device_count()));
-        }
-      }
-      if (cfg_.get<std::string>("training.precision") == "fp16" && !device_.is_cuda()) {
-        throw Error("gm: --training.precision=fp16 needs a CUDA device (device is " + device_.str() +
-                    "); use bf16, fp32 or auto");
-      }
-      torch::manual_seed(static_cast<uint64_t>(cfg_.get<int64_t>("seed")));  // network initialisation
-      body();
-      return stopped_ ? exit_code::requeue : exit_code::ok;
-    });
-  }
+  int main(int argc, char** argv, const std::function<void()>& body);
 
   /// The trainer's options from the `training.*` and `optim.*` keys and the device; a bad LR schedule is a
   /// one-line `gm::Error`.
@@ -215,10 +182,7 @@ class Experiment {
 
  private:
   /// Whether the mode reads a checkpoint instead of training (sample, eval).
-  bool sample_only() const {
-    const auto mode = cfg_.get<std::string>("mode");
-    return mode == "sample" || mode == "eval";
-  }
+  bool sample_only() const;
 
   std::string name_;
   Config cfg_;
@@ -227,5 +191,52 @@ class Experiment {
   int argc_ = 0;
   char** argv_ = nullptr;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Experiment::Experiment(std::string name, std::string description)
+    : name_(std::move(name)), cfg_(std::move(description)) {
+  cfg_.add<std::string>("mode", "train",
+                        "train; sample or eval(uate) the newest checkpoint; check: build the data, model and sampler "
+                        "from the config, write nothing",
+                        check::one_of({"train", "sample", "eval", "check"}));
+  cfg_.add<int64_t>("seed", 0, "random seed");
+  cfg_.add<std::string>("device", "cpu", "torch device: cpu, cuda, cuda:1");
+  cfg_.add<std::string>("workdir", "runs/" + name_, "folder of this run's outputs");
+  experiment::Training::add_keys(cfg_);
+  experiment::Sampling::add_keys(cfg_);
+  experiment::add_dist_keys(cfg_);
+  experiment::Evaluation::add_keys(cfg_);
+}
+
+GM_INLINE auto Experiment::main(int argc, char** argv, const std::function<void()>& body) -> int {
+  argc_ = argc, argv_ = argv;
+  return experiment::guarded([&]() -> int {
+    if (auto code = cfg_.parse(argc, argv)) return *code;
+    const std::filesystem::path workdir = cfg_.get<std::string>("workdir");
+    std::error_code ec;
+    if (sample_only() && std::filesystem::exists(workdir / "config.toml", ec)) cfg_.rebase(workdir / "config.toml");
+    experiment::Training::resolve_horizon(cfg_, workdir);
+    device_ = experiment::checked_device(cfg_.get<std::string>("device"));
+    if (device_.is_cuda() && !device_.has_index()) {  // under a launcher, one GPU per rank on each node
+      if (const auto env = dist::environment(); env.distributed()) {
+        device_ = torch::Device(torch::kCUDA,
+                                static_cast<c10::DeviceIndex>(env.local_rank % torch::cuda::device_count()));
+      }
+    }
+    if (cfg_.get<std::string>("training.precision") == "fp16" && !device_.is_cuda()) {
+      throw Error("gm: --training.precision=fp16 needs a CUDA device (device is " + device_.str() +
+                  "); use bf16, fp32 or auto");
+    }
+    torch::manual_seed(static_cast<uint64_t>(cfg_.get<int64_t>("seed")));  // network initialisation
+    body();
+    return stopped_ ? exit_code::requeue : exit_code::ok;
+  });
+}
+
+GM_INLINE auto Experiment::sample_only() const -> bool {
+  const auto mode = cfg_.get<std::string>("mode");
+  return mode == "sample" || mode == "eval";
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 }  // namespace gm

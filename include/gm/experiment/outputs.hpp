@@ -3,6 +3,7 @@
 /// What an experiment writes about its samples: the samples themselves (.npy, PNG grids, labels), the
 /// preview of 2-D points, the metrics in the log and TensorBoard, eval.json, and a 2-D model's log-density map.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/data/batch.hpp>
 #include <gm/error.hpp>
 #include <gm/eval/likelihood.hpp>
@@ -48,11 +49,14 @@ concept ImageSource = requires(const D& d, const at::Generator& g, const torch::
 
 /// A preview of samples as a picture: a density image of 2-D points over [-5, 5]^2; nothing for other
 /// shapes (image grids come with image data).
-inline std::optional<io::Image> preview_image(const torch::Tensor& x) {
+std::optional<io::Image> preview_image(const torch::Tensor& x);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::optional<io::Image> preview_image(const torch::Tensor& x) {
   if (x.dim() != 2 || x.size(1) != 2) return std::nullopt;
   auto c = x.detach().to(torch::kCPU, torch::kFloat32).contiguous();
   return io::density_image(std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel()), -5, 5);
 }
+#endif
 
 namespace experiment {
 
@@ -67,8 +71,11 @@ void write_debug_target(RunDir& run, const Batch& one, const Data& data) {
 }
 
 /// `eval`'s metrics of `x` into the log and into TensorBoard as `prefix`/<name> at `step`.
-inline void log_metrics(RunDir& run, io::EventWriter& events, const MetricsFn& eval, const torch::Tensor& x,
-                        const std::string& prefix, int64_t step) {
+void log_metrics(RunDir& run, io::EventWriter& events, const MetricsFn& eval, const torch::Tensor& x,
+                 const std::string& prefix, int64_t step);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void log_metrics(RunDir& run, io::EventWriter& events, const MetricsFn& eval, const torch::Tensor& x,
+                           const std::string& prefix, int64_t step) {
   if (!eval) return;
   Record scalars;
   for (const auto& m : eval(x)) {
@@ -79,6 +86,7 @@ inline void log_metrics(RunDir& run, io::EventWriter& events, const MetricsFn& e
   }
   if (!scalars.empty()) events.scalars(step, scalars);
 }
+#endif
 
 /// Samples `x` into `stem`.npy (a fresh name in the run folder) and a preview `stem`.png, also in TensorBoard
 /// as `tag`; then `eval`'s metrics as `prefix`/<name>.  Image data: uint8 NHWC .npy, the labels beside it,
@@ -116,8 +124,11 @@ void write_samples(RunDir& run, io::EventWriter& events, torch::Tensor x, const 
 /// `--mode=eval`'s samples in `dir`: images as samples.npz (uint8 NHWC `arr_0` and labels `arr_1`, the layout
 /// of ADM's evaluator), grid.png of the first 100, and with `pngs` one PNG per sample in images/; vectors
 /// as samples.npy.
-inline void write_eval_samples(const std::filesystem::path& dir, const torch::Tensor& samples, const torch::Tensor& labels,
-                               bool images, bool pngs) {
+void write_eval_samples(const std::filesystem::path& dir, const torch::Tensor& samples, const torch::Tensor& labels,
+                        bool images, bool pngs);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void write_eval_samples(const std::filesystem::path& dir, const torch::Tensor& samples,
+                                  const torch::Tensor& labels, bool images, bool pngs) {
   if (!images) {
     io::write_npy(dir / "samples.npy", samples);
     return;
@@ -135,12 +146,16 @@ inline void write_eval_samples(const std::filesystem::path& dir, const torch::Te
     io::write_png(dir / "images" / name, io::image_grid(samples.slice(0, i, i + 1), 1, 0, 255, 1));
   }
 }
+#endif
 
 /// One evaluation's record into the log, TensorBoard (eval/<name> at `step`) and eval.json, which keeps every
 /// evaluation of the run, oldest first.  `head` is the record's JSON fields before the numbers (without
 /// braces); a non-finite number is written as null.
-inline void append_eval_record(RunDir& run, io::EventWriter& events, int64_t step, const std::string& head,
-                               const Record& record) {
+void append_eval_record(RunDir& run, io::EventWriter& events, int64_t step, const std::string& head,
+                        const Record& record);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void append_eval_record(RunDir& run, io::EventWriter& events, int64_t step, const std::string& head,
+                                  const Record& record) {
   std::string json = "{" + head;
   Record scalars;
   for (const auto& [k, v] : record) {
@@ -164,6 +179,7 @@ inline void append_eval_record(RunDir& run, io::EventWriter& events, int64_t ste
   }
   run.write("eval.json", all);
 }
+#endif
 
 /// A 2-D model's log-density on a 96 x 96 grid over [-5, 5]^2, by the probability-flow ODE with the exact
 /// divergence (RK4, 40 steps, from the EMA weights), as `log_density.png` (viridis, the top 8 nats of the

@@ -4,6 +4,7 @@
 /// (uniform, or `sampling.grid_file`), the labels and guidance of a conditional network, autoguidance's
 /// weights, and the draw itself.  Training's previews, `--mode=sample` and `--mode=eval` all draw through it.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/experiment/check.hpp>
 #include <gm/io/config.hpp>
@@ -37,7 +38,9 @@ using ExperimentSamplers = type_list<HeunSampler, EulerSampler, MidpointSampler,
 /// classifier-free guidance scale w) and `sampling.class` ("rows": one grid row per class; "none": the
 /// null class, i.e. unconditional; or one class number).  `Experiment::run` uses them when the network is
 /// a `gm::ConditionalNetwork` built with classes.
-inline void add_guidance_keys(Config& cfg, double label_dropout = 0.1, double guidance = 1.0) {
+void add_guidance_keys(Config& cfg, double label_dropout = 0.1, double guidance = 1.0);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void add_guidance_keys(Config& cfg, double label_dropout, double guidance) {
   cfg.add<double>("training.label_dropout", label_dropout, "probability of training on the null class instead of the label",
                   check::in_range(0, 1));
   cfg.add<double>("sampling.guidance", guidance, "classifier-free guidance scale w: 1 conditional, 0 unconditional",
@@ -51,6 +54,7 @@ inline void add_guidance_keys(Config& cfg, double label_dropout = 0.1, double gu
                          return "rows, none or a class number";
                        });
 }
+#endif
 
 namespace experiment {
 
@@ -125,53 +129,12 @@ class Sampling {
   }
 
   /// What sets these samples apart in their name: the grid file, autoguidance or the guidance scale.
-  std::string variant(const Conditioning& cond) const {
-    std::string out;
-    if (grid_) out += "_grid-" + std::filesystem::path(cfg_.get<std::string>("sampling.grid_file")).stem().string();
-    if (cond.guide) out += "_autoguide" + number(cond.guidance);
-    else if (cond.labels.defined() && cond.guidance != 1.0) out += "_w" + number(cond.guidance);
-    return out;
-  }
+  std::string variant(const Conditioning& cond) const;
 
   /// The EMA weights that `sampling.autoguide` names, in the network's parameter order: a checkpoint
   /// folder's (state.safetensors), a run folder's export (weights.safetensors), or a .safetensors file of
   /// named weights.  Anything else, or weights of another network, is a one-line `gm::Error`.
-  static std::vector<torch::Tensor> autoguide_weights(const torch::nn::Module& net, std::filesystem::path p) {
-    const std::string key = "gm: sampling.autoguide: " + p.string();
-    std::error_code ec;
-    const auto params = net.named_parameters();
-    std::vector<torch::Tensor> out;
-    auto fitted = [&](std::vector<torch::Tensor>& w) {
-      for (size_t i = 0; i < w.size(); ++i) {
-        if (!w[i].sizes().equals(params[i].value().sizes())) {
-          throw Error(key + ": its weights do not fit this network ('" + params[i].key() + "')");
-        }
-      }
-      return std::move(w);
-    };
-    if (std::filesystem::is_directory(p, ec) && std::filesystem::exists(p / "state.safetensors", ec)) {
-      std::string why;
-      if (!Checkpointer::valid(p, why)) throw Error(key + ": not a usable checkpoint: " + why);
-      for (const auto& [name, t] : io::read_safetensors(p / "state.safetensors")) {
-        if (name.rfind("ema_", 0) == 0 && name != "ema_updates") out.push_back(t);
-      }
-      if (out.size() != params.size()) throw Error(key + ": its EMA weights (" + std::to_string(out.size()) +
-                                                   " tensors) do not fit this network (" + std::to_string(params.size()) + ")");
-      return fitted(out);
-    }
-    if (std::filesystem::is_directory(p, ec)) p /= "weights.safetensors";
-    if (!std::filesystem::is_regular_file(p, ec)) {
-      throw Error(key + ": not a checkpoint folder, a run folder with weights.safetensors, or a .safetensors file");
-    }
-    std::map<std::string, torch::Tensor> named;
-    for (auto& [name, t] : io::read_safetensors(p)) named.emplace(name, t);
-    for (const auto& q : params) {
-      auto it = named.find(q.key());
-      if (it == named.end()) throw Error(key + ": has no weight '" + q.key() + "' (another network?)");
-      out.push_back(it->second);
-    }
-    return fitted(out);
-  }
+  static std::vector<torch::Tensor> autoguide_weights(const torch::nn::Module& net, std::filesystem::path p);
 
  private:
   explicit Sampling(const Config& cfg)
@@ -207,22 +170,74 @@ class Sampling {
     const auto file = cfg_.get<std::string>("sampling.grid_file");
     if (file.empty()) return;
     auto g = OptimizedGrid::load(file);
-    visit<Samplers>([&]<class Smp>() {
-      const int64_t n = steps<Smp>();
-      if (static_cast<int64_t>(g.stored.size()) != n + 1 || std::abs(g.stored.back() - 1e-3) > 1e-12) {
-        throw Error("gm: sampling.grid_file: " + file + " has " + std::to_string(g.stored.size() - 1) +
-                    " steps ending at t = " + std::to_string(g.stored.back()) + "; " + sampler_ + " at NFE " +
-                    std::to_string(nfe_) + " takes " + std::to_string(n) + " steps ending at t = 0.001");
-      }
-    });
+    visit<Samplers>([&]<class Smp>() { check_grid(g, file, steps<Smp>()); });
     grid_ = std::move(g);
   }
+
+  /// A grid file's grid must have the `n` steps the sampler takes, ending at t = 1e-3.
+  void check_grid(const OptimizedGrid& g, const std::string& file, int64_t n) const;
 
   const Config& cfg_;
   std::string sampler_;
   int64_t nfe_;
   std::optional<OptimizedGrid> grid_;  // sampling.grid_file
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void Sampling::check_grid(const OptimizedGrid& g, const std::string& file, int64_t n) const {
+  if (static_cast<int64_t>(g.stored.size()) != n + 1 || std::abs(g.stored.back() - 1e-3) > 1e-12) {
+    throw Error("gm: sampling.grid_file: " + file + " has " + std::to_string(g.stored.size() - 1) +
+                " steps ending at t = " + std::to_string(g.stored.back()) + "; " + sampler_ + " at NFE " +
+                std::to_string(nfe_) + " takes " + std::to_string(n) + " steps ending at t = 0.001");
+  }
+}
+
+GM_INLINE auto Sampling::variant(const Conditioning& cond) const -> std::string {
+  std::string out;
+  if (grid_) out += "_grid-" + std::filesystem::path(cfg_.get<std::string>("sampling.grid_file")).stem().string();
+  if (cond.guide) out += "_autoguide" + number(cond.guidance);
+  else if (cond.labels.defined() && cond.guidance != 1.0) out += "_w" + number(cond.guidance);
+  return out;
+}
+
+GM_INLINE auto Sampling::autoguide_weights(const torch::nn::Module& net, std::filesystem::path p)
+    -> std::vector<torch::Tensor> {
+  const std::string key = "gm: sampling.autoguide: " + p.string();
+  std::error_code ec;
+  const auto params = net.named_parameters();
+  std::vector<torch::Tensor> out;
+  auto fitted = [&](std::vector<torch::Tensor>& w) {
+    for (size_t i = 0; i < w.size(); ++i) {
+      if (!w[i].sizes().equals(params[i].value().sizes())) {
+        throw Error(key + ": its weights do not fit this network ('" + params[i].key() + "')");
+      }
+    }
+    return std::move(w);
+  };
+  if (std::filesystem::is_directory(p, ec) && std::filesystem::exists(p / "state.safetensors", ec)) {
+    std::string why;
+    if (!Checkpointer::valid(p, why)) throw Error(key + ": not a usable checkpoint: " + why);
+    for (const auto& [name, t] : io::read_safetensors(p / "state.safetensors")) {
+      if (name.rfind("ema_", 0) == 0 && name != "ema_updates") out.push_back(t);
+    }
+    if (out.size() != params.size()) throw Error(key + ": its EMA weights (" + std::to_string(out.size()) +
+                                                 " tensors) do not fit this network (" + std::to_string(params.size()) + ")");
+    return fitted(out);
+  }
+  if (std::filesystem::is_directory(p, ec)) p /= "weights.safetensors";
+  if (!std::filesystem::is_regular_file(p, ec)) {
+    throw Error(key + ": not a checkpoint folder, a run folder with weights.safetensors, or a .safetensors file");
+  }
+  std::map<std::string, torch::Tensor> named;
+  for (auto& [name, t] : io::read_safetensors(p)) named.emplace(name, t);
+  for (const auto& q : params) {
+    auto it = named.find(q.key());
+    if (it == named.end()) throw Error(key + ": has no weight '" + q.key() + "' (another network?)");
+    out.push_back(it->second);
+  }
+  return fitted(out);
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 }  // namespace experiment
 }  // namespace gm

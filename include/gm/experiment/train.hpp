@@ -4,6 +4,7 @@
 /// driver of `--mode=train` inside the run folder: resume, signals, history.csv, TensorBoard, previews,
 /// failure.json, and the export of the EMA weights.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/data/batch.hpp>
 #include <gm/error.hpp>
 #include <gm/experiment/check.hpp>
@@ -39,113 +40,22 @@ namespace gm::experiment {
 class Training {
  public:
   /// Declare `training.*` and `optim.*`.
-  static void add_keys(Config& cfg) {
-    cfg.add<int64_t>("training.steps", 8000, "optimiser steps", check::at_least(1));
-    cfg.add<int64_t>("training.batch_size", 1024, "batch size", check::at_least(1));
-    cfg.add<double>("training.lr", 2e-3, "peak learning rate", check::positive());
-    cfg.add<int64_t>("training.accumulate", 1, "micro-batches per optimiser step", check::at_least(1));
-    cfg.add<double>("training.clip_norm", 1.0, "gradient clipping by norm (0: off)", check::at_least(0));
-    cfg.add<double>("training.ema_decay", 0.999, "EMA decay; samples use the EMA weights", check::in_range(0, 1));
-    cfg.add<int64_t>("training.log_every", 500, "progress line every N steps", check::at_least(1));
-    cfg.add<bool>("training.debug", false, "overfit a single data point to check the wiring");
-    cfg.add<int64_t>("training.checkpoint_every", 1000, "checkpoint every N steps", check::at_least(1));
-    cfg.add<int64_t>("training.keep_checkpoints", 3, "checkpoints kept", check::at_least(1));
-    cfg.add<std::string>("training.phema", "", "post-hoc EMA (EDM2): power-function EMA profiles to track, as "
-                         "sigma_rel values, e.g. 0.05,0.10; snapshots go to <workdir>/phema/ (empty: off)");
-    cfg.add<int64_t>("training.phema_every", 0, "post-hoc EMA snapshot every N steps (0: at each checkpoint)",
-                     check::at_least(0));
-    cfg.add<std::string>("training.precision", "auto",
-                         "auto (bf16 where the device runs it fast, else fp32), fp32, bf16 (matrix products in "
-                         "bfloat16, weights in fp32) or fp16 (CUDA: float16 products with a dynamic loss scale)",
-                         check::one_of({"auto", "fp32", "bf16", "fp16"}));
-    cfg.add<int64_t>("training.threads", 0, "intra-op threads (0: per precision, see gm::configure_threads)",
-                     check::at_least(0));
-    cfg.add<std::string>("optim.name", "adam", "optimiser", check::one_of({"adam", "adamw"}));
-    cfg.add<double>("optim.weight_decay", 0.0, "weight decay", check::at_least(0));
-    cfg.add<std::string>("optim.schedule", "cosine", "constant, cosine, or [[until_step, lr], ...]");
-    cfg.add<int64_t>("optim.warmup", 200, "linear warmup steps", check::at_least(0));
-    cfg.add<int64_t>("optim.horizon", 0,
-                     "steps over which the LR schedule runs (0: training.steps when the run is created; fixed "
-                     "for the run, so raising training.steps later extends it at the final LR)",
-                     check::at_least(0));
-    cfg.add<int64_t>("training.max_nonfinite_skips", 0,
-                     "steps with a non-finite loss or gradient that may be skipped before the run stops",
-                     check::at_least(0));
-  }
+  static void add_keys(Config& cfg);
 
   /// The keys that may change when a run resumes (everything else defines the run).
-  static std::vector<std::string> resumable_keys() {
-    return {"mode", "workdir", "device", "training.steps", "training.log_every", "training.checkpoint_every",
-            "training.keep_checkpoints", "training.threads", "training.max_nonfinite_skips", "sampling.", "eval.", "dist."};
-  }
+  static std::vector<std::string> resumable_keys();
 
   /// The trainer's options from the `training.*` and `optim.*` keys and `device`; a bad LR schedule is a
   /// one-line `gm::Error`.
-  static TrainOptions options(const Config& cfg, torch::Device device) {
-    LRSchedule schedule;
-    const auto sched = cfg.get<std::string>("optim.schedule");
-    schedule.lr = cfg.get<double>("training.lr");
-    schedule.warmup = cfg.get<int64_t>("optim.warmup");
-    schedule.total = cfg.get<int64_t>("optim.horizon") > 0 ? cfg.get<int64_t>("optim.horizon") : cfg.get<int64_t>("training.steps");
-    if (sched == "constant" || sched == "cosine") schedule.kind = sched;
-    else schedule.kind = "piecewise", schedule.pieces = LRSchedule::parse_pieces(sched, "optim.schedule");
-    return TrainOptions()
-        .batch_size(cfg.get<int64_t>("training.batch_size"))
-        .lr(schedule.lr)
-        .clip_norm(cfg.get<double>("training.clip_norm"))
-        .accumulate(cfg.get<int64_t>("training.accumulate"))
-        .optimizer(cfg.get<std::string>("optim.name"))
-        .weight_decay(cfg.get<double>("optim.weight_decay"))
-        .schedule(schedule)
-        .seed(static_cast<uint64_t>(cfg.get<int64_t>("seed")))
-        .precision(cfg.get<std::string>("training.precision"))
-        .threads(cfg.get<int64_t>("training.threads"))
-        .max_nonfinite_skips(cfg.get<int64_t>("training.max_nonfinite_skips"))
-        .label_dropout(cfg.has("training.label_dropout") ? cfg.get<double>("training.label_dropout") : 0.0)
-        .device(device);
-  }
+  static TrainOptions options(const Config& cfg, torch::Device device);
 
   /// optim.horizon = 0 means training.steps when the run was created: the saved run's horizon when the
   /// folder holds one (so raising training.steps never bends the schedule), else training.steps.
-  static void resolve_horizon(Config& cfg, const std::filesystem::path& workdir) {
-    if (cfg.get<int64_t>("optim.horizon") != 0) return;
-    int64_t horizon = cfg.get<int64_t>("training.steps");
-    std::error_code ec;
-    if (std::filesystem::is_regular_file(workdir / "config.toml", ec)) {
-      try {
-        const auto saved = toml::parse_file((workdir / "config.toml").string());
-        if (auto h = saved["optim"]["horizon"].value<int64_t>(); h && *h > 0) horizon = *h;
-      } catch (const toml::parse_error&) {
-      }  // RunDir reports a damaged config.toml
-    }
-    cfg.set_default("optim.horizon", horizon);
-  }
+  static void resolve_horizon(Config& cfg, const std::filesystem::path& workdir);
 
   /// The sigma_rel values of a comma-separated key (`training.phema`, `eval.phema`; empty: none), each
   /// checked; a bad one is a one-line `gm::Error` naming the key.
-  static std::vector<double> sigma_rels(const Config& cfg, const std::string& key) {
-    std::vector<double> out;
-    std::stringstream in(cfg.get<std::string>(key));
-    for (std::string item; std::getline(in, item, ',');) {
-      size_t used = 0;
-      double v = 0;
-      try {
-        v = std::stod(item, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used == 0 || item.find_first_not_of(" \t", used) != std::string::npos) {
-        throw Error("gm: " + key + ": '" + item + "' is not a number (expected sigma_rel values such as 0.05,0.10)");
-      }
-      try {
-        sigma_rel_to_gamma(v);
-      } catch (const Error& e) {
-        throw Error("gm: " + key + ": " + std::string(e.what()).substr(4));
-      }
-      out.push_back(v);
-    }
-    return out;
-  }
+  static std::vector<double> sigma_rels(const Config& cfg, const std::string& key);
 
   /// What the driver needs besides the trainer: the run's folder and events, the EMA, post-hoc EMA and
   /// checkpoints, `sample(step)` (draws, writes and scores samples), and whether this rank leads.
@@ -250,29 +160,135 @@ class Training {
   };
 
   /// Record a non-finite stop: failure.json (step, loss, gradient norm, last good checkpoint) and a log line.
-  static void fail(RunDir& run, const Checkpointer& ckpt, const NonFiniteError& e) {
-    std::string last = "null";
-    for (const auto& [step, path] : ckpt.list()) {
-      std::string why;
-      if (Checkpointer::valid(path, why)) {
-        last = "\"" + path.string() + "\"";
-        break;
-      }
-    }
-    auto num = [](double x) {
-      char b[40];
-      std::snprintf(b, sizeof b, "%.9g", x);
-      return std::isfinite(x) ? std::string(b) : "\"" + std::string(b) + "\"";
-    };
-    run.write("failure.json", "{\n  \"reason\": \"non-finite\",\n  \"step\": " + std::to_string(e.step) +
-                                  ",\n  \"loss\": " + num(e.loss) + ",\n  \"grad_norm\": " + num(e.grad_norm) +
-                                  ",\n  \"last_good_checkpoint\": " + last + "\n}\n");
-    run.log(std::string(e.what()) + "; stopped, see failure.json (last good checkpoint: " + last + ")");
-  }
+  static void fail(RunDir& run, const Checkpointer& ckpt, const NonFiniteError& e);
 
   const Config& cfg_;
   torch::Device device_;
   std::string name_;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void Training::add_keys(Config& cfg) {
+  cfg.add<int64_t>("training.steps", 8000, "optimiser steps", check::at_least(1));
+  cfg.add<int64_t>("training.batch_size", 1024, "batch size", check::at_least(1));
+  cfg.add<double>("training.lr", 2e-3, "peak learning rate", check::positive());
+  cfg.add<int64_t>("training.accumulate", 1, "micro-batches per optimiser step", check::at_least(1));
+  cfg.add<double>("training.clip_norm", 1.0, "gradient clipping by norm (0: off)", check::at_least(0));
+  cfg.add<double>("training.ema_decay", 0.999, "EMA decay; samples use the EMA weights", check::in_range(0, 1));
+  cfg.add<int64_t>("training.log_every", 500, "progress line every N steps", check::at_least(1));
+  cfg.add<bool>("training.debug", false, "overfit a single data point to check the wiring");
+  cfg.add<int64_t>("training.checkpoint_every", 1000, "checkpoint every N steps", check::at_least(1));
+  cfg.add<int64_t>("training.keep_checkpoints", 3, "checkpoints kept", check::at_least(1));
+  cfg.add<std::string>("training.phema", "", "post-hoc EMA (EDM2): power-function EMA profiles to track, as "
+                       "sigma_rel values, e.g. 0.05,0.10; snapshots go to <workdir>/phema/ (empty: off)");
+  cfg.add<int64_t>("training.phema_every", 0, "post-hoc EMA snapshot every N steps (0: at each checkpoint)",
+                   check::at_least(0));
+  cfg.add<std::string>("training.precision", "auto",
+                       "auto (bf16 where the device runs it fast, else fp32), fp32, bf16 (matrix products in "
+                       "bfloat16, weights in fp32) or fp16 (CUDA: float16 products with a dynamic loss scale)",
+                       check::one_of({"auto", "fp32", "bf16", "fp16"}));
+  cfg.add<int64_t>("training.threads", 0, "intra-op threads (0: per precision, see gm::configure_threads)",
+                   check::at_least(0));
+  cfg.add<std::string>("optim.name", "adam", "optimiser", check::one_of({"adam", "adamw"}));
+  cfg.add<double>("optim.weight_decay", 0.0, "weight decay", check::at_least(0));
+  cfg.add<std::string>("optim.schedule", "cosine", "constant, cosine, or [[until_step, lr], ...]");
+  cfg.add<int64_t>("optim.warmup", 200, "linear warmup steps", check::at_least(0));
+  cfg.add<int64_t>("optim.horizon", 0,
+                   "steps over which the LR schedule runs (0: training.steps when the run is created; fixed "
+                   "for the run, so raising training.steps later extends it at the final LR)",
+                   check::at_least(0));
+  cfg.add<int64_t>("training.max_nonfinite_skips", 0,
+                   "steps with a non-finite loss or gradient that may be skipped before the run stops",
+                   check::at_least(0));
+}
+
+GM_INLINE auto Training::resumable_keys() -> std::vector<std::string> {
+  return {"mode", "workdir", "device", "training.steps", "training.log_every", "training.checkpoint_every",
+          "training.keep_checkpoints", "training.threads", "training.max_nonfinite_skips", "sampling.", "eval.",
+              "dist."};
+}
+
+GM_INLINE auto Training::options(const Config& cfg, torch::Device device) -> TrainOptions {
+  LRSchedule schedule;
+  const auto sched = cfg.get<std::string>("optim.schedule");
+  schedule.lr = cfg.get<double>("training.lr");
+  schedule.warmup = cfg.get<int64_t>("optim.warmup");
+  schedule.total = cfg.get<int64_t>("optim.horizon") > 0 ? cfg.get<int64_t>("optim.horizon") : cfg.get<int64_t>("training.steps");
+  if (sched == "constant" || sched == "cosine") schedule.kind = sched;
+  else schedule.kind = "piecewise", schedule.pieces = LRSchedule::parse_pieces(sched, "optim.schedule");
+  return TrainOptions()
+      .batch_size(cfg.get<int64_t>("training.batch_size"))
+      .lr(schedule.lr)
+      .clip_norm(cfg.get<double>("training.clip_norm"))
+      .accumulate(cfg.get<int64_t>("training.accumulate"))
+      .optimizer(cfg.get<std::string>("optim.name"))
+      .weight_decay(cfg.get<double>("optim.weight_decay"))
+      .schedule(schedule)
+      .seed(static_cast<uint64_t>(cfg.get<int64_t>("seed")))
+      .precision(cfg.get<std::string>("training.precision"))
+      .threads(cfg.get<int64_t>("training.threads"))
+      .max_nonfinite_skips(cfg.get<int64_t>("training.max_nonfinite_skips"))
+      .label_dropout(cfg.has("training.label_dropout") ? cfg.get<double>("training.label_dropout") : 0.0)
+      .device(device);
+}
+
+GM_INLINE void Training::resolve_horizon(Config& cfg, const std::filesystem::path& workdir) {
+  if (cfg.get<int64_t>("optim.horizon") != 0) return;
+  int64_t horizon = cfg.get<int64_t>("training.steps");
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(workdir / "config.toml", ec)) {
+    try {
+      const auto saved = toml::parse_file((workdir / "config.toml").string());
+      if (auto h = saved["optim"]["horizon"].value<int64_t>(); h && *h > 0) horizon = *h;
+    } catch (const toml::parse_error&) {
+    }  // RunDir reports a damaged config.toml
+  }
+  cfg.set_default("optim.horizon", horizon);
+}
+
+GM_INLINE auto Training::sigma_rels(const Config& cfg, const std::string& key) -> std::vector<double> {
+  std::vector<double> out;
+  std::stringstream in(cfg.get<std::string>(key));
+  for (std::string item; std::getline(in, item, ',');) {
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || item.find_first_not_of(" \t", used) != std::string::npos) {
+      throw Error("gm: " + key + ": '" + item + "' is not a number (expected sigma_rel values such as 0.05,0.10)");
+    }
+    try {
+      sigma_rel_to_gamma(v);
+    } catch (const Error& e) {
+      throw Error("gm: " + key + ": " + std::string(e.what()).substr(4));
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+GM_INLINE void Training::fail(RunDir& run, const Checkpointer& ckpt, const NonFiniteError& e) {
+  std::string last = "null";
+  for (const auto& [step, path] : ckpt.list()) {
+    std::string why;
+    if (Checkpointer::valid(path, why)) {
+      last = "\"" + path.string() + "\"";
+      break;
+    }
+  }
+  auto num = [](double x) {
+    char b[40];
+    std::snprintf(b, sizeof b, "%.9g", x);
+    return std::isfinite(x) ? std::string(b) : "\"" + std::string(b) + "\"";
+  };
+  run.write("failure.json", "{\n  \"reason\": \"non-finite\",\n  \"step\": " + std::to_string(e.step) +
+                                ",\n  \"loss\": " + num(e.loss) + ",\n  \"grad_norm\": " + num(e.grad_norm) +
+                                ",\n  \"last_good_checkpoint\": " + last + "\n}\n");
+  run.log(std::string(e.what()) + "; stopped, see failure.json (last good checkpoint: " + last + ")");
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 }  // namespace gm::experiment

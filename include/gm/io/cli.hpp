@@ -2,6 +2,8 @@
 /// @file
 /// Command-line parsing with gm's error convention: one line, exit code 2.
 
+#include <gm/detail/compiled.hpp>
+
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -11,7 +13,9 @@ namespace gm::io {
 
 /// Parse `argv` into `app`.  Returns nothing when the program should go on; otherwise the exit code:
 /// 0 after printing --help, 2 after printing a one-line error naming the bad flag or value.
-inline std::optional<int> parse_args(CLI::App& app, int argc, char** argv) {
+std::optional<int> parse_args(CLI::App& app, int argc, char** argv);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::optional<int> parse_args(CLI::App& app, int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -22,5 +26,6 @@ inline std::optional<int> parse_args(CLI::App& app, int argc, char** argv) {
   }
   return std::nullopt;
 }
+#endif
 
 }  // namespace gm::io

@@ -2,11 +2,10 @@
 /// @file
 /// Typed experiment configuration: defaults, then a TOML file, then the command line.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
-#include <gm/io/cli.hpp>
 #include <gm/io/toml.hpp>
 
-#include <CLI/CLI.hpp>
 #include <toml++/toml.h>
 
 #include <cerrno>
@@ -24,6 +23,11 @@
 #include <utility>
 #include <variant>
 #include <vector>
+
+#if GM_HEADER_DEFINITIONS  // what only the definitions need
+#include <CLI/CLI.hpp>
+#include <gm/io/cli.hpp>
+#endif
 
 namespace gm {
 
@@ -81,83 +85,19 @@ class Config {
 
   /// Parse `--config FILE` and every `--key=value`; returns the exit code when the program should stop
   /// (0 after --help, 2 after a one-line error), nothing when it should go on.
-  std::optional<int> parse(int argc, char** argv) {
-    CLI::App app{description_};
-    std::string file;
-    app.add_option("--config", file, "TOML config file; the command line overrides its values");
-    std::map<std::string, std::string> raw;
-    for (const auto& name : order_) {
-      auto& e = entries_.at(name);
-      app.add_option("--" + name, raw[name], e.help + " (default: " + to_string(e.value) + ")");
-    }
-    if (auto code = io::parse_args(app, argc, argv)) return code;
-    try {
-      if (!file.empty()) load_file(file);
-      for (const auto& name : order_) {
-        if (app.count("--" + name) > 0) set_from_string(name, raw.at(name), "--" + name);
-      }
-    } catch (const Error& e) {
-      std::fprintf(stderr, "%s\n", e.what());
-      return 2;
-    }
-    return std::nullopt;
-  }
+  std::optional<int> parse(int argc, char** argv);
 
   /// Apply a TOML file's values; unknown keys, wrong types and failed checks throw `gm::Error`.
-  void load_file(const std::filesystem::path& file) {
-    const toml::table tbl = io::read_toml(file);
-    apply_table(file, tbl, "");
-  }
+  void load_file(const std::filesystem::path& file);
   /// Apply TOML text's values, as `load_file` does; `file` names the text in errors.
   void load_text(std::string_view text, const std::filesystem::path& file) { apply_table(file, io::parse_toml(text, file), ""); }
 
   /// Make `file` the base: its values replace the defaults and earlier file values, while values given as
   /// command-line flags keep winning.  Used to sample a finished run with its own config.
-  void rebase(const std::filesystem::path& file) {
-    std::vector<std::pair<std::string, std::string>> flags;
-    for (const auto& name : order_) {
-      const auto& src = entries_.at(name).source;
-      if (src.rfind("--", 0) == 0) flags.emplace_back(name, src);
-    }
-    std::vector<std::pair<std::string, Value>> keep;
-    for (const auto& [name, src] : flags) keep.emplace_back(name, entries_.at(name).value);
-    load_file(file);
-    for (size_t i = 0; i < keep.size(); ++i) commit(keep[i].first, keep[i].second, flags[i].second);
-  }
+  void rebase(const std::filesystem::path& file);
 
   /// Set `name` from text, as the command line does; `origin` names the source in errors.
-  void set_from_string(const std::string& name, const std::string& text, const std::string& origin) {
-    auto& e = entry(name, origin);
-    Value v = e.value;
-    std::string err;
-    std::visit(
-        [&](auto& cur) {
-          using T = std::decay_t<decltype(cur)>;
-          if constexpr (std::is_same_v<T, bool>) {
-            if (text == "true" || text == "1") v = true;
-            else if (text == "false" || text == "0") v = false;
-            else err = "expected true or false";
-          } else if constexpr (std::is_same_v<T, int64_t>) {
-            char* end = nullptr;
-            errno = 0;
-            const long long x = std::strtoll(text.c_str(), &end, 10);
-            if (text.empty() || *end != '\0' || errno == ERANGE) err = "expected an integer";
-            else v = static_cast<int64_t>(x);
-          } else if constexpr (std::is_same_v<T, double>) {
-            char* end = nullptr;
-            const double x = std::strtod(text.c_str(), &end);
-            if (text.empty() || *end != '\0' || !std::isfinite(x)) err = "expected a finite number";
-            else v = x;
-          } else if (!text.empty() && text.front() == '[') {
-            v = canonical_array(text, err);  // a list such as an LR schedule
-          } else {
-            v = text;
-          }
-        },
-        v);
-    if (!err.empty()) throw Error("gm: " + origin + ": '" + text + "': " + err);
-    commit(name, std::move(v), origin);
-  }
+  void set_from_string(const std::string& name, const std::string& text, const std::string& origin);
 
   /// The value of `name` as T (T must be the declared type).
   template <class T>
@@ -182,46 +122,10 @@ class Config {
 
   /// The fully resolved configuration as TOML, keys grouped into their sections; it loads back with
   /// `load_file` to the same values.
-  std::string to_toml() const {
-    std::map<std::string, std::vector<std::pair<std::string, std::string>>> sections;
-    std::vector<std::pair<std::string, std::string>> top;
-    for (const auto& name : order_) {
-      const auto dot = name.rfind('.');
-      const std::string lit = toml_literal(entries_.at(name).value);
-      if (dot == std::string::npos) top.emplace_back(name, lit);
-      else sections[name.substr(0, dot)].emplace_back(name.substr(dot + 1), lit);
-    }
-    std::ostringstream os;
-    for (const auto& [k, v] : top) os << k << " = " << v << '\n';
-    for (const auto& [sec, kvs] : sections) {
-      os << "\n[" << sec << "]\n";
-      for (const auto& [k, v] : kvs) os << k << " = " << v << '\n';
-    }
-    return os.str();
-  }
+  std::string to_toml() const;
 
   /// The value as text ("true", "3", "0.001", "name").
-  static std::string to_string(const Value& v) {
-    return std::visit(
-        [](const auto& x) -> std::string {
-          using T = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
-          else if constexpr (std::is_same_v<T, int64_t>) return std::to_string(x);
-          else if constexpr (std::is_same_v<T, double>) {
-            // The shortest of 15 or 17 significant digits that reads back as the same double.
-            std::ostringstream os;
-            os.precision(15);
-            os << x;
-            if (std::strtod(os.str().c_str(), nullptr) != x) {
-              os.str("");
-              os.precision(17);
-              os << x;
-            }
-            return os.str();
-          } else return x;
-        },
-        v);
-  }
+  static std::string to_string(const Value& v);
 
  private:
   struct Entry {
@@ -231,136 +135,280 @@ class Config {
     std::string source;
   };
 
-  Entry& entry(const std::string& name, const std::string& origin) {
-    auto it = entries_.find(name);
-    if (it == entries_.end()) throw Error("gm: " + origin + ": unknown key '" + name + "'");
-    return it->second;
-  }
+  Entry& entry(const std::string& name, const std::string& origin);
 
-  void commit(const std::string& name, Value v, const std::string& origin) {
-    auto& e = entries_.at(name);
-    if (e.check) {
-      const std::string why = e.check(v);
-      if (!why.empty()) throw Error("gm: " + origin + ": " + name + " = " + to_string(v) + ": expected " + why);
-    }
-    e.value = std::move(v);
-    e.source = origin;
-  }
+  void commit(const std::string& name, Value v, const std::string& origin);
 
-  static std::string toml_literal(const Value& v) {
-    if (const auto* s = std::get_if<std::string>(&v)) {
-      // Strings holding a TOML array (LR schedules) stay arrays; others are quoted.
-      if (!s->empty() && s->front() == '[') return *s;
-      std::string out = "\"";
-      for (char c : *s) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-      }
-      return out + "\"";
-    }
-    return to_string(v);
-  }
+  static std::string toml_literal(const Value& v);
 
   /// One canonical text for a TOML array, whichever source it came from.
-  static std::string array_text(const toml::array& arr) {
-    std::ostringstream os;
-    os << arr;
-    return os.str();
-  }
+  static std::string array_text(const toml::array& arr);
   /// Parse `text` as a TOML array and return its canonical text; sets `err` if it is not one.
-  static std::string canonical_array(const std::string& text, std::string& err) {
-    try {
-      auto tbl = toml::parse("v = " + text);
-      if (const auto* arr = tbl["v"].as_array()) return array_text(*arr);
-    } catch (const toml::parse_error&) {
-    }
-    err = "expected a TOML array such as [[3000, 1e-3], [6000, 1e-4]]";
-    return text;
-  }
+  static std::string canonical_array(const std::string& text, std::string& err);
 
-  void apply_table(const std::filesystem::path& file, const toml::table& tbl, const std::string& prefix) {
-    for (const auto& [k, node] : tbl) {
-      const std::string name = prefix + std::string(k.str());
-      if (const auto* sub = node.as_table()) {
-        apply_table(file, *sub, name + ".");
-        continue;
-      }
-      const std::string origin = io::where(file, node.source());
-      auto it = entries_.find(name);
-      if (it == entries_.end()) io::key_error_at(file, k.source(), name, "unknown key");
-      Value v = it->second.value;
-      std::string expected;
-      if (std::holds_alternative<bool>(v)) {
-        if (auto b = node.value_exact<bool>()) v = *b;
-        else expected = "true or false";
-      } else if (std::holds_alternative<int64_t>(v)) {
-        if (auto i = node.value_exact<int64_t>()) v = *i;
-        else expected = "an integer";
-      } else if (std::holds_alternative<double>(v)) {
-        if (auto d = node.value<double>(); d && !node.is_string() && !node.is_boolean() && std::isfinite(*d)) v = *d;
-        else expected = "a finite number";
-      } else {
-        if (auto s = node.value_exact<std::string>()) {
-          v = *s;
-          if (!s->empty() && s->front() == '[') {  // a quoted list reads as the same value as the list itself
-            std::string err;
-            v = canonical_array(*s, err);
-            if (!err.empty()) expected = err.substr(9);  // "expected " is added below
-          }
-        } else if (const auto* arr = node.as_array()) {
-          v = array_text(*arr);
-        } else {
-          expected = "a string";
-        }
-      }
-      if (!expected.empty()) io::key_error(file, &node, name, "expected " + expected);
-      commit(name, std::move(v), origin + ": key '" + name + "'");
-    }
-  }
+  void apply_table(const std::filesystem::path& file, const toml::table& tbl, const std::string& prefix);
 
   std::string description_;
   std::vector<std::string> order_;
   std::map<std::string, Entry> entries_;
 };
 
+#if GM_HEADER_DEFINITIONS
+GM_INLINE auto Config::parse(int argc, char** argv) -> std::optional<int> {
+  CLI::App app{description_};
+  std::string file;
+  app.add_option("--config", file, "TOML config file; the command line overrides its values");
+  std::map<std::string, std::string> raw;
+  for (const auto& name : order_) {
+    auto& e = entries_.at(name);
+    app.add_option("--" + name, raw[name], e.help + " (default: " + to_string(e.value) + ")");
+  }
+  if (auto code = io::parse_args(app, argc, argv)) return code;
+  try {
+    if (!file.empty()) load_file(file);
+    for (const auto& name : order_) {
+      if (app.count("--" + name) > 0) set_from_string(name, raw.at(name), "--" + name);
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
+  return std::nullopt;
+}
+
+GM_INLINE void Config::load_file(const std::filesystem::path& file) {
+  const toml::table tbl = io::read_toml(file);
+  apply_table(file, tbl, "");
+}
+
+GM_INLINE void Config::rebase(const std::filesystem::path& file) {
+  std::vector<std::pair<std::string, std::string>> flags;
+  for (const auto& name : order_) {
+    const auto& src = entries_.at(name).source;
+    if (src.rfind("--", 0) == 0) flags.emplace_back(name, src);
+  }
+  std::vector<std::pair<std::string, Value>> keep;
+  for (const auto& [name, src] : flags) keep.emplace_back(name, entries_.at(name).value);
+  load_file(file);
+  for (size_t i = 0; i < keep.size(); ++i) commit(keep[i].first, keep[i].second, flags[i].second);
+}
+
+GM_INLINE void Config::set_from_string(const std::string& name, const std::string& text, const std::string& origin) {
+  auto& e = entry(name, origin);
+  Value v = e.value;
+  std::string err;
+  std::visit(
+      [&](auto& cur) {
+        using T = std::decay_t<decltype(cur)>;
+        if constexpr (std::is_same_v<T, bool>) {
+          if (text == "true" || text == "1") v = true;
+          else if (text == "false" || text == "0") v = false;
+          else err = "expected true or false";
+        } else if constexpr (std::is_same_v<T, int64_t>) {
+          char* end = nullptr;
+          errno = 0;
+          const long long x = std::strtoll(text.c_str(), &end, 10);
+          if (text.empty() || *end != '\0' || errno == ERANGE) err = "expected an integer";
+          else v = static_cast<int64_t>(x);
+        } else if constexpr (std::is_same_v<T, double>) {
+          char* end = nullptr;
+          const double x = std::strtod(text.c_str(), &end);
+          if (text.empty() || *end != '\0' || !std::isfinite(x)) err = "expected a finite number";
+          else v = x;
+        } else if (!text.empty() && text.front() == '[') {
+          v = canonical_array(text, err);  // a list such as an LR schedule
+        } else {
+          v = text;
+        }
+      },
+      v);
+  if (!err.empty()) throw Error("gm: " + origin + ": '" + text + "': " + err);
+  commit(name, std::move(v), origin);
+}
+
+GM_INLINE auto Config::to_toml() const -> std::string {
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> sections;
+  std::vector<std::pair<std::string, std::string>> top;
+  for (const auto& name : order_) {
+    const auto dot = name.rfind('.');
+    const std::string lit = toml_literal(entries_.at(name).value);
+    if (dot == std::string::npos) top.emplace_back(name, lit);
+    else sections[name.substr(0, dot)].emplace_back(name.substr(dot + 1), lit);
+  }
+  std::ostringstream os;
+  for (const auto& [k, v] : top) os << k << " = " << v << '\n';
+  for (const auto& [sec, kvs] : sections) {
+    os << "\n[" << sec << "]\n";
+    for (const auto& [k, v] : kvs) os << k << " = " << v << '\n';
+  }
+  return os.str();
+}
+
+GM_INLINE auto Config::to_string(const Value& v) -> std::string {
+  return std::visit(
+      [](const auto& x) -> std::string {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
+        else if constexpr (std::is_same_v<T, int64_t>) return std::to_string(x);
+        else if constexpr (std::is_same_v<T, double>) {
+          // The shortest of 15 or 17 significant digits that reads back as the same double.
+          std::ostringstream os;
+          os.precision(15);
+          os << x;
+          if (std::strtod(os.str().c_str(), nullptr) != x) {
+            os.str("");
+            os.precision(17);
+            os << x;
+          }
+          return os.str();
+        } else return x;
+      },
+      v);
+}
+
+GM_INLINE auto Config::entry(const std::string& name, const std::string& origin) -> Entry& {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) throw Error("gm: " + origin + ": unknown key '" + name + "'");
+  return it->second;
+}
+
+GM_INLINE void Config::commit(const std::string& name, Value v, const std::string& origin) {
+  auto& e = entries_.at(name);
+  if (e.check) {
+    const std::string why = e.check(v);
+    if (!why.empty()) throw Error("gm: " + origin + ": " + name + " = " + to_string(v) + ": expected " + why);
+  }
+  e.value = std::move(v);
+  e.source = origin;
+}
+
+GM_INLINE auto Config::toml_literal(const Value& v) -> std::string {
+  if (const auto* s = std::get_if<std::string>(&v)) {
+    // Strings holding a TOML array (LR schedules) stay arrays; others are quoted.
+    if (!s->empty() && s->front() == '[') return *s;
+    std::string out = "\"";
+    for (char c : *s) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    return out + "\"";
+  }
+  return to_string(v);
+}
+
+GM_INLINE auto Config::array_text(const toml::array& arr) -> std::string {
+  std::ostringstream os;
+  os << arr;
+  return os.str();
+}
+
+GM_INLINE auto Config::canonical_array(const std::string& text, std::string& err) -> std::string {
+  try {
+    auto tbl = toml::parse("v = " + text);
+    if (const auto* arr = tbl["v"].as_array()) return array_text(*arr);
+  } catch (const toml::parse_error&) {
+  }
+  err = "expected a TOML array such as [[3000, 1e-3], [6000, 1e-4]]";
+  return text;
+}
+
+GM_INLINE void Config::apply_table(const std::filesystem::path& file, const toml::table& tbl,
+                                   const std::string& prefix) {
+  for (const auto& [k, node] : tbl) {
+    const std::string name = prefix + std::string(k.str());
+    if (const auto* sub = node.as_table()) {
+      apply_table(file, *sub, name + ".");
+      continue;
+    }
+    const std::string origin = io::where(file, node.source());
+    auto it = entries_.find(name);
+    if (it == entries_.end()) io::key_error_at(file, k.source(), name, "unknown key");
+    Value v = it->second.value;
+    std::string expected;
+    if (std::holds_alternative<bool>(v)) {
+      if (auto b = node.value_exact<bool>()) v = *b;
+      else expected = "true or false";
+    } else if (std::holds_alternative<int64_t>(v)) {
+      if (auto i = node.value_exact<int64_t>()) v = *i;
+      else expected = "an integer";
+    } else if (std::holds_alternative<double>(v)) {
+      if (auto d = node.value<double>(); d && !node.is_string() && !node.is_boolean() && std::isfinite(*d)) v = *d;
+      else expected = "a finite number";
+    } else {
+      if (auto s = node.value_exact<std::string>()) {
+        v = *s;
+        if (!s->empty() && s->front() == '[') {  // a quoted list reads as the same value as the list itself
+          std::string err;
+          v = canonical_array(*s, err);
+          if (!err.empty()) expected = err.substr(9);  // "expected " is added below
+        }
+      } else if (const auto* arr = node.as_array()) {
+        v = array_text(*arr);
+      } else {
+        expected = "a string";
+      }
+    }
+    if (!expected.empty()) io::key_error(file, &node, name, "expected " + expected);
+    commit(name, std::move(v), origin + ": key '" + name + "'");
+  }
+}
+#endif  // GM_HEADER_DEFINITIONS
+
 /// Checks for `Config::add`.
 namespace check {
 
 /// An integer or number key's value as a double.
-inline double number_of(const Config::Value& v) {
+double number_of(const Config::Value& v);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE double number_of(const Config::Value& v) {
   return std::holds_alternative<int64_t>(v) ? static_cast<double>(std::get<int64_t>(v)) : std::get<double>(v);
 }
+#endif
 
 /// An integer or number >= lo.
-inline Config::Check at_least(double lo) {
+Config::Check at_least(double lo);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Config::Check at_least(double lo) {
   return [lo](const Config::Value& v) -> std::string {
     const double x = number_of(v);
     return x >= lo ? "" : "a value >= " + Config::to_string(lo);
   };
 }
+#endif
 /// An integer or number in [lo, hi].
-inline Config::Check in_range(double lo, double hi) {
+Config::Check in_range(double lo, double hi);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Config::Check in_range(double lo, double hi) {
   return [lo, hi](const Config::Value& v) -> std::string {
     const double x = number_of(v);
     return (x >= lo && x <= hi) ? "" : "a value in [" + Config::to_string(lo) + ", " + Config::to_string(hi) + "]";
   };
 }
+#endif
 /// A number > 0 that float32 can hold (<= 3.4e38): rates and scales that enter float32 arithmetic.
-inline Config::Check positive() {
+Config::Check positive();
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Config::Check positive() {
   return [](const Config::Value& v) -> std::string {
     const double x = number_of(v);
     return x > 0 && x <= 3.4028234663852886e38 ? "" : "a value > 0 that float32 can hold (<= 3.4e38)";
   };
 }
+#endif
 /// A finite number (guidance scales, which may be negative or zero).
-inline Config::Check finite() {
+Config::Check finite();
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Config::Check finite() {
   return [](const Config::Value& v) -> std::string {
     const double x = number_of(v);
     return std::isfinite(x) ? "" : "a finite number";
   };
 }
+#endif
 /// A string among `choices`.
-inline Config::Check one_of(std::vector<std::string> choices) {
+Config::Check one_of(std::vector<std::string> choices);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Config::Check one_of(std::vector<std::string> choices) {
   return [choices](const Config::Value& v) -> std::string {
     const auto& s = std::get<std::string>(v);
     std::string list;
@@ -371,6 +419,7 @@ inline Config::Check one_of(std::vector<std::string> choices) {
     return "one of: " + list;
   };
 }
+#endif
 
 }  // namespace check
 }  // namespace gm

@@ -3,6 +3,7 @@
 /// Files written so that a crash, a kill or a full disk never leaves a torn or half-written output: whole
 /// files by temporary file and rename, logs by appending whole records in one system call.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 
 #include <cctype>
@@ -21,13 +22,18 @@
 namespace gm::io {
 
 namespace detail {
-inline std::string errno_text(int err) {
+std::string errno_text(int err);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string errno_text(int err) {
   std::string s = std::strerror(err);
   if (!s.empty()) s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
   return s;
 }
+#endif
 /// Write all of `bytes` to `fd`; false (errno set) on failure.
-inline bool write_all(int fd, std::string_view bytes) {
+bool write_all(int fd, std::string_view bytes);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE bool write_all(int fd, std::string_view bytes) {
   while (!bytes.empty()) {
     const ssize_t n = ::write(fd, bytes.data(), bytes.size());
     if (n < 0 && errno == EINTR) continue;
@@ -36,13 +42,16 @@ inline bool write_all(int fd, std::string_view bytes) {
   }
   return true;
 }
+#endif
 }  // namespace detail
 
 /// Write `bytes` to `path` atomically: into `path` + ".tmp", flushed to disk, then renamed over `path`.  A
 /// reader sees the old file or the new one, never a part.  A file that cannot be created (no such folder)
 /// is a `gm::Error`; a write that fails (a full disk) is a `gm::IoError` `gm: <path>: no space left on
 /// device while writing <what>`, after which the temporary file is removed and `path` is untouched.
-inline void write_file_atomic(const std::filesystem::path& path, std::string_view bytes, const std::string& what = "") {
+void write_file_atomic(const std::filesystem::path& path, std::string_view bytes, const std::string& what = "");
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void write_file_atomic(const std::filesystem::path& path, std::string_view bytes, const std::string& what) {
   const std::filesystem::path tmp = path.string() + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw Error("gm: " + path.string() + ": cannot write file: " + detail::errno_text(errno));
@@ -55,9 +64,12 @@ inline void write_file_atomic(const std::filesystem::path& path, std::string_vie
     throw IoError("gm: " + path.string() + ": " + detail::errno_text(e) + " while writing" + (what.empty() ? "" : " " + what));
   }
 }
+#endif
 
 /// The whole content of a file ("" when it is missing, not a regular file, or cannot be read).
-inline std::string read_file(const std::filesystem::path& path) {
+std::string read_file(const std::filesystem::path& path);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string read_file(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) return "";
   try {
@@ -67,16 +79,14 @@ inline std::string read_file(const std::filesystem::path& path) {
     return "";
   }
 }
+#endif
 
 /// A file that grows by whole records: each `append` is one `write` system call on an O_APPEND descriptor,
 /// so a killed process leaves either the whole record or none of it (no torn line in a log).
 class AppendFile {
  public:
   AppendFile() = default;
-  explicit AppendFile(const std::filesystem::path& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw Error("gm: " + path.string() + ": cannot write file: " + detail::errno_text(errno));
-  }
+  explicit AppendFile(const std::filesystem::path& path);
   AppendFile(AppendFile&& o) noexcept : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)) {}
   AppendFile& operator=(AppendFile&& o) noexcept {
     if (this != &o) {
@@ -94,20 +104,31 @@ class AppendFile {
   const std::filesystem::path& path() const { return path_; }
 
   /// Append one record; a one-line `gm::IoError` naming the file when the write fails (a full disk, say).
-  void append(std::string_view record) {
-    if (fd_ < 0) throw IoError("gm: " + path_.string() + ": file is not open");
-    if (!detail::write_all(fd_, record)) {
-      throw IoError("gm: " + path_.string() + ": " + detail::errno_text(errno) + " while appending");
-    }
-  }
+  void append(std::string_view record);
 
  private:
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
+  void close();
   std::filesystem::path path_;
   int fd_ = -1;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE AppendFile::AppendFile(const std::filesystem::path& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error("gm: " + path.string() + ": cannot write file: " + detail::errno_text(errno));
+}
+
+GM_INLINE void AppendFile::append(std::string_view record) {
+  if (fd_ < 0) throw IoError("gm: " + path_.string() + ": file is not open");
+  if (!detail::write_all(fd_, record)) {
+    throw IoError("gm: " + path_.string() + ": " + detail::errno_text(errno) + " while appending");
+  }
+}
+
+GM_INLINE void AppendFile::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 }  // namespace gm::io

@@ -2,6 +2,7 @@
 /// @file
 /// `gm::io::image_grid`: a batch of images as one picture, as torchvision's make_grid lays it out.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/io/png.hpp>
 
@@ -16,8 +17,10 @@ namespace gm::io {
 /// uint8 images [N, C, H, W] (C = 1 or 3) as a grid of `cols` columns (0: about square), `pad` pixels of
 /// `pad_value` between and around them, each image enlarged `scale` times by pixel repetition (0: enough
 /// that a cell is at least 64 pixels).  Returns an RGB image; grey images are repeated over the channels.
-inline Image image_grid(const torch::Tensor& images, int64_t cols = 0, int pad = 2, uint8_t pad_value = 255,
-                        int scale = 0) {
+Image image_grid(const torch::Tensor& images, int64_t cols = 0, int pad = 2, uint8_t pad_value = 255,
+                 int scale = 0);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Image image_grid(const torch::Tensor& images, int64_t cols, int pad, uint8_t pad_value, int scale) {
   if (images.dim() != 4 || (images.size(1) != 1 && images.size(1) != 3) || images.scalar_type() != torch::kUInt8) {
     throw Error("gm: image_grid needs uint8 images [N, 1 or 3, H, W]");
   }
@@ -44,5 +47,6 @@ inline Image image_grid(const torch::Tensor& images, int64_t cols = 0, int pad =
   }
   return img;
 }
+#endif
 
 }  // namespace gm::io

@@ -2,6 +2,7 @@
 /// @file
 /// Writing and reading NumPy .npy files (format 1.0, little-endian float32 / float64, C order).
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/io/file.hpp>
 
@@ -15,23 +16,32 @@
 #include <utility>
 #include <vector>
 
+#if GM_HEADER_DEFINITIONS  // what only the definitions need
 #include <zlib.h>
+#endif
+
 
 namespace gm::io {
 
-inline std::string encode_npy(const torch::Tensor& t, const std::string& where);
+std::string encode_npy(const torch::Tensor& t, const std::string& where);
 
 /// Write a tensor of any shape as .npy (format 1.0, C order), readable by numpy.load, keeping its dtype:
 /// float32/64 ('<f4', '<f8'), float16 ('<f2'), int64/32/16/8 ('<i8', '<i4', '<i2', '|i1'), uint8 ('|u1') or
 /// bool ('|b1'); another dtype is a `gm::Error`.  Written atomically (temporary file and rename), so a
 /// failed write leaves no truncated file.
-inline void write_npy(const std::filesystem::path& path, const torch::Tensor& t) {
+void write_npy(const std::filesystem::path& path, const torch::Tensor& t);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void write_npy(const std::filesystem::path& path, const torch::Tensor& t) {
   write_file_atomic(path, encode_npy(t, path.string()));
 }
+#endif
 
 /// Write named tensors as an uncompressed .npz (a zip of .npy files, as numpy.savez writes it), e.g.
 /// {"arr_0", samples} for ADM's evaluator; atomically.  Each array must be below 4 GiB (no zip64).
-inline void write_npz(const std::filesystem::path& path, const std::vector<std::pair<std::string, torch::Tensor>>& arrays) {
+void write_npz(const std::filesystem::path& path, const std::vector<std::pair<std::string, torch::Tensor>>& arrays);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void write_npz(const std::filesystem::path& path, const std::vector<std::pair<std::string,
+                         torch::Tensor>>& arrays) {
   std::string zip, central;
   auto u16 = [](std::string& s, uint32_t v) { s.push_back(static_cast<char>(v & 0xff)), s.push_back(static_cast<char>((v >> 8) & 0xff)); };
   auto u32 = [&](std::string& s, uint32_t v) { u16(s, v & 0xffff), u16(s, v >> 16); };
@@ -58,9 +68,12 @@ inline void write_npz(const std::filesystem::path& path, const std::vector<std::
   u32(zip, 0x06054b50), u16(zip, 0), u16(zip, 0), u16(zip, n), u16(zip, n), u32(zip, cd_size), u32(zip, cd_offset), u16(zip, 0);
   write_file_atomic(path, zip);
 }
+#endif
 
 /// The bytes of a .npy file holding `t` (see write_npy); `where` names it in errors.
-inline std::string encode_npy(const torch::Tensor& t, const std::string& where) {
+std::string encode_npy(const torch::Tensor& t, const std::string& where);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string encode_npy(const torch::Tensor& t, const std::string& where) {
   auto x = t.detach().to(torch::kCPU).contiguous();
   std::string descr;
   switch (x.scalar_type()) {
@@ -91,5 +104,6 @@ inline std::string encode_npy(const torch::Tensor& t, const std::string& where) 
   bytes.append(static_cast<const char*>(x.data_ptr()), static_cast<size_t>(x.numel() * x.element_size()));
   return bytes;
 }
+#endif
 
 }  // namespace gm::io

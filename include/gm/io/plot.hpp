@@ -4,6 +4,7 @@
 /// (1, 2, 5 x 10^k), axes fitted to the data, anti-aliased DejaVu Sans text, translucent raw curves
 /// under smoothed ones, and a legend.  `density_image` draws 2-D samples.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/io/detail/font_data.hpp>
 #include <gm/io/png.hpp>
 
@@ -66,14 +67,20 @@ struct Clip {
   int x0 = 0, y0 = 0, x1 = std::numeric_limits<int>::max(), y1 = std::numeric_limits<int>::max();
 };
 
-inline void fill_rect(Image& img, int x0, int y0, int x1, int y1, Color c) {
+void fill_rect(Image& img, int x0, int y0, int x1, int y1, Color c);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void fill_rect(Image& img, int x0, int y0, int x1, int y1, Color c) {
   for (int y = y0; y <= y1; ++y) {
     for (int x = x0; x <= x1; ++x) img.set(x, y, c);
   }
 }
+#endif
 
-inline void line(Image& img, double x0, double y0, double x1, double y1, Color c, int thick = 2, double opacity = 1,
-                 const Clip& clip = {}) {
+void line(Image& img, double x0, double y0, double x1, double y1, Color c, int thick = 2, double opacity = 1,
+          const Clip& clip = {});
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void line(Image& img, double x0, double y0, double x1, double y1, Color c, int thick, double opacity,
+                    const Clip& clip) {
   const int steps = static_cast<int>(std::max(std::abs(x1 - x0), std::abs(y1 - y0))) + 1;
   for (int i = 0; i <= steps; ++i) {
     const double u = static_cast<double>(i) / steps;
@@ -88,33 +95,48 @@ inline void line(Image& img, double x0, double y0, double x1, double y1, Color c
     }
   }
 }
+#endif
 
-inline const fonts::Font& font(bool bold) { return bold ? fonts::bold : fonts::regular; }
+const fonts::Font& font(bool bold);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE const fonts::Font& font(bool bold) { return bold ? fonts::bold : fonts::regular; }
+#endif
 
 /// `raw` rounded to the nearest of 1, 2, 5 or 10 x 10^k: a round tick spacing.
-inline double nice_step(double raw) {
+double nice_step(double raw);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE double nice_step(double raw) {
   const double p = std::pow(10.0, std::floor(std::log10(raw)));
   const double m = raw / p;
   return (m < 1.5 ? 1 : m < 3 ? 2 : m < 7 ? 5 : 10) * p;
 }
+#endif
 
 }  // namespace detail
 
 /// Width in pixels of `text` in the plot font.
-inline int text_width(std::string_view text, bool bold = false) {
+int text_width(std::string_view text, bool bold = false);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE int text_width(std::string_view text, bool bold) {
   int w = 0;
   for (char c : text) {
     if (c >= 32 && c < 127) w += detail::font(bold).glyphs[c - 32].advance;
   }
   return w;
 }
+#endif
 
 /// Line height in pixels of the plot font.
-inline int text_height(bool bold = false) { return detail::font(bold).ascent + detail::font(bold).descent; }
+int text_height(bool bold = false);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE int text_height(bool bold) { return detail::font(bold).ascent + detail::font(bold).descent; }
+#endif
 
 /// Draw `text` (printable ASCII) anti-aliased with its top-left corner at (x, y); returns its width.
-inline int draw_text(Image& img, int x, int y, std::string_view text, std::array<uint8_t, 3> color = {0, 0, 0},
-                     bool bold = false) {
+int draw_text(Image& img, int x, int y, std::string_view text, std::array<uint8_t, 3> color = {0, 0, 0},
+              bool bold = false);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE int draw_text(Image& img, int x, int y, std::string_view text, std::array<uint8_t, 3> color, bool bold) {
   const auto& f = detail::font(bold);
   int pen = x;
   const int baseline = y + f.ascent;
@@ -131,6 +153,7 @@ inline int draw_text(Image& img, int x, int y, std::string_view text, std::array
   }
   return pen - x;
 }
+#endif
 
 /// Tick positions: `at`, and `step`, their spacing when evenly spaced (0 for 1-2-5 ticks on a log axis).
 struct Ticks {
@@ -141,7 +164,9 @@ struct Ticks {
 /// Round-number ticks covering [lo, hi]: multiples of 1, 2 or 5 x 10^k on a linear axis (about `target` of
 /// them); on a log axis the decades, or 1-2-5 (or 1..9) within them when the range spans little, or even
 /// linear ticks when it spans too little for those.
-inline Ticks nice_ticks(double lo, double hi, bool log, int target = 6) {
+Ticks nice_ticks(double lo, double hi, bool log, int target = 6);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Ticks nice_ticks(double lo, double hi, bool log, int target) {
   Ticks t;
   if (!(hi > lo)) return {{lo}, 0};
   if (log) {
@@ -166,10 +191,13 @@ inline Ticks nice_ticks(double lo, double hi, bool log, int target = 6) {
   }
   return t;
 }
+#endif
 
 /// A tick label: "1000", "0.25", "2e-05" (exponents only below 1e-3 or from 1e6), with as many decimals as
 /// the tick spacing needs and no more.
-inline std::string tick_label(double v, double spacing) {
+std::string tick_label(double v, double spacing);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string tick_label(double v, double spacing) {
   char buf[48];
   const double a = std::abs(v);
   if (v == 0) return "0";
@@ -181,11 +209,14 @@ inline std::string tick_label(double v, double spacing) {
   std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
   return buf;
 }
+#endif
 
 /// Render curves on shared axes (linear or log), with round-number ticks and a light grid, each axis fitted
 /// to the data unless given, markers at the data points of short opaque series, and a legend.  Non-finite
 /// points, and non-positive ones on a log axis, are left out; lines are clipped to the axes.
-inline Image line_plot(const std::vector<Series>& series, const PlotOptions& o) {
+Image line_plot(const std::vector<Series>& series, const PlotOptions& o);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Image line_plot(const std::vector<Series>& series, const PlotOptions& o) {
   Image img(o.width, o.height);
   auto ok = [&](double v, bool log) { return std::isfinite(v) && (!log || v > 0); };
   auto fit = [&](bool is_x, bool log, const std::optional<std::pair<double, double>>& given) {
@@ -283,9 +314,12 @@ inline Image line_plot(const std::vector<Series>& series, const PlotOptions& o) 
   }
   return img;
 }
+#endif
 
 /// A 2-D histogram of points x [n, 2] over [lo, hi]^2 as an image (darker = denser), for 2-D samples.
-inline Image density_image(const std::vector<float>& xy, double lo, double hi, int size = 400) {
+Image density_image(const std::vector<float>& xy, double lo, double hi, int size = 400);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Image density_image(const std::vector<float>& xy, double lo, double hi, int size) {
   Image img(size, size);
   std::vector<int> count(static_cast<size_t>(size) * size, 0);
   int peak = 1;
@@ -306,11 +340,14 @@ inline Image density_image(const std::vector<float>& xy, double lo, double hi, i
   }
   return img;
 }
+#endif
 
 /// A scalar field as a picture: `values` holds n x n numbers, row 0 at the top, each cell drawn as a
 /// `scale` x `scale` block in a viridis-like colour map from `lo` (dark purple) to `hi` (yellow).  Values
 /// below `lo` (and NaN) are drawn at `lo`.  Used for log-density maps of 2-D models.
-inline Image heat_image(const std::vector<float>& values, int n, double lo, double hi, int scale = 4) {
+Image heat_image(const std::vector<float>& values, int n, double lo, double hi, int scale = 4);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Image heat_image(const std::vector<float>& values, int n, double lo, double hi, int scale) {
   static constexpr std::array<std::array<double, 3>, 5> stops{{{68, 1, 84}, {59, 82, 139}, {33, 145, 140},
                                                                {94, 201, 98}, {253, 231, 37}}};
   Image img(n * scale, n * scale);
@@ -330,5 +367,6 @@ inline Image heat_image(const std::vector<float>& values, int n, double lo, doub
   }
   return img;
 }
+#endif
 
 }  // namespace gm::io

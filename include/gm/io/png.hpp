@@ -2,10 +2,10 @@
 /// @file
 /// Writing RGB images as PNG (zlib-compressed, no other dependency).
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/io/file.hpp>
 
-#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -15,6 +15,10 @@
 #include <fstream>
 #include <string>
 #include <vector>
+
+#if GM_HEADER_DEFINITIONS  // what only the definitions need
+#include <zlib.h>
+#endif
 
 namespace gm::io {
 
@@ -39,20 +43,28 @@ struct Image {
 };
 
 namespace detail {
-inline void put_u32(std::string& s, uint32_t v) {
+void put_u32(std::string& s, uint32_t v);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void put_u32(std::string& s, uint32_t v) {
   for (int i = 3; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
-inline void chunk(std::string& out, const char* type, const std::string& data) {
+#endif
+void chunk(std::string& out, const char* type, const std::string& data);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void chunk(std::string& out, const char* type, const std::string& data) {
   put_u32(out, static_cast<uint32_t>(data.size()));
   std::string body = std::string(type, 4) + data;
   out += body;
   put_u32(out, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()),
                                            static_cast<uInt>(body.size()))));
 }
+#endif
 }  // namespace detail
 
 /// `img` encoded as a PNG file's bytes (8-bit RGB, deflate).
-inline std::string encode_png(const Image& img) {
+std::string encode_png(const Image& img);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string encode_png(const Image& img) {
   std::string raw;
   raw.reserve(static_cast<size_t>(img.height) * (img.width * 3 + 1));
   for (int y = 0; y < img.height; ++y) {
@@ -77,8 +89,13 @@ inline std::string encode_png(const Image& img) {
   detail::chunk(out, "IEND", "");
   return out;
 }
+#endif
 
 /// Write `img` as a PNG file (8-bit RGB), atomically (see `write_file_atomic`).
-inline void write_png(const std::filesystem::path& path, const Image& img) { write_file_atomic(path, encode_png(img)); }
+void write_png(const std::filesystem::path& path, const Image& img);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void write_png(const std::filesystem::path& path, const Image& img) { write_file_atomic(path,
+                         encode_png(img)); }
+#endif
 
 }  // namespace gm::io

@@ -5,6 +5,7 @@
 /// optional `__metadata__` of strings), then the raw little-endian data.  gm's checkpoints and weight
 /// exports use it, so reading one never runs LibTorch's archive or TorchScript parsers.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/io/file.hpp>
 
@@ -37,7 +38,9 @@ inline constexpr DType dtypes[] = {{"F32", torch::kFloat32}, {"F64", torch::kFlo
                                    {"F16", torch::kFloat16}, {"I64", torch::kInt64},   {"I32", torch::kInt32},
                                    {"U8", torch::kUInt8},    {"BOOL", torch::kBool}};
 
-inline std::string json_string(std::string_view s) {
+std::string json_string(std::string_view s);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string json_string(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     if (c == '"' || c == '\\') {
@@ -53,6 +56,7 @@ inline std::string json_string(std::string_view s) {
   }
   return out + "\"";
 }
+#endif
 
 /// A strict reader of the JSON subset a safetensors header uses: objects, arrays, strings and
 /// non-negative integers.  Errors throw a message for the caller to wrap.
@@ -60,91 +64,13 @@ struct Json {
   std::string_view s;
   size_t at = 0;
   int depth = 0;
-  [[noreturn]] void fail(const std::string& why) const {
-    throw std::runtime_error("header byte " + std::to_string(at) + ": " + why);
-  }
-  void ws() {
-    while (at < s.size() && (s[at] == ' ' || s[at] == '\n' || s[at] == '\r' || s[at] == '\t')) ++at;
-  }
-  bool eat(char c) {
-    ws();
-    if (at < s.size() && s[at] == c) {
-      ++at;
-      return true;
-    }
-    return false;
-  }
-  void expect(char c) {
-    if (!eat(c)) fail(std::string("expected '") + c + "'");
-  }
-  std::string string() {
-    expect('"');
-    std::string out;
-    while (true) {
-      if (at >= s.size()) fail("unterminated string");
-      const char c = s[at++];
-      if (c == '"') return out;
-      if (static_cast<unsigned char>(c) < 0x20) fail("control character in a string");
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (at >= s.size()) fail("unterminated escape");
-      const char e = s[at++];
-      switch (e) {
-        case '"': case '\\': case '/': out += e; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          if (s.size() - at < 4) fail("short \\u escape");
-          unsigned v = 0;
-          for (int i = 0; i < 4; ++i) {
-            const char h = s[at++];
-            v <<= 4;
-            if (h >= '0' && h <= '9') v |= static_cast<unsigned>(h - '0');
-            else if (h >= 'a' && h <= 'f') v |= static_cast<unsigned>(h - 'a' + 10);
-            else if (h >= 'A' && h <= 'F') v |= static_cast<unsigned>(h - 'A' + 10);
-            else fail("bad \\u escape");
-          }
-          if (v < 0x80) {
-            out += static_cast<char>(v);
-          } else if (v < 0x800) {
-            out += static_cast<char>(0xc0 | (v >> 6));
-            out += static_cast<char>(0x80 | (v & 0x3f));
-          } else {
-            out += static_cast<char>(0xe0 | (v >> 12));
-            out += static_cast<char>(0x80 | ((v >> 6) & 0x3f));
-            out += static_cast<char>(0x80 | (v & 0x3f));
-          }
-          break;
-        }
-        default: fail("bad escape");
-      }
-    }
-  }
-  uint64_t integer() {
-    ws();
-    if (at >= s.size() || s[at] < '0' || s[at] > '9') fail("expected a non-negative integer");
-    uint64_t v = 0;
-    while (at < s.size() && s[at] >= '0' && s[at] <= '9') {
-      const auto d = static_cast<uint64_t>(s[at++] - '0');
-      if (v > (UINT64_MAX - d) / 10) fail("integer too large");
-      v = v * 10 + d;
-    }
-    return v;
-  }
-  std::vector<uint64_t> integers() {
-    std::vector<uint64_t> out;
-    expect('[');
-    if (eat(']')) return out;
-    do out.push_back(integer());
-    while (eat(','));
-    expect(']');
-    return out;
-  }
+  [[noreturn]] void fail(const std::string& why) const;
+  void ws();
+  bool eat(char c);
+  void expect(char c);
+  std::string string();
+  uint64_t integer();
+  std::vector<uint64_t> integers();
   /// Calls f(key) for each member of an object; f reads the value.
   template <class F>
   void object(F&& f) {
@@ -163,12 +89,109 @@ struct Json {
   }
 };
 
+#if GM_HEADER_DEFINITIONS
+GM_INLINE auto Json::fail(const std::string& why) const -> [[noreturn]] void {
+  throw std::runtime_error("header byte " + std::to_string(at) + ": " + why);
+}
+
+GM_INLINE void Json::ws() {
+  while (at < s.size() && (s[at] == ' ' || s[at] == '\n' || s[at] == '\r' || s[at] == '\t')) ++at;
+}
+
+GM_INLINE auto Json::eat(char c) -> bool {
+  ws();
+  if (at < s.size() && s[at] == c) {
+    ++at;
+    return true;
+  }
+  return false;
+}
+
+GM_INLINE void Json::expect(char c) {
+  if (!eat(c)) fail(std::string("expected '") + c + "'");
+}
+
+GM_INLINE auto Json::string() -> std::string {
+  expect('"');
+  std::string out;
+  while (true) {
+    if (at >= s.size()) fail("unterminated string");
+    const char c = s[at++];
+    if (c == '"') return out;
+    if (static_cast<unsigned char>(c) < 0x20) fail("control character in a string");
+    if (c != '\\') {
+      out += c;
+      continue;
+    }
+    if (at >= s.size()) fail("unterminated escape");
+    const char e = s[at++];
+    switch (e) {
+      case '"': case '\\': case '/': out += e; break;
+      case 'b': out += '\b'; break;
+      case 'f': out += '\f'; break;
+      case 'n': out += '\n'; break;
+      case 'r': out += '\r'; break;
+      case 't': out += '\t'; break;
+      case 'u': {
+        if (s.size() - at < 4) fail("short \\u escape");
+        unsigned v = 0;
+        for (int i = 0; i < 4; ++i) {
+          const char h = s[at++];
+          v <<= 4;
+          if (h >= '0' && h <= '9') v |= static_cast<unsigned>(h - '0');
+          else if (h >= 'a' && h <= 'f') v |= static_cast<unsigned>(h - 'a' + 10);
+          else if (h >= 'A' && h <= 'F') v |= static_cast<unsigned>(h - 'A' + 10);
+          else fail("bad \\u escape");
+        }
+        if (v < 0x80) {
+          out += static_cast<char>(v);
+        } else if (v < 0x800) {
+          out += static_cast<char>(0xc0 | (v >> 6));
+          out += static_cast<char>(0x80 | (v & 0x3f));
+        } else {
+          out += static_cast<char>(0xe0 | (v >> 12));
+          out += static_cast<char>(0x80 | ((v >> 6) & 0x3f));
+          out += static_cast<char>(0x80 | (v & 0x3f));
+        }
+        break;
+      }
+      default: fail("bad escape");
+    }
+  }
+}
+
+GM_INLINE auto Json::integer() -> uint64_t {
+  ws();
+  if (at >= s.size() || s[at] < '0' || s[at] > '9') fail("expected a non-negative integer");
+  uint64_t v = 0;
+  while (at < s.size() && s[at] >= '0' && s[at] <= '9') {
+    const auto d = static_cast<uint64_t>(s[at++] - '0');
+    if (v > (UINT64_MAX - d) / 10) fail("integer too large");
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+GM_INLINE auto Json::integers() -> std::vector<uint64_t> {
+  std::vector<uint64_t> out;
+  expect('[');
+  if (eat(']')) return out;
+  do out.push_back(integer());
+  while (eat(','));
+  expect(']');
+  return out;
+}
+#endif  // GM_HEADER_DEFINITIONS
+
 }  // namespace detail::st
 
 /// The bytes of a safetensors file holding `tensors` (float32/64, bfloat16, float16, int64/32, uint8, bool)
 /// and string `metadata`.
-inline std::string encode_safetensors(const NamedTensors& tensors,
-                                      const std::map<std::string, std::string>& metadata = {{"format", "pt"}}) {
+std::string encode_safetensors(const NamedTensors& tensors,
+                               const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string encode_safetensors(const NamedTensors& tensors, const std::map<std::string,
+                                         std::string>& metadata) {
   std::string header = "{";
   if (!metadata.empty()) {
     header += "\"__metadata__\":{";
@@ -209,13 +232,17 @@ inline std::string encode_safetensors(const NamedTensors& tensors,
   }
   return out;
 }
+#endif
 
 /// Parse safetensors bytes into named tensors (in the header's order) and metadata.  Everything is checked
 /// before a tensor is made: the header's length and JSON, known dtypes, shapes whose size matches their
 /// byte range, ranges inside the data and covering it without overlap, unique names.  Bad input is a
 /// one-line `gm::Error` naming `file`.
-inline NamedTensors parse_safetensors(std::string_view bytes, const std::filesystem::path& file,
-                                      std::map<std::string, std::string>* metadata = nullptr) {
+NamedTensors parse_safetensors(std::string_view bytes, const std::filesystem::path& file,
+                               std::map<std::string, std::string>* metadata = nullptr);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE NamedTensors parse_safetensors(std::string_view bytes, const std::filesystem::path& file,
+                                         std::map<std::string, std::string>* metadata) {
   auto bad = [&](const std::string& why) { return Error("gm: " + file.string() + ": not a usable safetensors file: " + why); };
   if (bytes.size() < 8) throw bad("shorter than its 8-byte header length");
   uint64_t n = 0;
@@ -311,18 +338,28 @@ inline NamedTensors parse_safetensors(std::string_view bytes, const std::filesys
   }
   return out;
 }
+#endif
 
 /// Write named tensors as a safetensors file, atomically (see `write_file_atomic`).
-inline void write_safetensors(const std::filesystem::path& path, const NamedTensors& tensors,
-                              const std::map<std::string, std::string>& metadata = {{"format", "pt"}}) {
+void write_safetensors(const std::filesystem::path& path, const NamedTensors& tensors,
+                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void write_safetensors(const std::filesystem::path& path, const NamedTensors& tensors,
+                                 const std::map<std::string, std::string>& metadata) {
   write_file_atomic(path, encode_safetensors(tensors, metadata), "weights");
 }
+#endif
 
 /// Read a safetensors file (see `parse_safetensors`).
-inline NamedTensors read_safetensors(const std::filesystem::path& path, std::map<std::string, std::string>* metadata = nullptr) {
+NamedTensors read_safetensors(const std::filesystem::path& path, std::map<std::string,
+                              std::string>* metadata = nullptr);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE NamedTensors read_safetensors(const std::filesystem::path& path, std::map<std::string,
+                                        std::string>* metadata) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw Error("gm: " + path.string() + ": no such file");
   return parse_safetensors(read_file(path), path, metadata);
 }
+#endif
 
 }  // namespace gm::io

@@ -10,6 +10,7 @@
 /// Image { int32 height = 1; int32 width = 2; int32 colorspace = 3; bytes encoded_image_string = 4; }
 /// (tensorflow/core/util/event.proto, framework/summary.proto).  `tensorboard --logdir runs/` shows them.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/io/file.hpp>
 #include <gm/io/png.hpp>
@@ -33,7 +34,9 @@ namespace gm::io {
 namespace detail::tb {
 
 /// CRC-32C (Castagnoli), the checksum of TFRecords.
-inline uint32_t crc32c(std::string_view data) {
+uint32_t crc32c(std::string_view data);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE uint32_t crc32c(std::string_view data) {
   static const auto table = [] {
     std::array<uint32_t, 256> t{};
     for (uint32_t i = 0; i < 256; ++i) {
@@ -47,35 +50,56 @@ inline uint32_t crc32c(std::string_view data) {
   for (unsigned char b : data) c = table[(c ^ b) & 0xff] ^ (c >> 8);
   return c ^ 0xffffffffu;
 }
-inline uint32_t masked_crc(std::string_view data) {
+#endif
+uint32_t masked_crc(std::string_view data);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE uint32_t masked_crc(std::string_view data) {
   const uint32_t c = crc32c(data);
   return ((c >> 15) | (c << 17)) + 0xa282ead8u;
 }
+#endif
 
-inline void put_le(std::string& out, uint64_t v, int bytes) {
+void put_le(std::string& out, uint64_t v, int bytes);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void put_le(std::string& out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
-inline uint64_t get_le(std::string_view in, size_t at, int bytes) {
+#endif
+uint64_t get_le(std::string_view in, size_t at, int bytes);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE uint64_t get_le(std::string_view in, size_t at, int bytes) {
   uint64_t v = 0;
   for (int i = 0; i < bytes; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(in[at + i])) << (8 * i);
   return v;
 }
-inline void varint(std::string& out, uint64_t v) {
+#endif
+void varint(std::string& out, uint64_t v);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void varint(std::string& out, uint64_t v) {
   while (v >= 0x80) {
     out.push_back(static_cast<char>((v & 0x7f) | 0x80));
     v >>= 7;
   }
   out.push_back(static_cast<char>(v));
 }
-inline void key(std::string& out, int field, int wire) { varint(out, static_cast<uint64_t>(field << 3 | wire)); }
-inline void bytes_field(std::string& out, int field, std::string_view b) {
+#endif
+void key(std::string& out, int field, int wire);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void key(std::string& out, int field, int wire) { varint(out, static_cast<uint64_t>(field << 3 | wire)); }
+#endif
+void bytes_field(std::string& out, int field, std::string_view b);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void bytes_field(std::string& out, int field, std::string_view b) {
   key(out, field, 2);
   varint(out, b.size());
   out.append(b);
 }
+#endif
 
 /// A TFRecord around `data`.
-inline std::string record(std::string_view data) {
+std::string record(std::string_view data);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string record(std::string_view data) {
   std::string out, len;
   put_le(len, data.size(), 8);
   out += len;
@@ -84,6 +108,7 @@ inline std::string record(std::string_view data) {
   put_le(out, masked_crc(data), 4);
   return out;
 }
+#endif
 
 /// Reads protobuf wire format; `ok` turns false on malformed input.
 struct Reader {
@@ -160,7 +185,9 @@ struct EventFile {
 /// Read an event file, checking the framing and both CRCs of every record.  A record whose CRC fails or
 /// whose protobuf is malformed is a one-line `gm::Error` naming the file and the byte offset, or, with
 /// `salvage`, ends the read there like an incomplete last record, which sets `torn`.
-inline EventFile read_events(const std::filesystem::path& path, bool salvage = false) {
+EventFile read_events(const std::filesystem::path& path, bool salvage = false);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE EventFile read_events(const std::filesystem::path& path, bool salvage) {
   namespace tb = detail::tb;
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw Error("gm: " + path.string() + ": no such event file");
@@ -237,6 +264,7 @@ inline EventFile read_events(const std::filesystem::path& path, bool salvage = f
   }
   return out;
 }
+#endif
 
 /// Appends events to one TensorBoard event file in a run folder (`events.out.tfevents.<time>.<host>`),
 /// one whole record per `write`, so a killed run leaves at most a torn last record, which the next open
@@ -251,101 +279,115 @@ inline EventFile read_events(const std::filesystem::path& path, bool salvage = f
 /// @endcode
 class EventWriter {
  public:
-  explicit EventWriter(const std::filesystem::path& dir) {
-    std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-      const auto name = e.path().filename().string();
-      if (name.rfind("events.out.tfevents.", 0) == 0 && e.is_regular_file() && name > path_.filename().string()) {
-        path_ = e.path();
-      }
-    }
-    if (ec) throw Error("gm: " + dir.string() + ": cannot list folder: " + ec.message());
-    if (path_.empty()) {
-      char host[256] = "";
-      ::gethostname(host, sizeof host - 1);
-      const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                           std::chrono::system_clock::now().time_since_epoch()).count();
-      path_ = dir / ("events.out.tfevents." + std::to_string(now) + "." + host);
-      file_ = AppendFile(path_);
-      std::string e;
-      event_header(e, 0);
-      detail::tb::bytes_field(e, 3, "brain.Event:2");
-      file_.append(detail::tb::record(e));
-    } else {
-      truncate_after(std::numeric_limits<int64_t>::max());  // cut a torn last record off
-      file_ = AppendFile(path_);
-    }
-  }
+  explicit EventWriter(const std::filesystem::path& dir);
 
   const std::filesystem::path& path() const { return path_; }
 
   /// Drop every summary event with a step above `step`, and everything from a torn or damaged record on,
   /// keeping the header.
-  void truncate_after(int64_t step) {
-    const EventFile f = read_events(path_, true);
-    size_t keep = 0;
-    for (size_t i = 0; i < f.events.size(); ++i) {
-      if (f.events[i].file_version.empty() && f.events[i].step > step) break;
-      keep = f.ends[i];
-    }
-    std::error_code ec;
-    if (keep != std::filesystem::file_size(path_, ec)) std::filesystem::resize_file(path_, keep, ec);
-    if (ec) throw Error("gm: " + path_.string() + ": cannot truncate: " + ec.message());
-  }
+  void truncate_after(int64_t step);
 
   /// Scalars at `step`, in one event.
-  void scalars(int64_t step, const std::vector<std::pair<std::string, double>>& values) {
-    std::string summary;
-    for (const auto& [tag, x] : values) {
-      std::string v;
-      detail::tb::bytes_field(v, 1, tag);
-      detail::tb::key(v, 2, 5);
-      const auto f = static_cast<float>(x);
-      uint32_t u;
-      std::memcpy(&u, &f, 4);
-      detail::tb::put_le(v, u, 4);
-      detail::tb::bytes_field(summary, 1, v);
-    }
-    write_summary(step, summary);
-  }
+  void scalars(int64_t step, const std::vector<std::pair<std::string, double>>& values);
   void scalar(const std::string& tag, double value, int64_t step) { scalars(step, {{tag, value}}); }
 
   /// An RGB image at `step` (PNG-encoded).
-  void image(const std::string& tag, const Image& img, int64_t step) {
-    std::string im;
-    detail::tb::key(im, 1, 0);
-    detail::tb::varint(im, static_cast<uint64_t>(img.height));
-    detail::tb::key(im, 2, 0);
-    detail::tb::varint(im, static_cast<uint64_t>(img.width));
-    detail::tb::key(im, 3, 0);
-    detail::tb::varint(im, 3);  // RGB
-    detail::tb::bytes_field(im, 4, encode_png(img));
-    std::string v, summary;
-    detail::tb::bytes_field(v, 1, tag);
-    detail::tb::bytes_field(v, 4, im);
-    detail::tb::bytes_field(summary, 1, v);
-    write_summary(step, summary);
-  }
+  void image(const std::string& tag, const Image& img, int64_t step);
 
  private:
-  static void event_header(std::string& e, int64_t step) {
-    const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    uint64_t bits;
-    std::memcpy(&bits, &now, 8);
-    detail::tb::key(e, 1, 1);
-    detail::tb::put_le(e, bits, 8);
-    detail::tb::key(e, 2, 0);
-    detail::tb::varint(e, static_cast<uint64_t>(step));
-  }
-  void write_summary(int64_t step, const std::string& summary) {
-    std::string e;
-    event_header(e, step);
-    detail::tb::bytes_field(e, 5, summary);
-    file_.append(detail::tb::record(e));
-  }
+  static void event_header(std::string& e, int64_t step);
+  void write_summary(int64_t step, const std::string& summary);
 
   std::filesystem::path path_;
   AppendFile file_;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE EventWriter::EventWriter(const std::filesystem::path& dir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const auto name = e.path().filename().string();
+    if (name.rfind("events.out.tfevents.", 0) == 0 && e.is_regular_file() && name > path_.filename().string()) {
+      path_ = e.path();
+    }
+  }
+  if (ec) throw Error("gm: " + dir.string() + ": cannot list folder: " + ec.message());
+  if (path_.empty()) {
+    char host[256] = "";
+    ::gethostname(host, sizeof host - 1);
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch()).count();
+    path_ = dir / ("events.out.tfevents." + std::to_string(now) + "." + host);
+    file_ = AppendFile(path_);
+    std::string e;
+    event_header(e, 0);
+    detail::tb::bytes_field(e, 3, "brain.Event:2");
+    file_.append(detail::tb::record(e));
+  } else {
+    truncate_after(std::numeric_limits<int64_t>::max());  // cut a torn last record off
+    file_ = AppendFile(path_);
+  }
+}
+
+GM_INLINE void EventWriter::truncate_after(int64_t step) {
+  const EventFile f = read_events(path_, true);
+  size_t keep = 0;
+  for (size_t i = 0; i < f.events.size(); ++i) {
+    if (f.events[i].file_version.empty() && f.events[i].step > step) break;
+    keep = f.ends[i];
+  }
+  std::error_code ec;
+  if (keep != std::filesystem::file_size(path_, ec)) std::filesystem::resize_file(path_, keep, ec);
+  if (ec) throw Error("gm: " + path_.string() + ": cannot truncate: " + ec.message());
+}
+
+GM_INLINE void EventWriter::scalars(int64_t step, const std::vector<std::pair<std::string, double>>& values) {
+  std::string summary;
+  for (const auto& [tag, x] : values) {
+    std::string v;
+    detail::tb::bytes_field(v, 1, tag);
+    detail::tb::key(v, 2, 5);
+    const auto f = static_cast<float>(x);
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    detail::tb::put_le(v, u, 4);
+    detail::tb::bytes_field(summary, 1, v);
+  }
+  write_summary(step, summary);
+}
+
+GM_INLINE void EventWriter::image(const std::string& tag, const Image& img, int64_t step) {
+  std::string im;
+  detail::tb::key(im, 1, 0);
+  detail::tb::varint(im, static_cast<uint64_t>(img.height));
+  detail::tb::key(im, 2, 0);
+  detail::tb::varint(im, static_cast<uint64_t>(img.width));
+  detail::tb::key(im, 3, 0);
+  detail::tb::varint(im, 3);  // RGB
+  detail::tb::bytes_field(im, 4, encode_png(img));
+  std::string v, summary;
+  detail::tb::bytes_field(v, 1, tag);
+  detail::tb::bytes_field(v, 4, im);
+  detail::tb::bytes_field(summary, 1, v);
+  write_summary(step, summary);
+}
+
+GM_INLINE void EventWriter::event_header(std::string& e, int64_t step) {
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  uint64_t bits;
+  std::memcpy(&bits, &now, 8);
+  detail::tb::key(e, 1, 1);
+  detail::tb::put_le(e, bits, 8);
+  detail::tb::key(e, 2, 0);
+  detail::tb::varint(e, static_cast<uint64_t>(step));
+}
+
+GM_INLINE void EventWriter::write_summary(int64_t step, const std::string& summary) {
+  std::string e;
+  event_header(e, step);
+  detail::tb::bytes_field(e, 5, summary);
+  file_.append(detail::tb::record(e));
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 }  // namespace gm::io

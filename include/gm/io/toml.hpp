@@ -2,6 +2,7 @@
 /// @file
 /// Reading TOML files with one-line errors that name the file, the key and the position.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 
 #include <toml++/toml.h>
@@ -15,24 +16,32 @@
 namespace gm::io {
 
 /// "file:line:col" for a node that has a source position, else "file".
-inline std::string where(const std::filesystem::path& file, const toml::source_region& src) {
+std::string where(const std::filesystem::path& file, const toml::source_region& src);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string where(const std::filesystem::path& file, const toml::source_region& src) {
   std::ostringstream os;
   os << file.string();
   if (src.begin.line > 0) os << ':' << src.begin.line << ':' << src.begin.column;
   return os.str();
 }
+#endif
 
 /// Parse TOML text; a syntax error becomes a one-line `gm::Error` naming `file` (where the text came from).
-inline toml::table parse_toml(std::string_view text, const std::filesystem::path& file) {
+toml::table parse_toml(std::string_view text, const std::filesystem::path& file);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE toml::table parse_toml(std::string_view text, const std::filesystem::path& file) {
   try {
     return toml::parse(text, file.string());
   } catch (const toml::parse_error& e) {
     throw Error("gm: " + where(file, e.source()) + ": TOML syntax error: " + std::string(e.description()));
   }
 }
+#endif
 
 /// Parse a TOML file; a missing file or a syntax error becomes a one-line `gm::Error`.
-inline toml::table read_toml(const std::filesystem::path& file) {
+toml::table read_toml(const std::filesystem::path& file);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE toml::table read_toml(const std::filesystem::path& file) {
   std::error_code ec;
   if (std::filesystem::is_directory(file, ec)) throw Error("gm: " + file.string() + ": is a folder, not a TOML file");
   if (!std::filesystem::is_regular_file(file, ec)) {
@@ -44,6 +53,7 @@ inline toml::table read_toml(const std::filesystem::path& file) {
     throw Error("gm: " + where(file, e.source()) + ": TOML syntax error: " + std::string(e.description()));
   }
 }
+#endif
 
 /// Throw `gm::Error` "file:line:col: key 'k': message" for a position in the file.
 [[noreturn]] inline void key_error_at(const std::filesystem::path& file, const toml::source_region& src,
@@ -59,8 +69,11 @@ inline toml::table read_toml(const std::filesystem::path& file) {
 }
 
 /// Reject any key of `table` not listed in `allowed`.
-inline void check_keys(const std::filesystem::path& file, const toml::table& table,
-                       const std::vector<std::string_view>& allowed) {
+void check_keys(const std::filesystem::path& file, const toml::table& table,
+                const std::vector<std::string_view>& allowed);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void check_keys(const std::filesystem::path& file, const toml::table& table,
+                          const std::vector<std::string_view>& allowed) {
   for (const auto& [k, v] : table) {
     bool ok = false;
     for (auto a : allowed) ok = ok || (k.str() == a);
@@ -71,16 +84,23 @@ inline void check_keys(const std::filesystem::path& file, const toml::table& tab
     }
   }
 }
+#endif
 
 /// The number at `node` (integer or float) as a double, or an error naming `key`.
-inline double number(const std::filesystem::path& file, const toml::node& node, std::string_view key) {
+double number(const std::filesystem::path& file, const toml::node& node, std::string_view key);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE double number(const std::filesystem::path& file, const toml::node& node, std::string_view key) {
   if (auto d = node.value<double>()) return *d;
   key_error(file, &node, key, "expected a number");
 }
+#endif
 
 /// The array of numbers at `table[key]`; error if missing, not an array, or holding a non-number.
-inline std::vector<double> number_array(const std::filesystem::path& file, const toml::table& table,
-                                        std::string_view key) {
+std::vector<double> number_array(const std::filesystem::path& file, const toml::table& table,
+                                 std::string_view key);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::vector<double> number_array(const std::filesystem::path& file, const toml::table& table,
+                                           std::string_view key) {
   const toml::node* node = table.get(key);
   if (!node) key_error(file, nullptr, key, "missing");
   const toml::array* arr = node->as_array();
@@ -89,10 +109,14 @@ inline std::vector<double> number_array(const std::filesystem::path& file, const
   for (const auto& el : *arr) out.push_back(number(file, el, key));
   return out;
 }
+#endif
 
 /// The array of arrays of numbers at `table[key]`.
-inline std::vector<std::vector<double>> number_matrix(const std::filesystem::path& file, const toml::table& table,
-                                                      std::string_view key) {
+std::vector<std::vector<double>> number_matrix(const std::filesystem::path& file, const toml::table& table,
+                                               std::string_view key);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::vector<std::vector<double>> number_matrix(const std::filesystem::path& file, const toml::table& table,
+                                                         std::string_view key) {
   const toml::node* node = table.get(key);
   if (!node) key_error(file, nullptr, key, "missing");
   const toml::array* arr = node->as_array();
@@ -107,5 +131,6 @@ inline std::vector<std::vector<double>> number_matrix(const std::filesystem::pat
   }
   return out;
 }
+#endif
 
 }  // namespace gm::io

@@ -3,6 +3,7 @@
 /// `gm::ImageClassifier`: a small convolutional classifier whose penultimate features score generated
 /// images (an offline Fréchet distance, and the class agreement of conditional samples).
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 
 #include <torch/nn/module.h>
@@ -36,26 +37,7 @@ struct ImageClassifierOptions {
 /// and `logits` take uint8 images.  examples/classifier.cpp trains it on Fashion-MNIST in a few minutes.
 class ImageClassifierImpl : public torch::nn::Module {
  public:
-  explicit ImageClassifierImpl(ImageClassifierOptions o = {}) : o_(o) {
-    if (o_.channels() < 1 || o_.image_size() < 8 || o_.num_classes() < 2 || o_.width() < 8 || o_.width() % 8 != 0 ||
-        o_.features() < 2) {
-      throw Error("gm: ImageClassifier needs channels >= 1, image_size >= 8, num_classes >= 2, width a multiple of 8, "
-                  "features >= 2");
-    }
-    int64_t in = o_.channels(), size = o_.image_size();
-    for (int64_t k = 0; k < 3; ++k) {
-      const int64_t out = o_.width() << k;
-      body_->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1)));
-      body_->push_back(torch::nn::GroupNorm(8, out));
-      body_->push_back(torch::nn::Functional(torch::relu));
-      body_->push_back(torch::nn::Functional([](const torch::Tensor& x) { return torch::max_pool2d(x, 2); }));
-      in = out, size /= 2;
-    }
-    register_module("body", body_);
-    feat_ = register_module("feat", torch::nn::Linear(in * size * size, o_.features()));
-    drop_ = register_module("drop", torch::nn::Dropout(o_.dropout()));
-    head_ = register_module("head", torch::nn::Linear(o_.features(), o_.num_classes()));
-  }
+  explicit ImageClassifierImpl(ImageClassifierOptions o = {});
 
   /// Class logits [B, K] of images x in [-1, 1], [B, C, H, W].
   torch::Tensor forward(const torch::Tensor& x) { return head_(drop_(penultimate(x))); }
@@ -72,6 +54,29 @@ class ImageClassifierImpl : public torch::nn::Module {
   torch::nn::Linear feat_{nullptr}, head_{nullptr};
   torch::nn::Dropout drop_{nullptr};
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE ImageClassifierImpl::ImageClassifierImpl(ImageClassifierOptions o) : o_(o) {
+  if (o_.channels() < 1 || o_.image_size() < 8 || o_.num_classes() < 2 || o_.width() < 8 || o_.width() % 8 != 0 ||
+      o_.features() < 2) {
+    throw Error("gm: ImageClassifier needs channels >= 1, image_size >= 8, num_classes >= 2, width a multiple of 8, "
+                "features >= 2");
+  }
+  int64_t in = o_.channels(), size = o_.image_size();
+  for (int64_t k = 0; k < 3; ++k) {
+    const int64_t out = o_.width() << k;
+    body_->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1)));
+    body_->push_back(torch::nn::GroupNorm(8, out));
+    body_->push_back(torch::nn::Functional(torch::relu));
+    body_->push_back(torch::nn::Functional([](const torch::Tensor& x) { return torch::max_pool2d(x, 2); }));
+    in = out, size /= 2;
+  }
+  register_module("body", body_);
+  feat_ = register_module("feat", torch::nn::Linear(in * size * size, o_.features()));
+  drop_ = register_module("drop", torch::nn::Dropout(o_.dropout()));
+  head_ = register_module("head", torch::nn::Linear(o_.features(), o_.num_classes()));
+}
+#endif  // GM_HEADER_DEFINITIONS
 TORCH_MODULE(ImageClassifier);
 
 }  // namespace gm

@@ -2,6 +2,7 @@
 /// @file
 /// `gm::DiT`: the Diffusion Transformer of Peebles & Xie (2023).
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/nn/embedding.hpp>
 #include <gm/nn/unet.hpp>
@@ -51,7 +52,9 @@ namespace nn {
 
 /// The fixed 2-D sine-cosine position embedding of MAE and DiT for a grid x grid of tokens: [grid^2, dim],
 /// half of each token's features from its row and half from its column.
-inline torch::Tensor sincos_position_embedding(int64_t dim, int64_t grid) {
+torch::Tensor sincos_position_embedding(int64_t dim, int64_t grid);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::Tensor sincos_position_embedding(int64_t dim, int64_t grid) {
   if (dim % 4) throw Error("gm: DiT hidden size must be a multiple of 4");
   auto omega = 1.0 / torch::pow(10000.0, torch::arange(dim / 4, torch::kFloat64) / (dim / 4.0));  // [dim/4]
   auto pos = torch::arange(grid, torch::kFloat64);
@@ -62,11 +65,15 @@ inline torch::Tensor sincos_position_embedding(int64_t dim, int64_t grid) {
   };
   return torch::cat({embed(gx), embed(gy)}, 1).to(torch::kFloat32);  // MAE: width half first, then height
 }
+#endif
 
 /// x (1 + scale) + shift, per sample, over tokens [B, T, D].
-inline torch::Tensor modulate(const torch::Tensor& x, const torch::Tensor& shift, const torch::Tensor& scale) {
+torch::Tensor modulate(const torch::Tensor& x, const torch::Tensor& shift, const torch::Tensor& scale);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::Tensor modulate(const torch::Tensor& x, const torch::Tensor& shift, const torch::Tensor& scale) {
   return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1);
 }
+#endif
 
 /// A DiT block with adaLN-Zero conditioning: LayerNorm without affine parameters, modulated by shift and
 /// scale regressed from the conditioning vector, self-attention and an MLP, each gated by a regressed gate
@@ -124,75 +131,18 @@ class DiTImpl : public torch::nn::Module {
   /// Convolutions and normalisations run on the intra-op pool: use every core (gm::configure_threads).
   static constexpr bool prefers_all_cores = true;
 
-  explicit DiTImpl(DiTOptions o = {}) : o_(std::move(o)) {
-    if (o_.patch() < 1 || o_.image_size() % o_.patch()) throw Error("gm: DiT patch size must divide image_size");
-    if (o_.in_channels() < 1 || o_.hidden() < 4 || o_.depth() < 1 || o_.heads() < 1 || o_.num_classes() < 0) {
-      throw Error("gm: DiT needs in_channels, hidden, depth, heads >= 1");
-    }
-    const int64_t d = o_.hidden(), p = o_.patch(), grid = o_.image_size() / p;
-    embed_ = register_module("embed", torch::nn::Conv2d(torch::nn::Conv2dOptions(o_.in_channels(), d, p).stride(p)));
-    pos_ = register_buffer("pos", nn::sincos_position_embedding(d, grid).unsqueeze(0));
-    time_ = register_module("time", nn::TimeFeatures(256));
-    t1_ = register_module("t1", torch::nn::Linear(256, d));
-    t2_ = register_module("t2", torch::nn::Linear(d, d));
-    if (o_.num_classes() > 0) label_ = register_module("label", nn::LabelEmbedding(o_.num_classes(), d));
-    for (int64_t i = 0; i < o_.depth(); ++i) blocks_->push_back(nn::DiTBlock(d, o_.heads(), o_.mlp_ratio()));
-    register_module("blocks", blocks_);
-    final_norm_ = register_module("final_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).elementwise_affine(false).eps(1e-6)));
-    final_ada_ = register_module("final_ada", torch::nn::Linear(d, 2 * d));
-    final_ = register_module("final", torch::nn::Linear(d, p * p * o_.in_channels()));
-    // DiT's initialisation: Xavier-uniform linear layers, zero biases; adaLN and the output at zero.
-    torch::NoGradGuard ng;
-    for (auto& m : modules(false)) {
-      if (auto* lin = m->as<torch::nn::Linear>()) {
-        torch::nn::init::xavier_uniform_(lin->weight);
-        lin->bias.zero_();
-      }
-    }
-    auto w = embed_->weight.view({d, -1});
-    torch::nn::init::xavier_uniform_(w);
-    embed_->bias.zero_();
-    t1_->weight.normal_(0, 0.02);
-    t2_->weight.normal_(0, 0.02);
-    for (const auto& b : *blocks_) {
-      for (auto& item : b->named_parameters()) {
-        if (item.key().rfind("ada.", 0) == 0) item.value().zero_();
-      }
-    }
-    nn::zero_(*final_ada_);
-    nn::zero_(*final_);
-  }
+  explicit DiTImpl(DiTOptions o = {});
 
   /// x: [B, C, H, W]; t: [B] or 0-d in [0, 1].  A conditional DiT sees the null class.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) { return forward(x, t, {}); }
   /// With class labels y: int64 [B] in 0..num_classes (num_classes: the null class); undefined y is the null class.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
-    const auto dt = x.scalar_type();
-    const int64_t b = x.size(0), p = o_.patch(), c = o_.in_channels(), g = o_.image_size() / p;
-    if (x.dim() != 4 || x.size(1) != c || x.size(2) != o_.image_size() || x.size(3) != o_.image_size()) {
-      throw Error("gm: DiT expects [B, " + std::to_string(c) + ", " + std::to_string(o_.image_size()) + ", " +
-                  std::to_string(o_.image_size()) + "] input");
-    }
-    auto h = embed_->forward(x).to(dt).flatten(2).transpose(1, 2) + pos_.to(dt);  // [B, T, D]
-    auto cond = t2_->forward(torch::silu(t1_->forward(time_->forward(t, b, dt)).to(dt))).to(dt);
-    if (label_) cond = cond + label_->forward(y, b, x.device()).to(dt);
-    for (const auto& blk : *blocks_) h = blk->as<nn::DiTBlock>()->forward(h, cond);
-    auto m = final_ada_->forward(torch::silu(cond)).to(dt).chunk(2, 1);
-    h = final_->forward(nn::modulate(final_norm_->forward(h), m[0], m[1])).to(dt);  // [B, T, p*p*C]
-    // Unpatchify: [B, g, g, p, p, C] -> [B, C, g*p, g*p].
-    return h.reshape({b, g, g, p, p, c}).permute({0, 5, 1, 3, 2, 4}).reshape({b, c, g * p, g * p});
-  }
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y);
 
   /// The null class of guidance (num_classes), or -1 for an unconditional DiT.
   int64_t null_class() const { return o_.num_classes() > 0 ? o_.num_classes() : -1; }
   const DiTOptions& options() const { return o_; }
   /// "DiT 1.23M params (128 wide, 4 blocks, 4 heads, patch 2, 10 classes)", for logs.
-  std::string describe() const {
-    return "DiT " + nn::count_text(nn::parameter_count(*this)) + " params (" + std::to_string(o_.hidden()) +
-           " wide, " + std::to_string(o_.depth()) + " blocks, " + std::to_string(o_.heads()) + " heads, patch " +
-           std::to_string(o_.patch()) + (o_.num_classes() > 0 ? ", " + std::to_string(o_.num_classes()) + " classes" : "") +
-           ")";
-  }
+  std::string describe() const;
 
  private:
   DiTOptions o_;
@@ -205,6 +155,73 @@ class DiTImpl : public torch::nn::Module {
   torch::nn::LayerNorm final_norm_{nullptr};
   torch::nn::Linear final_ada_{nullptr}, final_{nullptr};
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE DiTImpl::DiTImpl(DiTOptions o) : o_(std::move(o)) {
+  if (o_.patch() < 1 || o_.image_size() % o_.patch()) throw Error("gm: DiT patch size must divide image_size");
+  if (o_.in_channels() < 1 || o_.hidden() < 4 || o_.depth() < 1 || o_.heads() < 1 || o_.num_classes() < 0) {
+    throw Error("gm: DiT needs in_channels, hidden, depth, heads >= 1");
+  }
+  const int64_t d = o_.hidden(), p = o_.patch(), grid = o_.image_size() / p;
+  embed_ = register_module("embed", torch::nn::Conv2d(torch::nn::Conv2dOptions(o_.in_channels(), d, p).stride(p)));
+  pos_ = register_buffer("pos", nn::sincos_position_embedding(d, grid).unsqueeze(0));
+  time_ = register_module("time", nn::TimeFeatures(256));
+  t1_ = register_module("t1", torch::nn::Linear(256, d));
+  t2_ = register_module("t2", torch::nn::Linear(d, d));
+  if (o_.num_classes() > 0) label_ = register_module("label", nn::LabelEmbedding(o_.num_classes(), d));
+  for (int64_t i = 0; i < o_.depth(); ++i) blocks_->push_back(nn::DiTBlock(d, o_.heads(), o_.mlp_ratio()));
+  register_module("blocks", blocks_);
+  final_norm_ = register_module("final_norm",
+                                torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).elementwise_affine(false).eps(1e-6)));
+  final_ada_ = register_module("final_ada", torch::nn::Linear(d, 2 * d));
+  final_ = register_module("final", torch::nn::Linear(d, p * p * o_.in_channels()));
+  // DiT's initialisation: Xavier-uniform linear layers, zero biases; adaLN and the output at zero.
+  torch::NoGradGuard ng;
+  for (auto& m : modules(false)) {
+    if (auto* lin = m->as<torch::nn::Linear>()) {
+      torch::nn::init::xavier_uniform_(lin->weight);
+      lin->bias.zero_();
+    }
+  }
+  auto w = embed_->weight.view({d, -1});
+  torch::nn::init::xavier_uniform_(w);
+  embed_->bias.zero_();
+  t1_->weight.normal_(0, 0.02);
+  t2_->weight.normal_(0, 0.02);
+  for (const auto& b : *blocks_) {
+    for (auto& item : b->named_parameters()) {
+      if (item.key().rfind("ada.", 0) == 0) item.value().zero_();
+    }
+  }
+  nn::zero_(*final_ada_);
+  nn::zero_(*final_);
+}
+
+GM_INLINE auto DiTImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y)
+    -> torch::Tensor {
+  const auto dt = x.scalar_type();
+  const int64_t b = x.size(0), p = o_.patch(), c = o_.in_channels(), g = o_.image_size() / p;
+  if (x.dim() != 4 || x.size(1) != c || x.size(2) != o_.image_size() || x.size(3) != o_.image_size()) {
+    throw Error("gm: DiT expects [B, " + std::to_string(c) + ", " + std::to_string(o_.image_size()) + ", " +
+                std::to_string(o_.image_size()) + "] input");
+  }
+  auto h = embed_->forward(x).to(dt).flatten(2).transpose(1, 2) + pos_.to(dt);  // [B, T, D]
+  auto cond = t2_->forward(torch::silu(t1_->forward(time_->forward(t, b, dt)).to(dt))).to(dt);
+  if (label_) cond = cond + label_->forward(y, b, x.device()).to(dt);
+  for (const auto& blk : *blocks_) h = blk->as<nn::DiTBlock>()->forward(h, cond);
+  auto m = final_ada_->forward(torch::silu(cond)).to(dt).chunk(2, 1);
+  h = final_->forward(nn::modulate(final_norm_->forward(h), m[0], m[1])).to(dt);  // [B, T, p*p*C]
+  // Unpatchify: [B, g, g, p, p, C] -> [B, C, g*p, g*p].
+  return h.reshape({b, g, g, p, p, c}).permute({0, 5, 1, 3, 2, 4}).reshape({b, c, g * p, g * p});
+}
+
+GM_INLINE auto DiTImpl::describe() const -> std::string {
+  return "DiT " + nn::count_text(nn::parameter_count(*this)) + " params (" + std::to_string(o_.hidden()) +
+         " wide, " + std::to_string(o_.depth()) + " blocks, " + std::to_string(o_.heads()) + " heads, patch " +
+         std::to_string(o_.patch()) + (o_.num_classes() > 0 ? ", " + std::to_string(o_.num_classes()) + " classes" : "") +
+         ")";
+}
+#endif  // GM_HEADER_DEFINITIONS
 TORCH_MODULE(DiT);
 
 }  // namespace gm

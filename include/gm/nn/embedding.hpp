@@ -3,6 +3,7 @@
 /// Shared pieces of gm's image networks: time features, the class-label embedding with its null class, and
 /// scaled dot-product attention through torch's fused kernels, with the plain-product form as its reference.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 
 #include <torch/nn/module.h>
@@ -24,31 +25,38 @@ namespace gm::nn {
 /// once with std `fourier_scale` and kept as a buffer.  Returns [B, dim].
 class TimeFeaturesImpl : public torch::nn::Module {
  public:
-  TimeFeaturesImpl(int64_t dim, const std::string& kind = "sinusoidal", double fourier_scale = 16.0) : kind_(kind) {
-    if (dim < 2 || dim % 2) throw Error("gm: time features need an even size >= 2");
-    if (kind != "sinusoidal" && kind != "fourier") {
-      throw Error("gm: time embedding must be sinusoidal or fourier, not '" + kind + "'");
-    }
-    const int64_t half = dim / 2;
-    torch::Tensor freqs;
-    if (kind == "sinusoidal") {
-      freqs = 1000.0 * torch::exp(-std::log(10000.0) * torch::arange(half, torch::kFloat32) / half);
-    } else {
-      freqs = 2 * std::numbers::pi * fourier_scale * torch::randn({half});
-    }
-    freqs_ = register_buffer("freqs", freqs);
-  }
+  TimeFeaturesImpl(int64_t dim, const std::string& kind = "sinusoidal", double fourier_scale = 16.0);
   /// t: [B] or 0-d (broadcast to `batch`).
-  torch::Tensor forward(const torch::Tensor& t, int64_t batch, torch::ScalarType dtype) const {
-    auto tt = (t.dim() == 0 ? t.expand({batch}) : t).to(dtype).unsqueeze(1);
-    auto arg = tt * freqs_.to(dtype).unsqueeze(0);
-    return torch::cat({torch::cos(arg), torch::sin(arg)}, 1);
-  }
+  torch::Tensor forward(const torch::Tensor& t, int64_t batch, torch::ScalarType dtype) const;
 
  private:
   std::string kind_;
   torch::Tensor freqs_;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE TimeFeaturesImpl::TimeFeaturesImpl(int64_t dim, const std::string& kind, double fourier_scale) : kind_(kind) {
+  if (dim < 2 || dim % 2) throw Error("gm: time features need an even size >= 2");
+  if (kind != "sinusoidal" && kind != "fourier") {
+    throw Error("gm: time embedding must be sinusoidal or fourier, not '" + kind + "'");
+  }
+  const int64_t half = dim / 2;
+  torch::Tensor freqs;
+  if (kind == "sinusoidal") {
+    freqs = 1000.0 * torch::exp(-std::log(10000.0) * torch::arange(half, torch::kFloat32) / half);
+  } else {
+    freqs = 2 * std::numbers::pi * fourier_scale * torch::randn({half});
+  }
+  freqs_ = register_buffer("freqs", freqs);
+}
+
+GM_INLINE auto TimeFeaturesImpl::forward(const torch::Tensor& t, int64_t batch, torch::ScalarType dtype) const
+    -> torch::Tensor {
+  auto tt = (t.dim() == 0 ? t.expand({batch}) : t).to(dtype).unsqueeze(1);
+  auto arg = tt * freqs_.to(dtype).unsqueeze(0);
+  return torch::cat({torch::cos(arg), torch::sin(arg)}, 1);
+}
+#endif  // GM_HEADER_DEFINITIONS
 TORCH_MODULE(TimeFeatures);
 
 /// Class labels to vectors, with one extra row for the null class `num_classes` that classifier-free
@@ -56,41 +64,52 @@ TORCH_MODULE(TimeFeatures);
 /// Undefined labels are the null class; a label outside [0, num_classes] is a one-line error.
 class LabelEmbeddingImpl : public torch::nn::Module {
  public:
-  LabelEmbeddingImpl(int64_t num_classes, int64_t dim)
-      : num_classes_(num_classes), table_(register_module("table", torch::nn::Embedding(num_classes + 1, dim))) {
-    torch::NoGradGuard ng;
-    table_->weight.normal_(0, 0.02);
-  }
+  LabelEmbeddingImpl(int64_t num_classes, int64_t dim);
   /// y: int64 [batch], or undefined for `batch` null labels on `device`.
-  torch::Tensor forward(const torch::Tensor& y, int64_t batch, torch::Device device) {
-    if (!y.defined()) {
-      return table_->forward(torch::full({batch}, num_classes_, torch::TensorOptions().dtype(torch::kInt64).device(device)));
-    }
-    const auto lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
-    if (lo < 0 || hi > num_classes_) {
-      throw Error("gm: class label " + std::to_string(lo < 0 ? lo : hi) + " is outside 0.." +
-                  std::to_string(num_classes_) + " (" + std::to_string(num_classes_) + " is the null class)");
-    }
-    return table_->forward(y);
-  }
+  torch::Tensor forward(const torch::Tensor& y, int64_t batch, torch::Device device);
   int64_t null_class() const { return num_classes_; }
 
  private:
   int64_t num_classes_;
   torch::nn::Embedding table_;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE LabelEmbeddingImpl::LabelEmbeddingImpl(int64_t num_classes, int64_t dim)
+    : num_classes_(num_classes), table_(register_module("table", torch::nn::Embedding(num_classes + 1, dim))) {
+  torch::NoGradGuard ng;
+  table_->weight.normal_(0, 0.02);
+}
+
+GM_INLINE auto LabelEmbeddingImpl::forward(const torch::Tensor& y, int64_t batch, torch::Device device)
+    -> torch::Tensor {
+  if (!y.defined()) {
+    return table_->forward(torch::full({batch}, num_classes_,
+                           torch::TensorOptions().dtype(torch::kInt64).device(device)));
+  }
+  const auto lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
+  if (lo < 0 || hi > num_classes_) {
+    throw Error("gm: class label " + std::to_string(lo < 0 ? lo : hi) + " is outside 0.." +
+                std::to_string(num_classes_) + " (" + std::to_string(num_classes_) + " is the null class)");
+  }
+  return table_->forward(y);
+}
+#endif  // GM_HEADER_DEFINITIONS
 TORCH_MODULE(LabelEmbedding);
 
 /// Scaled dot-product attention written with plain products, softmax(q k^T / sqrt(d)) v over [B, heads, T, d]
 /// queries, keys and values, with the softmax in at least float32 (products may run in bf16 under
 /// gm::Autocast).  It builds the whole [T, T] matrix: the reference that the fused kernel of
 /// gm::nn::attention is tested against.
-inline torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   auto w = torch::matmul(q * scale, k.transpose(-2, -1));
   w = w.to(at::promote_types(w.scalar_type(), torch::kFloat32)).softmax(-1);
   return torch::matmul(w.to(v.scalar_type()), v).to(q.scalar_type());
 }
+#endif
 
 /// Scaled dot-product attention over [B, heads, T, d] queries, keys and values (Vaswani et al. 2017):
 /// softmax(q k^T / sqrt(d)) v through `at::scaled_dot_product_attention`, which dispatches to a fused kernel
@@ -98,23 +117,32 @@ inline torch::Tensor attention_reference(const torch::Tensor& q, const torch::Te
 /// kernel on the CPU) that never holds the [T, T] matrix: at ImageNet sizes (T = 1024 tokens, 16 heads,
 /// batch 256) that matrix alone is 16 GiB in fp32.  Returns q's dtype; tested against
 /// gm::nn::attention_reference.
-inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
   return at::scaled_dot_product_attention(q, k.to(q.scalar_type()), v.to(q.scalar_type())).to(q.scalar_type());
 }
+#endif
 
 /// The number of trainable parameters of a module.
-inline int64_t parameter_count(const torch::nn::Module& m) {
+int64_t parameter_count(const torch::nn::Module& m);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE int64_t parameter_count(const torch::nn::Module& m) {
   int64_t n = 0;
   for (const auto& p : m.parameters()) n += p.numel();
   return n;
 }
+#endif
 
 /// "1.23M", "845k".
-inline std::string count_text(int64_t n) {
+std::string count_text(int64_t n);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string count_text(int64_t n) {
   char buf[32];
   if (n >= 1000000) std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
   else std::snprintf(buf, sizeof buf, "%.0fk", n / 1e3);
   return buf;
 }
+#endif
 
 }  // namespace gm::nn

@@ -2,6 +2,7 @@
 /// @file
 /// Config keys for gm's networks: `model.*`, declared once and read back into options.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/io/config.hpp>
 #include <gm/nn/dit.hpp>
@@ -16,16 +17,21 @@ namespace gm {
 
 /// Declare `model.hidden`, `model.layers`, `model.activation`, `model.time_embedding` with the defaults of
 /// `d` (the options of Meta flow_matching's 2-D example but 256 wide, unless given).
-inline void add_mlp_keys(Config& cfg, const MLPOptions& d = MLPOptions().hidden(256).layers(4).time_embedding("raw")) {
+void add_mlp_keys(Config& cfg, const MLPOptions& d = MLPOptions().hidden(256).layers(4).time_embedding("raw"));
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void add_mlp_keys(Config& cfg, const MLPOptions& d) {
   cfg.add<int64_t>("model.hidden", d.hidden(), "MLP width", check::in_range(1, 1 << 16));
   cfg.add<int64_t>("model.layers", d.layers(), "MLP hidden layers", check::in_range(1, 64));
   cfg.add<std::string>("model.activation", d.activation(), "activation", check::one_of({"silu", "relu", "gelu", "tanh"}));
   cfg.add<std::string>("model.time_embedding", d.time_embedding(), "time embedding (raw: t itself, as flow_matching)",
                        check::one_of({"sinusoidal", "fourier", "raw"}));
 }
+#endif
 
 /// An MLP for `dim`-dimensional data from the `model.*` keys.
-inline MLP make_mlp(const Config& cfg, int64_t dim) {
+MLP make_mlp(const Config& cfg, int64_t dim);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE MLP make_mlp(const Config& cfg, int64_t dim) {
   return MLP(MLPOptions()
                  .dim(dim)
                  .hidden(cfg.get<int64_t>("model.hidden"))
@@ -33,10 +39,13 @@ inline MLP make_mlp(const Config& cfg, int64_t dim) {
                  .activation(cfg.get<std::string>("model.activation"))
                  .time_embedding(cfg.get<std::string>("model.time_embedding")));
 }
+#endif
 
 namespace detail {
 /// "1,2,2" as {1, 2, 2}; "" as {}; anything else is "" with `ok` false.
-inline std::vector<int64_t> int_list(const std::string& text, bool& ok) {
+std::vector<int64_t> int_list(const std::string& text, bool& ok);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::vector<int64_t> int_list(const std::string& text, bool& ok) {
   std::vector<int64_t> out;
   ok = true;
   size_t at = 0;
@@ -53,7 +62,10 @@ inline std::vector<int64_t> int_list(const std::string& text, bool& ok) {
   }
   return out;
 }
-inline Config::Check int_list_check(bool allow_empty) {
+#endif
+Config::Check int_list_check(bool allow_empty);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Config::Check int_list_check(bool allow_empty) {
   return [allow_empty](const Config::Value& v) -> std::string {
     const auto* s = std::get_if<std::string>(&v);
     bool ok = s != nullptr;
@@ -64,16 +76,22 @@ inline Config::Check int_list_check(bool allow_empty) {
     return ok && positive && (allow_empty || !list.empty()) ? "" : "a comma-separated list of positive integers";
   };
 }
-inline std::vector<int64_t> int_list(const Config& cfg, const std::string& key) {
+#endif
+std::vector<int64_t> int_list(const Config& cfg, const std::string& key);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::vector<int64_t> int_list(const Config& cfg, const std::string& key) {
   bool ok = true;
   const auto text = cfg.get<std::string>(key);
   return text == "none" ? std::vector<int64_t>{} : int_list(text, ok);
 }
+#endif
 }  // namespace detail
 
 /// Declare the UNet's `model.*` keys: channels, channel_mult, res_blocks, attention (resolutions),
 /// head_channels, dropout, time_embedding and class_conditional, with the defaults of `d`.
-inline void add_unet_keys(Config& cfg, const UNetOptions& d = UNetOptions().channels(32)) {
+void add_unet_keys(Config& cfg, const UNetOptions& d = UNetOptions().channels(32));
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void add_unet_keys(Config& cfg, const UNetOptions& d) {
   auto join = [](const std::vector<int64_t>& v) {
     std::string s;
     for (auto x : v) {
@@ -94,10 +112,14 @@ inline void add_unet_keys(Config& cfg, const UNetOptions& d = UNetOptions().chan
                        check::one_of({"sinusoidal", "fourier"}));
   cfg.add<bool>("model.class_conditional", true, "condition on the class label (with a null class for guidance)");
 }
+#endif
 
 /// A UNet from the `model.*` keys for images of `shape` [C, H, W] with `num_classes` classes and
 /// `cond_channels` channels of an image condition.
-inline UNet make_unet(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes, int64_t cond_channels = 0) {
+UNet make_unet(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes, int64_t cond_channels = 0);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE UNet make_unet(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes,
+                         int64_t cond_channels) {
   if (shape.size() != 3) throw Error("gm: a UNet needs image data [C, H, W]");
   return UNet(UNetOptions()
                   .in_channels(shape[0])
@@ -112,10 +134,13 @@ inline UNet make_unet(const Config& cfg, const std::vector<int64_t>& shape, int6
                   .num_classes(cfg.get<bool>("model.class_conditional") ? num_classes : 0)
                   .cond_channels(cond_channels));
 }
+#endif
 
 /// Declare the DiT's `model.*` keys: preset (tiny, S, B, L, XL), patch, and hidden, depth and heads that
 /// override the preset when non-zero, and class_conditional.
-inline void add_dit_keys(Config& cfg, const std::string& preset = "tiny", int64_t patch = 2) {
+void add_dit_keys(Config& cfg, const std::string& preset = "tiny", int64_t patch = 2);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void add_dit_keys(Config& cfg, const std::string& preset, int64_t patch) {
   cfg.add<std::string>("model.preset", preset, "DiT size: tiny, S, B, L, XL", check::one_of({"tiny", "S", "B", "L", "XL"}));
   cfg.add<int64_t>("model.patch", patch, "patch size (must divide the image size)", check::in_range(1, 64));
   cfg.add<int64_t>("model.hidden", 0, "token width (0: the preset's)", check::in_range(0, 8192));
@@ -123,9 +148,12 @@ inline void add_dit_keys(Config& cfg, const std::string& preset = "tiny", int64_
   cfg.add<int64_t>("model.heads", 0, "attention heads (0: the preset's)", check::in_range(0, 128));
   cfg.add<bool>("model.class_conditional", true, "condition on the class label (with a null class for guidance)");
 }
+#endif
 
 /// A DiT from the `model.*` keys for images (or latents) of `shape` [C, H, W] with `num_classes` classes.
-inline DiT make_dit(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes) {
+DiT make_dit(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE DiT make_dit(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes) {
   if (shape.size() != 3 || shape[1] != shape[2]) throw Error("gm: a DiT needs square image data [C, H, H]");
   auto o = DiTOptions().preset(cfg.get<std::string>("model.preset"));
   if (shape[1] % cfg.get<int64_t>("model.patch")) {
@@ -143,5 +171,6 @@ inline DiT make_dit(const Config& cfg, const std::vector<int64_t>& shape, int64_
   o.num_classes(cfg.get<bool>("model.class_conditional") ? num_classes : 0);
   return DiT(o);
 }
+#endif
 
 }  // namespace gm

@@ -2,6 +2,8 @@
 /// @file
 /// A time-conditioned MLP for feature-vector data (2-D toys, embeddings).
 
+#include <gm/detail/compiled.hpp>
+
 #include <torch/arg.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -34,73 +36,85 @@ struct MLPOptions {
 /// A normal `torch::nn::Module`: `MLP net(gm::MLPOptions().hidden(512))`.
 class MLPImpl : public torch::nn::Module {
  public:
-  explicit MLPImpl(MLPOptions options = {}) : options_(std::move(options)) {
-    const auto& o = options_;
-    TORCH_CHECK(o.layers() >= 1 && o.hidden() >= 1 && o.dim() >= 1, "gm: MLP needs dim, hidden, layers >= 1");
-    TORCH_CHECK(o.activation() == "silu" || o.activation() == "relu" || o.activation() == "gelu" ||
-                    o.activation() == "tanh",
-                "gm: MLP activation must be silu, relu, gelu or tanh, not '", o.activation(), "'");
-    TORCH_CHECK(o.time_embedding() == "sinusoidal" || o.time_embedding() == "fourier" || o.time_embedding() == "raw",
-                "gm: MLP time_embedding must be sinusoidal, fourier or raw, not '", o.time_embedding(), "'");
-    int64_t t_dim = 1;
-    if (o.time_embedding() != "raw") {
-      TORCH_CHECK(o.time_features() >= 2 && o.time_features() % 2 == 0, "gm: MLP time_features must be even");
-      t_dim = o.time_features();
-      const int64_t half = t_dim / 2;
-      torch::Tensor freqs;
-      if (o.time_embedding() == "sinusoidal") {
-        // Frequencies 1 .. 1000 geometrically, applied to 1000 t (t in [0, 1] plays DDPM's step index).
-        freqs = 1000.0 * torch::exp(-std::log(1000.0) * torch::arange(half, torch::kFloat32) / half);
-      } else {
-        freqs = 2 * std::numbers::pi * o.fourier_scale() * torch::randn({half});
-      }
-      freqs_ = register_buffer("freqs", freqs);
-    }
-    int64_t in = o.dim() + t_dim;
-    for (int64_t i = 0; i < o.layers(); ++i) {
-      hidden_->push_back(torch::nn::Linear(in, o.hidden()));
-      in = o.hidden();
-    }
-    register_module("hidden", hidden_);
-    out_ = register_module("out", torch::nn::Linear(in, o.dim()));
-  }
+  explicit MLPImpl(MLPOptions options = {});
 
   /// "MLP <hidden>x<layers>", for logs.
-  std::string describe() const {
-    return "MLP " + std::to_string(options_.hidden()) + "x" + std::to_string(options_.layers());
-  }
+  std::string describe() const;
 
   /// x: [B, dim]; t: [B] or 0-d.  Returns [B, dim] in x's dtype.  Under gm::Autocast the products run in
   /// bf16 and each result is cast back, so activations stay in x's dtype.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) {
-    const auto dtype = x.scalar_type();
-    auto h = torch::cat({x, embed(t, x)}, 1);
-    for (const auto& layer : *hidden_) h = act(layer->as<torch::nn::Linear>()->forward(h).to(dtype));
-    return out_->forward(h).to(dtype);
-  }
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t);
 
   const MLPOptions& options() const { return options_; }
 
  private:
-  torch::Tensor embed(const torch::Tensor& t, const torch::Tensor& x) const {
-    auto tt = (t.dim() == 0 ? t.expand({x.size(0)}) : t).to(x.dtype()).unsqueeze(1);  // [B, 1]
-    if (options_.time_embedding() == "raw") return tt;
-    auto arg = tt * freqs_.to(x.dtype()).unsqueeze(0);
-    return torch::cat({torch::sin(arg), torch::cos(arg)}, 1);
-  }
-  torch::Tensor act(const torch::Tensor& h) const {
-    const auto& a = options_.activation();
-    if (a == "silu") return torch::silu(h);
-    if (a == "relu") return torch::relu(h);
-    if (a == "gelu") return torch::gelu(h);
-    return torch::tanh(h);
-  }
+  torch::Tensor embed(const torch::Tensor& t, const torch::Tensor& x) const;
+  torch::Tensor act(const torch::Tensor& h) const;
 
   MLPOptions options_;
   torch::Tensor freqs_;
   torch::nn::ModuleList hidden_;
   torch::nn::Linear out_{nullptr};
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE MLPImpl::MLPImpl(MLPOptions options) : options_(std::move(options)) {
+  const auto& o = options_;
+  TORCH_CHECK(o.layers() >= 1 && o.hidden() >= 1 && o.dim() >= 1, "gm: MLP needs dim, hidden, layers >= 1");
+  TORCH_CHECK(o.activation() == "silu" || o.activation() == "relu" || o.activation() == "gelu" ||
+                  o.activation() == "tanh",
+              "gm: MLP activation must be silu, relu, gelu or tanh, not '", o.activation(), "'");
+  TORCH_CHECK(o.time_embedding() == "sinusoidal" || o.time_embedding() == "fourier" || o.time_embedding() == "raw",
+              "gm: MLP time_embedding must be sinusoidal, fourier or raw, not '", o.time_embedding(), "'");
+  int64_t t_dim = 1;
+  if (o.time_embedding() != "raw") {
+    TORCH_CHECK(o.time_features() >= 2 && o.time_features() % 2 == 0, "gm: MLP time_features must be even");
+    t_dim = o.time_features();
+    const int64_t half = t_dim / 2;
+    torch::Tensor freqs;
+    if (o.time_embedding() == "sinusoidal") {
+      // Frequencies 1 .. 1000 geometrically, applied to 1000 t (t in [0, 1] plays DDPM's step index).
+      freqs = 1000.0 * torch::exp(-std::log(1000.0) * torch::arange(half, torch::kFloat32) / half);
+    } else {
+      freqs = 2 * std::numbers::pi * o.fourier_scale() * torch::randn({half});
+    }
+    freqs_ = register_buffer("freqs", freqs);
+  }
+  int64_t in = o.dim() + t_dim;
+  for (int64_t i = 0; i < o.layers(); ++i) {
+    hidden_->push_back(torch::nn::Linear(in, o.hidden()));
+    in = o.hidden();
+  }
+  register_module("hidden", hidden_);
+  out_ = register_module("out", torch::nn::Linear(in, o.dim()));
+}
+
+GM_INLINE auto MLPImpl::describe() const -> std::string {
+  return "MLP " + std::to_string(options_.hidden()) + "x" + std::to_string(options_.layers());
+}
+
+GM_INLINE auto MLPImpl::forward(const torch::Tensor& x, const torch::Tensor& t) -> torch::Tensor {
+  const auto dtype = x.scalar_type();
+  auto h = torch::cat({x, embed(t, x)}, 1);
+  for (const auto& layer : *hidden_) h = act(layer->as<torch::nn::Linear>()->forward(h).to(dtype));
+  return out_->forward(h).to(dtype);
+}
+
+GM_INLINE auto MLPImpl::embed(const torch::Tensor& t, const torch::Tensor& x) const -> torch::Tensor {
+  auto tt = (t.dim() == 0 ? t.expand({x.size(0)}) : t).to(x.dtype()).unsqueeze(1);  // [B, 1]
+  if (options_.time_embedding() == "raw") return tt;
+  auto arg = tt * freqs_.to(x.dtype()).unsqueeze(0);
+  return torch::cat({torch::sin(arg), torch::cos(arg)}, 1);
+}
+
+GM_INLINE auto MLPImpl::act(const torch::Tensor& h) const -> torch::Tensor {
+  const auto& a = options_.activation();
+  if (a == "silu") return torch::silu(h);
+  if (a == "relu") return torch::relu(h);
+  if (a == "gelu") return torch::gelu(h);
+  return torch::tanh(h);
+}
+#endif  // GM_HEADER_DEFINITIONS
 TORCH_MODULE(MLP);
 
 }  // namespace gm

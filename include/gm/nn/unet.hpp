@@ -2,6 +2,7 @@
 /// @file
 /// `gm::UNet`: the image network of DDPM, ADM and score_sde's DDPM++.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/nn/embedding.hpp>
 
@@ -41,17 +42,23 @@ struct UNetOptions {
 namespace nn {
 
 /// GroupNorm with at most `groups` groups, as many as divide `channels`.
-inline torch::nn::GroupNorm group_norm(int64_t groups, int64_t channels) {
+torch::nn::GroupNorm group_norm(int64_t groups, int64_t channels);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::nn::GroupNorm group_norm(int64_t groups, int64_t channels) {
   int64_t g = std::min(groups, channels);
   while (channels % g) --g;
   return torch::nn::GroupNorm(torch::nn::GroupNormOptions(g, channels));
 }
+#endif
 
 /// Zero a module's weights and biases (output layers start at zero, as ADM and DiT do).
-inline void zero_(torch::nn::Module& m) {
+void zero_(torch::nn::Module& m);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void zero_(torch::nn::Module& m) {
   torch::NoGradGuard ng;
   for (auto& p : m.parameters()) p.zero_();
 }
+#endif
 
 /// ADM's residual block: GroupNorm, SiLU, 3x3 conv; the embedding as scale and shift of the second
 /// GroupNorm (use_scale_shift_norm); SiLU, dropout, a zero-initialised 3x3 conv; a 1x1 conv on the skip
@@ -59,24 +66,8 @@ inline void zero_(torch::nn::Module& m) {
 /// gm::Autocast they run in bf16 while GroupNorm and SiLU stay in fp32.
 class ResBlockImpl : public torch::nn::Module {
  public:
-  ResBlockImpl(int64_t in, int64_t out, int64_t emb, double dropout, int64_t groups)
-      : norm1_(register_module("norm1", group_norm(groups, in))),
-        conv1_(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1)))),
-        emb_(register_module("emb", torch::nn::Linear(emb, 2 * out))),
-        norm2_(register_module("norm2", group_norm(groups, out))),
-        drop_(register_module("drop", torch::nn::Dropout(dropout))),
-        conv2_(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(out, out, 3).padding(1)))) {
-    zero_(*conv2_);
-    if (in != out) skip_ = register_module("skip", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1)));
-  }
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& emb) {
-    const auto dt = x.scalar_type();
-    auto h = conv1_->forward(torch::silu(norm1_->forward(x))).to(dt);
-    auto ss = emb_->forward(torch::silu(emb)).to(dt).unsqueeze(-1).unsqueeze(-1).chunk(2, 1);
-    h = norm2_->forward(h) * (1 + ss[0]) + ss[1];
-    h = conv2_->forward(drop_->forward(torch::silu(h))).to(dt);
-    return (skip_ ? skip_->forward(x).to(dt) : x) + h;
-  }
+  ResBlockImpl(int64_t in, int64_t out, int64_t emb, double dropout, int64_t groups);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& emb);
 
  private:
   torch::nn::GroupNorm norm1_;
@@ -87,35 +78,65 @@ class ResBlockImpl : public torch::nn::Module {
   torch::nn::Conv2d conv2_;
   torch::nn::Conv2d skip_{nullptr};
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t emb, double dropout, int64_t groups)
+    : norm1_(register_module("norm1", group_norm(groups, in))), conv1_(register_module("conv1",
+             torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1)))), emb_(register_module("emb",
+                               torch::nn::Linear(emb, 2 * out))), norm2_(register_module("norm2", group_norm(groups,
+                                                 out))), drop_(register_module("drop", torch::nn::Dropout(dropout))),
+                                                     conv2_(register_module("conv2",
+                                                            torch::nn::Conv2d(torch::nn::Conv2dOptions(out, out,
+                                                                3).padding(1)))) {
+  zero_(*conv2_);
+  if (in != out) skip_ = register_module("skip", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1)));
+}
+
+GM_INLINE auto ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& emb) -> torch::Tensor {
+  const auto dt = x.scalar_type();
+  auto h = conv1_->forward(torch::silu(norm1_->forward(x))).to(dt);
+  auto ss = emb_->forward(torch::silu(emb)).to(dt).unsqueeze(-1).unsqueeze(-1).chunk(2, 1);
+  h = norm2_->forward(h) * (1 + ss[0]) + ss[1];
+  h = conv2_->forward(drop_->forward(torch::silu(h))).to(dt);
+  return (skip_ ? skip_->forward(x).to(dt) : x) + h;
+}
+#endif  // GM_HEADER_DEFINITIONS
 TORCH_MODULE(ResBlock);
 
 /// Multi-head self-attention over the pixels of a feature map, with a residual connection and a
 /// zero-initialised output projection.
 class AttentionBlockImpl : public torch::nn::Module {
  public:
-  AttentionBlockImpl(int64_t channels, int64_t head_channels, int64_t groups)
-      : heads_(std::max<int64_t>(1, channels / std::max<int64_t>(1, head_channels))),
-        norm_(register_module("norm", group_norm(groups, channels))),
-        qkv_(register_module("qkv", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, 3 * channels, 1)))),
-        proj_(register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, channels, 1)))) {
-    if (channels % heads_) throw Error("gm: UNet attention: channels must divide into heads");
-    zero_(*proj_);
-  }
-  torch::Tensor forward(const torch::Tensor& x) {
-    const auto dt = x.scalar_type();
-    const int64_t b = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
-    auto qkv = qkv_->forward(norm_->forward(x)).to(dt).reshape({b, 3, heads_, c / heads_, hw});
-    auto q = qkv.select(1, 0).transpose(-2, -1), k = qkv.select(1, 1).transpose(-2, -1),
-         v = qkv.select(1, 2).transpose(-2, -1);  // [B, heads, HW, d]
-    auto h = attention(q, k, v).transpose(-2, -1).reshape({b, c, x.size(2), x.size(3)});
-    return x + proj_->forward(h).to(dt);
-  }
+  AttentionBlockImpl(int64_t channels, int64_t head_channels, int64_t groups);
+  torch::Tensor forward(const torch::Tensor& x);
 
  private:
   int64_t heads_;
   torch::nn::GroupNorm norm_;
   torch::nn::Conv2d qkv_, proj_;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE AttentionBlockImpl::AttentionBlockImpl(int64_t channels, int64_t head_channels, int64_t groups)
+    : heads_(std::max<int64_t>(1, channels / std::max<int64_t>(1, head_channels))), norm_(register_module("norm",
+             group_norm(groups, channels))), qkv_(register_module("qkv",
+                        torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, 3 * channels, 1)))),
+                                          proj_(register_module("proj",
+                                                torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, channels, 1)))) {
+  if (channels % heads_) throw Error("gm: UNet attention: channels must divide into heads");
+  zero_(*proj_);
+}
+
+GM_INLINE auto AttentionBlockImpl::forward(const torch::Tensor& x) -> torch::Tensor {
+  const auto dt = x.scalar_type();
+  const int64_t b = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
+  auto qkv = qkv_->forward(norm_->forward(x)).to(dt).reshape({b, 3, heads_, c / heads_, hw});
+  auto q = qkv.select(1, 0).transpose(-2, -1), k = qkv.select(1, 1).transpose(-2, -1),
+       v = qkv.select(1, 2).transpose(-2, -1);  // [B, heads, HW, d]
+  auto h = attention(q, k, v).transpose(-2, -1).reshape({b, c, x.size(2), x.size(3)});
+  return x + proj_->forward(h).to(dt);
+}
+#endif  // GM_HEADER_DEFINITIONS
 TORCH_MODULE(AttentionBlock);
 
 }  // namespace nn
@@ -138,141 +159,24 @@ class UNetImpl : public torch::nn::Module {
   /// Convolutions and normalisations run on the intra-op pool: use every core (gm::configure_threads).
   static constexpr bool prefers_all_cores = true;
 
-  explicit UNetImpl(UNetOptions o = {}) : o_(std::move(o)) {
-    if (o_.in_channels() < 1 || o_.channels() < 1 || o_.res_blocks() < 1 || o_.channel_mult().empty() ||
-        o_.image_size() < 1 || o_.num_classes() < 0 || o_.cond_channels() < 0) {
-      throw Error("gm: UNet needs in_channels, channels, res_blocks, image_size >= 1 and a channel_mult");
-    }
-    const int64_t ch = o_.channels(), emb = 4 * ch, g = o_.groups();
-    time_ = register_module("time", nn::TimeFeatures(ch, o_.time_embedding()));
-    t1_ = register_module("t1", torch::nn::Linear(ch, emb));
-    t2_ = register_module("t2", torch::nn::Linear(emb, emb));
-    if (o_.num_classes() > 0) label_ = register_module("label", nn::LabelEmbedding(o_.num_classes(), emb));
-    in_ = register_module("in", torch::nn::Conv2d(torch::nn::Conv2dOptions(o_.in_channels() + o_.cond_channels(), ch, 3).padding(1)));
-    auto attn_at = [&](int64_t res) {
-      const auto& a = o_.attention_resolutions();
-      return std::find(a.begin(), a.end(), res) != a.end();
-    };
-    std::vector<int64_t> skips{ch};
-    int64_t cur = ch, res = o_.image_size();
-    const auto levels = static_cast<int64_t>(o_.channel_mult().size());
-    for (int64_t l = 0; l < levels; ++l) {
-      const int64_t out = ch * o_.channel_mult()[static_cast<size_t>(l)];
-      for (int64_t i = 0; i < o_.res_blocks(); ++i) {
-        down_->push_back(nn::ResBlock(cur, out, emb, o_.dropout(), g));
-        down_attn_at_.push_back(attn_at(res) ? static_cast<int>(down_attn_->size()) : -1);
-        if (attn_at(res)) down_attn_->push_back(nn::AttentionBlock(out, o_.head_channels(), g));
-        cur = out;
-        skips.push_back(cur);
-      }
-      if (l + 1 < levels) {
-        downsample_->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(cur, cur, 3).stride(2).padding(1)));
-        skips.push_back(cur);
-        res = (res + 1) / 2;
-      }
-    }
-    mid1_ = register_module("mid1", nn::ResBlock(cur, cur, emb, o_.dropout(), g));
-    mid_attn_ = register_module("mid_attn", nn::AttentionBlock(cur, o_.head_channels(), g));
-    mid2_ = register_module("mid2", nn::ResBlock(cur, cur, emb, o_.dropout(), g));
-    for (int64_t l = levels - 1; l >= 0; --l) {
-      const int64_t out = ch * o_.channel_mult()[static_cast<size_t>(l)];
-      for (int64_t i = 0; i <= o_.res_blocks(); ++i) {
-        const int64_t skip = skips.back();
-        skips.pop_back();
-        up_->push_back(nn::ResBlock(cur + skip, out, emb, o_.dropout(), g));
-        up_attn_at_.push_back(attn_at(res) ? static_cast<int>(up_attn_->size()) : -1);
-        if (attn_at(res)) up_attn_->push_back(nn::AttentionBlock(out, o_.head_channels(), g));
-        cur = out;
-      }
-      if (l > 0) {
-        upsample_->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(cur, cur, 3).padding(1)));
-        res *= 2;
-      }
-    }
-    register_module("down", down_);
-    register_module("down_attn", down_attn_);
-    register_module("downsample", downsample_);
-    register_module("up", up_);
-    register_module("up_attn", up_attn_);
-    register_module("upsample", upsample_);
-    out_norm_ = register_module("out_norm", nn::group_norm(g, cur));
-    out_ = register_module("out", torch::nn::Conv2d(torch::nn::Conv2dOptions(cur, o_.in_channels(), 3).padding(1)));
-    nn::zero_(*out_);
-  }
+  explicit UNetImpl(UNetOptions o = {});
 
   /// x: [B, C, H, W]; t: [B] or 0-d in [0, 1].  A conditional UNet sees the null class.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) { return forward(x, t, {}, {}); }
   /// With class labels y: int64 [B] in 0..num_classes (num_classes: the null class); undefined y is the null class.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
-    return forward(x, t, y, {});
-  }
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y);
   /// With an image condition `cond` [B, cond_channels, H, W] concatenated to x.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y, const torch::Tensor& cond) {
-    const auto dt = x.scalar_type();
-    const int64_t b = x.size(0);
-    if (x.dim() != 4 || x.size(1) != o_.in_channels()) {
-      throw Error("gm: UNet expects [B, " + std::to_string(o_.in_channels()) + ", H, W] input, not " + shape(x));
-    }
-    auto emb = t2_->forward(torch::silu(t1_->forward(time_->forward(t, b, dt)).to(dt))).to(dt);
-    if (label_) emb = emb + label_->forward(y, b, x.device()).to(dt);
-    auto h = x;
-    if (o_.cond_channels() > 0) {
-      if (!cond.defined() || cond.size(1) != o_.cond_channels()) {
-        throw Error("gm: this UNet needs an image condition of " + std::to_string(o_.cond_channels()) + " channels");
-      }
-      h = torch::cat({x, cond.to(dt)}, 1);
-    }
-    h = in_->forward(h).to(dt);
-    std::vector<torch::Tensor> skips{h};
-    size_t d = 0;
-    for (size_t i = 0; i < down_->size(); ++i) {
-      h = down_[i]->as<nn::ResBlock>()->forward(h, emb);
-      if (down_attn_at_[i] >= 0) h = down_attn_[static_cast<size_t>(down_attn_at_[i])]->as<nn::AttentionBlock>()->forward(h);
-      skips.push_back(h);
-      if ((i + 1) % static_cast<size_t>(o_.res_blocks()) == 0 && d < downsample_->size()) {
-        h = downsample_[d++]->as<torch::nn::Conv2d>()->forward(h).to(dt);
-        skips.push_back(h);
-      }
-    }
-    h = mid2_->forward(mid_attn_->forward(mid1_->forward(h, emb)), emb);
-    size_t u = 0;
-    const auto per = static_cast<size_t>(o_.res_blocks() + 1);
-    for (size_t i = 0; i < up_->size(); ++i) {
-      h = up_[i]->as<nn::ResBlock>()->forward(torch::cat({h, skips.back()}, 1), emb);
-      skips.pop_back();
-      if (up_attn_at_[i] >= 0) h = up_attn_[static_cast<size_t>(up_attn_at_[i])]->as<nn::AttentionBlock>()->forward(h);
-      if ((i + 1) % per == 0 && u < upsample_->size()) {
-        const auto& next = skips.back();
-        h = torch::nn::functional::interpolate(
-            h, torch::nn::functional::InterpolateFuncOptions()
-                   .size(std::vector<int64_t>{next.size(2), next.size(3)})
-                   .mode(torch::kNearest));
-        h = upsample_[u++]->as<torch::nn::Conv2d>()->forward(h).to(dt);
-      }
-    }
-    return out_->forward(torch::silu(out_norm_->forward(h))).to(dt);
-  }
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y,
+                        const torch::Tensor& cond);
 
   /// The null class of guidance (num_classes), or -1 for an unconditional UNet.
   int64_t null_class() const { return o_.num_classes() > 0 ? o_.num_classes() : -1; }
   const UNetOptions& options() const { return o_; }
   /// "UNet 1.23M params (32 ch, 1-2-2, 2 blocks, attention at 7, 10 classes)", for logs.
-  std::string describe() const {
-    std::string mult, attn;
-    for (auto m : o_.channel_mult()) mult += (mult.empty() ? "" : "-") + std::to_string(m);
-    for (auto a : o_.attention_resolutions()) attn += (attn.empty() ? "" : ",") + std::to_string(a);
-    return "UNet " + nn::count_text(nn::parameter_count(*this)) + " params (" + std::to_string(o_.channels()) +
-           " ch, " + mult + ", " + std::to_string(o_.res_blocks()) + " blocks, attention at " +
-           (attn.empty() ? "none" : attn) +
-           (o_.num_classes() > 0 ? ", " + std::to_string(o_.num_classes()) + " classes" : "") + ")";
-  }
+  std::string describe() const;
 
  private:
-  static std::string shape(const torch::Tensor& x) {
-    std::string s = "[";
-    for (int64_t i = 0; i < x.dim(); ++i) s += (i ? ", " : "") + std::to_string(x.size(i));
-    return s + "]";
-  }
+  static std::string shape(const torch::Tensor& x);
 
   UNetOptions o_;
   nn::TimeFeatures time_{nullptr};
@@ -286,6 +190,139 @@ class UNetImpl : public torch::nn::Module {
   torch::nn::GroupNorm out_norm_{nullptr};
   torch::nn::Conv2d out_{nullptr};
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE UNetImpl::UNetImpl(UNetOptions o) : o_(std::move(o)) {
+  if (o_.in_channels() < 1 || o_.channels() < 1 || o_.res_blocks() < 1 || o_.channel_mult().empty() ||
+      o_.image_size() < 1 || o_.num_classes() < 0 || o_.cond_channels() < 0) {
+    throw Error("gm: UNet needs in_channels, channels, res_blocks, image_size >= 1 and a channel_mult");
+  }
+  const int64_t ch = o_.channels(), emb = 4 * ch, g = o_.groups();
+  time_ = register_module("time", nn::TimeFeatures(ch, o_.time_embedding()));
+  t1_ = register_module("t1", torch::nn::Linear(ch, emb));
+  t2_ = register_module("t2", torch::nn::Linear(emb, emb));
+  if (o_.num_classes() > 0) label_ = register_module("label", nn::LabelEmbedding(o_.num_classes(), emb));
+  in_ = register_module("in", torch::nn::Conv2d(torch::nn::Conv2dOptions(o_.in_channels() + o_.cond_channels(), ch,
+                        3).padding(1)));
+  auto attn_at = [&](int64_t res) {
+    const auto& a = o_.attention_resolutions();
+    return std::find(a.begin(), a.end(), res) != a.end();
+  };
+  std::vector<int64_t> skips{ch};
+  int64_t cur = ch, res = o_.image_size();
+  const auto levels = static_cast<int64_t>(o_.channel_mult().size());
+  for (int64_t l = 0; l < levels; ++l) {
+    const int64_t out = ch * o_.channel_mult()[static_cast<size_t>(l)];
+    for (int64_t i = 0; i < o_.res_blocks(); ++i) {
+      down_->push_back(nn::ResBlock(cur, out, emb, o_.dropout(), g));
+      down_attn_at_.push_back(attn_at(res) ? static_cast<int>(down_attn_->size()) : -1);
+      if (attn_at(res)) down_attn_->push_back(nn::AttentionBlock(out, o_.head_channels(), g));
+      cur = out;
+      skips.push_back(cur);
+    }
+    if (l + 1 < levels) {
+      downsample_->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(cur, cur, 3).stride(2).padding(1)));
+      skips.push_back(cur);
+      res = (res + 1) / 2;
+    }
+  }
+  mid1_ = register_module("mid1", nn::ResBlock(cur, cur, emb, o_.dropout(), g));
+  mid_attn_ = register_module("mid_attn", nn::AttentionBlock(cur, o_.head_channels(), g));
+  mid2_ = register_module("mid2", nn::ResBlock(cur, cur, emb, o_.dropout(), g));
+  for (int64_t l = levels - 1; l >= 0; --l) {
+    const int64_t out = ch * o_.channel_mult()[static_cast<size_t>(l)];
+    for (int64_t i = 0; i <= o_.res_blocks(); ++i) {
+      const int64_t skip = skips.back();
+      skips.pop_back();
+      up_->push_back(nn::ResBlock(cur + skip, out, emb, o_.dropout(), g));
+      up_attn_at_.push_back(attn_at(res) ? static_cast<int>(up_attn_->size()) : -1);
+      if (attn_at(res)) up_attn_->push_back(nn::AttentionBlock(out, o_.head_channels(), g));
+      cur = out;
+    }
+    if (l > 0) {
+      upsample_->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(cur, cur, 3).padding(1)));
+      res *= 2;
+    }
+  }
+  register_module("down", down_);
+  register_module("down_attn", down_attn_);
+  register_module("downsample", downsample_);
+  register_module("up", up_);
+  register_module("up_attn", up_attn_);
+  register_module("upsample", upsample_);
+  out_norm_ = register_module("out_norm", nn::group_norm(g, cur));
+  out_ = register_module("out", torch::nn::Conv2d(torch::nn::Conv2dOptions(cur, o_.in_channels(), 3).padding(1)));
+  nn::zero_(*out_);
+}
+
+GM_INLINE auto UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y)
+    -> torch::Tensor {
+  return forward(x, t, y, {});
+}
+
+GM_INLINE auto UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y,
+                                 const torch::Tensor& cond) -> torch::Tensor {
+  const auto dt = x.scalar_type();
+  const int64_t b = x.size(0);
+  if (x.dim() != 4 || x.size(1) != o_.in_channels()) {
+    throw Error("gm: UNet expects [B, " + std::to_string(o_.in_channels()) + ", H, W] input, not " + shape(x));
+  }
+  auto emb = t2_->forward(torch::silu(t1_->forward(time_->forward(t, b, dt)).to(dt))).to(dt);
+  if (label_) emb = emb + label_->forward(y, b, x.device()).to(dt);
+  auto h = x;
+  if (o_.cond_channels() > 0) {
+    if (!cond.defined() || cond.size(1) != o_.cond_channels()) {
+      throw Error("gm: this UNet needs an image condition of " + std::to_string(o_.cond_channels()) + " channels");
+    }
+    h = torch::cat({x, cond.to(dt)}, 1);
+  }
+  h = in_->forward(h).to(dt);
+  std::vector<torch::Tensor> skips{h};
+  size_t d = 0;
+  for (size_t i = 0; i < down_->size(); ++i) {
+    h = down_[i]->as<nn::ResBlock>()->forward(h, emb);
+    if (down_attn_at_[i] >= 0) h = down_attn_[static_cast<size_t>(down_attn_at_[i])]->as<nn::AttentionBlock>()->forward(h);
+    skips.push_back(h);
+    if ((i + 1) % static_cast<size_t>(o_.res_blocks()) == 0 && d < downsample_->size()) {
+      h = downsample_[d++]->as<torch::nn::Conv2d>()->forward(h).to(dt);
+      skips.push_back(h);
+    }
+  }
+  h = mid2_->forward(mid_attn_->forward(mid1_->forward(h, emb)), emb);
+  size_t u = 0;
+  const auto per = static_cast<size_t>(o_.res_blocks() + 1);
+  for (size_t i = 0; i < up_->size(); ++i) {
+    h = up_[i]->as<nn::ResBlock>()->forward(torch::cat({h, skips.back()}, 1), emb);
+    skips.pop_back();
+    if (up_attn_at_[i] >= 0) h = up_attn_[static_cast<size_t>(up_attn_at_[i])]->as<nn::AttentionBlock>()->forward(h);
+    if ((i + 1) % per == 0 && u < upsample_->size()) {
+      const auto& next = skips.back();
+      h = torch::nn::functional::interpolate(
+          h, torch::nn::functional::InterpolateFuncOptions()
+                 .size(std::vector<int64_t>{next.size(2), next.size(3)})
+                 .mode(torch::kNearest));
+      h = upsample_[u++]->as<torch::nn::Conv2d>()->forward(h).to(dt);
+    }
+  }
+  return out_->forward(torch::silu(out_norm_->forward(h))).to(dt);
+}
+
+GM_INLINE auto UNetImpl::describe() const -> std::string {
+  std::string mult, attn;
+  for (auto m : o_.channel_mult()) mult += (mult.empty() ? "" : "-") + std::to_string(m);
+  for (auto a : o_.attention_resolutions()) attn += (attn.empty() ? "" : ",") + std::to_string(a);
+  return "UNet " + nn::count_text(nn::parameter_count(*this)) + " params (" + std::to_string(o_.channels()) +
+         " ch, " + mult + ", " + std::to_string(o_.res_blocks()) + " blocks, attention at " +
+         (attn.empty() ? "none" : attn) +
+         (o_.num_classes() > 0 ? ", " + std::to_string(o_.num_classes()) + " classes" : "") + ")";
+}
+
+GM_INLINE auto UNetImpl::shape(const torch::Tensor& x) -> std::string {
+  std::string s = "[";
+  for (int64_t i = 0; i < x.dim(); ++i) s += (i ? ", " : "") + std::to_string(x.size(i));
+  return s + "]";
+}
+#endif  // GM_HEADER_DEFINITIONS
 TORCH_MODULE(UNet);
 
 }  // namespace gm

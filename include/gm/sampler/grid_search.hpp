@@ -4,6 +4,7 @@
 /// number of steps, found by minimising the endpoint error against the exact probability-flow ODE
 /// solution on a Gaussian mixture (gm's closed-form oracle), and a grid policy that stores them.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/io/file.hpp>
 #include <gm/io/toml.hpp>
@@ -47,34 +48,40 @@ struct OptimizedGrid {
     return stored;
   }
 
-  void save(const std::filesystem::path& path) const {
-    std::ostringstream os;
-    os << "# An optimised time grid (gm::OptimizedGrid): its nodes from t = 1 down.\n";
-    for (const auto& [k, v] : meta) os << k << " = \"" << v << "\"\n";
-    os << "nodes = [";
-    for (size_t i = 0; i < stored.size(); ++i) {
-      char buf[40];
-      std::snprintf(buf, sizeof buf, "%.17g", stored[i]);
-      os << (i ? ", " : "") << buf;
-    }
-    os << "]\n";
-    io::write_file_atomic(path, os.str(), "optimized grid");
-  }
+  void save(const std::filesystem::path& path) const;
 
-  static OptimizedGrid load(const std::filesystem::path& path) {
-    const auto table = io::read_toml(path);
-    OptimizedGrid g;
-    g.stored = io::number_array(path, table, "nodes");
-    for (const auto& [k, v] : table) {
-      if (const auto* s = v.as_string()) g.meta[std::string(k.str())] = s->get();
-    }
-    const auto& n = g.stored;
-    bool ok = n.size() >= 2 && n.front() == 1.0 && n.back() >= 0 && n.back() < 1;
-    for (size_t i = 1; ok && i < n.size(); ++i) ok = n[i] < n[i - 1];
-    if (!ok) throw Error("gm: " + path.string() + ": nodes must start at 1, decrease strictly and end in [0, 1)");
-    return g;
-  }
+  static OptimizedGrid load(const std::filesystem::path& path);
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void OptimizedGrid::save(const std::filesystem::path& path) const {
+  std::ostringstream os;
+  os << "# An optimised time grid (gm::OptimizedGrid): its nodes from t = 1 down.\n";
+  for (const auto& [k, v] : meta) os << k << " = \"" << v << "\"\n";
+  os << "nodes = [";
+  for (size_t i = 0; i < stored.size(); ++i) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", stored[i]);
+    os << (i ? ", " : "") << buf;
+  }
+  os << "]\n";
+  io::write_file_atomic(path, os.str(), "optimized grid");
+}
+
+GM_INLINE auto OptimizedGrid::load(const std::filesystem::path& path) -> OptimizedGrid {
+  const auto table = io::read_toml(path);
+  OptimizedGrid g;
+  g.stored = io::number_array(path, table, "nodes");
+  for (const auto& [k, v] : table) {
+    if (const auto* s = v.as_string()) g.meta[std::string(k.str())] = s->get();
+  }
+  const auto& n = g.stored;
+  bool ok = n.size() >= 2 && n.front() == 1.0 && n.back() >= 0 && n.back() < 1;
+  for (size_t i = 1; ok && i < n.size(); ++i) ok = n[i] < n[i - 1];
+  if (!ok) throw Error("gm: " + path.string() + ": nodes must start at 1, decrease strictly and end in [0, 1)");
+  return g;
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 /// Options of `optimize_grid`.
 struct GridSearchOptions {
@@ -87,8 +94,11 @@ namespace detail {
 
 /// Nelder-Mead (Nelder & Mead 1965) with the standard coefficients, minimising f from x0 with initial
 /// steps `step`; returns the best point.
-inline std::vector<double> nelder_mead(const std::function<double(const std::vector<double>&)>& f, std::vector<double> x0,
-                                       double step, int64_t max_evals, double tol) {
+std::vector<double> nelder_mead(const std::function<double(const std::vector<double>&)>& f, std::vector<double> x0,
+                                double step, int64_t max_evals, double tol);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::vector<double> nelder_mead(const std::function<double(const std::vector<double>&)>& f,
+                                          std::vector<double> x0, double step, int64_t max_evals, double tol) {
   const size_t n = x0.size();
   std::vector<std::vector<double>> p(n + 1, x0);
   std::vector<double> v(n + 1);
@@ -141,6 +151,7 @@ inline std::vector<double> nelder_mead(const std::function<double(const std::vec
   }
   return p[static_cast<size_t>(std::min_element(v.begin(), v.end()) - v.begin())];
 }
+#endif
 
 }  // namespace detail
 

@@ -2,6 +2,7 @@
 /// @file
 /// Time grids: where a fixed-step sampler evaluates, from t = 1 down to t_end.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/process/concepts.hpp>
 
@@ -27,10 +28,13 @@ concept TimeGrid = requires(const G& g, int64_t n, double t_end) {
 
 namespace detail {
 
-inline void check_grid_args(int64_t steps, double t_end) {
+void check_grid_args(int64_t steps, double t_end);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void check_grid_args(int64_t steps, double t_end) {
   if (steps < 1) throw Error("gm: a time grid needs at least 1 step, got " + std::to_string(steps));
   if (!(t_end >= 0 && t_end < 1)) throw Error("gm: t_end must be in [0, 1), got " + std::to_string(t_end));
 }
+#endif
 
 /// Nodes from values u_0..u_n of a monotone reparameterisation mapped back to t, with exact end points.
 template <class F>

@@ -2,6 +2,8 @@
 /// @file
 /// History shared by the multistep solvers (DPM-Solver++, UniPC).
 
+#include <gm/detail/compiled.hpp>
+
 #include <torch/types.h>
 
 #include <cmath>
@@ -20,19 +22,25 @@ struct Past {
 /// they are dropped, and the order drops with them, explicitly rather than through NaNs.
 struct History {
   std::deque<Past> past;
-  void push(double lambda, torch::Tensor data, size_t keep) {
-    past.push_front({lambda, std::move(data)});
-    while (past.size() > keep) past.pop_back();
-  }
+  void push(double lambda, torch::Tensor data, size_t keep);
   /// How many of the newest entries are usable (finite lambda).
-  int usable() const {
-    int n = 0;
-    for (const auto& p : past) {
-      if (!std::isfinite(p.lambda)) break;
-      ++n;
-    }
-    return n;
-  }
+  int usable() const;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void History::push(double lambda, torch::Tensor data, size_t keep) {
+  past.push_front({lambda, std::move(data)});
+  while (past.size() > keep) past.pop_back();
+}
+
+GM_INLINE auto History::usable() const -> int {
+  int n = 0;
+  for (const auto& p : past) {
+    if (!std::isfinite(p.lambda)) break;
+    ++n;
+  }
+  return n;
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 }  // namespace gm::detail

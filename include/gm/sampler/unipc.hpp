@@ -2,6 +2,7 @@
 /// @file
 /// UniPC (predictor-corrector, B(h) = e^h - 1 "bh2") on any process.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/sampler/concepts.hpp>
 #include <gm/sampler/field.hpp>
 #include <gm/sampler/multistep.hpp>
@@ -18,7 +19,9 @@ namespace gm {
 namespace detail {
 
 /// Solve the small dense system R rho = b (Gaussian elimination with partial pivoting).
-inline std::vector<double> solve_small(std::vector<std::vector<double>> r, std::vector<double> b) {
+std::vector<double> solve_small(std::vector<std::vector<double>> r, std::vector<double> b);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::vector<double> solve_small(std::vector<std::vector<double>> r, std::vector<double> b) {
   const size_t n = b.size();
   for (size_t c = 0; c < n; ++c) {
     size_t piv = c;
@@ -41,10 +44,14 @@ inline std::vector<double> solve_small(std::vector<std::vector<double>> r, std::
   }
   return x;
 }
+#endif
 
 /// UniPC's matrix R (rows rk^(i-1)) and vector b for ratios rks (last = 1) and hh = -h, with B(h) = e^hh - 1.
-inline void unipc_system(const std::vector<double>& rks, double hh, std::vector<std::vector<double>>& r,
-                         std::vector<double>& b) {
+void unipc_system(const std::vector<double>& rks, double hh, std::vector<std::vector<double>>& r,
+                  std::vector<double>& b);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void unipc_system(const std::vector<double>& rks, double hh, std::vector<std::vector<double>>& r,
+                            std::vector<double>& b) {
   const size_t k = rks.size();
   const double h_phi_1 = std::expm1(hh);
   double h_phi_k = h_phi_1 / hh - 1;
@@ -59,6 +66,7 @@ inline void unipc_system(const std::vector<double>& rks, double hh, std::vector<
     h_phi_k = h_phi_k / hh - 1 / factorial;
   }
 }
+#endif
 
 }  // namespace detail
 
@@ -170,5 +178,10 @@ struct UniPC {
     return out - (t.alpha * b_h) * res;
   }
 };
+
+#if !GM_HEADER_DEFINITIONS  // libgm_runtime instantiates the orders the experiment layer names
+extern template struct UniPC<2>;
+extern template struct UniPC<3>;
+#endif
 
 }  // namespace gm

@@ -2,6 +2,7 @@
 /// @file
 /// Time samplers: uniform, logit-normal, EDM's lognormal in sigma, and VDM's stratified draws.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/process/concepts.hpp>
 #include <gm/time/concepts.hpp>
 
@@ -17,7 +18,10 @@ namespace gm {
 namespace detail {
 /// Times kept inside [eps, 1 - eps]: float32 rounding can otherwise give exactly 0 or 1, where weightings
 /// such as EDM's and the likelihood weighting divide by zero on processes with alpha(1) = 0.
-inline torch::Tensor keep_inside(const torch::Tensor& t, double eps) { return t.clamp(eps, 1 - eps); }
+torch::Tensor keep_inside(const torch::Tensor& t, double eps);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE torch::Tensor keep_inside(const torch::Tensor& t, double eps) { return t.clamp(eps, 1 - eps); }
+#endif
 }  // namespace detail
 
 /// t ~ Uniform[eps, 1 - eps].  eps = 1e-5 by default, as score_sde trains its VP models.

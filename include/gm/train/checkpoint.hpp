@@ -2,6 +2,7 @@
 /// @file
 /// Pre-emption-safe checkpoints with bit-exact resume, and stopping cleanly on SIGTERM or SIGINT.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/io/export.hpp>
 #include <gm/io/file.hpp>
@@ -14,7 +15,6 @@
 
 #include <c10/util/Exception.h>
 
-#include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -34,30 +34,42 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#if GM_HEADER_DEFINITIONS  // what only the definitions need
+#include <zlib.h>
+#endif
+
 namespace gm {
 
 /// SIGTERM, SIGINT and SIGUSR1 (a scheduler's pre-emption, Ctrl-C, Slurm's `--signal=USR1@T` warning) only
 /// set a flag; the training loop sees it at the end of the step, saves a checkpoint and returns.  `install()`
 /// sets the handlers; `requested()` reads the flag.
 struct StopSignal {
-  static std::atomic<int>& flag() {
-    static std::atomic<int> f{0};
-    return f;
-  }
+  static std::atomic<int>& flag();
   static void handler(int sig) { flag().store(sig); }
-  static void install() {
-    std::signal(SIGTERM, &StopSignal::handler);
-    std::signal(SIGINT, &StopSignal::handler);
-    std::signal(SIGUSR1, &StopSignal::handler);
-  }
+  static void install();
   static int requested() { return flag().load(); }
   static void reset() { flag().store(0); }
 };
 
+#if GM_HEADER_DEFINITIONS
+GM_INLINE auto StopSignal::flag() -> std::atomic<int>& {
+  static std::atomic<int> f{0};
+  return f;
+}
+
+GM_INLINE void StopSignal::install() {
+  std::signal(SIGTERM, &StopSignal::handler);
+  std::signal(SIGINT, &StopSignal::handler);
+  std::signal(SIGUSR1, &StopSignal::handler);
+}
+#endif  // GM_HEADER_DEFINITIONS
+
 namespace detail {
 
 /// CRC-32 of any number of bytes (zlib's crc32 takes 32-bit lengths: fed in pieces of 1 GiB).
-inline uint32_t crc_of(std::string_view bytes, size_t piece = size_t{1} << 30) {
+uint32_t crc_of(std::string_view bytes, size_t piece = size_t{1} << 30);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE uint32_t crc_of(std::string_view bytes, size_t piece) {
   uLong crc = crc32(0, nullptr, 0);
   for (size_t at = 0; at < bytes.size(); at += piece) {
     const size_t n = std::min(bytes.size() - at, piece);
@@ -65,28 +77,38 @@ inline uint32_t crc_of(std::string_view bytes, size_t piece = size_t{1} << 30) {
   }
   return static_cast<uint32_t>(crc);
 }
+#endif
 
-inline uint32_t file_crc(const std::filesystem::path& p, uint64_t& size) {
+uint32_t file_crc(const std::filesystem::path& p, uint64_t& size);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE uint32_t file_crc(const std::filesystem::path& p, uint64_t& size) {
   const std::string bytes = io::read_file(p);
   size = bytes.size();
   return crc_of(bytes);
 }
+#endif
 
 /// Whether every floating-point tensor is finite.
-inline bool all_finite(const std::vector<torch::Tensor>& ts) {
+bool all_finite(const std::vector<torch::Tensor>& ts);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE bool all_finite(const std::vector<torch::Tensor>& ts) {
   for (const auto& t : ts) {
     if (t.defined() && t.is_floating_point() && !torch::isfinite(t).all().template item<bool>()) return false;
   }
   return true;
 }
+#endif
 
-inline void fsync_path(const std::filesystem::path& p, bool directory) {
+void fsync_path(const std::filesystem::path& p, bool directory);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void fsync_path(const std::filesystem::path& p, bool directory) {
   const int fd = ::open(p.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
   if (fd < 0) throw IoError("gm: " + p.string() + ": cannot open to sync");
   const int rc = ::fsync(fd);
   ::close(fd);
   if (rc != 0) throw IoError("gm: " + p.string() + ": fsync failed");
 }
+#endif
 
 }  // namespace detail
 
@@ -110,9 +132,7 @@ class Checkpointer {
   /// Under data parallelism: only the rank that `writes` (rank 0) saves, every rank waits at `barrier`
   /// after each save so none runs ahead, and `any` makes a signal on any rank stop every rank at the same
   /// step.
-  void set_data_parallel(bool writes, std::function<void()> barrier, std::function<bool(bool)> any) {
-    writes_ = writes, barrier_ = std::move(barrier), any_ = std::move(any);
-  }
+  void set_data_parallel(bool writes, std::function<void()> barrier, std::function<bool(bool)> any);
 
   /// Also save and restore these post-hoc EMA profiles (`PowerEMA`), for an exact resume.
   void set_power_ema(PowerEMA* phema) { phema_ = phema; }
@@ -243,95 +263,24 @@ class Checkpointer {
   }
 
   /// Checkpoint folders, newest first.
-  std::vector<std::pair<int64_t, std::filesystem::path>> list() const {
-    std::vector<std::pair<int64_t, std::filesystem::path>> out;
-    std::error_code ec;
-    if (!std::filesystem::is_directory(dir_, ec)) return out;
-    for (const auto& e : std::filesystem::directory_iterator(dir_)) {
-      const std::string name = e.path().filename().string();
-      if (name.rfind("step_", 0) != 0) continue;
-      try {
-        out.emplace_back(std::stoll(name.substr(5)), e.path());
-      } catch (...) {
-      }
-    }
-    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-    return out;
-  }
+  std::vector<std::pair<int64_t, std::filesystem::path>> list() const;
 
   /// Whether a checkpoint folder has its COMMIT marker and every file listed there with its size and CRC.
-  static bool valid(const std::filesystem::path& path, std::string& why) {
-    std::ifstream m(path / "COMMIT");
-    if (!m) {
-      why = "no COMMIT marker (interrupted while writing)";
-      return false;
-    }
-    std::string file;
-    uint64_t size = 0;
-    uint32_t crc = 0;
-    int files = 0;
-    while (m >> file >> size >> crc) {
-      uint64_t actual = 0;
-      std::error_code ec;
-      if (!std::filesystem::exists(path / file, ec)) {
-        why = file + " is missing";
-        return false;
-      }
-      if (!std::filesystem::is_regular_file(path / file, ec)) {
-        why = file + " is not a file";
-        return false;
-      }
-      const uint32_t c = detail::file_crc(path / file, actual);
-      if (actual != size) {
-        why = file + " has " + std::to_string(actual) + " bytes, expected " + std::to_string(size) + " (truncated)";
-        return false;
-      }
-      if (c != crc) {
-        why = file + " fails its checksum";
-        return false;
-      }
-      ++files;
-    }
-    if (files < 4) {
-      why = "COMMIT marker is incomplete";
-      return false;
-    }
-    return true;
-  }
+  static bool valid(const std::filesystem::path& path, std::string& why);
 
  private:
   bool writes_ = true;
   std::function<void()> barrier_;
   std::function<bool(bool)> any_;
 
-  void say(const std::string& line) {
-    if (log_) log_(line);
-  }
+  void say(const std::string& line);
   /// After writing `step`: keep the newest `keep` committed checkpoints up to it (the one just written
   /// always among them); remove older ones, uncommitted folders (never restorable), stale temporary
   /// folders, and checkpoints newer than `step` (a resumed run restored an older one, so those were
   /// invalid or abandoned).
-  void prune(int64_t step) {
-    std::error_code ec;
-    int64_t kept = 0;
-    for (const auto& [s, path] : list()) {
-      const bool committed = std::filesystem::is_regular_file(path / "COMMIT", ec);
-      if (s == step || (s < step && committed && kept < keep_)) {
-        ++kept;
-        continue;
-      }
-      std::filesystem::remove_all(path, ec);
-    }
-    for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
-      if (e.path().filename().string().rfind(".tmp_step_", 0) == 0) std::filesystem::remove_all(e.path(), ec);
-    }
-  }
+  void prune(int64_t step);
 
-  static std::string first_line(const std::exception& e) {
-    std::string s = e.what();
-    if (const auto* c = dynamic_cast<const c10::Error*>(&e)) s = c->what_without_backtrace();
-    return gm::first_line(s);
-  }
+  static std::string first_line(const std::exception& e);
 
   /// The step, the RNG state and the EMA as named tensors (a checkpoint's state.safetensors).
   template <class T>
@@ -436,9 +385,7 @@ class Checkpointer {
 
   static std::string phema_name(size_t k, size_t i) { return "phema_" + std::to_string(k) + "_" + std::to_string(i); }
 
-  static bool fits(const torch::Tensor& have, const torch::Tensor& want) {
-    return have.sizes().equals(want.sizes()) && have.scalar_type() == want.scalar_type();
-  }
+  static bool fits(const torch::Tensor& have, const torch::Tensor& want);
 
   std::filesystem::path dir_;
   int64_t every_, keep_;
@@ -449,5 +396,97 @@ class Checkpointer {
   int64_t last_saved_ = -1;
   bool stopped_by_signal_ = false;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void Checkpointer::set_data_parallel(bool writes, std::function<void()> barrier,
+                                               std::function<bool(bool)> any) {
+  writes_ = writes, barrier_ = std::move(barrier), any_ = std::move(any);
+}
+
+GM_INLINE auto Checkpointer::list() const -> std::vector<std::pair<int64_t, std::filesystem::path>> {
+  std::vector<std::pair<int64_t, std::filesystem::path>> out;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir_, ec)) return out;
+  for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("step_", 0) != 0) continue;
+    try {
+      out.emplace_back(std::stoll(name.substr(5)), e.path());
+    } catch (...) {
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  return out;
+}
+
+GM_INLINE auto Checkpointer::valid(const std::filesystem::path& path, std::string& why) -> bool {
+  std::ifstream m(path / "COMMIT");
+  if (!m) {
+    why = "no COMMIT marker (interrupted while writing)";
+    return false;
+  }
+  std::string file;
+  uint64_t size = 0;
+  uint32_t crc = 0;
+  int files = 0;
+  while (m >> file >> size >> crc) {
+    uint64_t actual = 0;
+    std::error_code ec;
+    if (!std::filesystem::exists(path / file, ec)) {
+      why = file + " is missing";
+      return false;
+    }
+    if (!std::filesystem::is_regular_file(path / file, ec)) {
+      why = file + " is not a file";
+      return false;
+    }
+    const uint32_t c = detail::file_crc(path / file, actual);
+    if (actual != size) {
+      why = file + " has " + std::to_string(actual) + " bytes, expected " + std::to_string(size) + " (truncated)";
+      return false;
+    }
+    if (c != crc) {
+      why = file + " fails its checksum";
+      return false;
+    }
+    ++files;
+  }
+  if (files < 4) {
+    why = "COMMIT marker is incomplete";
+    return false;
+  }
+  return true;
+}
+
+GM_INLINE void Checkpointer::say(const std::string& line) {
+  if (log_) log_(line);
+}
+
+GM_INLINE void Checkpointer::prune(int64_t step) {
+  std::error_code ec;
+  int64_t kept = 0;
+  for (const auto& [s, path] : list()) {
+    const bool committed = std::filesystem::is_regular_file(path / "COMMIT", ec);
+    if (s == step || (s < step && committed && kept < keep_)) {
+      ++kept;
+      continue;
+    }
+    std::filesystem::remove_all(path, ec);
+  }
+  for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
+    if (e.path().filename().string().rfind(".tmp_step_", 0) == 0) std::filesystem::remove_all(e.path(), ec);
+  }
+}
+
+GM_INLINE auto Checkpointer::first_line(const std::exception& e) -> std::string {
+  std::string s = e.what();
+  if (const auto* c = dynamic_cast<const c10::Error*>(&e)) s = c->what_without_backtrace();
+  return gm::first_line(s);
+}
+
+GM_INLINE auto Checkpointer::fits(const torch::Tensor& have, const torch::Tensor& want) -> bool {
+  return have.sizes().equals(want.sizes()) && have.scalar_type() == want.scalar_type();
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 }  // namespace gm

@@ -3,6 +3,7 @@
 /// Training `gm::ImageClassifier` on an image data set (examples/classifier.cpp), the feature network of
 /// `--mode=eval`; gm/eval/classifier.hpp tests it.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/data/images.hpp>
 #include <gm/nn/classifier.hpp>
 #include <gm/random.hpp>
@@ -20,9 +21,13 @@ namespace gm {
 
 /// Train `net` on `data` (its batches: images in [-1, 1], labels) with Adam, cross-entropy, a linear warmup
 /// and cosine decay over `steps` steps of `batch` images; `log(step, loss)` every `every` steps.
-inline void fit_classifier(ImageClassifier& net, const data::ImageData& data, int64_t steps, int64_t batch, double lr,
-                           uint64_t seed, torch::Device device, int64_t every,
-                           const std::function<void(int64_t, double)>& log) {
+void fit_classifier(ImageClassifier& net, const data::ImageData& data, int64_t steps, int64_t batch, double lr,
+                    uint64_t seed, torch::Device device, int64_t every,
+                    const std::function<void(int64_t, double)>& log);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void fit_classifier(ImageClassifier& net, const data::ImageData& data, int64_t steps, int64_t batch,
+                              double lr, uint64_t seed, torch::Device device, int64_t every,
+                                  const std::function<void(int64_t, double)>& log) {
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(lr));
   LRSchedule schedule;
   schedule.kind = "cosine", schedule.lr = lr, schedule.warmup = std::min<int64_t>(100, steps / 10), schedule.total = steps;
@@ -45,5 +50,6 @@ inline void fit_classifier(ImageClassifier& net, const data::ImageData& data, in
   }
   net->eval();
 }
+#endif
 
 }  // namespace gm

@@ -2,6 +2,8 @@
 /// @file
 /// Exponential moving average of a network's weights.
 
+#include <gm/detail/compiled.hpp>
+
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
@@ -22,22 +24,10 @@ class EMA {
   explicit EMA(double decay = 0.999, bool warmup = true) : decay_(decay), warmup_(warmup) {}
 
   /// Start averaging from the module's current weights.
-  void attach(torch::nn::Module& m) {
-    torch::NoGradGuard ng;
-    shadow_.clear();
-    for (const auto& p : m.parameters()) shadow_.push_back(p.detach().clone());
-    updates_ = 0;
-  }
+  void attach(torch::nn::Module& m);
 
   /// One update from the module's current weights.
-  void update(torch::nn::Module& m) {
-    torch::NoGradGuard ng;
-    auto params = m.parameters();
-    if (shadow_.size() != params.size()) attach(m);
-    const double d = warmup_ ? std::min(decay_, (1.0 + updates_) / (10.0 + updates_)) : decay_;
-    for (size_t i = 0; i < params.size(); ++i) shadow_[i].mul_(d).add_(params[i].detach(), 1 - d);
-    ++updates_;
-  }
+  void update(torch::nn::Module& m);
 
   /// Trainer hook: update after each step.
   template <class T, class Stats>
@@ -69,10 +59,7 @@ class EMA {
   };
 
   /// Restore averaged weights and the update count from a checkpoint.
-  void restore(std::vector<torch::Tensor> shadow, int64_t updates) {
-    shadow_ = std::move(shadow);
-    updates_ = updates;
-  }
+  void restore(std::vector<torch::Tensor> shadow, int64_t updates);
 
   const std::vector<torch::Tensor>& shadow() const { return shadow_; }
   int64_t updates() const { return updates_; }
@@ -84,5 +71,28 @@ class EMA {
   int64_t updates_ = 0;
   std::vector<torch::Tensor> shadow_;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void EMA::attach(torch::nn::Module& m) {
+  torch::NoGradGuard ng;
+  shadow_.clear();
+  for (const auto& p : m.parameters()) shadow_.push_back(p.detach().clone());
+  updates_ = 0;
+}
+
+GM_INLINE void EMA::update(torch::nn::Module& m) {
+  torch::NoGradGuard ng;
+  auto params = m.parameters();
+  if (shadow_.size() != params.size()) attach(m);
+  const double d = warmup_ ? std::min(decay_, (1.0 + updates_) / (10.0 + updates_)) : decay_;
+  for (size_t i = 0; i < params.size(); ++i) shadow_[i].mul_(d).add_(params[i].detach(), 1 - d);
+  ++updates_;
+}
+
+GM_INLINE void EMA::restore(std::vector<torch::Tensor> shadow, int64_t updates) {
+  shadow_ = std::move(shadow);
+  updates_ = updates;
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 }  // namespace gm

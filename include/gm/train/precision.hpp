@@ -4,6 +4,7 @@
 /// dynamic loss scale that fp16 needs, the choice of precision by device ("auto"), and the thread setting
 /// that suits each precision on CPU.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/runtime.hpp>
 
@@ -27,13 +28,16 @@ enum class Precision {
   fp16,  ///< matrix products in float16 through torch's autocast, with a dynamic loss scale (gm::LossScaler)
 };
 
-inline const char* precision_name(Precision p) {
+const char* precision_name(Precision p);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE const char* precision_name(Precision p) {
   switch (p) {
     case Precision::bf16: return "bf16";
     case Precision::fp16: return "fp16";
     default: return "fp32";
   }
 }
+#endif
 
 /// What "auto" chose, and why (for the log).
 struct PrecisionChoice {
@@ -44,7 +48,9 @@ struct PrecisionChoice {
 /// Whether `device` runs bf16 products fast: a CUDA GPU of compute capability 8.0 or later (Ampere on,
 /// whose tensor cores take bf16), or a CPU with AVX-512 BF16 or AMX-BF16 (gm::cpu_has_bf16). Elsewhere bf16
 /// is emulated: fashion_mnist's UNet step measured 47 s in bf16 against 2.4 s in fp32 on an AVX2-only CPU.
-inline PrecisionChoice auto_precision(const c10::Device& device) {
+PrecisionChoice auto_precision(const c10::Device& device);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE PrecisionChoice auto_precision(const c10::Device& device) {
   if (device.is_cuda()) {
     if (at::detail::getCUDAHooks().supportsBFloat16ConvolutionWithCuDNNv8()) {
       return {Precision::bf16, "a CUDA GPU with bf16 tensor cores (compute capability >= 8.0)"};
@@ -57,10 +63,13 @@ inline PrecisionChoice auto_precision(const c10::Device& device) {
   }
   return {Precision::fp32, "a " + device.str() + " device, whose bf16 speed gm does not know"};
 }
+#endif
 
 /// "fp32", "bf16", "fp16" or "auto" (resolved for `device`, see gm::auto_precision); anything else is an
 /// error naming the value.
-inline Precision parse_precision(const std::string& s, const c10::Device& device = c10::kCPU) {
+Precision parse_precision(const std::string& s, const c10::Device& device = c10::kCPU);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Precision parse_precision(const std::string& s, const c10::Device& device) {
   if (s == "fp32") return Precision::fp32;
   if (s == "bf16") return Precision::bf16;
   if (s == "fp16") {
@@ -70,6 +79,7 @@ inline Precision parse_precision(const std::string& s, const c10::Device& device
   if (s == "auto") return auto_precision(device).precision;
   throw Error("gm: precision must be auto, fp32, bf16 or fp16, not '" + s + "'");
 }
+#endif
 
 /// While alive, matrix products (linear, addmm, matmul, convolutions) on `device` run in bfloat16 or
 /// float16 under torch's autocast, through the device-typed API of LibTorch 2.x (Micikevicius et al. 2018,
@@ -80,21 +90,8 @@ inline Precision parse_precision(const std::string& s, const c10::Device& device
 /// guard does nothing.
 class Autocast {
  public:
-  Autocast(Precision p, const c10::Device& device) : active_(p != Precision::fp32), type_(device.type()) {
-    if (!active_) return;
-    was_enabled_ = at::autocast::is_autocast_enabled(type_);
-    was_dtype_ = at::autocast::get_autocast_dtype(type_);
-    at::autocast::set_autocast_enabled(type_, true);
-    at::autocast::set_autocast_dtype(type_, p == Precision::fp16 ? at::kHalf : at::kBFloat16);
-    at::autocast::increment_nesting();
-  }
-  ~Autocast() {
-    if (!active_) return;
-    // Leaving the outermost region drops the cached low-precision copies of the weights, as torch.autocast does.
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(type_, was_enabled_);
-    at::autocast::set_autocast_dtype(type_, was_dtype_);
-  }
+  Autocast(Precision p, const c10::Device& device);
+  ~Autocast();
   Autocast(const Autocast&) = delete;
   Autocast& operator=(const Autocast&) = delete;
 
@@ -104,6 +101,26 @@ class Autocast {
   bool was_enabled_ = false;
   at::ScalarType was_dtype_ = at::kBFloat16;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE Autocast::Autocast(Precision p, const c10::Device& device)
+    : active_(p != Precision::fp32), type_(device.type()) {
+  if (!active_) return;
+  was_enabled_ = at::autocast::is_autocast_enabled(type_);
+  was_dtype_ = at::autocast::get_autocast_dtype(type_);
+  at::autocast::set_autocast_enabled(type_, true);
+  at::autocast::set_autocast_dtype(type_, p == Precision::fp16 ? at::kHalf : at::kBFloat16);
+  at::autocast::increment_nesting();
+}
+
+GM_INLINE Autocast::~Autocast() {
+  if (!active_) return;
+  // Leaving the outermost region drops the cached low-precision copies of the weights, as torch.autocast does.
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_autocast_enabled(type_, was_enabled_);
+  at::autocast::set_autocast_dtype(type_, was_dtype_);
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 /// The dynamic loss scale of fp16 training, as torch.amp.GradScaler keeps it (Micikevicius et al. 2018,
 /// section 3.2): the loss is multiplied by `scale` before backward so small gradients survive float16; the
@@ -116,20 +133,24 @@ struct LossScaler {
   int64_t skipped = 0;           ///< steps skipped for an overflow, in all
 
   /// After a step: `finite` says whether the unscaled gradient was finite. Returns whether to apply it.
-  bool update(bool finite) {
-    if (!finite) {
-      scale = std::max(scale * 0.5, 1.0);
-      good_steps = 0;
-      ++skipped;
-      return false;
-    }
-    if (++good_steps >= growth_interval) {
-      scale = std::min(scale * 2.0, 16777216.0 * 65536.0);
-      good_steps = 0;
-    }
-    return true;
-  }
+  bool update(bool finite);
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE auto LossScaler::update(bool finite) -> bool {
+  if (!finite) {
+    scale = std::max(scale * 0.5, 1.0);
+    good_steps = 0;
+    ++skipped;
+    return false;
+  }
+  if (++good_steps >= growth_interval) {
+    scale = std::min(scale * 2.0, 16777216.0 * 65536.0);
+    good_steps = 0;
+  }
+  return true;
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 /// The intra-op thread count for a training run.  `threads > 0` sets it.  `threads == 0` (auto) leaves
 /// torch's default for fp32, and uses every core for bf16 on CPU, whose products run in oneDNN on the
@@ -137,7 +158,9 @@ struct LossScaler {
 /// `all_cores` asks for every core in fp32 too: convolutional networks run their convolutions and
 /// normalisations on the intra-op pool (gm's UNet at batch 128 on 28x28: 1233 ms per fp32 step with 2
 /// threads against 1660 ms with 1).  Returns the count.
-inline int configure_threads(int threads, Precision p, const c10::Device& device, bool all_cores = false) {
+int configure_threads(int threads, Precision p, const c10::Device& device, bool all_cores = false);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE int configure_threads(int threads, Precision p, const c10::Device& device, bool all_cores) {
   if (threads > 0) {
     at::set_num_threads(threads);
   } else if ((p == Precision::bf16 || all_cores) && device.is_cpu()) {
@@ -145,5 +168,6 @@ inline int configure_threads(int threads, Precision p, const c10::Device& device
   }
   return at::get_num_threads();
 }
+#endif
 
 }  // namespace gm

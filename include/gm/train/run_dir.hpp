@@ -2,6 +2,7 @@
 /// @file
 /// The experiment folder (`--workdir`): resolved config, log, history, samples and plots of one run.
 
+#include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
 #include <gm/io/config.hpp>
 #include <gm/io/file.hpp>
@@ -39,95 +40,107 @@ class RunDir {
   enum class Open { create_or_resume, existing };
 
   RunDir(std::filesystem::path dir, const Config& cfg, const std::vector<std::string>& may_change, int argc,
-         char** argv, Open how = Open::create_or_resume)
-      : dir_(std::move(dir)) {
-    std::error_code ec;
-    const bool exists = std::filesystem::exists(dir_ / "config.toml", ec);
-    if (!exists && how == Open::existing) {
-      throw Error("gm: " + dir_.string() + " holds no run (no config.toml); train one first or fix --workdir");
-    }
-    if (exists) {
-      Config saved = cfg;
-      saved.load_file(dir_ / "config.toml");
-      std::string free_list;
-      for (const auto& m : may_change) free_list += (free_list.empty() ? "" : ", ") + m + (m.back() == '.' ? "*" : "");
-      for (const auto& k : cfg.keys()) {
-        bool free = false;
-        for (const auto& m : may_change) free = free || k == m || (m.back() == '.' && k.rfind(m, 0) == 0);
-        if (!free && saved.text(k) != cfg.text(k)) {
-          throw Error("gm: " + dir_.string() + " holds a run with " + k + " = " + saved.text(k) + ", not " +
-                      cfg.text(k) + "; a resumed run may change only " + free_list + " (or choose another --workdir)");
-        }
-      }
-      resuming_ = true;
-    }
-    std::filesystem::create_directories(dir_ / "samples", ec);
-    if (ec) throw Error("gm: " + dir_.string() + ": cannot create folder: " + ec.message());
-    log_.open(dir_ / "log.txt", std::ios::app);
-    if (!log_) throw Error("gm: " + (dir_ / "log.txt").string() + ": cannot write file");
-    if (how == Open::create_or_resume) {
-      write("config.toml", cfg.to_toml());  // a new run, or training.steps changed
-      if (!exists) write("meta.json", meta(argc, argv));
-    }
-  }
+         char** argv, Open how = Open::create_or_resume);
 
   const std::filesystem::path& path() const { return dir_; }
   /// Whether the folder already held this run.
   bool resuming() const { return resuming_; }
 
   /// Print `line` to stdout and append it to log.txt.
-  void log(const std::string& line) {
-    std::printf("%s\n", line.c_str());
-    std::fflush(stdout);
-    log_ << line << '\n';
-    log_.flush();
-  }
+  void log(const std::string& line);
 
   /// Write a text file into the folder (atomically: a reader sees the old file or the new one).
   void write(const std::string& name, const std::string& text) { io::write_file_atomic(dir_ / name, text); }
 
   /// A path in the folder that does not exist yet: `stem + ext`, else `stem_2 + ext`, `stem_3 + ext`, ...
-  std::filesystem::path unused(const std::string& stem, const std::string& ext) const {
-    auto p = dir_ / (stem + ext);
-    for (int i = 2; std::filesystem::exists(p); ++i) p = dir_ / (stem + "_" + std::to_string(i) + ext);
-    return p;
-  }
+  std::filesystem::path unused(const std::string& stem, const std::string& ext) const;
 
  private:
-  static std::string json_string(const std::string& s) {
-    std::string out = "\"";
-    for (char c : s) {
-      if (c == '"' || c == '\\') out += '\\';
-      if (static_cast<unsigned char>(c) < 0x20) continue;
-      out += c;
-    }
-    return out + "\"";
-  }
-  static std::string meta(int argc, char** argv) {
-    char host[256] = "";
-    ::gethostname(host, sizeof host - 1);
-    std::string commit;
-    if (FILE* p = ::popen("git rev-parse HEAD 2>/dev/null", "r")) {
-      char buf[64] = "";
-      if (std::fgets(buf, sizeof buf, p)) commit = buf;
-      ::pclose(p);
-      while (!commit.empty() && (commit.back() == '\n' || commit.back() == ' ')) commit.pop_back();
-    }
-    char when[64];
-    const std::time_t now = std::time(nullptr);
-    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    std::string cmd;
-    for (int i = 0; i < argc; ++i) cmd += (i ? ", " : "") + json_string(argv[i]);
-    return "{\n  \"gm_version\": " + json_string(version_string) + ",\n  \"git_commit\": " +
-           (commit.empty() ? "null" : json_string(commit)) + ",\n  \"host\": " + json_string(host) +
-           ",\n  \"start_time\": " + json_string(when) + ",\n  \"command_line\": [" + cmd + "]\n}\n";
-  }
+  static std::string json_string(const std::string& s);
+  static std::string meta(int argc, char** argv);
 
   bool resuming_ = false;
  private:
   std::filesystem::path dir_;
   std::ofstream log_;
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE RunDir::RunDir(std::filesystem::path dir, const Config& cfg, const std::vector<std::string>& may_change,
+                         int argc, char** argv, Open how) : dir_(std::move(dir)) {
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(dir_ / "config.toml", ec);
+  if (!exists && how == Open::existing) {
+    throw Error("gm: " + dir_.string() + " holds no run (no config.toml); train one first or fix --workdir");
+  }
+  if (exists) {
+    Config saved = cfg;
+    saved.load_file(dir_ / "config.toml");
+    std::string free_list;
+    for (const auto& m : may_change) free_list += (free_list.empty() ? "" : ", ") + m + (m.back() == '.' ? "*" : "");
+    for (const auto& k : cfg.keys()) {
+      bool free = false;
+      for (const auto& m : may_change) free = free || k == m || (m.back() == '.' && k.rfind(m, 0) == 0);
+      if (!free && saved.text(k) != cfg.text(k)) {
+        throw Error("gm: " + dir_.string() + " holds a run with " + k + " = " + saved.text(k) + ", not " +
+                    cfg.text(k) + "; a resumed run may change only " + free_list + " (or choose another --workdir)");
+      }
+    }
+    resuming_ = true;
+  }
+  std::filesystem::create_directories(dir_ / "samples", ec);
+  if (ec) throw Error("gm: " + dir_.string() + ": cannot create folder: " + ec.message());
+  log_.open(dir_ / "log.txt", std::ios::app);
+  if (!log_) throw Error("gm: " + (dir_ / "log.txt").string() + ": cannot write file");
+  if (how == Open::create_or_resume) {
+    write("config.toml", cfg.to_toml());  // a new run, or training.steps changed
+    if (!exists) write("meta.json", meta(argc, argv));
+  }
+}
+
+GM_INLINE void RunDir::log(const std::string& line) {
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+  log_ << line << '\n';
+  log_.flush();
+}
+
+GM_INLINE auto RunDir::unused(const std::string& stem, const std::string& ext) const -> std::filesystem::path {
+  auto p = dir_ / (stem + ext);
+  for (int i = 2; std::filesystem::exists(p); ++i) p = dir_ / (stem + "_" + std::to_string(i) + ext);
+  return p;
+}
+
+GM_INLINE auto RunDir::json_string(const std::string& s) -> std::string {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) continue;
+    out += c;
+  }
+  return out + "\"";
+}
+
+GM_INLINE auto RunDir::meta(int argc, char** argv) -> std::string {
+  char host[256] = "";
+  ::gethostname(host, sizeof host - 1);
+  std::string commit;
+  if (FILE* p = ::popen("git rev-parse HEAD 2>/dev/null", "r")) {
+    char buf[64] = "";
+    if (std::fgets(buf, sizeof buf, p)) commit = buf;
+    ::pclose(p);
+    while (!commit.empty() && (commit.back() == '\n' || commit.back() == ' ')) commit.pop_back();
+  }
+  char when[64];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::string cmd;
+  for (int i = 0; i < argc; ++i) cmd += (i ? ", " : "") + json_string(argv[i]);
+  return "{\n  \"gm_version\": " + json_string(version_string) + ",\n  \"git_commit\": " +
+         (commit.empty() ? "null" : json_string(commit)) + ",\n  \"host\": " + json_string(host) +
+         ",\n  \"start_time\": " + json_string(when) + ",\n  \"command_line\": [" + cmd + "]\n}\n";
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 /// Trainer callback: the run's history.  Appends step, loss, lr, grad_norm, ms_per_step to history.csv
 /// every step (one whole row per write, so a killed run leaves no torn line), logs a progress line (step,
@@ -185,33 +198,7 @@ class History {
 
   /// Draw loss.png from the whole history: the raw loss, translucent, under a centred moving average,
   /// on a linear axis fitted to the data (log when it spans more than 30x).
-  void plot() const {
-    if (steps_.empty()) return;
-    const size_t n = steps_.size(), half = std::max<size_t>(1, n / 100);
-    std::vector<double> prefix(n + 1, 0);
-    for (size_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + (std::isfinite(losses_[i]) ? losses_[i] : 0);
-    io::Series raw{"loss", steps_, losses_, 0, n > 2000 ? 0.12 : 0.3, 1}, smooth{"moving average", steps_, {}, 11, 1, 2};
-    for (size_t i = 0; i < n; ++i) {
-      const size_t lo = i >= half ? i - half : 0, hi = std::min(n, i + half + 1);
-      smooth.y.push_back((prefix[hi] - prefix[lo]) / static_cast<double>(hi - lo));
-    }
-    // The y range: the smoothed curve and the raw loss without its 0.5% most extreme points on each side.
-    std::vector<double> sorted;
-    for (double v : losses_) {
-      if (std::isfinite(v)) sorted.push_back(v);
-    }
-    if (sorted.empty()) return;
-    std::sort(sorted.begin(), sorted.end());
-    double lo = sorted[sorted.size() / 200], hi = sorted[sorted.size() - 1 - sorted.size() / 200];
-    for (double v : smooth.y) lo = std::min(lo, v), hi = std::max(hi, v);
-    io::PlotOptions o;
-    o.title = "training loss";
-    o.x_label = "step";
-    o.y_label = "loss";
-    o.log_y = lo > 0 && hi / lo > 30;
-    o.y_range = std::pair{lo, hi};
-    io::write_file_atomic(dir_.path() / "loss.png", io::encode_png(io::line_plot({raw, smooth}, o)));
-  }
+  void plot() const;
 
   /// Mean milliseconds per training step over the whole run (every row of history.csv).
   double mean_ms() const { return steps_.empty() ? 0 : ms_sum_ / static_cast<double>(steps_.size()); }
@@ -223,40 +210,7 @@ class History {
 
   /// Read history.csv up to `step`, cut what lies beyond (rows after the checkpoint, a torn last line),
   /// and open it for appending.
-  void load(int64_t step) {
-    const auto path = dir_.path() / "history.csv";
-    const std::string text = io::read_file(path);
-    size_t keep = 0;
-    if (text.rfind(header, 0) == 0) {
-      keep = std::string_view(header).size();
-      for (size_t at = keep; at < text.size();) {
-        const size_t nl = text.find('\n', at);
-        if (nl == std::string::npos) break;  // a torn last line
-        std::stringstream row(text.substr(at, nl - at));
-        long long s = 0;
-        double loss = 0, lr = 0, norm = 0, ms = 0;
-        char c1 = 0, c2 = 0, c3 = 0, c4 = 0;
-        if (!(row >> s >> c1 >> loss >> c2 >> lr >> c3 >> norm >> c4 >> ms) || s > step ||
-            (!steps_.empty() && static_cast<double>(s) <= steps_.back())) {
-          break;
-        }
-        steps_.push_back(static_cast<double>(s));
-        losses_.push_back(loss);
-        ms_sum_ += ms;
-            keep = at = nl + 1;
-      }
-    }
-    std::error_code ec;
-    if (keep == 0) {
-      io::write_file_atomic(path, header);
-    } else if (keep != text.size()) {
-      std::filesystem::resize_file(path, keep, ec);
-      if (ec) throw Error("gm: " + path.string() + ": cannot truncate: " + ec.message());
-    }
-    before_ms_ = ms_sum_;
-    loaded_ = steps_.size();
-    csv_ = io::AppendFile(path);
-  }
+  void load(int64_t step);
 
   RunDir& dir_;
   int64_t every_, total_;
@@ -268,5 +222,70 @@ class History {
   int64_t count_ = 0;
   size_t loaded_ = 0;  // rows read back from an earlier process
 };
+
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void History::plot() const {
+  if (steps_.empty()) return;
+  const size_t n = steps_.size(), half = std::max<size_t>(1, n / 100);
+  std::vector<double> prefix(n + 1, 0);
+  for (size_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + (std::isfinite(losses_[i]) ? losses_[i] : 0);
+  io::Series raw{"loss", steps_, losses_, 0, n > 2000 ? 0.12 : 0.3, 1}, smooth{"moving average", steps_, {}, 11, 1, 2};
+  for (size_t i = 0; i < n; ++i) {
+    const size_t lo = i >= half ? i - half : 0, hi = std::min(n, i + half + 1);
+    smooth.y.push_back((prefix[hi] - prefix[lo]) / static_cast<double>(hi - lo));
+  }
+  // The y range: the smoothed curve and the raw loss without its 0.5% most extreme points on each side.
+  std::vector<double> sorted;
+  for (double v : losses_) {
+    if (std::isfinite(v)) sorted.push_back(v);
+  }
+  if (sorted.empty()) return;
+  std::sort(sorted.begin(), sorted.end());
+  double lo = sorted[sorted.size() / 200], hi = sorted[sorted.size() - 1 - sorted.size() / 200];
+  for (double v : smooth.y) lo = std::min(lo, v), hi = std::max(hi, v);
+  io::PlotOptions o;
+  o.title = "training loss";
+  o.x_label = "step";
+  o.y_label = "loss";
+  o.log_y = lo > 0 && hi / lo > 30;
+  o.y_range = std::pair{lo, hi};
+  io::write_file_atomic(dir_.path() / "loss.png", io::encode_png(io::line_plot({raw, smooth}, o)));
+}
+
+GM_INLINE void History::load(int64_t step) {
+  const auto path = dir_.path() / "history.csv";
+  const std::string text = io::read_file(path);
+  size_t keep = 0;
+  if (text.rfind(header, 0) == 0) {
+    keep = std::string_view(header).size();
+    for (size_t at = keep; at < text.size();) {
+      const size_t nl = text.find('\n', at);
+      if (nl == std::string::npos) break;  // a torn last line
+      std::stringstream row(text.substr(at, nl - at));
+      long long s = 0;
+      double loss = 0, lr = 0, norm = 0, ms = 0;
+      char c1 = 0, c2 = 0, c3 = 0, c4 = 0;
+      if (!(row >> s >> c1 >> loss >> c2 >> lr >> c3 >> norm >> c4 >> ms) || s > step ||
+          (!steps_.empty() && static_cast<double>(s) <= steps_.back())) {
+        break;
+      }
+      steps_.push_back(static_cast<double>(s));
+      losses_.push_back(loss);
+      ms_sum_ += ms;
+          keep = at = nl + 1;
+    }
+  }
+  std::error_code ec;
+  if (keep == 0) {
+    io::write_file_atomic(path, header);
+  } else if (keep != text.size()) {
+    std::filesystem::resize_file(path, keep, ec);
+    if (ec) throw Error("gm: " + path.string() + ": cannot truncate: " + ec.message());
+  }
+  before_ms_ = ms_sum_;
+  loaded_ = steps_.size();
+  csv_ = io::AppendFile(path);
+}
+#endif  // GM_HEADER_DEFINITIONS
 
 }  // namespace gm
