@@ -124,6 +124,24 @@ TEST_CASE("bad flags and values on the command line exit with code 2") {
   CHECK(run(g, {"--training.ema=maybe"}) == 2);
   auto h = make_config();
   CHECK(run(h, {"--help"}) == 0);
+  // A flag given twice: the last value counts, and parse notes it.
+  auto twice = make_config();
+  CHECK(run(twice, {"--training.steps=5", "--model.hidden", "8", "--training.steps", "9"}) == -1);
+  CHECK(twice.get<int64_t>("training.steps") == 9);
+  CHECK(twice.get<int64_t>("model.hidden") == 8);
+  REQUIRE(twice.notes().size() == 1);
+  CHECK(twice.notes()[0] == "--training.steps given more than once: the last value counts");
+  // A misspelt key: the nearest declared one, on the command line and in a file.
+  auto misspelt = make_config();
+  CHECK(misspelt.nearest_key("training.stepz") == "training.steps");
+  CHECK(misspelt.nearest_key("trainign.lr") == "training.lr");
+  CHECK(misspelt.nearest_key("wholly.different") == "");
+  CHECK(run(misspelt, {"--training.lrr=0.1"}) == 2);
+  CHECK(gm::test::contains(file_error("[training]\nstepz = 5\n"), "unknown key; did you mean training.steps?"));
+  // An empty value is refused, and does not swallow the next argument.
+  auto empty = make_config();
+  CHECK(run(empty, {"--device=", "--training.steps=7"}) == 2);
+  CHECK(empty.get<int64_t>("training.steps") != 7);
   // The direct form throws with the flag named.
   auto k = make_config();
   try {

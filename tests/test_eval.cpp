@@ -228,6 +228,14 @@ TEST_CASE("a gm classifier saved and loaded as a feature network gives the same 
   gm::save_classifier(dir / "d.safetensors", other);
   CHECK(gm::test::contains(gm::test::error_of([&] { gm::reference_stats(gm::FeatureNet::load(dir / "d.safetensors"), u8, cache); }),
                            "statistics of another network"));
+  // Other images of the same count (another folder, or this one at another resolution) do not share the
+  // cache: their hash differs, names another file, and is checked when a file is read.
+  auto other_u8 = (u8.to(torch::kInt32) + 1).clamp(0, 255).to(torch::kUInt8);
+  CHECK(gm::content_hash(u8) == gm::content_hash(u8.clone()));
+  CHECK(gm::content_hash(u8) != gm::content_hash(other_u8));
+  CHECK(gm::content_hash(u8) != gm::content_hash(u8.reshape({u8.size(0), u8.size(1), -1})));  // the shape counts
+  CHECK(gm::test::contains(gm::test::error_of([&] { gm::reference_stats(fnet, other_u8, cache); }),
+                           "statistics of another network or data set"));
   // Bad files: one-line errors naming them.
   CHECK(gm::test::contains(gm::test::error_of([&] { gm::FeatureNet::load(dir / "none.pt"); }), "none.pt: no such file"));
   std::ofstream(dir / "junk.pt") << "not a module";

@@ -255,7 +255,54 @@ TEST_CASE("ImageData: flips, labels, and the pixel encoder round trip") {
     CHECK(enc.decode(x).equal(u));
   }
   CHECK(gm::data::PixelEncoder{}.decode(torch::full({1}, 7.0)).item<int>() == 255);  // clamped
+
+  // ImageData's own decode follows data.dequantize: every pixel of 64 x 4 x 256 dequantised values comes back
+  // (decoding by rounding, as it did, put 25% of them one level off).
+  auto many = torch::arange(256, torch::kInt64).to(torch::kUInt8).repeat({64, 1, 4, 1}).view({64, 1, 32, 32});
+  cfg.set_from_string("data.dequantize", "true", "test");
+  auto deq = gm::data::ImageData::from_config(cfg);
+  CHECK(deq.decode(deq.encode(many, gm::make_generator(5))).equal(many));
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("image folders: a test/ split takes the train split's classes, and an empty class is an error") {
+  // Layout 1: root/<class>/ for training and root/test/<class>/ for evaluation.
+  auto dir = gm::test::fresh_dir("folder_split");
+  std::vector<uint8_t> grey(4 * 4, 90);
+  auto put = [&](const std::filesystem::path& d, const std::string& name) {
+    std::filesystem::create_directories(d);
+    stbi_write_png((d / name).c_str(), 4, 4, 1, grey.data(), 4);
+  };
+  put(dir / "ant", "a.png");
+  put(dir / "bee", "b.png");
+  put(dir / "zebra", "z.png");
+  put(dir / "test" / "bee", "b2.png");
+  put(dir / "test" / "zebra", "z2.png");
+  const auto train = gm::data::read_image_folder(dir, 4, 1), test = gm::data::read_image_folder(dir, 4, 1, "test");
+  CHECK(train.num_classes == 3);  // test/ is not a class
+  CHECK((train.class_names == std::vector<std::string>{"ant", "bee", "zebra"}));
+  CHECK(test.num_classes == 3);
+  CHECK(test.class_names == train.class_names);
+  CHECK(test.labels.equal(torch::tensor({1, 2}, torch::kInt64)));  // zebra is 2 in both splits
+  put(dir / "test" / "yak", "y.png");
+  CHECK(contains(error_of([&] { gm::data::read_image_folder(dir, 4, 1, "test"); }),
+                 "class 'yak' is not a class of the train split"));
+  std::filesystem::remove_all(dir / "test" / "yak");
+  std::filesystem::create_directories(dir / "cow");  // an empty class folder
+  CHECK(contains(error_of([&] { gm::data::read_image_folder(dir, 4, 1); }), "cow: no PNG, JPEG or BMP images"));
+  std::filesystem::remove_all(dir);
+
+  // Layout 2: sibling root/train/<class>/ and root/test/<class>/.
+  auto sib = gm::test::fresh_dir("folder_siblings");
+  put(sib / "train" / "ant", "a.png");
+  put(sib / "train" / "bee", "b.png");
+  put(sib / "test" / "bee", "b2.png");
+  const auto t2 = gm::data::read_image_folder(sib, 4, 1), e2 = gm::data::read_image_folder(sib, 4, 1, "test");
+  CHECK((t2.class_names == std::vector<std::string>{"ant", "bee"}));
+  CHECK(e2.num_classes == 2);
+  CHECK(e2.labels.equal(torch::tensor({1}, torch::kInt64)));
+  CHECK(contains(error_of([&] { gm::data::read_image_folder(sib, 4, 1, "valid"); }), "split must be train or test"));
+  std::filesystem::remove_all(sib);
 }
 
 TEST_CASE("LatentEncoder: a TorchScript module with encode and decode, and its bad files") {
@@ -442,4 +489,32 @@ TEST_CASE("image_grid lays images out in rows with padding") {
   CHECK(img.rgb[0] == 255);                                  // padding
   CHECK(img.rgb[(1 * img.width + 1) * 3] == 0);              // image 0
   CHECK(img.rgb[((1 + 2 * 7) * img.width + 1) * 3] == 200);  // image 4: row 2, column 0
+}
+
+TEST_CASE("UNet: attention by level, at the same levels down and up, and a resolution no level has is an error") {
+  auto blocks = [](gm::UNet& u, const std::string& name) {
+    for (const auto& c : u->named_children()) {
+      if (c.key() == name) return static_cast<int64_t>(c.value()->children().size());
+    }
+    return int64_t{-1};
+  };
+  // 28 x 28 with levels 28, 14, 7: attention at 14 is level 1's 2 encoder and 3 decoder blocks (ADM's
+  // attention_ds 2).  Before, the decoder doubled up from the bottom (4, 8, 16, 32) and had none at 14.
+  gm::UNet u(gm::UNetOptions().in_channels(1).image_size(28).channels(16).res_blocks(2).attention_resolutions({14})
+                 .dropout(0));
+  CHECK(blocks(u, "down_attn") == 2);
+  CHECK(blocks(u, "up_attn") == 3);
+  auto x = torch::randn({2, 1, 28, 28});
+  CHECK((u->forward(x, torch::rand({2})).sizes() == x.sizes()));
+  // Odd sizes round up on the way down (15 -> 8 -> 4), and the decoder meets the same sizes.
+  gm::UNet odd(gm::UNetOptions().in_channels(1).image_size(15).channels(16).res_blocks(1).attention_resolutions({8, 4})
+                   .dropout(0));
+  CHECK(blocks(odd, "down_attn") == 2);
+  CHECK(blocks(odd, "up_attn") == 4);
+  auto xo = torch::randn({1, 1, 15, 15});
+  CHECK((odd->forward(xo, torch::rand({1})).sizes() == xo.sizes()));
+  // model.attention=7 on 32 x 32 (levels 32, 16, 8) used to give no attention silently.
+  const auto msg = gm::test::error_of([] { gm::UNet(gm::UNetOptions().image_size(32).attention_resolutions({7})); });
+  CHECK(contains(msg, "UNet attention at 7: no level of this UNet has that resolution"));
+  CHECK(contains(msg, "32, 16, 8"));
 }

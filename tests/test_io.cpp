@@ -1,10 +1,12 @@
 // Typed name dispatch, PNG writing, plots, atomic files and TensorBoard event files.
 #include "helpers.hpp"
 
+#include <gm/io/export.hpp>
 #include <gm/io/file.hpp>
 #include <gm/io/plot.hpp>
 #include <gm/io/safetensors.hpp>
 #include <gm/io/tensorboard.hpp>
+#include <gm/nn/mlp.hpp>
 #include <gm/io/png.hpp>
 #include <gm/sampler/grids.hpp>
 #include <gm/type_list.hpp>
@@ -237,4 +239,26 @@ TEST_CASE("safetensors: tensors and metadata round-trip; malformed headers and d
   CHECK(error(with_header("{} x", "")).find("trailing") != std::string::npos);
   CHECK(error(with_header("{\"a\":{\"dtype\":\"BOOL\",\"shape\":[1],\"data_offsets\":[0,1]}}", "\x07")).find("neither 0 nor 1") != std::string::npos);
   CHECK_THROWS_WITH_AS(gm::io::read_safetensors("/nonexistent/x.safetensors"), doctest::Contains("no such file"), gm::Error);
+}
+
+TEST_CASE("load_weights: an exported network loads back by name; a wrong shape or a missing tensor names the file") {
+  auto dir = gm::test::fresh_dir("load_weights");
+  torch::manual_seed(1);
+  gm::MLP a(gm::MLPOptions().dim(2).hidden(8).layers(2));
+  torch::manual_seed(2);
+  gm::MLP b(gm::MLPOptions().dim(2).hidden(8).layers(2));
+  gm::io::write_safetensors(dir / "weights.safetensors", gm::io::named_tensors(*a));
+  gm::io::load_weights(*b, dir);  // a run folder: its weights.safetensors
+  for (const auto& [name, t] : gm::io::named_tensors(*a)) {
+    bool found = false;
+    for (const auto& [n2, t2] : gm::io::named_tensors(*b)) found = found || (n2 == name && t2.equal(t));
+    CHECK_MESSAGE(found, name);
+  }
+  gm::MLP wide(gm::MLPOptions().dim(2).hidden(16).layers(2));
+  const auto msg = gm::test::error_of([&] { gm::io::load_weights(*wide, dir / "weights.safetensors"); });
+  CHECK(gm::test::contains(msg, "weights.safetensors: tensor '"));
+  CHECK(gm::test::contains(msg, "this network's has"));
+  gm::MLP deep(gm::MLPOptions().dim(2).hidden(8).layers(3));
+  CHECK(gm::test::contains(gm::test::error_of([&] { gm::io::load_weights(*deep, dir); }), "for this network"));
+  std::filesystem::remove_all(dir);
 }

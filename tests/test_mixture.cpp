@@ -319,3 +319,28 @@ TEST_CASE("VDM's discrete decoder is a distribution over the levels and sharp wh
                            }),
                            "sigma(0) > 0"));
 }
+
+TEST_CASE_TEMPLATE("at t = 0 the oracle's noise is 0 and its score the mixture's own, not NaN", S, GM_ALL_SCHEDULES) {
+  gm::Interpolant<S> ip;
+  auto g = lopsided();
+  auto x = 2 * torch::randn({16, 3}, f64());
+  auto t = torch::zeros({16}, f64());
+  // As a model too (predict<P>): a Score model at t = 0 used to be the noise over sigma, 0 / 0.
+  const torch::Tensor noise = g.template predict<gm::Noise>(x, t, ip), score = g.template predict<gm::Score>(x, t, ip),
+                      data = g.template predict<gm::Data>(x, t, ip);
+  CHECK(max_rel(score, g.score(x, t, ip)) < 1e-12);
+  const torch::Tensor sigma0 = ip.sigma(t), alpha0 = gm::detail::bcast(ip.alpha(t), x);
+  CHECK(torch::isfinite(noise).all().item<bool>());
+  CHECK(torch::isfinite(score).all().item<bool>());
+  CHECK(torch::isfinite(data).all().item<bool>());
+  if constexpr (std::is_same_v<S, gm::Linear> || std::is_same_v<S, gm::VP> || std::is_same_v<S, gm::Trig>) {
+    REQUIRE(sigma0.abs().max().item<double>() == 0);
+  }
+  if (sigma0.abs().max().item<double>() == 0) {  // x_0 is the data itself
+    CHECK(noise.abs().max().item<double>() == 0);
+    auto xx = x.clone().requires_grad_(true);
+    auto own = torch::autograd::grad({g.log_prob(xx).sum()}, {xx})[0];
+    CHECK(max_rel(score, own) < 1e-10);
+    CHECK(max_rel(data, x / alpha0) < 1e-12);
+  }
+}

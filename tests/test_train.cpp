@@ -616,3 +616,33 @@ TEST_CASE("VDM trains its schedule with the network: gamma stays monotone, the l
   CHECK(x.mean(0)[0].item<double>() == doctest::Approx(1.0).epsilon(0.1));
   CHECK(x.std(0).mean().item<double>() == doctest::Approx(0.5).epsilon(0.15));
 }
+
+TEST_CASE("data-parallel: a micro-batch with fewer rows than ranks gives the empty shard a zero loss, not NaN") {
+  // Two ranks simulated in one process: every rank draws the global batch's times and noise, then trains on
+  // its rows [rank B / W, (rank + 1) B / W).  A 1-row micro-batch leaves rank 0 with none.
+  auto set_rank = [](Flow& t, int64_t rank) {
+    gm::DataParallel dp;
+    dp.rank = rank;
+    dp.world = 2;
+    dp.all_reduce_sum = [](torch::Tensor&) {};  // this process stands in for the group
+    dp.broadcast = [](torch::Tensor&) {};
+    t.set_data_parallel(dp);
+  };
+  auto make = [] {
+    torch::manual_seed(3);
+    return gm::MLP(gm::MLPOptions().dim(2).hidden(16).layers(1));
+  };
+  Flow alone(make(), gm::TrainOptions().accumulate(4)), rank0(make(), gm::TrainOptions().accumulate(4)),
+      rank1(make(), gm::TrainOptions().accumulate(4));
+  set_rank(rank0, 0);
+  set_rank(rank1, 1);
+  const auto x = torch::randn({1, 2});
+  const auto l_alone = alone.loss(x), l0 = rank0.loss(x), l1 = rank1.loss(x);
+  CHECK(l0.item<double>() == 0.0);
+  CHECK(l1.item<double>() == doctest::Approx(l_alone.item<double>()).epsilon(1e-6));  // the sum over ranks
+  l0.backward();                                                                        // and it has a graph
+  // A whole step of 10 rows in 4 micro-batches (3, 3, 3, 1): rank 0's last shard is empty.
+  const auto s = rank0.train_step(torch::randn({10, 2}));
+  CHECK(std::isfinite(s.loss));
+  CHECK(std::isfinite(s.grad_norm));
+}

@@ -26,8 +26,9 @@ namespace gm::data {
 ///
 /// Without dequantisation a value u in 0..255 maps to 2 u / 255 - 1, and decoding rounds back.  With
 /// uniform dequantisation (Theis et al. 2016; Ho et al. 2019, Flow++) u maps to 2 (u + v) / 256 - 1 with v
-/// ~ U[0, 1), so the model sees a continuous density whose likelihood bounds the discrete one; decoding
-/// takes the bin floor(256 (x + 1) / 2).  Decoding clamps to 0..255 either way.
+/// ~ U[0, 1) (on a grid of 2^15 points, so that float32 holds u + v exactly), so the model sees a continuous
+/// density whose likelihood bounds the discrete one; decoding takes the bin floor(256 (x + 1) / 2), and gives
+/// every pixel back.  Decoding clamps to 0..255 either way.
 struct PixelEncoder {
   bool dequantize = false;
 
@@ -41,7 +42,10 @@ struct PixelEncoder {
 GM_INLINE auto PixelEncoder::encode(const torch::Tensor& u8, const at::Generator& gen) const -> torch::Tensor {
   auto x = u8.to(torch::kFloat32);
   if (!dequantize) return x * (2.0 / 255.0) - 1.0;
-  auto v = gen.defined() ? torch::rand(x.sizes(), gen, x.options()) : torch::rand_like(x);
+  auto r = gen.defined() ? torch::rand(x.sizes(), gen, x.options()) : torch::rand_like(x);
+  // v on 2^15 points centred in their cells: u + v then fits float32's 24 bits, so the encoding is exact and
+  // decoding's floor gives u back for every pixel (a continuous v rounds to u + 1 near the cell's top).
+  auto v = (torch::floor(r * 32768.0) + 0.5) * (1.0 / 32768.0);
   return (x + v) * (2.0 / 256.0) - 1.0;
 }
 

@@ -123,7 +123,10 @@ class GaussianMixture {
   template <class P, Process I>
   torch::Tensor predict(const torch::Tensor& x, const torch::Tensor& t, const I& ip, const P& p = P{}) const {
     static_assert(Parameterization<P>, "gm: GaussianMixture::predict<P> needs P to be a gm::Parameterization.");
-    return p.from_estimate(estimate(x, t, ip), x, t, ip);
+    // The score exactly, not the noise over sigma: at t = 0, where sigma = 0, that is 0 / 0 and the limit is
+    // the mixture's own score.
+    if constexpr (std::same_as<P, Score>) return score(x, t, ip);
+    else return p.from_estimate(estimate(x, t, ip), x, t, ip);
   }
 
  private:

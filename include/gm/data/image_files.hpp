@@ -284,43 +284,73 @@ GM_INLINE torch::Tensor decode_image(std::string_view bytes, const std::string& 
 /// A folder with one subfolder per class holding PNG, JPEG or BMP files, as torchvision's ImageFolder reads
 /// it: classes are the subfolder names in sorted order, files are read in sorted order, each decoded,
 /// resized and centre-cropped to `resolution` with `channels` channels (see `decode_image`).  Files with
-/// other extensions are skipped; a folder without images is an error.
-ImageSet read_image_folder(const std::filesystem::path& root, int resolution, int channels);
+/// other extensions are skipped; a class folder without images is an error.  Split "test" reads root/test/
+/// (a subfolder of the train split's root, which is then not a class, or a sibling of root/train/); its
+/// classes and labels are the train split's, and a class the train split does not have is an error.
+ImageSet read_image_folder(const std::filesystem::path& root, int resolution, int channels,
+                           const std::string& split = "train");
 #if GM_HEADER_DEFINITIONS
-GM_INLINE ImageSet read_image_folder(const std::filesystem::path& root, int resolution, int channels) {
+GM_INLINE ImageSet read_image_folder(const std::filesystem::path& root, int resolution, int channels,
+                                     const std::string& split) {
   std::error_code ec;
   if (!std::filesystem::is_directory(root, ec)) throw Error("gm: " + root.string() + ": no such folder");
   if (resolution < 1 || resolution > 4096) throw Error("gm: image resolution must be 1..4096");
   if (channels != 1 && channels != 3) throw Error("gm: image channels must be 1 or 3");
-  std::vector<std::filesystem::path> classes;
-  for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
-    if (e.is_directory()) classes.push_back(e.path());
+  if (split != "train" && split != "test") throw Error("gm: an image folder's split must be train or test, not '" + split + "'");
+  // The splits: root/train/ and root/test/ when root/train/ exists; else root itself (its test/ aside) and
+  // root/test/.  The classes are the train split's, in both.
+  const bool siblings = std::filesystem::is_directory(root / "train", ec);
+  const auto train_dir = siblings ? root / "train" : root;
+  const auto dir = split == "train" ? train_dir : root / "test";
+  if (!std::filesystem::is_directory(dir, ec)) {
+    throw Error("gm: " + root.string() + ": no test/ folder for the test split (expected root/test/<class>/<image>)");
   }
-  std::sort(classes.begin(), classes.end());
-  if (classes.empty()) throw Error("gm: " + root.string() + ": no class subfolders (expected root/<class>/<image>)");
+  auto subfolders = [&](const std::filesystem::path& d) {
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(d, ec)) {
+      const auto name = e.path().filename().string();
+      if (e.is_directory() && !(d == root && !siblings && name == "test")) names.push_back(name);
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  const auto classes = subfolders(train_dir);
+  if (classes.empty()) throw Error("gm: " + train_dir.string() + ": no class subfolders (expected root/<class>/<image>)");
+  for (const auto& name : subfolders(dir)) {
+    if (!std::binary_search(classes.begin(), classes.end(), name)) {
+      throw Error("gm: " + (dir / name).string() + ": class '" + name + "' is not a class of the train split (" +
+                  train_dir.string() + ")");
+    }
+  }
   ImageSet s;
   std::vector<torch::Tensor> images;
   std::vector<int64_t> labels;
   for (size_t k = 0; k < classes.size(); ++k) {
+    const auto folder = dir / classes[k];
     std::vector<std::filesystem::path> files;
-    for (const auto& e : std::filesystem::directory_iterator(classes[k], ec)) {
-      const auto ext = detail::lower(e.path().extension().string());
-      if (e.is_regular_file() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp")) {
-        files.push_back(e.path());
+    if (std::filesystem::is_directory(folder, ec)) {
+      for (const auto& e : std::filesystem::directory_iterator(folder, ec)) {
+        const auto ext = detail::lower(e.path().extension().string());
+        if (e.is_regular_file() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp")) {
+          files.push_back(e.path());
+        }
       }
+    }
+    if (files.empty() && split == "train") {
+      throw Error("gm: " + folder.string() + ": no PNG, JPEG or BMP images in this class folder");
     }
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {
       images.push_back(decode_image(io::read_file(f), f.string(), resolution, channels));
       labels.push_back(static_cast<int64_t>(k));
     }
-    s.class_names.push_back(classes[k].filename().string());
   }
-  if (images.empty()) throw Error("gm: " + root.string() + ": no PNG, JPEG or BMP images in its class subfolders");
+  if (images.empty()) throw Error("gm: " + dir.string() + ": no PNG, JPEG or BMP images in its class subfolders");
   s.images = torch::stack(images);
   s.labels = torch::tensor(labels, torch::kInt64);
+  s.class_names = classes;
   s.num_classes = static_cast<int64_t>(classes.size());
-  s.source = root.string() + " (image folder, " + std::to_string(s.num_classes) + " classes)";
+  s.source = dir.string() + " (image folder, " + std::to_string(s.num_classes) + " classes)";
   return s;
 }
 #endif

@@ -145,8 +145,8 @@ GM_INLINE auto ImageData::read(const Config& cfg, const std::string& split) -> I
   } else if (name == "cifar10") {
     s = read_cifar10(root, split);
   } else {
-    s = read_image_folder(split == "test" ? root / "test" : root, static_cast<int>(cfg.get<int64_t>("data.resolution")),
-                          static_cast<int>(cfg.get<int64_t>("data.channels")));
+    s = read_image_folder(root, static_cast<int>(cfg.get<int64_t>("data.resolution")),
+                          static_cast<int>(cfg.get<int64_t>("data.channels")), split);
   }
   if (const int64_t limit = cfg.get<int64_t>("data.limit"); limit > 0 && limit < s.size()) {
     s.images = s.images.slice(0, 0, limit).contiguous();
@@ -178,7 +178,7 @@ GM_INLINE auto ImageData::encode(const torch::Tensor& u8, const at::Generator& g
 
 GM_INLINE auto ImageData::decode(const torch::Tensor& x) const -> torch::Tensor {
   auto px = latent_ ? latent_->decode(x.to(options_.device())) : x;
-  return PixelEncoder{}.decode(px).to(torch::kCPU);
+  return pixel_.decode(px).to(torch::kCPU);  // with data.dequantize, floor(256 u) inverts the encoding
 }
 
 GM_INLINE auto ImageData::describe() const -> std::string {

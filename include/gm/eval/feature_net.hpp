@@ -195,31 +195,45 @@ GM_INLINE auto FeatureNet::file_hash(const std::filesystem::path& path) -> std::
 
 GM_INLINE void FeatureNet::load_into(torch::nn::Module& net, const io::NamedTensors& tensors,
                                      const std::filesystem::path& path) {
-  std::map<std::string, torch::Tensor> by_name(tensors.begin(), tensors.end());
-  torch::NoGradGuard ng;
-  for (auto& [name, target] : io::named_tensors(net)) {
-    auto it = by_name.find(name);
-    if (it == by_name.end() || !it->second.sizes().equals(target.sizes())) {
-      throw Error("gm: " + path.string() + ": tensor '" + name + "' missing or of the wrong shape");
-    }
-    target.copy_(it->second);
-  }
+  io::load_named(net, tensors, path.string());
 }
 #endif  // GM_HEADER_DEFINITIONS
 
+/// A 64-bit FNV-1a hash of a tensor's shape, dtype and bytes, as 16 hex digits: what names, and checks, a
+/// cache of statistics of exactly these images (two folders of the same size, or one folder at two
+/// resolutions, hash differently).
+std::string content_hash(const torch::Tensor& t);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string content_hash(const torch::Tensor& t) {
+  const auto c = t.contiguous().to(torch::kCPU);
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  for (const int64_t d : c.sizes()) mix(&d, sizeof d);
+  const auto dtype = static_cast<int>(c.scalar_type());
+  mix(&dtype, sizeof dtype);
+  mix(c.data_ptr(), c.nbytes());
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+#endif
+
 /// The feature statistics of the data set `images` (uint8 [N, C, H, W]) under `net`, cached in `file`:
-/// read when the file holds statistics of the same network and N, else computed and written there (like
-/// ADM's reference batches: compute once, reuse for every evaluation).
+/// read when the file holds statistics of the same network and images (`content_hash`), else computed and
+/// written there (like ADM's reference batches: compute once, reuse for every evaluation).
 FeatureStats reference_stats(const FeatureNet& net, const torch::Tensor& images, const std::filesystem::path& file);
 #if GM_HEADER_DEFINITIONS
 GM_INLINE FeatureStats reference_stats(const FeatureNet& net, const torch::Tensor& images,
                                        const std::filesystem::path& file) {
   std::error_code ec;
-  const std::string n = std::to_string(images.size(0));
+  const std::string n = std::to_string(images.size(0)), hash = content_hash(images);
   if (std::filesystem::is_regular_file(file, ec)) {
     std::map<std::string, std::string> meta;
     auto t = io::read_safetensors(file, &meta);
-    if (meta["features"] != net.id() || meta["n"] != n || t.size() != 2) {
+    if (meta["features"] != net.id() || meta["n"] != n || meta["images"] != hash || t.size() != 2) {
       throw Error("gm: " + file.string() + " holds statistics of another network or data set; remove it to recompute");
     }
     FeatureStats s;
@@ -236,7 +250,7 @@ GM_INLINE FeatureStats reference_stats(const FeatureNet& net, const torch::Tenso
   auto mu = torch::from_blob(s.mu.data(), {d}, torch::kFloat64).clone();
   auto sigma = torch::from_blob(s.sigma.data(), {d, d}, torch::kFloat64).clone();  // symmetric: layout-free
   std::filesystem::create_directories(file.parent_path(), ec);
-  io::write_safetensors(file, {{"mu", mu}, {"sigma", sigma}}, {{"format", "pt"}, {"features", net.id()}, {"n", n}});
+  io::write_safetensors(file, {{"mu", mu}, {"sigma", sigma}}, {{"format", "pt"}, {"features", net.id()}, {"n", n}, {"images", hash}});
   return s;
 }
 #endif

@@ -159,7 +159,8 @@ class Evaluation {
     const auto ref = Data::read(cfg_, ref_split), other = Data::read(cfg_, other_split);
     const std::string name = cfg_.has("data.name") ? cfg_.get<std::string>("data.name") : "data";
     const auto cache = std::filesystem::path(cfg_.get<std::string>("eval.cache")) /
-                       (name + "_" + ref_split + "_" + net.id() + "_n" + std::to_string(ref.size()) + ".safetensors");
+                       (name + "_" + ref_split + "_" + net.id() + "_n" + std::to_string(ref.size()) + "_" +
+                        content_hash(ref.images) + ".safetensors");
     const auto stats = reference_stats(net, ref.images, cache);
     const int64_t n = std::min<int64_t>(samples.size(0), other.size());
     record.emplace_back("fd", frechet_distance(net, samples, stats));

@@ -127,6 +127,7 @@ class Experiment {
     group.barrier();  // rank 0's folder exists before the others open theirs inside it
     if (!lead) open_run(workdir / (".rank" + std::to_string(group.rank())));
     RunDir& run = *run_dir;
+    for (const auto& note : notes_) run.log(note);
     EMA ema(cfg_.get<double>("training.ema_decay"));
     Checkpointer ckpt(workdir / "checkpoints", cfg_.get<int64_t>("training.checkpoint_every"),
                       cfg_.get<int64_t>("training.keep_checkpoints"), cfg_.to_toml(), &ema,
@@ -188,6 +189,7 @@ class Experiment {
   Config cfg_;
   torch::Device device_ = torch::kCPU;
   bool stopped_ = false;  // stopped by a signal before the last step: exit_code::requeue
+  std::vector<std::string> notes_;  // for the log: repeated flags, and what this command changes of the run
   int argc_ = 0;
   char** argv_ = nullptr;
 };
@@ -214,7 +216,14 @@ GM_INLINE auto Experiment::main(int argc, char** argv, const std::function<void(
     if (auto code = cfg_.parse(argc, argv)) return *code;
     const std::filesystem::path workdir = cfg_.get<std::string>("workdir");
     std::error_code ec;
-    if (sample_only() && std::filesystem::exists(workdir / "config.toml", ec)) cfg_.rebase(workdir / "config.toml");
+    // A run folder's own config.toml is the base of every mode: a resume, a sample or an evaluation takes each
+    // key it is not given from the run (a shorter command once resumed at the binary's defaults); what the
+    // command line changes is logged once the run folder is open.
+    notes_ = cfg_.notes();
+    if (std::filesystem::exists(workdir / "config.toml", ec)) {
+      auto changes = cfg_.rebase(workdir / "config.toml");
+      if (!sample_only()) notes_.insert(notes_.end(), changes.begin(), changes.end());  // a resume says what changed
+    }
     experiment::Training::resolve_horizon(cfg_, workdir);
     device_ = experiment::checked_device(cfg_.get<std::string>("device"));
     if (device_.is_cuda() && !device_.has_index()) {  // under a launcher, one GPU per rank on each node

@@ -8,6 +8,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -92,9 +93,17 @@ class Config {
   /// Apply TOML text's values, as `load_file` does; `file` names the text in errors.
   void load_text(std::string_view text, const std::filesystem::path& file) { apply_table(file, io::parse_toml(text, file), ""); }
 
+  /// What `parse` noted without refusing (a flag given twice: the last value counts), for the run's log.
+  const std::vector<std::string>& notes() const { return notes_; }
+
+  /// The declared key nearest to `name` by edit distance (at most a third of its length away), or "".
+  std::string nearest_key(const std::string& name) const;
+
   /// Make `file` the base: its values replace the defaults and earlier file values, while values given as
-  /// command-line flags keep winning.  Used to sample a finished run with its own config.
-  void rebase(const std::filesystem::path& file);
+  /// command-line flags keep winning.  Used to resume, sample or evaluate a run with its own config.  Returns
+  /// one line for each flag that changes the file's value ("changed training.steps from 3000 to 6000") and
+  /// for each earlier file value the base replaced ("... in configs/x.toml ignored: the run has ...").
+  std::vector<std::string> rebase(const std::filesystem::path& file);
 
   /// Set `name` from text, as the command line does; `origin` names the source in errors.
   void set_from_string(const std::string& name, const std::string& text, const std::string& origin);
@@ -149,12 +158,51 @@ class Config {
   void apply_table(const std::filesystem::path& file, const toml::table& tbl, const std::string& prefix);
 
   std::string description_;
+  std::vector<std::string> notes_;
   std::vector<std::string> order_;
   std::map<std::string, Entry> entries_;
 };
 
 #if GM_HEADER_DEFINITIONS
 GM_INLINE auto Config::parse(int argc, char** argv) -> std::optional<int> {
+  // CLI11 reads `--key=` as `--key` and takes the next argument as its value (`--workdir= --mode=check` made a
+  // folder named --mode=check): an empty value is refused first.
+  // Then: an unknown flag is refused with the nearest key, and a flag given twice keeps its last value (an
+  // earlier one is dropped before CLI11, which refuses repeats).
+  std::vector<char*> args{argv[0]};
+  std::map<std::string, std::pair<size_t, size_t>> seen;  // flag -> where its earlier occurrence sits in args
+  notes_.clear();
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg.size() > 3 && arg.rfind("--", 0) == 0 && arg.back() == '=' && arg.find('=') == arg.size() - 1) {
+      const std::string flag(arg.substr(0, arg.size() - 1));
+      std::fprintf(stderr, "gm: %s= has no value; write %s=VALUE\n", flag.c_str(), flag.c_str());
+      return 2;
+    }
+    if (arg.size() <= 2 || arg.rfind("--", 0) != 0) {
+      args.push_back(argv[i]);
+      continue;
+    }
+    const std::string name(arg.substr(2, arg.find('=') == std::string_view::npos ? arg.npos : arg.find('=') - 2));
+    if (name != "help" && name != "config" && !entries_.count(name)) {
+      const auto near = nearest_key(name);
+      std::fprintf(stderr, "gm: unknown flag %s%s\n", std::string(arg).c_str(),
+                   near.empty() ? " (--help lists the keys)" : ("; did you mean --" + near + "?").c_str());
+      return 2;
+    }
+    const size_t at = args.size();
+    args.push_back(argv[i]);
+    const bool value_next = arg.find('=') == std::string_view::npos && name != "help" && i + 1 < argc;
+    if (value_next) args.push_back(argv[++i]);
+    if (const auto it = seen.find(name); it != seen.end()) {
+      for (size_t k = it->second.first; k < it->second.second; ++k) args[k] = nullptr;
+      notes_.push_back("--" + name + " given more than once: the last value counts");
+    }
+    seen[name] = {at, args.size()};
+  }
+  std::erase(args, nullptr);
+  argc = static_cast<int>(args.size());
+  argv = args.data();
   CLI::App app{description_};
   std::string file;
   app.add_option("--config", file, "TOML config file; the command line overrides its values");
@@ -181,16 +229,47 @@ GM_INLINE void Config::load_file(const std::filesystem::path& file) {
   apply_table(file, tbl, "");
 }
 
-GM_INLINE void Config::rebase(const std::filesystem::path& file) {
-  std::vector<std::pair<std::string, std::string>> flags;
-  for (const auto& name : order_) {
-    const auto& src = entries_.at(name).source;
-    if (src.rfind("--", 0) == 0) flags.emplace_back(name, src);
+GM_INLINE auto Config::nearest_key(const std::string& name) const -> std::string {
+  auto distance = [](const std::string& a, const std::string& b) {  // Levenshtein
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      size_t diag = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j) {
+        const size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        diag = up;
+      }
+    }
+    return row[b.size()];
+  };
+  std::string best;
+  size_t best_d = std::max<size_t>(1, name.size() / 3) + 1;
+  for (const auto& key : order_) {
+    const size_t d = distance(name, key);
+    if (d < best_d) best = key, best_d = d;
   }
-  std::vector<std::pair<std::string, Value>> keep;
-  for (const auto& [name, src] : flags) keep.emplace_back(name, entries_.at(name).value);
+  return best;
+}
+
+GM_INLINE auto Config::rebase(const std::filesystem::path& file) -> std::vector<std::string> {
+  std::map<std::string, std::pair<Value, std::string>> before;  // value and source, ahead of the base
+  for (const auto& name : order_) before.emplace(name, std::pair(entries_.at(name).value, entries_.at(name).source));
   load_file(file);
-  for (size_t i = 0; i < keep.size(); ++i) commit(keep[i].first, keep[i].second, flags[i].second);
+  std::vector<std::string> notes;
+  for (const auto& name : order_) {
+    const auto& [value, src] = before.at(name);
+    const std::string base = to_string(entries_.at(name).value), given = to_string(value);
+    if (src.rfind("--", 0) == 0) {
+      if (given != base) notes.push_back("changed " + name + " from " + base + " to " + given + " (" + src + ")");
+      commit(name, value, src);
+    } else if (src != "default" && given != base) {
+      notes.push_back(name + " = " + given + " (" + src + ") ignored: the run has " + base + "; --" + name +
+                      "=... changes it");
+    }
+  }
+  return notes;
 }
 
 GM_INLINE void Config::set_from_string(const std::string& name, const std::string& text, const std::string& origin) {
@@ -322,7 +401,10 @@ GM_INLINE void Config::apply_table(const std::filesystem::path& file, const toml
     }
     const std::string origin = io::where(file, node.source());
     auto it = entries_.find(name);
-    if (it == entries_.end()) io::key_error_at(file, k.source(), name, "unknown key");
+    if (it == entries_.end()) {
+      const auto near = nearest_key(name);
+      io::key_error_at(file, k.source(), name, near.empty() ? "unknown key" : "unknown key; did you mean " + near + "?");
+    }
     Value v = it->second.value;
     std::string expected;
     if (std::holds_alternative<bool>(v)) {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +34,47 @@ GM_INLINE NamedTensors named_tensors(const torch::nn::Module& m) {
   for (const auto& p : m.named_parameters()) out.emplace_back(p.key(), p.value().detach());
   for (const auto& b : m.named_buffers()) out.emplace_back(b.key(), b.value().detach());
   return out;
+}
+#endif
+
+/// Copy `tensors` into `m`'s parameters and buffers by name (cast to each one's dtype and device): every one
+/// of `m`'s must be there with its shape, and none may be left over; else a one-line `gm::Error` naming `what`
+/// (the file) and the tensor.
+void load_named(torch::nn::Module& m, const NamedTensors& tensors, const std::string& what);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void load_named(torch::nn::Module& m, const NamedTensors& tensors, const std::string& what) {
+  std::map<std::string, torch::Tensor> by_name(tensors.begin(), tensors.end());
+  torch::NoGradGuard ng;
+  for (auto& [name, target] : named_tensors(m)) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) throw Error("gm: " + what + ": no tensor '" + name + "' for this network");
+    if (!it->second.sizes().equals(target.sizes())) {
+      throw Error("gm: " + what + ": tensor '" + name + "' has shape " + c10::str(it->second.sizes()) +
+                  ", this network's has " + c10::str(target.sizes()));
+    }
+    target.copy_(it->second);
+    by_name.erase(it);
+  }
+  if (!by_name.empty()) {
+    throw Error("gm: " + what + ": tensor '" + by_name.begin()->first + "' is not in this network (" +
+                std::to_string(by_name.size()) + " left over)");
+  }
+}
+#endif
+
+/// Load the weights gm exported (`weights.safetensors`: the EMA weights of a finished run) into `m`, which
+/// must be the same network (the run's model keys).  `path` is the file or the run folder holding it.
+///
+/// @code
+/// auto net = gm::make_mlp(cfg, 2);
+/// gm::io::load_weights(*net, "runs/flow_2d");  // runs/flow_2d/weights.safetensors
+/// @endcode
+void load_weights(torch::nn::Module& m, const std::filesystem::path& path);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void load_weights(torch::nn::Module& m, const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto file = std::filesystem::is_directory(path, ec) ? path / "weights.safetensors" : path;
+  load_named(m, read_safetensors(file), file.string());
 }
 #endif
 

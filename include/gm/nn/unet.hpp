@@ -204,26 +204,38 @@ GM_INLINE UNetImpl::UNetImpl(UNetOptions o) : o_(std::move(o)) {
   if (o_.num_classes() > 0) label_ = register_module("label", nn::LabelEmbedding(o_.num_classes(), emb));
   in_ = register_module("in", torch::nn::Conv2d(torch::nn::Conv2dOptions(o_.in_channels() + o_.cond_channels(), ch,
                         3).padding(1)));
-  auto attn_at = [&](int64_t res) {
+  // Attention is keyed by level (the downsampling factor, as ADM's attention_ds): a level's resolution is
+  // the encoder's there (28, 14, 7, 4 for 28 x 28), and the decoder block of the same level gets the same.
+  const auto levels = static_cast<int64_t>(o_.channel_mult().size());
+  std::vector<int64_t> level_res{o_.image_size()};
+  for (int64_t l = 1; l < levels; ++l) level_res.push_back((level_res.back() + 1) / 2);
+  for (const auto a : o_.attention_resolutions()) {
+    if (std::find(level_res.begin(), level_res.end(), a) == level_res.end()) {
+      std::string have;
+      for (const auto r : level_res) have += (have.empty() ? "" : ", ") + std::to_string(r);
+      throw Error("gm: UNet attention at " + std::to_string(a) + ": no level of this UNet has that resolution (its " +
+                  "levels on " + std::to_string(o_.image_size()) + " x " + std::to_string(o_.image_size()) +
+                  " inputs: " + have + ")");
+    }
+  }
+  auto attn_at = [&](int64_t level) {
     const auto& a = o_.attention_resolutions();
-    return std::find(a.begin(), a.end(), res) != a.end();
+    return std::find(a.begin(), a.end(), level_res[static_cast<size_t>(level)]) != a.end();
   };
   std::vector<int64_t> skips{ch};
-  int64_t cur = ch, res = o_.image_size();
-  const auto levels = static_cast<int64_t>(o_.channel_mult().size());
+  int64_t cur = ch;
   for (int64_t l = 0; l < levels; ++l) {
     const int64_t out = ch * o_.channel_mult()[static_cast<size_t>(l)];
     for (int64_t i = 0; i < o_.res_blocks(); ++i) {
       down_->push_back(nn::ResBlock(cur, out, emb, o_.dropout(), g));
-      down_attn_at_.push_back(attn_at(res) ? static_cast<int>(down_attn_->size()) : -1);
-      if (attn_at(res)) down_attn_->push_back(nn::AttentionBlock(out, o_.head_channels(), g));
+      down_attn_at_.push_back(attn_at(l) ? static_cast<int>(down_attn_->size()) : -1);
+      if (attn_at(l)) down_attn_->push_back(nn::AttentionBlock(out, o_.head_channels(), g));
       cur = out;
       skips.push_back(cur);
     }
     if (l + 1 < levels) {
       downsample_->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(cur, cur, 3).stride(2).padding(1)));
       skips.push_back(cur);
-      res = (res + 1) / 2;
     }
   }
   mid1_ = register_module("mid1", nn::ResBlock(cur, cur, emb, o_.dropout(), g));
@@ -235,13 +247,12 @@ GM_INLINE UNetImpl::UNetImpl(UNetOptions o) : o_(std::move(o)) {
       const int64_t skip = skips.back();
       skips.pop_back();
       up_->push_back(nn::ResBlock(cur + skip, out, emb, o_.dropout(), g));
-      up_attn_at_.push_back(attn_at(res) ? static_cast<int>(up_attn_->size()) : -1);
-      if (attn_at(res)) up_attn_->push_back(nn::AttentionBlock(out, o_.head_channels(), g));
+      up_attn_at_.push_back(attn_at(l) ? static_cast<int>(up_attn_->size()) : -1);
+      if (attn_at(l)) up_attn_->push_back(nn::AttentionBlock(out, o_.head_channels(), g));
       cur = out;
     }
     if (l > 0) {
       upsample_->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(cur, cur, 3).padding(1)));
-      res *= 2;
     }
   }
   register_module("down", down_);

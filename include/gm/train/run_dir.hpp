@@ -25,6 +25,14 @@
 
 #include <unistd.h>
 
+#if GM_HEADER_DEFINITIONS  // what only the definitions need
+#include <fcntl.h>
+#include <sys/file.h>
+
+#include <cerrno>
+#include <cstring>
+#endif
+
 namespace gm {
 
 /// One run's folder (`--workdir`).
@@ -39,8 +47,14 @@ class RunDir {
  public:
   enum class Open { create_or_resume, existing };
 
+  /// Checks that the folder holds this run or none, then takes the folder's lock (`flock` on <dir>/.lock, held
+  /// until this process ends, even by SIGKILL): a second process on the same run folder is a one-line
+  /// `gm::Error`, "run folder ... in use by pid N", before it writes anything.
   RunDir(std::filesystem::path dir, const Config& cfg, const std::vector<std::string>& may_change, int argc,
          char** argv, Open how = Open::create_or_resume);
+  ~RunDir();
+  RunDir(const RunDir&) = delete;
+  RunDir& operator=(const RunDir&) = delete;
 
   const std::filesystem::path& path() const { return dir_; }
   /// Whether the folder already held this run.
@@ -59,10 +73,12 @@ class RunDir {
   static std::string json_string(const std::string& s);
   static std::string meta(int argc, char** argv);
 
+  void lock();
+
   bool resuming_ = false;
- private:
   std::filesystem::path dir_;
   std::ofstream log_;
+  int lock_fd_ = -1;  // <dir>/.lock, flock'd
 };
 
 #if GM_HEADER_DEFINITIONS
@@ -90,11 +106,36 @@ GM_INLINE RunDir::RunDir(std::filesystem::path dir, const Config& cfg, const std
   }
   std::filesystem::create_directories(dir_ / "samples", ec);
   if (ec) throw Error("gm: " + dir_.string() + ": cannot create folder: " + ec.message());
+  lock();
   log_.open(dir_ / "log.txt", std::ios::app);
   if (!log_) throw Error("gm: " + (dir_ / "log.txt").string() + ": cannot write file");
   if (how == Open::create_or_resume) {
     write("config.toml", cfg.to_toml());  // a new run, or training.steps changed
     if (!exists) write("meta.json", meta(argc, argv));
+  }
+}
+
+GM_INLINE RunDir::~RunDir() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+GM_INLINE void RunDir::lock() {
+  const auto file = dir_ / ".lock";
+  lock_fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) throw Error("gm: " + file.string() + ": cannot open: " + std::strerror(errno));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {};
+    const auto n = ::pread(lock_fd_, buf, sizeof buf - 1, 0);
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
+    pid.erase(std::remove(pid.begin(), pid.end(), '\n'), pid.end());
+    throw Error("gm: run folder " + dir_.string() + " in use by pid " + pid +
+                " (another process trains, samples or evaluates in it); wait for it, or choose another --workdir");
+  }
+  const auto text = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, text.data(), text.size(), 0) < 0) {
+    throw Error("gm: " + file.string() + ": cannot write: " + std::strerror(errno));
   }
 }
 

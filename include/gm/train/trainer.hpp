@@ -264,6 +264,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     }
     auto per_sample = per_sample_loss(x, t, eps, labels, cond);
     if constexpr (ELBOObjective<W>) per_sample = weighting_.objective(per_sample, x, eps0, process_, true);
+    // A shard with no rows (a micro-batch smaller than the world) adds 0 to the sum, not mean()'s NaN.
+    if (per_sample.numel() == 0) return per_sample.sum();
     return per_sample.mean() * scale;
   }
 
