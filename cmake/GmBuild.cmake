@@ -27,6 +27,11 @@ if(GM_CCACHE AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
       ${GM_CCACHE})
 endif()
 
+if(TARGET gm_runtime AND CMAKE_CXX_COMPILER_LAUNCHER)
+  # libgm_runtime is defined before this file: give it ccache too (its one unit is the build's longest).
+  set_target_properties(gm_runtime PROPERTIES CXX_COMPILER_LAUNCHER "${CMAKE_CXX_COMPILER_LAUNCHER}")
+endif()
+
 if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
   set(CMAKE_BUILD_TYPE Release CACHE STRING "Build type" FORCE)
 endif()
