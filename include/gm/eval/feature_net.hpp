@@ -184,13 +184,27 @@ GM_INLINE auto FeatureNet::batched(const Fn& fn, const torch::Tensor& u8, int64_
   return torch::cat(out);
 }
 
+namespace detail {
+/// 64-bit FNV-1a, fed piece by piece; `hex()` is its 16 hex digits.
+struct Fnv1a {
+  uint64_t h = 1469598103934665603ull;
+  void add(const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  }
+  std::string hex() const {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    return buf;
+  }
+};
+}  // namespace detail
+
 GM_INLINE auto FeatureNet::file_hash(const std::filesystem::path& path) -> std::string {
   const std::string bytes = io::read_file(path);
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
-  char buf[20];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return std::string(buf).substr(0, 12);
+  detail::Fnv1a f;
+  f.add(bytes.data(), bytes.size());
+  return f.hex().substr(0, 12);
 }
 
 GM_INLINE void FeatureNet::load_into(torch::nn::Module& net, const io::NamedTensors& tensors,
@@ -206,18 +220,12 @@ std::string content_hash(const torch::Tensor& t);
 #if GM_HEADER_DEFINITIONS
 GM_INLINE std::string content_hash(const torch::Tensor& t) {
   const auto c = t.contiguous().to(torch::kCPU);
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const void* p, size_t n) {
-    const auto* b = static_cast<const unsigned char*>(p);
-    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
-  };
-  for (const int64_t d : c.sizes()) mix(&d, sizeof d);
+  detail::Fnv1a f;
+  for (const int64_t d : c.sizes()) f.add(&d, sizeof d);
   const auto dtype = static_cast<int>(c.scalar_type());
-  mix(&dtype, sizeof dtype);
-  mix(c.data_ptr(), c.nbytes());
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  f.add(&dtype, sizeof dtype);
+  f.add(c.data_ptr(), c.nbytes());
+  return f.hex();
 }
 #endif
 
