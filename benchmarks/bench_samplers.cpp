@@ -282,7 +282,7 @@ int main(int argc, char** argv) {
       throw gm::Error("gm: " + a.out + "/results.csv exists; pass --force to overwrite or choose another --out");
     }
     auto mixture = [&]() {
-      if (a.fit.empty()) return gm::GaussianMixture::from_toml(a.mixture);
+      if (a.fit.empty()) return gm::GaussianMixture::from_toml(gm::io::find_data_file(a.mixture));
       // A mixture with the shape of a toy data set, for grids meant for a network trained on it.
       const auto colon = a.fit.find(':');
       int64_t k = 0;

@@ -32,9 +32,6 @@ if(TARGET gm_runtime AND CMAKE_CXX_COMPILER_LAUNCHER)
   set_target_properties(gm_runtime PROPERTIES CXX_COMPILER_LAUNCHER "${CMAKE_CXX_COMPILER_LAUNCHER}")
 endif()
 
-if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
-  set(CMAKE_BUILD_TYPE Release CACHE STRING "Build type" FORCE)
-endif()
 
 find_package(doctest REQUIRED)
 

@@ -8,6 +8,7 @@
 // Run: ./build/examples/custom_sde [--mixture configs/mixtures/ring8.toml]
 
 #include <gm/io/cli.hpp>
+#include <gm/io/file.hpp>
 #include <gm/sampler.hpp>
 
 #include <cstdio>
@@ -28,7 +29,7 @@ int main(int argc, char** argv) try {
   std::string mixture = "configs/mixtures/ring8.toml";
   app.add_option("--mixture", mixture, "Gaussian-mixture TOML file for the data");
   if (auto code = gm::io::parse_args(app, argc, argv)) return *code;
-  const auto data = gm::GaussianMixture::from_toml(mixture, torch::kFloat32);
+  const auto data = gm::GaussianMixture::from_toml(gm::io::find_data_file(mixture), torch::kFloat32);
   gm::Interpolant<LinSin> process;
   auto gen = gm::make_generator(0);
 

@@ -1,6 +1,7 @@
 // Checkpoints: bit-exact resume, stopping on SIGTERM/SIGINT/SIGUSR1, skipping broken checkpoints, keeping the last K.
 #include "helpers.hpp"
 
+#include <gm/io/export.hpp>
 #include <gm/trainer.hpp>
 
 #include <csignal>
@@ -130,5 +131,34 @@ TEST_CASE("a truncated checkpoint or one without its marker is skipped, and only
   gm::Checkpointer none(gm::test::fresh_dir("ckpt_none"), 10, 3, "", nullptr);
   auto z = make_trainer(10, 0);
   CHECK_FALSE(none.restore_latest(z).has_value());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("gm::load_weights of a checkpoint folder takes its EMA (or its trained weights); misfits name the file") {
+  const auto dir = gm::test::fresh_dir("ckpt_load_weights");
+  auto t = make_trainer(20, 0);
+  gm::EMA ema(0.9);
+  gm::Checkpointer ck(dir, 0, 2, "seed = 0\n", &ema);
+  t.fit(data_of(t), 20, ema, ck);  // the final checkpoint, step_20
+  const auto step = dir / "step_20";
+  REQUIRE(std::filesystem::exists(step / "state.safetensors"));
+  auto fresh = make_trainer(20, 77);
+  gm::load_weights(*fresh.net(), step);  // the EMA
+  auto p = fresh.net()->parameters();
+  REQUIRE(p.size() == ema.shadow().size());
+  for (size_t i = 0; i < p.size(); ++i) CHECK(torch::equal(p[i], ema.shadow()[i]));
+  gm::load_weights(*fresh.net(), step, gm::Weights::trained);
+  auto q = t.net()->parameters();
+  p = fresh.net()->parameters();
+  bool differs = false;
+  for (size_t i = 0; i < p.size(); ++i) {
+    CHECK(torch::equal(p[i], q[i]));
+    differs = differs || !torch::equal(q[i], ema.shadow()[i]);
+  }
+  CHECK(differs);  // the two loads gave different weights
+  torch::manual_seed(0);
+  gm::MLP other(gm::MLPOptions().dim(2).hidden(16).layers(2));
+  const auto msg = gm::test::error_of([&] { gm::load_weights(*other, step); });
+  CHECK(gm::test::contains(msg, "model.safetensors: tensor '"));
   std::filesystem::remove_all(dir);
 }

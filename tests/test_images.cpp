@@ -437,7 +437,7 @@ TEST_CASE("label dropout 1 trains the null class; guidance 1 is the conditional 
 
   auto tr = make(0.0);
   auto noise = torch::randn({6, 1, 8, 8});
-  auto sample = [&](const gm::Conditioning& cnd) { return tr.sample(6, 4, nullptr, noise, 1e-3, gm::EulerSampler{}, gm::UniformGrid{}, cnd); };
+  auto sample = [&](const gm::Conditioning& cnd) { return tr.sample(gm::SampleOptions().n(6).nfe(4).noise(noise).conditioning(cnd), gm::EulerSampler{}); };
   auto cond = sample({y, 1.0}), uncond = sample({});
   CHECK(tr.last_nfe() == 4);
   auto w1 = sample({y, 1.0}), w0 = sample({y, 0.0}), w3 = sample({y, 3.0});
@@ -473,7 +473,7 @@ TEST_CASE_TEMPLATE("guided, class and unconditional sampling run with every samp
                                   gm::EulerMaruyamaSampler, gm::PCSampler, gm::DopriSampler>>([&]<class Smp>() {
     INFO(Smp::name);
     for (const auto& c : {gm::Conditioning{labels, 2.5}, gm::Conditioning{labels, 1.0}, gm::Conditioning{}}) {
-      auto out = tr.sample(4, 6, nullptr, noise, 1e-3, Smp{}, gm::UniformGrid{}, c);
+      auto out = tr.sample(gm::SampleOptions().n(4).nfe(std::max<int64_t>(6, 6 * gm::evals_per_step(Smp{}))).noise(noise).conditioning(c), Smp{});
       CHECK((out.sizes() == noise.sizes()));
       CHECK(torch::isfinite(out).all().template item<bool>());
     }

@@ -158,7 +158,7 @@ TEST_CASE("the trainer learns a Gaussian, and callbacks see every step and can s
   const double first = std::accumulate(losses.begin(), losses.begin() + 50, 0.0) / 50;
   const double last = std::accumulate(losses.end() - 50, losses.end(), 0.0) / 50;
   CHECK(last < 0.7 * first);
-  auto x = trainer.sample(4000, 10);
+  auto x = trainer.sample(gm::SampleOptions().n(4000).nfe(20));  // 10 Heun steps
   CHECK(trainer.last_nfe() == 20);
   CHECK(x.mean().item<double>() == doctest::Approx(2.0).epsilon(0.1));
   CHECK(x.std().item<double>() == doctest::Approx(0.5).epsilon(0.25));
@@ -172,7 +172,7 @@ TEST_CASE("debug mode: overfitting a single data point makes every sample that p
   Flow trainer(gm::MLP(gm::MLPOptions().dim(2).hidden(64).layers(2)), gm::TrainOptions().lr(3e-3).seed(3));
   auto point = torch::tensor({{1.5f, -0.5f}});
   trainer.fit([&](int64_t) { return point.expand({128, 2}); }, 1500);
-  auto x = trainer.sample(256, 10);
+  auto x = trainer.sample(gm::SampleOptions().n(256).nfe(20));
   CHECK((x - point).norm(2, 1).mean().item<double>() < 0.1);
 }
 
@@ -188,7 +188,7 @@ TEST_CASE("any process, parameterisation and weighting trains") {
                           gm::EDMLogNormalTime, gm::EDMWeight>;
   Edm edm(gm::MLP(gm::MLPOptions().dim(2).hidden(16).layers(1)), gm::TrainOptions().optimizer("adamw").weight_decay(0.01));
   CHECK(std::isfinite(edm.train_step(torch::randn({64, 2})).loss));
-  CHECK(torch::isfinite(edm.sample(16, 4)).all().item<bool>());
+  CHECK(torch::isfinite(edm.sample(gm::SampleOptions().n(16).nfe(8))).all().item<bool>());
 }
 
 TEST_CASE("write_npy writes NumPy's format") {
@@ -542,18 +542,18 @@ TEST_CASE("autoguidance by other weights of the same network: own weights change
   auto seeds = gm::sample_seeds(9, 0, 16);
   gm::Conditioning plain;
   plain.seeds = seeds;
-  const auto a = trainer.sample(16, 8, nullptr, {}, 1e-3, gm::HeunSampler{}, gm::UniformGrid{}, plain);
+  const auto a = trainer.sample(gm::SampleOptions().n(16).nfe(16).conditioning(plain));
   gm::Conditioning self = plain;
   self.guide = trainer.weights_guide(io_copy(trainer.net()->parameters()));
   self.guidance = 3.0;
-  const auto b = trainer.sample(16, 8, nullptr, {}, 1e-3, gm::HeunSampler{}, gm::UniformGrid{}, self);
+  const auto b = trainer.sample(gm::SampleOptions().n(16).nfe(16).conditioning(self));
   CHECK(max_abs(a, b) == 0);  // weak = main: out_weak + w (out - out_weak) = out, bit for bit
   std::vector<torch::Tensor> other;
   for (const auto& p : trainer.net()->parameters()) other.push_back(p.detach() * 0.5);
   gm::Conditioning guided = plain;
   guided.guide = trainer.weights_guide(other);
   guided.guidance = 2.0;
-  const auto c = trainer.sample(16, 8, nullptr, {}, 1e-3, gm::HeunSampler{}, gm::UniformGrid{}, guided);
+  const auto c = trainer.sample(gm::SampleOptions().n(16).nfe(16).conditioning(guided));
   CHECK(max_abs(a, c) > 1e-3);
   const auto after = trainer.net()->parameters();
   for (size_t i = 0; i < before.size(); ++i) CHECK(max_abs(before[i], after[i]) == 0);  // swapped back
@@ -612,7 +612,7 @@ TEST_CASE("VDM trains its schedule with the network: gamma stays monotone, the l
   CHECK(m < exact_bpd + 0.15);        // and a good one after 1000 steps
   CHECK(std::abs(last - m) < 0.1);    // the loss reports the same quantity
   CHECK(losses.front() > last + 0.5); // and it came down
-  auto x = trainer.sample(4000, 20);  // every sampler runs on the learned schedule
+  auto x = trainer.sample(gm::SampleOptions().n(4000).nfe(40));  // every sampler runs on the learned schedule
   CHECK(x.mean(0)[0].item<double>() == doctest::Approx(1.0).epsilon(0.1));
   CHECK(x.std(0).mean().item<double>() == doctest::Approx(0.5).epsilon(0.15));
 }

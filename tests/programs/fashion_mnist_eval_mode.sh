@@ -43,7 +43,15 @@ for r in recs:
     assert r["fd"] > 0 and 0 <= r["class_agreement"] <= 1 and r["bpd"] > 0 and r["bpd_n"] == 8, r
     assert r["fd_real_test"] > 0 and 0 <= r["class_agreement_real_test"] <= 1, r
 print("ok: npz (30, 28, 28, 1) uint8 with labels, 30 PNGs, records", recs[0]["fd"], recs[0]["bpd"])
+import struct
+gw, gh = struct.unpack(">II", open(f"{a}/grid.png", "rb").read()[16:24])
+assert gh > 3 * gw, (gw, gh)  # one row per class: 10 rows of 3 (each class has 3 of the 30 samples)
+print(f"ok: grid.png {gw}x{gh}: one row per class, as the training previews")
 PY
+capture "$fashion_mnist" --workdir="$w" --mode=eval --eval.n=20 --eval.likelihood_n=0 --sampling.nfe=2
+expect_rc 0
+expect_match "$out" "FD skipped: no eval.features; .*--eval.features="
+ok "without eval.features the evaluation says FD was skipped and how to get it"
 capture "$fashion_mnist" --workdir="$w" --mode=eval --eval.features="$w/nothing.pt"
 expect_rc 2
 expect_one_line

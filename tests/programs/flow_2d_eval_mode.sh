@@ -16,7 +16,7 @@ for b in 50 300; do
     --sampling.sampler=ddpm --sampling.nfe=30
   expect_rc 0
 done
-"$python" - "$w" <<'PY'
+"$python" - "$w" "$GM_SOURCE/tests/programs" <<'PY'
 import sys, json, numpy as np
 w = sys.argv[1]
 recs = json.load(open(f"{w}/eval.json"))
@@ -30,6 +30,16 @@ for a, b in [(0, 1), (2, 3)]:
     # the same samples; batched matrix products round differently at another batch size
     assert x.shape == y.shape and np.abs(x - y).max() < 1e-4, np.abs(x - y).max()
 print("ok: 4 records; the same samples at two batch sizes (ODE and SDE), max difference %.2g" % np.abs(x - y).max())
+# TensorBoard: each way of sampling is its own curve, eval/<sampler>_nfe<N>/<metric>.
+import glob
+sys.path.insert(0, sys.argv[2])
+import read_tfevents
+_, events = read_tfevents.read(glob.glob(f"{w}/events.out.tfevents.*")[0])
+tags = {v["tag"] for e in events for v in e["values"] if "scalar" in v}
+heun = f[0][:f[0].rfind("_step")]
+for want in (f"eval/{heun}/fd", f"eval/{heun}/nll", "eval/ddpm_nfe30/fd"):
+    assert want in tags, (want, sorted(t for t in tags if t.startswith("eval/")))
+print(f"ok: TensorBoard eval tags name the sampler and NFE ({heun}, ddpm_nfe30)")
 PY
 capture "$flow_2d" --workdir="$w" --mode=eval --eval.checkpoint="$w/checkpoints/step_999"
 expect_rc 2

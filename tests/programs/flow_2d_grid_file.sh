@@ -21,3 +21,29 @@ expect_rc 2
 expect_one_line
 expect_match "$out" "sampling.grid_file: .* has 2 steps .*heun at NFE 10 takes 5 steps"
 ok "a grid of the wrong length is refused in one line"
+# The named grids and t_end (sampling.grid, sampling.t_end): their own sample files; a grid file beside a
+# named grid, and a log-SNR grid to t = 0 on a process whose log-SNR is infinite there, are refused before
+# anything is written; an NFE that is not whole steps is said in the log.
+capture "$flow_2d" --workdir "$d/run" --mode=sample --sampling.n=50 --sampling.sampler=heun --sampling.nfe=5 \
+  --sampling.grid=edm --sampling.t_end=0.01
+expect_rc 0
+expect_file "$d/run/samples/step_30_heun_nfe5_edm_tend0.01.npy"
+expect_match "$(cat "$d/run/log.txt")" "sampling.nfe = 5 is not a whole number of heun steps \(2 evaluations each\): it runs 2 steps, 4 evaluations"
+ok "sampling.grid and sampling.t_end sample on their grid; a rounded NFE is logged"
+for bad in "--sampling.grid=cosine" "--sampling.t_end=0.9"; do
+  capture "$flow_2d" --workdir "$d/run" --mode=sample "$bad"
+  expect_rc 2
+  expect_one_line
+  expect_match "$out" "${bad%%=*}"
+done
+capture "$flow_2d" --workdir "$d/run" --mode=sample --sampling.grid=logsnr --sampling.t_end=0
+expect_rc 2
+expect_one_line
+expect_match "$out" "logsnr grid needs a finite log-SNR at t_end"
+capture "$flow_2d" --workdir "$d/run" --mode=sample --sampling.grid=edm --sampling.sampler=heun --sampling.nfe=4 \
+  --sampling.grid_file="$grid"
+expect_rc 2
+expect_one_line
+expect_match "$out" "sampling.grid = edm and sampling.grid_file = .* are both set"
+[ "$(ls "$d/run/samples" | grep -c _edm_tend0.01.npy)" -eq 1 ] || fail "a refused command wrote samples"
+ok "bad grids and t_end are refused in one line, nothing written"

@@ -10,6 +10,7 @@
 #include <gm/error.hpp>
 #include <gm/metric.hpp>
 #include <gm/io/config.hpp>
+#include <gm/io/file.hpp>
 #include <gm/random.hpp>
 
 #include <ATen/core/Generator.h>
@@ -71,7 +72,7 @@ GM_INLINE void VectorData::add_keys(Config& cfg, const std::string& name, const 
 GM_INLINE auto VectorData::from_config(const Config& cfg) -> VectorData {
   VectorData d;
   d.name_ = cfg.get<std::string>("data.name");
-  const auto path = cfg.get<std::string>("data.path");
+  const auto path = io::find_data_file(cfg.get<std::string>("data.path")).string();  // gm's mixtures from any folder
   if ((d.name_ == "file" || d.name_ == "mixture") && path.empty()) {
     throw Error("gm: data.path is required when data.name = " + d.name_);
   }

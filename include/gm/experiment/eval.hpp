@@ -111,7 +111,7 @@ class Evaluation {
         if (c.labels.defined()) c.labels = cond.labels.slice(0, i, i + m);
         if (c.image.defined()) c.image = cond.image.slice(0, i, i + m);
         shape[0] = m;
-        auto x = sampling_.draw<Smp>(trainer, m, sampling_.steps<Smp>(), ema, trainer.initial_noise(shape, c.seeds), c);
+        auto x = sampling_.draw<Smp>(trainer, m, ema, trainer.initial_noise(shape, c.seeds), c);
         seconds += trainer.last_sample_seconds();
         if constexpr (images) parts.push_back(data.decode(x));
         else parts.push_back(x.to(torch::kCPU, torch::kFloat32));
@@ -127,6 +127,8 @@ class Evaluation {
     write_eval_samples(dir, samples, labels, images, cfg_.get<bool>("eval.png"));
     if constexpr (images) {
       if (features_) score_images<Data>(*features_, samples, labels, record);
+      else run.log("FD skipped: no eval.features; train examples/classifier and pass --eval.features=runs/classifier/"
+                   "classifier.safetensors (or a TorchScript feature network) for FD and class agreement");
     } else {
       auto fresh = [&](uint64_t stream) { return data(n, make_generator(mix_seed(seed_, stream))).to(torch::kCPU, torch::kFloat32); };
       const auto ref = FeatureStats::of(fresh(0xF1D0));
@@ -146,7 +148,8 @@ class Evaluation {
         (cfg_.has("sampling.class") ? cfg_.get<std::string>("sampling.class") : std::string("none")) + "\", \"seed\": " +
         std::to_string(seed_) + ", \"folder\": \"" + dir.filename().string() + "\"" +
         (cond.guide ? ", \"autoguide\": " + io::detail::st::json_string(cfg_.get<std::string>("sampling.autoguide")) : "");
-    append_eval_record(run, events, trainer.step(), head, record);
+    // TensorBoard: eval/<sampler>_nfe<N>[variant]/<metric>, one curve per way of sampling.
+    append_eval_record(run, events, trainer.step(), head, record, "eval/" + what.substr(0, what.rfind("_step")));
   }
 
  private:
@@ -263,6 +266,8 @@ class Evaluation {
 #if GM_HEADER_DEFINITIONS
 GM_INLINE void Evaluation::add_keys(Config& cfg) {
   cfg.add<std::string>("eval.checkpoint", "", "--mode=eval: a checkpoint folder (empty: the newest)");
+  cfg.add<bool>("eval.density_map", true, "2-D data: draw the trained model's log-density (log_density.png and .npy, "
+                "by the probability-flow ODE; 20-40 s on 2 CPU cores) at the end of training");
   cfg.add<int64_t>("eval.n", 2000, "--mode=eval: samples drawn (sample i from (seed, i) alone)", check::at_least(2));
   cfg.add<int64_t>("eval.batch", 250, "--mode=eval: samples per batch (does not change the samples)",
                    check::at_least(1));

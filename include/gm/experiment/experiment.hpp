@@ -94,6 +94,7 @@ class Experiment {
   void run(T& trainer, const Data& data, const MetricsFn& eval = {}) {
     // Everything the modes read is checked before anything is written.
     const experiment::Sampling sampling = experiment::Sampling::make<Samplers>(cfg_);
+    sampling.check<Samplers>(trainer);
     const auto seed = static_cast<uint64_t>(cfg_.get<int64_t>("seed"));
     Batch one_point;  // the shape of a sample; training.debug's point
     if constexpr (ImageSource<Data>) one_point = data.batch(0, 1, make_generator(seed));
@@ -128,7 +129,8 @@ class Experiment {
     if (!lead) open_run(workdir / (".rank" + std::to_string(group.rank())));
     RunDir& run = *run_dir;
     for (const auto& note : notes_) run.log(note);
-    EMA ema(cfg_.get<double>("training.ema_decay"));
+    if (const auto note = sampling.nfe_note(); !note.empty()) run.log(note);
+    EMA& ema = ema_.emplace(cfg_.get<double>("training.ema_decay"));
     Checkpointer ckpt(workdir / "checkpoints", cfg_.get<int64_t>("training.checkpoint_every"),
                       cfg_.get<int64_t>("training.keep_checkpoints"), cfg_.to_toml(), &ema,
                       [&](const std::string& line) { run.log(line); });
@@ -153,7 +155,7 @@ class Experiment {
     auto sample = [&](const std::string& stem, const std::string& tag, const std::string& prefix) {
       sampling.visit<Samplers>([&]<class Smp>() {
         shape[0] = n_sample;
-        auto x = sampling.draw<Smp>(trainer, n_sample, sampling.steps<Smp>(), ema, trainer.initial_noise(shape), cond);
+        auto x = sampling.draw<Smp>(trainer, n_sample, ema, trainer.initial_noise(shape), cond);
         char line[160];
         const double total = trainer.last_sample_seconds(), model = trainer.last_model_seconds();
         std::snprintf(line, sizeof line, "sampled %lld in %.2f s with %s: %lld evaluations, %.2f s in the network, "
@@ -164,6 +166,15 @@ class Experiment {
       });
     };
     if (mode == "train") {
+      const int64_t steps = cfg_.get<int64_t>("training.steps");
+      std::error_code ec;
+      if (restored && trainer.step() >= steps &&
+          std::filesystem::exists(workdir / "samples" / ("step_" + std::to_string(trainer.step()) + ".npy"), ec)) {
+        run.log("the run is finished (step " + std::to_string(trainer.step()) + " of training.steps = " +
+                std::to_string(steps) + "), its weights exported and sampled: nothing to do.  --training.steps=N "
+                "trains on; --mode=sample samples it again");
+        return;
+      }
       experiment::Training training(cfg_, device_, name_);
       auto preview = [&](int64_t step) { sample("samples/step_" + std::to_string(step), "samples", "eval"); };
       if (!training.run({run, events, ema, phema, ckpt, preview, lead}, trainer, data, one_point, restored)) {
@@ -178,6 +189,15 @@ class Experiment {
     run.log(std::to_string(trainer.last_nfe()) + " sampler evaluations; outputs in " + run.path().string());
   }
 
+  /// The EMA weights of the last `run`: what it trained (or, in `--mode=sample` and `eval`, the checkpoint's),
+  /// `shadow()` in the network's parameter order; `EMA::Swap` puts them into the network.  Before `run`, a
+  /// `gm::Error`.
+  /// @code
+  /// ex.run(trainer, data);
+  /// gm::EMA::Swap swap(ex.ema(), *trainer.net());  // the network now holds the averaged weights
+  /// @endcode
+  EMA& ema();
+
   /// No metrics (the default of `run`'s `eval`).
   static Metrics no_metrics(const torch::Tensor&) { return {}; }
 
@@ -188,6 +208,7 @@ class Experiment {
   std::string name_;
   Config cfg_;
   torch::Device device_ = torch::kCPU;
+  std::optional<EMA> ema_;  // the last run's
   bool stopped_ = false;  // stopped by a signal before the last step: exit_code::requeue
   std::vector<std::string> notes_;  // for the log: repeated flags, and what this command changes of the run
   int argc_ = 0;
@@ -240,6 +261,11 @@ GM_INLINE auto Experiment::main(int argc, char** argv, const std::function<void(
     body();
     return stopped_ ? exit_code::requeue : exit_code::ok;
   });
+}
+
+GM_INLINE auto Experiment::ema() -> EMA& {
+  if (!ema_) throw Error("gm: Experiment::ema() before Experiment::run: there are no EMA weights yet");
+  return *ema_;
 }
 
 GM_INLINE auto Experiment::sample_only() const -> bool {

@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -47,17 +48,18 @@ concept ImageSource = requires(const D& d, const at::Generator& g, const torch::
   { d.decode(x) } -> std::convertible_to<torch::Tensor>;
 };
 
-/// A preview of samples as a picture: a density image of 2-D points over [-5, 5]^2; nothing for other
-/// shapes (image grids come with image data).
-std::optional<io::Image> preview_image(const torch::Tensor& x);
+/// A preview of samples as a picture: for 2-D points a density figure on axes fitted to them, titled
+/// `title`; nothing for other shapes (image grids come with image data).
+std::optional<io::Image> preview_image(const torch::Tensor& x, const std::string& title);
 #if GM_HEADER_DEFINITIONS
-GM_INLINE std::optional<io::Image> preview_image(const torch::Tensor& x) {
+GM_INLINE std::optional<io::Image> preview_image(const torch::Tensor& x, const std::string& title) {
   if (x.dim() != 2 || x.size(1) != 2) return std::nullopt;
   auto c = x.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-  return io::density_image(std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel()), -5, 5);
+  io::PlotOptions o;
+  o.title = title, o.x_label = "x1", o.y_label = "x2", o.width = 620, o.height = 600;
+  return io::scatter_density_plot(std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel()), o);
 }
 #endif
-
 namespace experiment {
 
 /// A run's record of one evaluation: (name, value) pairs in the order they were measured.
@@ -112,7 +114,7 @@ void write_samples(RunDir& run, io::EventWriter& events, torch::Tensor x, const 
   } else {
     x = x.to(torch::kCPU).to(torch::kFloat32);  // what eval sees
     io::write_npy(npy, x);
-    img = preview_image(x);
+    img = preview_image(x, std::to_string(x.size(0)) + " samples, step " + std::to_string(step));
   }
   if (img) {
     io::write_png(png, *img);
@@ -121,8 +123,34 @@ void write_samples(RunDir& run, io::EventWriter& events, torch::Tensor x, const 
   log_metrics(run, events, eval, x, prefix, step);
 }
 
+/// The samples `grid.png` shows and its column count, as training's previews lay them out: with labels of
+/// several classes, one row per class (up to 10 classes) of its first samples, as many as the smallest class
+/// has (at most 10); else the first 100 in rows of 10.
+std::pair<torch::Tensor, int64_t> grid_rows(const torch::Tensor& labels, int64_t n);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::pair<torch::Tensor, int64_t> grid_rows(const torch::Tensor& labels, int64_t n) {
+  const auto first = std::pair{torch::arange(std::min<int64_t>(n, 100), torch::kInt64), int64_t{10}};
+  if (!labels.defined() || labels.numel() == 0) return first;
+  const auto l = labels.to(torch::kCPU, torch::kInt64).contiguous();
+  std::map<int64_t, std::vector<int64_t>> by_class;  // class -> its first 10 samples
+  for (int64_t i = 0; i < l.numel(); ++i) {
+    auto& v = by_class[l.data_ptr<int64_t>()[i]];
+    if (v.size() < 10) v.push_back(i);
+  }
+  if (by_class.size() < 2) return first;
+  size_t cols = 10;
+  for (const auto& [c, v] : by_class) cols = std::min(cols, v.size());
+  std::vector<int64_t> rows;
+  for (const auto& [c, v] : by_class) {
+    if (rows.size() >= 10 * cols) break;
+    rows.insert(rows.end(), v.begin(), v.begin() + static_cast<std::ptrdiff_t>(cols));
+  }
+  return {torch::tensor(rows, torch::kInt64), static_cast<int64_t>(cols)};
+}
+#endif
+
 /// `--mode=eval`'s samples in `dir`: images as samples.npz (uint8 NHWC `arr_0` and labels `arr_1`, the layout
-/// of ADM's evaluator), grid.png of the first 100, and with `pngs` one PNG per sample in images/; vectors
+/// of ADM's evaluator), grid.png (`grid_rows`: one row per class, as the training previews), and with `pngs` one PNG per sample in images/; vectors
 /// as samples.npy.
 void write_eval_samples(const std::filesystem::path& dir, const torch::Tensor& samples, const torch::Tensor& labels,
                         bool images, bool pngs);
@@ -137,7 +165,8 @@ GM_INLINE void write_eval_samples(const std::filesystem::path& dir, const torch:
   std::vector<std::pair<std::string, torch::Tensor>> arrays{{"arr_0", samples.permute({0, 2, 3, 1}).contiguous()}};
   if (labels.defined()) arrays.emplace_back("arr_1", labels);
   io::write_npz(dir / "samples.npz", arrays);
-  io::write_png(dir / "grid.png", io::image_grid(samples.slice(0, 0, std::min<int64_t>(n, 100)), 10));
+  const auto [rows, cols] = grid_rows(labels, n);
+  io::write_png(dir / "grid.png", io::image_grid(samples.index_select(0, rows), cols));
   if (!pngs) return;
   std::filesystem::create_directories(dir / "images");
   for (int64_t i = 0; i < n; ++i) {
@@ -148,14 +177,14 @@ GM_INLINE void write_eval_samples(const std::filesystem::path& dir, const torch:
 }
 #endif
 
-/// One evaluation's record into the log, TensorBoard (eval/<name> at `step`) and eval.json, which keeps every
+/// One evaluation's record into the log, TensorBoard (`tag`/<name> at `step`) and eval.json, which keeps every
 /// evaluation of the run, oldest first.  `head` is the record's JSON fields before the numbers (without
 /// braces); a non-finite number is written as null.
 void append_eval_record(RunDir& run, io::EventWriter& events, int64_t step, const std::string& head,
-                        const Record& record);
+                        const Record& record, const std::string& tag = "eval");
 #if GM_HEADER_DEFINITIONS
 GM_INLINE void append_eval_record(RunDir& run, io::EventWriter& events, int64_t step, const std::string& head,
-                                  const Record& record) {
+                                  const Record& record, const std::string& tag) {
   std::string json = "{" + head;
   Record scalars;
   for (const auto& [k, v] : record) {
@@ -163,7 +192,7 @@ GM_INLINE void append_eval_record(RunDir& run, io::EventWriter& events, int64_t 
     std::snprintf(buf, sizeof buf, "%.6g", v);
     json += ", \"" + k + "\": " + (std::isfinite(v) ? std::string(buf) : "null");
     run.log("eval " + k + " " + buf);
-    scalars.emplace_back("eval/" + k, v);
+    scalars.emplace_back(tag + "/" + k, v);
   }
   json += "}";
   events.scalars(step, scalars);
@@ -181,15 +210,24 @@ GM_INLINE void append_eval_record(RunDir& run, io::EventWriter& events, int64_t 
 }
 #endif
 
-/// A 2-D model's log-density on a 96 x 96 grid over [-5, 5]^2, by the probability-flow ODE with the exact
-/// divergence (RK4, 40 steps, from the EMA weights), as `log_density.png` (viridis, the top 8 nats of the
-/// map) and in TensorBoard, as flow_matching's 2-D notebook shows it.
+/// A 2-D model's log-density on a 96 x 96 grid over a square window that holds the bulk of `reference` (data
+/// draws, `io::bulk_range`), by the probability-flow ODE with the exact divergence (RK4, 40 steps, from the
+/// EMA weights): `log_density.npy` (float32 [96, 96], row 0 at the top) and `log_density.png` (viridis, the
+/// top 8 nats of the map, with axes and a colour bar), also in TensorBoard, as flow_matching's 2-D notebook
+/// shows it.
 template <class T>
-void log_density_map(RunDir& run, io::EventWriter& events, T& trainer, EMA& ema, const torch::Device& device) {
+void log_density_map(RunDir& run, io::EventWriter& events, T& trainer, EMA& ema, const torch::Device& device,
+                     const torch::Tensor& reference) {
   constexpr int n = 96;
-  constexpr double lo = -5, hi = 5;
-  auto axis = torch::linspace(lo + 0.5 * (hi - lo) / n, hi - 0.5 * (hi - lo) / n, n);
-  auto gx = axis.repeat({n}), gy = axis.flip({0}).repeat_interleave(n);  // row 0 at the top
+  const auto ref = reference.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  const std::vector<float> xy(ref.data_ptr<float>(), ref.data_ptr<float>() + ref.numel());
+  const auto rx = io::bulk_range(xy, 0), ry = io::bulk_range(xy, 1);
+  const double half = 0.5 * std::max(rx.second - rx.first, ry.second - ry.first);
+  const double cx = 0.5 * (rx.first + rx.second), cy = 0.5 * (ry.first + ry.second);
+  auto cells = [&](double c) {  // cell centres across [c - half, c + half]
+    return torch::linspace(c - half + half / n, c + half - half / n, n);
+  };
+  auto gx = cells(cx).repeat({n}), gy = cells(cy).flip({0}).repeat_interleave(n);  // row 0 at the top
   auto points = torch::stack({gx, gy}, 1).to(device);
   EMA::Swap swap(ema, *trainer.net());
   trainer.net()->eval();
@@ -198,11 +236,18 @@ void log_density_map(RunDir& run, io::EventWriter& events, T& trainer, EMA& ema,
   const Likelihood ll = log_likelihood(field, points, LikelihoodOptions().t_eps(1e-3), RK4Sampler{}, 40);
   const torch::Tensor lp = ll.log_p.to(torch::kCPU, torch::kFloat32).contiguous();
   const double top = lp.max().item<double>();
-  auto img = io::heat_image(std::vector<float>(lp.data_ptr<float>(), lp.data_ptr<float>() + lp.numel()), n, top - 8, top, 4);
+  io::PlotOptions o;
+  o.title = "log-density, step " + std::to_string(trainer.step());
+  o.x_label = "x1", o.y_label = "x2", o.width = 700, o.height = 600;
+  o.x_range = std::pair{cx - half, cx + half}, o.y_range = std::pair{cy - half, cy + half};
+  auto img = io::heat_plot(std::vector<float>(lp.data_ptr<float>(), lp.data_ptr<float>() + lp.numel()), n, top - 8, top, o,
+                           "log p");
+  io::write_npy(run.path() / "log_density.npy", lp.view({n, n}));
   io::write_png(run.path() / "log_density.png", img);
   events.image("log_density", img, trainer.step());
-  char line[160];
-  std::snprintf(line, sizeof line, "log-density map: log_density.png (%d x %d points, max %.3f nats, %.1f s)", n, n, top,
+  char line[200];
+  std::snprintf(line, sizeof line, "log-density map: log_density.png (%d x %d points over [%.3g, %.3g] x [%.3g, %.3g], "
+                "max %.3f nats, %.1f s)", n, n, cx - half, cx + half, cy - half, cy + half, top,
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   run.log(line);
 }

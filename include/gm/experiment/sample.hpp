@@ -69,15 +69,21 @@ class Sampling {
     cfg.add<int64_t>("sampling.nfe", 20, "model evaluations per sample", check::at_least(1));
     cfg.add<int64_t>("sampling.n", 20000, "samples to draw", check::at_least(1));
     cfg.add<int64_t>("sampling.every", 0, "also sample every N training steps (0: only at the end)", check::at_least(0));
-    cfg.add<std::string>("sampling.grid_file", "", "sample on the time grid in this file (gm::OptimizedGrid, e.g. "
-                         "from bench_samplers --grid optimized; empty: uniform in t)");
+    cfg.add<std::string>("sampling.grid", "uniform", "time grid: uniform (in t), logsnr (uniform in log-SNR, DPM-Solver), "
+                         "edm (Karras et al.'s rho = 7 noise levels) or quadratic (DDIM's quad)",
+                         check::one_of({"uniform", "logsnr", "edm", "quadratic"}));
+    cfg.add<double>("sampling.t_end", 1e-3, "the last time of the grid (0: the data itself, where the process allows it)",
+                    check::in_range(0, 0.5));
+    cfg.add<std::string>("sampling.grid_file", "", "sample on the time grid in this file instead of sampling.grid "
+                         "(gm::OptimizedGrid, e.g. from bench_samplers --grid optimized)");
     cfg.add<std::string>("sampling.autoguide", "", "autoguidance (Karras et al. 2024): guide by a weaker model with "
                          "the same network, its EMA weights from a checkpoint folder, a run folder or a .safetensors "
                          "file (replaces classifier-free guidance; empty: off)");
     cfg.add<double>("sampling.autoguidance", 2.0, "autoguidance scale w: out_weak + w (out - out_weak)", check::finite());
   }
 
-  /// The sampler `sampling.sampler` names among `Samplers` and `sampling.grid_file`'s grid, both checked.
+  /// The sampler `sampling.sampler` names among `Samplers` and `sampling.grid_file`'s grid, both checked
+  /// (the grid's nodes on the process are checked by `check(trainer)`).
   template <class Samplers>
   static Sampling make(const Config& cfg) {
     Sampling s(cfg);
@@ -97,14 +103,30 @@ class Sampling {
   /// The steps `Smp` takes at `sampling.nfe` evaluations.
   template <class Smp>
   int64_t steps() const {
-    return std::max<int64_t>(1, nfe_ / std::max<int64_t>(1, evals_per_step(Smp{})));
+    return steps_for_nfe(Smp{}, nfe_);
+  }
+  /// A line for the log when `sampling.nfe` is not a whole number of the sampler's steps (Heun at NFE 3
+  /// runs 1 step of 2 evaluations), else empty.
+  std::string nfe_note() const;
+
+  /// What `trainer.sample` draws for n samples: `sampling.nfe`, `sampling.grid` and `sampling.t_end`, or
+  /// `sampling.grid_file`'s times.
+  SampleOptions options(int64_t n) const {
+    auto o = SampleOptions().n(n).nfe(nfe_).grid(grid_).t_end(t_end_);
+    if (file_grid_) o.times(file_grid_->stored);
+    return o;
+  }
+  /// Check the grid on the trainer's process before anything is written (a log-SNR grid needs t_end > 0
+  /// on a process whose log-SNR is infinite at t = 0).
+  template <class Samplers, class T>
+  void check(const T& trainer) const {
+    visit<Samplers>([&]<class Smp>() { (void)trainer.sample_times(options(1), Smp{}); });
   }
 
-  /// n samples with `Smp` from `noise` on `steps` steps of the grid file's grid, or uniform in t, to t = 1e-3.
+  /// n samples with `Smp` from `noise` on the configured grid.
   template <class Smp, class T>
-  torch::Tensor draw(T& trainer, int64_t n, int64_t steps, EMA& ema, const torch::Tensor& noise, const Conditioning& c) const {
-    if (grid_) return trainer.template sample<OptimizedGrid, Smp>(n, steps, &ema, noise, 1e-3, Smp{}, *grid_, c);
-    return trainer.template sample<UniformGrid, Smp>(n, steps, &ema, noise, 1e-3, Smp{}, UniformGrid{}, c);
+  torch::Tensor draw(T& trainer, int64_t n, EMA& ema, const torch::Tensor& noise, const Conditioning& c) const {
+    return trainer.template sample<Smp>(options(n).ema(&ema).noise(noise).conditioning(c), Smp{});
   }
 
   /// The labels and guidance of `sampling.class` and `sampling.guidance` for a conditional network (n
@@ -137,8 +159,7 @@ class Sampling {
   static std::vector<torch::Tensor> autoguide_weights(const torch::nn::Module& net, std::filesystem::path p);
 
  private:
-  explicit Sampling(const Config& cfg)
-      : cfg_(cfg), sampler_(cfg.get<std::string>("sampling.sampler")), nfe_(cfg.get<int64_t>("sampling.nfe")) {}
+  explicit Sampling(const Config& cfg);
 
   template <class T>
   Conditioning class_conditioning(T& trainer, int64_t& n, int64_t& cols) const {
@@ -164,37 +185,62 @@ class Sampling {
     return c;
   }
 
-  /// `sampling.grid_file`'s grid, checked against the sampler at `sampling.nfe` (its steps) and t_end 1e-3.
+  /// `sampling.grid_file`'s grid, checked against the sampler at `sampling.nfe` (its steps) and
+  /// `sampling.t_end`; the sampler's evaluations per step for `nfe_note`.
   template <class Samplers>
   void load_grid_file() {
+    visit<Samplers>([&]<class Smp>() { evals_per_step_ = evals_per_step(Smp{}); });
     const auto file = cfg_.get<std::string>("sampling.grid_file");
     if (file.empty()) return;
     auto g = OptimizedGrid::load(file);
     visit<Samplers>([&]<class Smp>() { check_grid(g, file, steps<Smp>()); });
-    grid_ = std::move(g);
+    file_grid_ = std::move(g);
   }
 
-  /// A grid file's grid must have the `n` steps the sampler takes, ending at t = 1e-3.
+  /// A grid file's grid must have the `n` steps the sampler takes, ending at `sampling.t_end`, and
+  /// `sampling.grid` must be left at uniform.
   void check_grid(const OptimizedGrid& g, const std::string& file, int64_t n) const;
 
   const Config& cfg_;
   std::string sampler_;
   int64_t nfe_;
-  std::optional<OptimizedGrid> grid_;  // sampling.grid_file
+  std::string grid_;   // sampling.grid
+  double t_end_;       // sampling.t_end
+  int64_t evals_per_step_ = 1;
+  std::optional<OptimizedGrid> file_grid_;  // sampling.grid_file
 };
 
 #if GM_HEADER_DEFINITIONS
+GM_INLINE Sampling::Sampling(const Config& cfg)
+    : cfg_(cfg), sampler_(cfg.get<std::string>("sampling.sampler")), nfe_(cfg.get<int64_t>("sampling.nfe")),
+      grid_(cfg.get<std::string>("sampling.grid")), t_end_(cfg.get<double>("sampling.t_end")) {}
+
 GM_INLINE void Sampling::check_grid(const OptimizedGrid& g, const std::string& file, int64_t n) const {
-  if (static_cast<int64_t>(g.stored.size()) != n + 1 || std::abs(g.stored.back() - 1e-3) > 1e-12) {
-    throw Error("gm: sampling.grid_file: " + file + " has " + std::to_string(g.stored.size() - 1) +
-                " steps ending at t = " + std::to_string(g.stored.back()) + "; " + sampler_ + " at NFE " +
-                std::to_string(nfe_) + " takes " + std::to_string(n) + " steps ending at t = 0.001");
+  if (grid_ != "uniform") {
+    throw Error("gm: sampling.grid = " + grid_ + " and sampling.grid_file = " + file + " are both set; the file gives "
+                "the times itself (leave sampling.grid at uniform)");
   }
+  if (static_cast<int64_t>(g.stored.size()) != n + 1 || std::abs(g.stored.back() - t_end_) > 1e-12) {
+    throw Error("gm: sampling.grid_file: " + file + " has " + std::to_string(g.stored.size() - 1) +
+                " steps ending at t = " + number(g.stored.back()) + "; " + sampler_ + " at NFE " +
+                std::to_string(nfe_) + " takes " + std::to_string(n) + " steps ending at t = " + number(t_end_) +
+                " (sampling.t_end)");
+  }
+}
+
+GM_INLINE auto Sampling::nfe_note() const -> std::string {
+  if (evals_per_step_ <= 1 || nfe_ % evals_per_step_ == 0) return "";
+  const int64_t steps = std::max<int64_t>(1, nfe_ / evals_per_step_);
+  return "sampling.nfe = " + std::to_string(nfe_) + " is not a whole number of " + sampler_ + " steps (" +
+         std::to_string(evals_per_step_) + " evaluations each): it runs " + std::to_string(steps) + " steps, " +
+         std::to_string(steps * evals_per_step_) + " evaluations";
 }
 
 GM_INLINE auto Sampling::variant(const Conditioning& cond) const -> std::string {
   std::string out;
-  if (grid_) out += "_grid-" + std::filesystem::path(cfg_.get<std::string>("sampling.grid_file")).stem().string();
+  if (file_grid_) out += "_grid-" + std::filesystem::path(cfg_.get<std::string>("sampling.grid_file")).stem().string();
+  else if (grid_ != "uniform") out += "_" + grid_;
+  if (t_end_ != 1e-3) out += "_tend" + number(t_end_);
   if (cond.guide) out += "_autoguide" + number(cond.guidance);
   else if (cond.labels.defined() && cond.guidance != 1.0) out += "_w" + number(cond.guidance);
   return out;

@@ -134,7 +134,12 @@ class Training {
       io::write_state_dict(run.path() / "state_dict.pt", named);
     }
     ctx.sample(trainer.step());
-    if (one_point.x.dim() == 2 && one_point.x.size(1) == 2) log_density_map(run, ctx.events, trainer, ctx.ema, device_);
+    if constexpr (!ImageSource<Data>) {
+      if (one_point.x.dim() == 2 && one_point.x.size(1) == 2 && cfg_.get<bool>("eval.density_map")) {
+        const auto seed = static_cast<uint64_t>(cfg_.get<int64_t>("seed"));
+        log_density_map(run, ctx.events, trainer, ctx.ema, device_, data(4096, make_generator(mix_seed(seed, 0xD3A5))));
+      }
+    }
     char buf[64];
     std::snprintf(buf, sizeof buf, "mean training step %.3f ms", history.mean_ms());
     run.log(buf);

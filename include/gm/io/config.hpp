@@ -4,6 +4,7 @@
 
 #include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
+#include <gm/io/file.hpp>
 #include <gm/io/toml.hpp>
 
 #include <toml++/toml.h>
@@ -224,7 +225,9 @@ GM_INLINE auto Config::parse(int argc, char** argv) -> std::optional<int> {
   return std::nullopt;
 }
 
-GM_INLINE void Config::load_file(const std::filesystem::path& file) {
+GM_INLINE void Config::load_file(const std::filesystem::path& given) {
+  const auto file = io::find_data_file(given);  // configs/x.toml from any folder: gm's own configs
+  if (file != given) notes_.push_back("config file " + given.string() + ": not in the working folder; read " + file.string());
   const toml::table tbl = io::read_toml(file);
   apply_table(file, tbl, "");
 }

@@ -62,17 +62,52 @@ GM_INLINE void load_named(torch::nn::Module& m, const NamedTensors& tensors, con
 }
 #endif
 
-/// Load the weights gm exported (`weights.safetensors`: the EMA weights of a finished run) into `m`, which
-/// must be the same network (the run's model keys).  `path` is the file or the run folder holding it.
+/// Which weights `load_weights` takes from a checkpoint folder: the EMA (what gm samples and exports) or the
+/// trained weights themselves.
+enum class Weights { ema, trained };
+
+/// Load weights gm wrote into `m`, which must be the same network (the run's model keys); a missing, extra or
+/// misshapen tensor is a one-line `gm::Error` naming the file and the tensor.  `path` is:
+/// - a `.safetensors` file of named tensors (`weights.safetensors`, the EMA weights of a finished run);
+/// - a run folder: its `weights.safetensors`;
+/// - a checkpoint folder (`<run>/checkpoints/step_N`): its model.safetensors (buffers included), then its
+///   EMA weights over the parameters unless `which` is `Weights::trained`.
 ///
 /// @code
 /// auto net = gm::make_mlp(cfg, 2);
-/// gm::io::load_weights(*net, "runs/flow_2d");  // runs/flow_2d/weights.safetensors
+/// gm::load_weights(*net, "runs/flow_2d");                          // runs/flow_2d/weights.safetensors
+/// gm::load_weights(*net, "runs/flow_2d/checkpoints/step_4000");   // that checkpoint's EMA
 /// @endcode
-void load_weights(torch::nn::Module& m, const std::filesystem::path& path);
+void load_weights(torch::nn::Module& m, const std::filesystem::path& path, Weights which = Weights::ema);
 #if GM_HEADER_DEFINITIONS
-GM_INLINE void load_weights(torch::nn::Module& m, const std::filesystem::path& path) {
+GM_INLINE void load_weights(torch::nn::Module& m, const std::filesystem::path& path, Weights which) {
   std::error_code ec;
+  if (std::filesystem::is_directory(path, ec) && std::filesystem::exists(path / "model.safetensors", ec)) {
+    load_named(m, read_safetensors(path / "model.safetensors"), (path / "model.safetensors").string());
+    if (which == Weights::trained) return;
+    const auto state_file = path / "state.safetensors";
+    std::map<std::string, torch::Tensor> state;
+    for (auto& [name, t] : read_safetensors(state_file)) state.emplace(name, t);
+    auto params = m.parameters();
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < params.size(); ++i) {
+      const auto it = state.find("ema_" + std::to_string(i));
+      if (it == state.end()) {
+        throw Error("gm: " + state_file.string() + ": no EMA weight ema_" + std::to_string(i) + " for this network (" +
+                    std::to_string(params.size()) + " parameters; gm::io::Weights::trained loads the trained weights)");
+      }
+      if (!it->second.sizes().equals(params[i].sizes())) {
+        throw Error("gm: " + state_file.string() + ": EMA weight ema_" + std::to_string(i) + " has shape " +
+                    c10::str(it->second.sizes()) + ", this network's parameter has " + c10::str(params[i].sizes()));
+      }
+      params[i].copy_(it->second);
+    }
+    if (state.count("ema_" + std::to_string(params.size()))) {
+      throw Error("gm: " + state_file.string() + ": more EMA weights than this network's " + std::to_string(params.size()) +
+                  " parameters");
+    }
+    return;
+  }
   const auto file = std::filesystem::is_directory(path, ec) ? path / "weights.safetensors" : path;
   load_named(m, read_safetensors(file), file.string());
 }
@@ -116,3 +151,8 @@ GM_INLINE void write_state_dict(const std::filesystem::path& path, const std::ve
 #endif
 
 }  // namespace gm::io
+
+namespace gm {
+using io::load_weights;  ///< gm::load_weights(module, path): see gm::io::load_weights
+using io::Weights;
+}  // namespace gm

@@ -15,6 +15,8 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
+#include <cstdlib>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -130,5 +132,44 @@ GM_INLINE void AppendFile::close() {
   fd_ = -1;
 }
 #endif  // GM_HEADER_DEFINITIONS
+
+/// Where gm looks for a relative data path (a config, a mixture file) that is not in the working folder:
+/// the folders in $GM_DATA_DIR (':'-separated), then gm's installed data (<prefix>/share/gm, holding configs/)
+/// and gm's source tree, as known to the build that compiled this code.  So `--config configs/flow_2d.toml`
+/// and the examples' default `configs/mixtures/ring8.toml` work from any folder.
+std::vector<std::filesystem::path> data_dirs();
+/// `p` itself when it exists or is absolute; else the first `data_dirs()` entry that holds it; else `p`
+/// unchanged (the reader then names it in its error).
+std::filesystem::path find_data_file(const std::filesystem::path& p);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::vector<std::filesystem::path> data_dirs() {
+  std::vector<std::filesystem::path> out;
+  if (const char* env = std::getenv("GM_DATA_DIR"); env && *env) {
+    std::string_view rest(env);
+    while (!rest.empty()) {
+      const auto cut = rest.find(':');
+      if (cut != 0) out.emplace_back(std::string(rest.substr(0, cut)));
+      if (cut == std::string_view::npos) break;
+      rest.remove_prefix(cut + 1);
+    }
+  }
+#ifdef GM_INSTALL_DATA_DIR
+  out.emplace_back(GM_INSTALL_DATA_DIR);
+#endif
+#ifdef GM_SOURCE_DATA_DIR
+  out.emplace_back(GM_SOURCE_DATA_DIR);
+#endif
+  return out;
+}
+
+GM_INLINE std::filesystem::path find_data_file(const std::filesystem::path& p) {
+  std::error_code ec;
+  if (p.empty() || p.is_absolute() || std::filesystem::exists(p, ec)) return p;
+  for (const auto& dir : data_dirs()) {
+    if (std::filesystem::exists(dir / p, ec)) return dir / p;
+  }
+  return p;
+}
+#endif
 
 }  // namespace gm::io

@@ -275,7 +275,7 @@ GM_INLINE EventFile read_events(const std::filesystem::path& path, bool salvage)
 /// @code
 /// gm::io::EventWriter tb("runs/a");
 /// tb.scalars(100, {{"loss", 0.25}, {"lr", 1e-3}});
-/// tb.image("samples", gm::io::density_image(xy, -5, 5), 100);
+/// tb.image("samples", gm::io::scatter_density_plot(xy, {.title = "samples"}), 100);
 /// @endcode
 class EventWriter {
  public:

@@ -7,6 +7,7 @@
 #include <ATen/core/Generator.h>
 #include <torch/types.h>
 
+#include <algorithm>
 #include <concepts>
 #include <cstdint>
 #include <string_view>
@@ -75,6 +76,14 @@ int64_t evals_per_step(const S& s) {
   } else {
     return 1;
   }
+}
+
+/// The steps `s` takes at `nfe` model evaluations: nfe / evals_per_step(s) rounded down, at least 1 (Heun at
+/// NFE 3 takes 1 step, 2 evaluations).  An adaptive sampler's steps are its own: it gets `nfe`.
+template <class S>
+int64_t steps_for_nfe(const S& s, int64_t nfe) {
+  const int64_t per = evals_per_step(s);
+  return per > 0 ? std::max<int64_t>(1, nfe / per) : std::max<int64_t>(1, nfe);
 }
 
 /// Explains why `S` is not a `Sampler`.

@@ -132,4 +132,43 @@ struct QuadraticGrid {
   }
 };
 
+/// The fixed grids by name, for a config key (`sampling.grid`): "uniform, logsnr, edm or quadratic".
+inline constexpr std::string_view grid_names = "uniform, logsnr, edm or quadratic";
+
+/// Whether `name` is one of `grid_names`.
+bool is_grid_name(std::string_view name);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE bool is_grid_name(std::string_view name) {
+  return name == UniformGrid::name || name == LogSnrGrid::name || name == EDMGrid::name || name == QuadraticGrid::name;
+}
+#endif
+
+/// The nodes of the grid called `name` (one of `grid_names`, default options), so a grid chosen at run time
+/// costs no sampler instantiation per grid; another name is a one-line `gm::Error`.
+template <Process I>
+std::vector<double> grid_nodes(std::string_view name, int64_t steps, double t_end, const I& ip) {
+  if (name == UniformGrid::name) return UniformGrid{}.nodes(steps, t_end, ip);
+  if (name == LogSnrGrid::name) return LogSnrGrid{}.nodes(steps, t_end, ip);
+  if (name == EDMGrid::name) return EDMGrid{}.nodes(steps, t_end, ip);
+  if (name == QuadraticGrid::name) return QuadraticGrid{}.nodes(steps, t_end, ip);
+  throw Error("gm: unknown time grid '" + std::string(name) + "'; use " + std::string(grid_names));
+}
+
+/// Check explicit sampling times: at least two, the first exactly 1, strictly decreasing, the last in
+/// [0, 1); else a one-line `gm::Error`.
+void check_times(const std::vector<double>& times);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void check_times(const std::vector<double>& times) {
+  if (times.size() < 2) throw Error("gm: sampling times need at least 2 nodes (1 step), got " + std::to_string(times.size()));
+  if (times.front() != 1.0) throw Error("gm: sampling times must start at t = 1, got " + std::to_string(times.front()));
+  for (size_t i = 1; i < times.size(); ++i) {
+    if (!(times[i] < times[i - 1])) {
+      throw Error("gm: sampling times must decrease; node " + std::to_string(i) + " is " + std::to_string(times[i]) +
+                  " after " + std::to_string(times[i - 1]));
+    }
+  }
+  if (!(times.back() >= 0)) throw Error("gm: sampling times must end at t >= 0, got " + std::to_string(times.back()));
+}
+#endif
+
 }  // namespace gm

@@ -112,6 +112,24 @@ struct Conditioning {
   std::vector<uint64_t> seeds{};
 };
 
+/// What `Trainer::sample` draws, as LibTorch's Options are written:
+/// @code
+/// auto x = trainer.sample(gm::SampleOptions().n(1000).nfe(20).grid("edm").ema(&ema), gm::DPMSolverPP2M{});
+/// @endcode
+/// The sampler takes `steps_for_nfe(sampler, nfe)` steps of the grid called `grid` (`gm::grid_names`) from
+/// t = 1 to `t_end`, or the explicit decreasing `times` (1 first; they replace nfe, grid and t_end).
+struct SampleOptions {
+  using EMAPointer = EMA*;  // TORCH_ARG writes `const T&`: a named pointer type keeps the setter's const on the pointer
+  TORCH_ARG(int64_t, n) = 1000;                  ///< samples
+  TORCH_ARG(int64_t, nfe) = 20;                  ///< model evaluations per sample (rounded down to whole steps)
+  TORCH_ARG(std::string, grid) = "uniform";      ///< uniform, logsnr, edm or quadratic
+  TORCH_ARG(double, t_end) = 1e-3;               ///< the last time; 0 reaches the data where the process allows it
+  TORCH_ARG(std::vector<double>, times) = {};    ///< explicit nodes from t = 1 down (e.g. a gm::OptimizedGrid's)
+  TORCH_ARG(EMAPointer, ema) = nullptr;          ///< sample from these averaged weights (swapped in, then back)
+  TORCH_ARG(torch::Tensor, noise) = {};          ///< the prior draw x_1; undefined: drawn (per-sample seeds or the trainer's)
+  TORCH_ARG(Conditioning, conditioning) = {};    ///< labels, guidance, image condition, per-sample seeds
+};
+
 /// A network that takes an image condition: `forward(x, t, y, c)` with c [B, Cc, H, W] (gm's UNet with
 /// `cond_channels`).
 template <class N>
@@ -166,7 +184,7 @@ class Trainer;
 /// RectifiedFlow trainer(gm::MLP(gm::MLPOptions().hidden(256)), gm::TrainOptions().lr(1e-3).batch_size(1024));
 /// gm::EMA ema(0.999);
 /// trainer.fit([&](int64_t) { return gm::data::checkerboard(1024); }, 5000, ema);
-/// auto x = trainer.sample(2000, 20, &ema);
+/// auto x = trainer.sample(gm::SampleOptions().n(2000).nfe(40).ema(&ema));  // 20 Heun steps
 /// @endcode
 template <Schedule S, class P, class Net, class Smp, class TS, class W>
 class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
@@ -365,31 +383,37 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     (finish(callbacks), ...);
   }
 
-  /// n samples from the network with the trainer's sampler (or `sampler`) on `steps` steps of `Grid`, from
-  /// the EMA weights when `ema` is given, starting from `noise` or fresh draws of the prior, with the
-  /// labels, guidance and image condition of `cond` (and its per-sample seeds: then the prior draw is
-  /// `initial_noise(shape, seeds)` when `noise` is undefined).  `last_nfe()` tells the evaluations it took
-  /// (a guided step evaluates the conditional and the unconditional model in one batch and counts once).
-  template <class Grid = UniformGrid, class Samp = Smp>
-  torch::Tensor sample(int64_t n, int64_t steps, EMA* ema = nullptr, const torch::Tensor& noise = {},
-                       double t_end = 1e-3, const Samp& sampler = Samp{}, const Grid& grid = Grid{},
-                       const Conditioning& cond = {}) {
+  /// `o.n()` samples from the network with the trainer's sampler (or `sampler`) on `sample_times(o, sampler)`,
+  /// from the EMA weights when `o.ema()` is set, starting from `o.noise()` or fresh draws of the prior, with
+  /// the labels, guidance and image condition of `o.conditioning()` (and its per-sample seeds: then the prior
+  /// draw is `initial_noise(shape, seeds)` when `noise` is undefined).  `last_nfe()` tells the evaluations it
+  /// took (a guided step evaluates the conditional and the unconditional model in one batch and counts once).
+  template <class Samp = Smp>
+  torch::Tensor sample(const SampleOptions& o, const Samp& sampler = Samp{}) {
+    const auto times = sample_times(o, sampler);
     torch::NoGradGuard ng;
     net_->eval();
     std::unique_ptr<EMA::Swap> swap;
-    if (ema) swap = std::make_unique<EMA::Swap>(*ema, *net_);
+    if (o.ema()) swap = std::make_unique<EMA::Swap>(*o.ema(), *net_);
     const auto start = std::chrono::steady_clock::now();
+    const Conditioning& cond = o.conditioning();
     auto field = make_field(cond);
     torch::Tensor x1;
-    if (noise.defined()) x1 = noise.to(options_.device());
-    else if (!cond.seeds.empty()) x1 = initial_noise({n, data_dim()}, cond.seeds);
-    else x1 = initial_noise(n);
-    auto out = integrate(sampler, field, x1, grid.nodes(steps, t_end, process_), NoObserver{}, sampling_generator_,
-                         cond.seeds.empty() ? nullptr : &cond.seeds);
+    if (o.noise().defined()) x1 = o.noise().to(options_.device());
+    else if (!cond.seeds.empty()) x1 = initial_noise({o.n(), data_dim()}, cond.seeds);
+    else x1 = initial_noise(o.n());
+    auto out = integrate(sampler, field, x1, times, NoObserver{}, sampling_generator_, cond.seeds.empty() ? nullptr : &cond.seeds);
     last_nfe_ = field.nfe();
     last_model_seconds_ = field.model_seconds();
     last_sample_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return out;
+  }
+  /// The nodes `sample(o, sampler)` runs on: `o.times()` (checked), or `steps_for_nfe(sampler, o.nfe())`
+  /// steps of the grid `o.grid()` names, from t = 1 to `o.t_end()` on this trainer's process.
+  template <class Samp = Smp>
+  std::vector<double> sample_times(const SampleOptions& o, const Samp& sampler = Samp{}) const {
+    if (!o.times().empty()) return check_times(o.times()), o.times();
+    return grid_nodes(o.grid(), steps_for_nfe(sampler, o.nfe()), o.t_end(), process_);
   }
   int64_t last_nfe() const { return last_nfe_; }
   /// Wall time of the last `sample`, and the part of it spent inside the network (the rest is the
