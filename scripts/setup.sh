@@ -64,6 +64,11 @@ if [ ! -f "$venv/.gm-complete" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
   cp "$req" "$venv/.gm-complete"
 fi
+nodeps=scripts/requirements-nodeps.txt
+if ! cmp -s "$nodeps" "$venv/.gm-nodeps"; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$nodeps"
+  cp "$nodeps" "$venv/.gm-nodeps"
+fi
 if [ "$(readlink .venv 2>/dev/null)" != "$venv" ]; then
   if [ -e .venv ] && [ ! -L .venv ]; then
     echo "gm setup: .venv exists and is not gm's link; leaving it, the build uses $venv" >&2

@@ -18,6 +18,7 @@
 #include <gm/eval/classifier.hpp>
 #include <gm/eval/feature_net.hpp>
 #include <gm/eval/frechet.hpp>
+#include <gm/eval/kid.hpp>
 #include <gm/eval/likelihood.hpp>
 #include <gm/experiment/check.hpp>
 #include <gm/experiment/dist.hpp>
@@ -46,6 +47,7 @@
 #include <gm/random.hpp>
 #include <gm/sampler/grid_search.hpp>
 #include <gm/sampler/grids.hpp>
+#include <gm/sampler/kdiffusion.hpp>
 #include <gm/sampler/multistep.hpp>
 #include <gm/sampler/unipc.hpp>
 #include <gm/time/samplers.hpp>

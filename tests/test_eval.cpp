@@ -6,6 +6,7 @@
 #include <gm/data/gaussian_mixture.hpp>
 #include <gm/eval/feature_net.hpp>
 #include <gm/eval/frechet.hpp>
+#include <gm/eval/kid.hpp>
 #include <gm/io/npy.hpp>
 #include <gm/eval/likelihood.hpp>
 #include <gm/process/all.hpp>
@@ -332,4 +333,45 @@ TEST_CASE(".npz export: numpy reads uint8 NHWC arr_0 and int64 arr_1") {
     FAIL("numpy could not read the .npz");
   }
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("KID is the unbiased MMD^2 under the cubic kernel: a naive double loop agrees, equal sets give ~0") {
+  auto gen = gm::make_generator(3);
+  auto a = torch::randn({40, 3}, gen, torch::kFloat64), b = torch::randn({40, 3}, gen, torch::kFloat64) + 0.7;
+  // One subset of all rows: the estimate is permutation-invariant, so it is exactly the full-set MMD^2.
+  const auto kid = gm::kernel_inception_distance(a, b, 1, 40, 5).first;
+  auto k = [](const torch::Tensor& x, const torch::Tensor& y) { return std::pow((x * y).sum().item<double>() / 3 + 1, 3); };
+  double kxx = 0, kyy = 0, kxy = 0;
+  for (int64_t i = 0; i < 40; ++i) {
+    for (int64_t j = 0; j < 40; ++j) {
+      if (i != j) kxx += k(a[i], a[j]), kyy += k(b[i], b[j]);
+      kxy += k(a[i], b[j]);
+    }
+  }
+  const double naive = kxx / (40 * 39) + kyy / (40 * 39) - 2 * kxy / (40 * 40);
+  CHECK(kid == doctest::Approx(naive).epsilon(1e-12));
+  CHECK(kid > 0);
+  auto c = torch::randn({2000, 8}, gen, torch::kFloat64), d = torch::randn({2000, 8}, gen, torch::kFloat64);
+  const auto same = gm::kernel_inception_distance(c, d, 20, 1000, 1);
+  const auto shifted = gm::kernel_inception_distance(c, d + 0.3, 20, 1000, 1);
+  MESSAGE("KID equal distributions " << same.first << " +- " << same.second << ", shifted by 0.3: " << shifted.first);
+  CHECK(std::abs(same.first) < 4 * same.second + 1e-3);
+  CHECK(shifted.first > 10 * std::abs(same.first));
+  CHECK(gm::test::contains(gm::test::error_of([&] { gm::kernel_inception_distance(c, d.slice(1, 0, 4)); }), "same width"));
+}
+
+TEST_CASE("precision and recall: equal sets cover each other, a far set neither, one mode of two half the recall") {
+  auto gen = gm::make_generator(4);
+  auto blob = [&](double x, int64_t n) { return torch::randn({n, 2}, gen, torch::kFloat64) * 0.3 + torch::tensor({x, 0.0}, torch::kFloat64); };
+  auto real = torch::cat({blob(-3, 500), blob(3, 500)});
+  auto same = gm::precision_recall(real, real);
+  CHECK(same.precision == 1.0);
+  CHECK(same.recall == 1.0);
+  auto far = gm::precision_recall(real, blob(40, 300));
+  CHECK(far.precision == 0.0);
+  CHECK(far.recall == 0.0);
+  auto one_mode = gm::precision_recall(real, blob(3, 1000));  // mode collapse: faithful but half the coverage
+  MESSAGE("one mode of two: precision " << one_mode.precision << ", recall " << one_mode.recall);
+  CHECK(one_mode.precision > 0.95);
+  CHECK(one_mode.recall == doctest::Approx(0.5).epsilon(0.06));
 }

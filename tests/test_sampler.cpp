@@ -288,6 +288,28 @@ TEST_CASE("classifier-free guidance combines conditional and unconditional outpu
   CHECK(max_abs(f1.output(x, 0.5), x - 2) < 1e-15);
   CHECK(max_abs(f0.output(x, 0.5), x) < 1e-15);
   CHECK(max_abs(f3.output(x, 0.5), x + 3 * ((x - 2) - x)) < 1e-14);
+  // A guidance interval [0.2, 0.7]: inside, the guided output in one evaluation; outside, the conditional one.
+  gm::Field fi(ip, gm::Velocity{}, model, gm::Guidance{cond, null, 3.0, 0.2, 0.7});
+  CHECK(max_abs(fi.output(x, 0.5), x + 3 * ((x - 2) - x)) < 1e-14);
+  CHECK(max_abs(fi.output(x, 0.9), x - 2) < 1e-15);
+  CHECK(max_abs(fi.output(x, 0.1), x - 2) < 1e-15);
+  CHECK(fi.nfe() == 3);
+}
+
+TEST_CASE("CFG rescale pulls each guided sample's spread back to the conditional output's") {
+  gm::Interpolant<gm::Linear> ip;
+  auto model = [](const torch::Tensor& x, const torch::Tensor&, const torch::Tensor& c) { return x * c; };  // c scales
+  auto cond = torch::full({3, 1}, 2.0, f64()), null = torch::full({3, 1}, 0.5, f64());
+  auto x = torch::randn({3, 5}, gm::make_generator(4), f64());
+  auto guided = [&](double phi) {
+    gm::Field f(ip, gm::Velocity{}, model, gm::Guidance{cond, null, 4.0, 0.0, 1.0, phi});
+    return f.output(x, 0.5);
+  };
+  auto plain = guided(0), full = guided(1), half = guided(0.5);
+  auto out_cond = x * 2;
+  CHECK(max_abs(plain, x * 0.5 + 4 * (x * 2 - x * 0.5)) < 1e-13);
+  CHECK(max_abs(full.std(1), out_cond.std(1)) < 1e-12);             // phi = 1: the conditional output's spread
+  CHECK(max_abs(half, 0.5 * full + 0.5 * plain) < 1e-13);            // and phi blends linearly
 }
 
 namespace {
@@ -344,7 +366,8 @@ TEST_CASE_TEMPLATE("inpainting by replacement samples a mixture conditioned on o
 }
 
 TEST_CASE_TEMPLATE("with per-sample seeds a sample does not depend on its batch", S, gm::EulerMaruyamaSampler,
-                   gm::DDPMSampler, gm::Inpaint<gm::DDPMSampler>) {
+                   gm::DDPMSampler, gm::Inpaint<gm::DDPMSampler>, gm::EulerAncestralSampler, gm::DPMPP2MSDESampler,
+                   gm::EDMStochasticSampler) {
   gm::Interpolant<gm::VP> ip;
   auto field = oracle_field<gm::Data>(three_blobs(), ip);
   auto seeds = gm::sample_seeds(11, 0, 6);
@@ -471,4 +494,167 @@ TEST_CASE("an optimised grid beats the fixed grids it starts from, also on other
   std::ofstream(file) << "nodes = [1.0, 0.5, 0.7, 0.001]\n";
   CHECK(contains(error_of([&] { gm::OptimizedGrid::load(file); }), "decrease strictly"));
   std::filesystem::remove_all(file.parent_path());
+}
+
+// --- k-diffusion's samplers and EDM's stochastic sampler (gm/sampler/kdiffusion.hpp) ---------------------
+
+TEST_CASE("k-diffusion's samplers without noise converge at their order on a Gaussian flow, on VP and Linear") {
+  // eta = 0 (and S_churn = 0) leaves each sampler's deterministic solver: Euler ancestral is DDIM (1), DPM2,
+  // DPM2 ancestral, DPM++ 2S, DPM++ SDE and 2M SDE are second order, 3M SDE too (k-diffusion's halved D2
+  // term), LMS fourth, EDM's sampler Heun (2).
+  const auto still = gm::AncestralOptions().eta(0);
+  auto check = [&](const auto& sampler, double order, auto ip, int64_t n0) {
+    using S = std::decay_t<decltype(sampler)>;
+    auto g = gaussian();
+    auto field = oracle_field<gm::Velocity>(g, ip);
+    auto x1 = torch::randn({64, 2}, gm::make_generator(21), f64());
+    const double t_end = 0.05;
+    auto exact = gaussian_flow(x1, t_end, ip);
+    std::vector<double> errs;
+    for (int64_t n : {n0, 2 * n0, 4 * n0}) {
+      auto x = gm::integrate(sampler, field, x1, gm::LogSnrGrid().nodes(n, t_end, ip));
+      errs.push_back((x - exact).norm(2, 1).mean().template item<double>());
+    }
+    const double p = std::log2(errs[1] / errs[2]);
+    MESSAGE(S::name << " on " << decltype(ip)::name << ": errors " << errs[0] << ", " << errs[1] << ", " << errs[2]
+                    << "; order " << std::log2(errs[0] / errs[1]) << ", " << p);
+    CHECK(p == doctest::Approx(order).epsilon(0.2 / order));
+  };
+  for (auto run : {0, 1}) {
+    auto go = [&](auto ip) {
+      check(gm::EulerAncestralSampler(still), 1, ip, 32);
+      check(gm::DPM2Sampler{}, 2, ip, 16);
+      check(gm::DPM2AncestralSampler(still), 2, ip, 16);
+      check(gm::DPMPP2SAncestralSampler(still), 2, ip, 16);
+      check(gm::DPMPPSDESampler(gm::DPMPPSDESampler::Options().eta(0)), 2, ip, 16);
+      check(gm::DPMPP2MSDESampler(gm::DPMPP2MSDESampler::Options().eta(0)), 2, ip, 32);
+      check(gm::DPMPP3MSDESampler(gm::DPMPP3MSDESampler::Options().eta(0)), 2, ip, 32);
+      check(gm::LMSSampler{}, 4, ip, 64);
+      check(gm::EDMStochasticSampler(gm::EDMStochasticSampler::Options().churn(0)), 2, ip, 16);
+    };
+    if (run == 0) go(gm::Interpolant<gm::VP>{});
+    else go(gm::Interpolant<gm::Linear>{});  // from alpha(1) = 0: the first state at s = e^10
+  }
+}
+
+TEST_CASE_TEMPLATE("k-diffusion's ancestral and SDE samplers reach the right marginal mean and variance", S,
+                   gm::EulerAncestralSampler, gm::DPM2AncestralSampler, gm::DPMPP2SAncestralSampler, gm::DPMPPSDESampler,
+                   gm::DPMPP2MSDESampler, gm::DPMPP3MSDESampler, gm::EDMStochasticSampler) {
+  // Data N(1, 0.5^2) in 1-D; at t_end the marginal is N(alpha mu, alpha^2 s^2 + sigma^2), on VP and on Linear.
+  auto g = gm::GaussianMixture(torch::tensor({1.0}, f64()), torch::tensor({{1.0}}, f64()), torch::tensor({0.5}, f64()));
+  auto run = [&](auto ip) {
+    auto field = oracle_field<gm::Velocity>(g, ip);
+    const int64_t n = 16000;
+    const double t_end = 1e-3;
+    auto gen = gm::make_generator(3);
+    const double s1 = gm::detail::coefs(ip, 1.0).sigma, a1 = gm::detail::coefs(ip, 1.0).alpha;
+    auto x1 = a1 * 1.0 + std::sqrt(a1 * a1 * 0.25 + s1 * s1) * torch::randn({n, 1}, gen, f64());
+    // Euler ancestral (= DDPM's ancestral step) is first order in the variance too: more steps.
+    const int64_t steps = std::is_same_v<S, gm::EulerAncestralSampler> ? 400 : 100;
+    auto x = gm::integrate(S{}, field, x1, gm::LogSnrGrid().nodes(steps, t_end, ip), gm::NoObserver{}, gen);
+    auto c = gm::detail::coefs(ip, t_end);
+    const double mean = c.alpha, var = c.alpha * c.alpha * 0.25 + c.sigma * c.sigma;
+    const double m = x.mean().template item<double>(), v = x.var().template item<double>();
+    MESSAGE(S::name << " on " << decltype(ip)::name << ": mean " << m << " (exact " << mean << "), variance " << v
+                    << " (exact " << var << ")");
+    CHECK(std::abs(m - mean) < 5 * std::sqrt(var / n) + 0.01);
+    CHECK(std::abs(v - var) < 5 * var * std::sqrt(2.0 / n) + 0.01);
+    return x;
+  };
+  run(gm::Interpolant<gm::VP>{});
+  run(gm::Interpolant<gm::Linear>{});
+  // The noise is the sampler's: another seed gives other samples, the same seed the same.
+  gm::Interpolant<gm::VP> ip;
+  auto field = oracle_field<gm::Velocity>(g, ip);
+  auto draw = [&](uint64_t seed) {
+    auto gs = gm::make_generator(seed);
+    return gm::integrate(S{}, field, torch::randn({64, 1}, gs, f64()), gm::LogSnrGrid().nodes(20, 1e-3, ip),
+                         gm::NoObserver{}, gs);
+  };
+  CHECK(torch::equal(draw(7), draw(7)));
+  CHECK_FALSE(torch::equal(draw(7), draw(8)));
+}
+
+TEST_CASE("the Brownian tree: standard normal increments, additive over intervals, independent on disjoint ones") {
+  auto like = torch::zeros({20000}, f64());
+  gm::detail::BrownianTree w(std::log(1e-3), std::log(100.0), 9, nullptr, like);
+  auto inc = w.increment(0.5, 2.0);
+  CHECK(std::abs(inc.mean().item<double>()) < 5 / std::sqrt(20000.0));
+  CHECK(std::abs(inc.var().item<double>() - 1) < 5 * std::sqrt(2.0 / 20000));
+  // W(c) - W(a) = (W(b) - W(a)) + (W(c) - W(b)), so increments refine one path.
+  const double a = std::log(0.5), b = std::log(0.9), c = std::log(2.0);
+  CHECK(max_abs(w.at(c) - w.at(a), (w.at(b) - w.at(a)) + (w.at(c) - w.at(b))) < 1e-12);
+  auto other = w.increment(2.0, 7.0);
+  const double corr = (inc * other).mean().item<double>();
+  CHECK(std::abs(corr) < 5 / std::sqrt(20000.0));
+  gm::detail::BrownianTree same(std::log(1e-3), std::log(100.0), 9, nullptr, like);
+  CHECK(torch::equal(same.increment(0.5, 2.0), inc));
+  gm::detail::BrownianTree another(std::log(1e-3), std::log(100.0), 10, nullptr, like);
+  CHECK_FALSE(torch::equal(another.increment(0.5, 2.0), inc));
+}
+
+TEST_CASE("LMS weights integrate the Lagrange basis exactly: constant and cubic derivatives") {
+  const std::vector<double> nodes{3.0, 5.0, 8.0, 12.0};
+  const auto w = gm::detail::lms_coefficients(nodes, 2.0);
+  // d(s) = s^3: the integral from 3 to 2 of s^3 is (16 - 81) / 4.
+  double cubic = 0, constant = 0;
+  for (size_t j = 0; j < nodes.size(); ++j) cubic += w[j] * std::pow(nodes[j], 3), constant += w[j];
+  CHECK(cubic == doctest::Approx((16.0 - 81.0) / 4).epsilon(1e-12));
+  CHECK(constant == doctest::Approx(-1.0).epsilon(1e-12));
+}
+
+TEST_CASE("beta spacing, SD3's time shift and the grids by name") {
+  using gm::detail::incomplete_beta;
+  CHECK(incomplete_beta(0.5, 0.6, 0.6) == doctest::Approx(0.5).epsilon(1e-12));  // symmetric
+  CHECK(incomplete_beta(0.3, 1, 1) == doctest::Approx(0.3).epsilon(1e-12));       // uniform
+  // I_x(2, 3) = 6 x^2 - 8 x^3 + 3 x^4.
+  CHECK(incomplete_beta(0.4, 2, 3) == doctest::Approx(6 * 0.16 - 8 * 0.064 + 3 * 0.0256).epsilon(1e-12));
+  gm::Interpolant<gm::Linear> ip;
+  const auto beta = gm::BetaGrid().nodes(10, 1e-3, ip);
+  REQUIRE(beta.size() == 11);
+  CHECK(beta.front() == 1.0);
+  CHECK(beta.back() == 1e-3);
+  for (size_t i = 1; i < beta.size(); ++i) CHECK(beta[i] < beta[i - 1]);
+  CHECK(beta[5] == doctest::Approx(0.5 * (1 + 1e-3)).epsilon(1e-9));               // the median of Beta(a, a)
+  CHECK(beta[0] - beta[1] < beta[4] - beta[5]);                                      // dense at the ends
+  // Shift 3: 0.5 -> 0.75, the ends kept.
+  const auto shifted = gm::shift_times(gm::UniformGrid().nodes(2, 0.0, ip), 3.0);
+  CHECK(shifted == std::vector<double>{1.0, 0.75, 0.0});
+  CHECK(gm::resolution_shift(512.0 * 512.0) == doctest::Approx(2.0));
+  CHECK(gm::grid_nodes("karras", 8, 1e-3, ip) == gm::EDMGrid().nodes(8, 1e-3, ip));
+  CHECK(gm::grid_nodes("exponential", 8, 1e-3, ip) == gm::LogSnrGrid().nodes(8, 1e-3, ip));
+  CHECK(gm::grid_nodes("beta", 10, 1e-3, ip) == beta);
+  CHECK(contains(error_of([&] { gm::grid_nodes("cosine", 8, 1e-3, ip); }), "unknown time grid 'cosine'"));
+  CHECK(contains(error_of([&] { gm::shift_times({1.0, 0.5, 0.0}, -1); }), "time shift must be positive"));
+}
+
+TEST_CASE("ScheduleTransform: a velocity model of Linear, sampled along VP, is VP's exact field and marginals") {
+  const auto g = three_blobs();
+  gm::Interpolant<gm::Linear> lin;
+  gm::Interpolant<gm::VP> vp;
+  auto velocity = [g, lin](const torch::Tensor& x, const torch::Tensor& t) { return g.predict<gm::Velocity>(x, t, lin); };
+  gm::ScheduleTransform to_vp{lin, vp, gm::Predict<gm::Velocity>{}, velocity};
+  // The transformed data estimate equals VP's own exact one, at every t (t = 1 included).
+  auto x = torch::randn({32, 2}, gm::make_generator(8), f64());
+  for (double t : {1.0, 0.9, 0.5, 0.1, 1e-3}) {
+    auto tt = torch::full({32}, t, f64());
+    CHECK(max_abs(to_vp(x, tt), g.predict<gm::Data>(x, tt, vp)) < 1e-10);
+  }
+  // Sampled along VP with DPM-Solver++: the same samples as VP's exact field, and VP's exact marginal at t_end.
+  gm::Field field(vp, gm::Predict<gm::Data>{}, to_vp);
+  gm::Field exact(vp, gm::Predict<gm::Data>{}, [g, vp](const torch::Tensor& x, const torch::Tensor& t) { return g.predict<gm::Data>(x, t, vp); });
+  auto gen = gm::make_generator(9);
+  const double t_end = 0.02;
+  auto x1 = vp.sample(g.sample(4000, gen), torch::randn({4000, 2}, gen, f64()), torch::tensor(1.0, f64()));
+  const auto grid = gm::LogSnrGrid().nodes(200, t_end, vp);
+  auto a = gm::integrate(gm::DPMSolverPP2M{}, field, x1, grid);
+  auto b = gm::integrate(gm::DPMSolverPP2M{}, exact, x1, grid);
+  CHECK(max_abs(a, b) < 1e-8);
+  // p_t_end of VP: the mixture with means alpha mu and variances alpha^2 s^2 + sigma^2.
+  const auto c = gm::detail::coefs(vp, t_end);
+  const double mean0 = c.alpha * (0.5 * -2.0 + 0.25 * 2.0 + 0.25 * 2.0);
+  CHECK(std::abs(a.select(1, 0).mean().item<double>() - mean0) < 5 * 2.1 / std::sqrt(4000.0));
+  const double held = g.log_prob(a / c.alpha).mean().item<double>(), fresh = g.log_prob(g.sample(4000, gen)).mean().item<double>();
+  MESSAGE("ScheduleTransform along VP: mean log p of the samples " << held << ", of exact draws " << fresh);
+  CHECK(std::abs(held - fresh) < 0.1);
 }

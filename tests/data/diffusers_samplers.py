@@ -10,30 +10,19 @@ gm's convention (data at 0, noise at 1) at which it evaluated, and its final sam
   - FlowMatchEulerDiscreteScheduler (velocity prediction), its sigmas = gm's Linear times.
 Usage: python diffusers_samplers.py MIXTURE.toml DIR STEPS
 """
+import pathlib
 import sys
-import tomllib
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
-mix = tomllib.load(open(sys.argv[1], "rb"))
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from mixture_oracle import Mixture  # noqa: E402
+
+denoise = Mixture(sys.argv[1]).denoise
 out = sys.argv[2]
 steps = int(sys.argv[3])
-w = torch.tensor(mix["weights"], dtype=torch.float64)
-mu = torch.tensor(mix["means"], dtype=torch.float64)
-s = torch.tensor(mix["stds"], dtype=torch.float64)
-
-
-def denoise(x, alpha, sigma):
-    """E[x0 | x_t] for x_t = alpha x0 + sigma eps, x0 from the isotropic mixture."""
-    var = alpha ** 2 * s ** 2 + sigma ** 2                                  # [K]
-    d = x.shape[1]
-    diff = x[:, None, :] - alpha * mu[None]                                 # [N, K, D]
-    logp = torch.log(w) - 0.5 * (diff ** 2).sum(-1) / var - 0.5 * d * torch.log(2 * torch.pi * var)
-    r = torch.softmax(logp, 1)                                              # [N, K]
-    post = mu[None] + (alpha * s ** 2 / var)[None, :, None] * diff           # [N, K, D]
-    return (r[..., None] * post).sum(1)
 
 
 # DDIM on gm's VP.

@@ -42,6 +42,10 @@ assert len(os.listdir(f"{a}/images")) == 30 and not os.path.exists(f"{b}/images"
 for r in recs:
     assert r["fd"] > 0 and 0 <= r["class_agreement"] <= 1 and r["bpd"] > 0 and r["bpd_n"] == 8, r
     assert r["fd_real_test"] > 0 and 0 <= r["class_agreement_real_test"] <= 1, r
+    for suffix in ("", "_real_test"):  # KID and precision/recall, beside the real test images' (the floor)
+        assert np.isfinite(r["kid" + suffix]) and r["kid_std" + suffix] >= 0, r
+        assert 0 <= r["precision" + suffix] <= 1 and 0 <= r["recall" + suffix] <= 1, r
+assert recs[0]["kid"] > recs[0]["kid_real_test"], recs[0]  # a 40-step model is further than real images
 print("ok: npz (30, 28, 28, 1) uint8 with labels, 30 PNGs, records", recs[0]["fd"], recs[0]["bpd"])
 import struct
 gw, gh = struct.unpack(">II", open(f"{a}/grid.png", "rb").read()[16:24])
@@ -52,6 +56,16 @@ capture "$fashion_mnist" --workdir="$w" --mode=eval --eval.n=20 --eval.likelihoo
 expect_rc 0
 expect_match "$out" "FD skipped: no eval.features; .*--eval.features="
 ok "without eval.features the evaluation says FD was skipped and how to get it"
+# Guidance on part of the time range (REPA's guidance_high) with CFG rescale: its own folder; low > high refused.
+capture "$fashion_mnist" --workdir="$w" --mode=eval --eval.n=20 --eval.likelihood_n=0 --sampling.nfe=2 \
+  --sampling.guidance_high=0.7 --sampling.guidance_rescale=0.5
+expect_rc 0
+expect_file "$w/eval/heun_nfe2_w2_in0-0.7_rescale0.5_step40/samples.npz"
+capture "$fashion_mnist" --workdir="$w" --mode=eval --sampling.guidance_low=0.8 --sampling.guidance_high=0.7
+expect_rc 2
+expect_one_line
+expect_match "$out" "sampling.guidance_low = 0.8 is above sampling.guidance_high = 0.7"
+ok "a guidance interval and CFG rescale sample into their own folder; a reversed interval is refused"
 capture "$fashion_mnist" --workdir="$w" --mode=eval --eval.features="$w/nothing.pt"
 expect_rc 2
 expect_one_line

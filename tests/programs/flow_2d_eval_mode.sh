@@ -25,6 +25,8 @@ f = [r["folder"] for r in recs]
 assert f[0].startswith("heun_nfe") and f[1] == f[0] + "_2" and f[2] == "ddpm_nfe30_step200" and f[3] == f[2] + "_2", f
 for r in recs[:2]:
     assert r["fd"] >= 0 and np.isfinite(r["nll"]) and r["nll_n"] == 64, r
+    assert np.isfinite(r["kid"]) and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1, r
+    assert 0.8 < r["precision_data"] <= 1 and 0.8 < r["recall_data"] <= 1, r  # two sets of data draws
 for a, b in [(0, 1), (2, 3)]:
     x = np.load(f"{w}/eval/{recs[a]['folder']}/samples.npy"); y = np.load(f"{w}/eval/{recs[b]['folder']}/samples.npy")
     # the same samples; batched matrix products round differently at another batch size

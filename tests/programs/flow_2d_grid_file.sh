@@ -44,6 +44,6 @@ capture "$flow_2d" --workdir "$d/run" --mode=sample --sampling.grid=edm --sampli
   --sampling.grid_file="$grid"
 expect_rc 2
 expect_one_line
-expect_match "$out" "sampling.grid = edm and sampling.grid_file = .* are both set"
+expect_match "$out" "sampling.grid = edm, sampling.shift = 1 and sampling.grid_file = .* are all set"
 [ "$(ls "$d/run/samples" | grep -c _edm_tend0.01.npy)" -eq 1 ] || fail "a refused command wrote samples"
 ok "bad grids and t_end are refused in one line, nothing written"

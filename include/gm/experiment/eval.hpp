@@ -9,6 +9,7 @@
 #include <gm/error.hpp>
 #include <gm/eval/feature_net.hpp>
 #include <gm/eval/frechet.hpp>
+#include <gm/eval/kid.hpp>
 #include <gm/eval/likelihood.hpp>
 #include <gm/experiment/check.hpp>
 #include <gm/experiment/outputs.hpp>
@@ -131,9 +132,14 @@ class Evaluation {
                    "classifier.safetensors (or a TorchScript feature network) for FD and class agreement");
     } else {
       auto fresh = [&](uint64_t stream) { return data(n, make_generator(mix_seed(seed_, stream))).to(torch::kCPU, torch::kFloat32); };
-      const auto ref = FeatureStats::of(fresh(0xF1D0));
+      const auto first = fresh(0xF1D0), second = fresh(0xF1D1);
+      const auto ref = FeatureStats::of(first);
       record.emplace_back("fd", frechet_distance(FeatureStats::of(samples), ref));
-      record.emplace_back("fd_data", frechet_distance(FeatureStats::of(fresh(0xF1D1)), ref));
+      record.emplace_back("fd_data", frechet_distance(FeatureStats::of(second), ref));
+      const int64_t m = std::min<int64_t>(n, 10000);
+      const auto real = first.slice(0, 0, m);
+      add_kid_pr(record, real, samples.slice(0, 0, m), "");
+      add_kid_pr(record, real, second.slice(0, 0, m), "_data");
     }
     if (const int64_t ln = cfg_.get<int64_t>("eval.likelihood_n"); ln > 0) likelihood(trainer, ema, data, ln, record);
     if constexpr (images && requires(torch::Tensor x, at::Generator g) { trainer.elbo(x, g); }) {
@@ -168,12 +174,21 @@ class Evaluation {
     const int64_t n = std::min<int64_t>(samples.size(0), other.size());
     record.emplace_back("fd", frechet_distance(net, samples, stats));
     record.emplace_back(std::string("fd_real_") + other_split, frechet_distance(net, other.images.slice(0, 0, n), stats));
+    // KID and precision/recall against as many reference images (at most 10000), beside the other split's.
+    const int64_t m = std::min<int64_t>({samples.size(0), ref.size(), 10000});
+    const auto real = net.features(ref.images.slice(0, 0, m));
+    add_kid_pr(record, real, net.features(samples.slice(0, 0, m)), "");
+    add_kid_pr(record, real, net.features(other.images.slice(0, 0, std::min(m, other.size()))), std::string("_real_") + other_split);
     if (labels.defined() && net.has_logits()) {
       record.emplace_back("class_agreement", class_agreement(net, samples, labels));
       record.emplace_back(std::string("class_agreement_real_") + other_split,
                           class_agreement(net, other.images.slice(0, 0, n), other.labels.slice(0, 0, n)));
     }
   }
+
+  /// KID (mean and its spread over subsets) and precision/recall of `fake` against `real` features, as
+  /// kid<suffix>, kid_std<suffix>, precision<suffix>, recall<suffix>; skipped below 4 vectors.
+  void add_kid_pr(Record& record, const torch::Tensor& real, const torch::Tensor& fake, const std::string& suffix) const;
 
   /// Bits per dimension of `n` dequantised test images (pixel models; Hutchinson's divergence), or the NLL
   /// in nats of `n` fresh data draws (vectors; the exact divergence), through the probability-flow ODE of the
@@ -264,6 +279,17 @@ class Evaluation {
 };
 
 #if GM_HEADER_DEFINITIONS
+GM_INLINE void Evaluation::add_kid_pr(Record& record, const torch::Tensor& real, const torch::Tensor& fake,
+                                      const std::string& suffix) const {
+  if (std::min(real.size(0), fake.size(0)) < 4) return;
+  const auto [kid, kid_std] = kernel_inception_distance(real, fake, 100, 1000, mix_seed(seed_, 0x41D));
+  record.emplace_back("kid" + suffix, kid);
+  record.emplace_back("kid_std" + suffix, kid_std);
+  const auto pr = precision_recall(real, fake, 3);
+  record.emplace_back("precision" + suffix, pr.precision);
+  record.emplace_back("recall" + suffix, pr.recall);
+}
+
 GM_INLINE void Evaluation::add_keys(Config& cfg) {
   cfg.add<std::string>("eval.checkpoint", "", "--mode=eval: a checkpoint folder (empty: the newest)");
   cfg.add<bool>("eval.density_map", true, "2-D data: draw the trained model's log-density (log_density.png and .npy, "

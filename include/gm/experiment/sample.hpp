@@ -32,7 +32,9 @@ namespace gm {
 /// The samplers `sampling.sampler` chooses among in an experiment (adaptive Dormand-Prince, which picks
 /// its own steps, is left to `bench_samplers`).
 using ExperimentSamplers = type_list<HeunSampler, EulerSampler, MidpointSampler, RK4Sampler, DDIMSampler, DDPMSampler,
-                                     DPMSolverPP2M, DPMSolverPP3M, DPMSolverPP3MRef, UniPC<2>, UniPC<3>, EulerMaruyamaSampler, PCSampler>;
+                                     DPMSolverPP2M, DPMSolverPP3M, DPMSolverPP3MRef, UniPC<2>, UniPC<3>, EulerMaruyamaSampler, PCSampler,
+                                     EulerAncestralSampler, DPM2Sampler, DPM2AncestralSampler, DPMPP2SAncestralSampler,
+                                     DPMPPSDESampler, DPMPP2MSDESampler, DPMPP3MSDESampler, LMSSampler, EDMStochasticSampler>;
 
 /// Declare the keys of class-conditional experiments: `training.label_dropout`, `sampling.guidance` (the
 /// classifier-free guidance scale w) and `sampling.class` ("rows": one grid row per class; "none": the
@@ -45,6 +47,12 @@ GM_INLINE void add_guidance_keys(Config& cfg, double label_dropout, double guida
                   check::in_range(0, 1));
   cfg.add<double>("sampling.guidance", guidance, "classifier-free guidance scale w: 1 conditional, 0 unconditional",
                   check::finite());
+  cfg.add<double>("sampling.guidance_low", 0.0, "guidance only for t >= this (t = 1 noise; Kynkaanniemi et al. 2024's "
+                  "interval, REPA's guidance_low)", check::in_range(0, 1));
+  cfg.add<double>("sampling.guidance_high", 1.0, "guidance only for t <= this (REPA's guidance_high = 0.7; "
+                  "LightningDiT's cfg_interval_start = 0.11 is 0.89 here)", check::in_range(0, 1));
+  cfg.add<double>("sampling.guidance_rescale", 0.0, "CFG rescale phi (Lin et al. 2024, diffusers' guidance_rescale)",
+                  check::in_range(0, 1));
   cfg.add<std::string>("sampling.class", "rows", "rows (one row per class), none (unconditional), or a class number",
                        [](const Config::Value& v) -> std::string {
                          const auto* s = std::get_if<std::string>(&v);
@@ -69,9 +77,12 @@ class Sampling {
     cfg.add<int64_t>("sampling.nfe", 20, "model evaluations per sample", check::at_least(1));
     cfg.add<int64_t>("sampling.n", 20000, "samples to draw", check::at_least(1));
     cfg.add<int64_t>("sampling.every", 0, "also sample every N training steps (0: only at the end)", check::at_least(0));
-    cfg.add<std::string>("sampling.grid", "uniform", "time grid: uniform (in t), logsnr (uniform in log-SNR, DPM-Solver), "
-                         "edm (Karras et al.'s rho = 7 noise levels) or quadratic (DDIM's quad)",
-                         check::one_of({"uniform", "logsnr", "edm", "quadratic"}));
+    cfg.add<std::string>("sampling.grid", "uniform", "time grid: uniform (in t), logsnr or exponential (uniform in "
+                         "log-SNR, DPM-Solver), edm or karras (Karras et al.'s rho = 7 noise levels), quadratic (DDIM's "
+                         "quad) or beta (Lee et al. 2024, a = b = 0.6)",
+                         check::one_of({"uniform", "logsnr", "exponential", "edm", "karras", "quadratic", "beta"}));
+    cfg.add<double>("sampling.shift", 1.0, "SD3's time shift of the grid, t -> s t / (1 + (s - 1) t) (3: SD3; "
+                    "gm::resolution_shift gives sqrt(pixels / 256^2))", check::positive());
     cfg.add<double>("sampling.t_end", 1e-3, "the last time of the grid (0: the data itself, where the process allows it)",
                     check::in_range(0, 0.5));
     cfg.add<std::string>("sampling.grid_file", "", "sample on the time grid in this file instead of sampling.grid "
@@ -112,7 +123,7 @@ class Sampling {
   /// What `trainer.sample` draws for n samples: `sampling.nfe`, `sampling.grid` and `sampling.t_end`, or
   /// `sampling.grid_file`'s times.
   SampleOptions options(int64_t n) const {
-    auto o = SampleOptions().n(n).nfe(nfe_).grid(grid_).t_end(t_end_);
+    auto o = SampleOptions().n(n).nfe(nfe_).grid(grid_).t_end(t_end_).shift(shift_);
     if (file_grid_) o.times(file_grid_->stored);
     return o;
   }
@@ -168,6 +179,13 @@ class Sampling {
       const int64_t k = trainer.net()->null_class();
       if (k <= 0 || !cfg_.has("sampling.class")) return c;
       c.guidance = cfg_.get<double>("sampling.guidance");
+      c.guidance_low = cfg_.get<double>("sampling.guidance_low");
+      c.guidance_high = cfg_.get<double>("sampling.guidance_high");
+      c.guidance_rescale = cfg_.get<double>("sampling.guidance_rescale");
+      if (c.guidance_low > c.guidance_high) {
+        throw Error("gm: sampling.guidance_low = " + number(c.guidance_low) + " is above sampling.guidance_high = " +
+                    number(c.guidance_high));
+      }
       const auto what = cfg_.get<std::string>("sampling.class");
       if (what == "none") return c;
       if (what == "rows") {
@@ -206,6 +224,7 @@ class Sampling {
   int64_t nfe_;
   std::string grid_;   // sampling.grid
   double t_end_;       // sampling.t_end
+  double shift_;       // sampling.shift
   int64_t evals_per_step_ = 1;
   std::optional<OptimizedGrid> file_grid_;  // sampling.grid_file
 };
@@ -213,12 +232,13 @@ class Sampling {
 #if GM_HEADER_DEFINITIONS
 GM_INLINE Sampling::Sampling(const Config& cfg)
     : cfg_(cfg), sampler_(cfg.get<std::string>("sampling.sampler")), nfe_(cfg.get<int64_t>("sampling.nfe")),
-      grid_(cfg.get<std::string>("sampling.grid")), t_end_(cfg.get<double>("sampling.t_end")) {}
+      grid_(cfg.get<std::string>("sampling.grid")), t_end_(cfg.get<double>("sampling.t_end")),
+      shift_(cfg.get<double>("sampling.shift")) {}
 
 GM_INLINE void Sampling::check_grid(const OptimizedGrid& g, const std::string& file, int64_t n) const {
-  if (grid_ != "uniform") {
-    throw Error("gm: sampling.grid = " + grid_ + " and sampling.grid_file = " + file + " are both set; the file gives "
-                "the times itself (leave sampling.grid at uniform)");
+  if (grid_ != "uniform" || shift_ != 1) {
+    throw Error("gm: sampling.grid = " + grid_ + ", sampling.shift = " + number(shift_) + " and sampling.grid_file = " +
+                file + " are all set; the file gives the times itself (leave sampling.grid at uniform and the shift at 1)");
   }
   if (static_cast<int64_t>(g.stored.size()) != n + 1 || std::abs(g.stored.back() - t_end_) > 1e-12) {
     throw Error("gm: sampling.grid_file: " + file + " has " + std::to_string(g.stored.size() - 1) +
@@ -241,8 +261,13 @@ GM_INLINE auto Sampling::variant(const Conditioning& cond) const -> std::string 
   if (file_grid_) out += "_grid-" + std::filesystem::path(cfg_.get<std::string>("sampling.grid_file")).stem().string();
   else if (grid_ != "uniform") out += "_" + grid_;
   if (t_end_ != 1e-3) out += "_tend" + number(t_end_);
+  if (shift_ != 1) out += "_shift" + number(shift_);
   if (cond.guide) out += "_autoguide" + number(cond.guidance);
   else if (cond.labels.defined() && cond.guidance != 1.0) out += "_w" + number(cond.guidance);
+  if (cond.labels.defined() && cond.guidance != 1.0 && !cond.guide) {
+    if (cond.guidance_low > 0 || cond.guidance_high < 1) out += "_in" + number(cond.guidance_low) + "-" + number(cond.guidance_high);
+    if (cond.guidance_rescale > 0) out += "_rescale" + number(cond.guidance_rescale);
+  }
   return out;
 }
 

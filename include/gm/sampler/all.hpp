@@ -11,6 +11,8 @@
 #include <gm/sampler/grid_search.hpp>
 #include <gm/sampler/grids.hpp>
 #include <gm/sampler/inpaint.hpp>
+#include <gm/sampler/kdiffusion.hpp>
+#include <gm/sampler/schedule_transform.hpp>
 #include <gm/sampler/integrate.hpp>
 #include <gm/sampler/sde.hpp>
 #include <gm/sampler/unipc.hpp>
@@ -19,5 +21,7 @@
 namespace gm {
 /// Every sampler gm ships, for benchmarks and tools that iterate or pick them by name (`gm::visit_by_name`).
 using AllSamplers = type_list<EulerSampler, MidpointSampler, HeunSampler, RK4Sampler, DDIMSampler, DDPMSampler, DPMSolverPP2M,
-                              DPMSolverPP3M, DPMSolverPP3MRef, UniPC<2>, UniPC<3>, EulerMaruyamaSampler, PCSampler, DopriSampler>;
+                              DPMSolverPP3M, DPMSolverPP3MRef, UniPC<2>, UniPC<3>, EulerMaruyamaSampler, PCSampler, DopriSampler,
+                              EulerAncestralSampler, DPM2Sampler, DPM2AncestralSampler, DPMPP2SAncestralSampler, DPMPPSDESampler,
+                              DPMPP2MSDESampler, DPMPP3MSDESampler, LMSSampler, EDMStochasticSampler>;
 }  // namespace gm

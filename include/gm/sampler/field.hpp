@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace gm {
 
@@ -50,10 +51,21 @@ void check_prediction_at_one(const I& ip) {
 /// Guidance in any parameterisation is the same, since all are affine in the output.  Scale 1 calls only the
 /// conditional model and scale 0 only the unconditional one; any other scale evaluates both in one batch of
 /// twice the rows (one model call, counted as one evaluation).
+///
+/// Two refinements of the field's practice are options: guidance only on part of the time range
+/// (Kynkäänniemi et al., "Applying Guidance in a Limited Interval Improves Sample and Distribution Quality in
+/// Diffusion Models", NeurIPS 2024; REPA's guidance_low/guidance_high, LightningDiT's cfg_interval_start),
+/// outside which the conditional model alone runs at one evaluation; and CFG rescale (Lin et al., "Common
+/// Diffusion Noise Schedules and Sample Steps are Flawed", WACV 2024, eq. 15-16; diffusers' guidance_rescale),
+/// which pulls the guided output's standard deviation back to the conditional output's:
+/// out = phi out_cfg std(out_cond) / std(out_cfg) + (1 - phi) out_cfg, per sample, on the model's output.
 struct Guidance {
   torch::Tensor cond;       ///< conditioning passed to the model (e.g. class labels)
   torch::Tensor null_cond;  ///< the "unconditional" conditioning (e.g. the null label)
   double scale = 1.0;       ///< 1: conditional model only; 0: unconditional only
+  double low = 0.0;         ///< guidance applies for t in [low, high] (t = 1 noise); elsewhere scale 1
+  double high = 1.0;
+  double rescale = 0.0;     ///< CFG rescale phi in [0, 1]; 0: off
 };
 
 /// out_weak + scale (out_main - out_weak): autoguidance's combination (scale 1: out_main itself).
@@ -157,7 +169,7 @@ class Field {
   torch::Tensor output(const torch::Tensor& x, double t) {
     auto tt = torch::full({x.size(0)}, t, x.options());
     const auto start = std::chrono::steady_clock::now();
-    auto out = call(x, tt);
+    auto out = call(x, tt, t);
     model_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ++nfe_;
     return out;
@@ -199,14 +211,22 @@ class Field {
   }
 
  private:
-  torch::Tensor call(const torch::Tensor& x, const torch::Tensor& t) {
+  torch::Tensor call(const torch::Tensor& x, const torch::Tensor& t, double time) {
     if constexpr (std::invocable<M&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&>) {
-      if (guidance_.scale == 1.0) return model_(x, t, guidance_.cond);
-      if (guidance_.scale == 0.0) return model_(x, t, guidance_.null_cond);
+      const double scale = time >= guidance_.low && time <= guidance_.high ? guidance_.scale : 1.0;
+      if (scale == 1.0) return model_(x, t, guidance_.cond);
+      if (scale == 0.0) return model_(x, t, guidance_.null_cond);
       // Both branches in one batch, as DiT's forward_with_cfg does: one call, twice the rows.
       auto both = model_(torch::cat({x, x}), torch::cat({t, t}), torch::cat({guidance_.cond, guidance_.null_cond}));
       auto out_cond = both.narrow(0, 0, x.size(0)), out_null = both.narrow(0, x.size(0), x.size(0));
-      return out_null + guidance_.scale * (out_cond - out_null);
+      auto out = out_null + scale * (out_cond - out_null);
+      if (guidance_.rescale > 0) {
+        std::vector<int64_t> dims(static_cast<size_t>(out.dim() - 1));
+        for (size_t i = 0; i < dims.size(); ++i) dims[i] = static_cast<int64_t>(i + 1);
+        auto ratio = out_cond.std(dims, /*unbiased=*/true, /*keepdim=*/true) / out.std(dims, true, true);
+        out = guidance_.rescale * (out * ratio) + (1 - guidance_.rescale) * out;
+      }
+      return out;
     } else {
       return model_(x, t);
     }

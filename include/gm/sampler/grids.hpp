@@ -132,14 +132,91 @@ struct QuadraticGrid {
   }
 };
 
-/// The fixed grids by name, for a config key (`sampling.grid`): "uniform, logsnr, edm or quadratic".
-inline constexpr std::string_view grid_names = "uniform, logsnr, edm or quadratic";
+namespace detail {
+/// The regularised incomplete beta function I_x(a, b), by its continued fraction (Lentz's method, as in
+/// Numerical Recipes' betacf), with the symmetry I_x(a, b) = 1 - I_{1-x}(b, a) where that converges faster.
+double incomplete_beta(double x, double a, double b);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE double incomplete_beta(double x, double a, double b) {
+  if (x <= 0) return 0;
+  if (x >= 1) return 1;
+  if (x > (a + 1) / (a + b + 2)) return 1 - incomplete_beta(1 - x, b, a);
+  const double front = std::exp(std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x)) / a;
+  const double tiny = 1e-300;
+  double f = 1, c = 1, d = 0;
+  for (int i = 0; i <= 400; ++i) {
+    const int m = i / 2;
+    double num;
+    if (i == 0) num = 1;
+    else if (i % 2 == 0) num = (m * (b - m) * x) / ((a + 2 * m - 1) * (a + 2 * m));
+    else num = -((a + m) * (a + b + m) * x) / ((a + 2 * m) * (a + 2 * m + 1));
+    d = 1 + num * d;
+    d = 1 / (std::abs(d) < tiny ? tiny : d);
+    c = 1 + num / (std::abs(c) < tiny ? tiny : c);
+    const double cd = c * d;
+    f *= cd;
+    if (std::abs(1 - cd) < 1e-15) break;
+  }
+  return front * (f - 1);
+}
+#endif
+}  // namespace detail
+
+/// Beta spacing (Lee et al., "Beta Sampling is All You Need", 2024; ComfyUI's beta scheduler): the nodes are
+/// the quantiles of a Beta(a, b) distribution at 1 - i/n, t_i = t_end + (1 - t_end) F^-1(1 - i/n), which with
+/// a = b = 0.6 (the default, as ComfyUI) packs steps near both ends of the time range.
+struct BetaGrid {
+  struct Options {
+    TORCH_ARG(double, a) = 0.6;
+    TORCH_ARG(double, b) = 0.6;
+  };
+  static constexpr std::string_view name = "beta";
+  Options options{};
+  BetaGrid() = default;
+  explicit BetaGrid(Options o) : options(o) {}
+
+  template <Process I>
+  std::vector<double> nodes(int64_t steps, double t_end, const I&) const {
+    detail::check_grid_args(steps, t_end);
+    return detail::nodes_from(steps, t_end, [&](double u) {
+      double lo = 0, hi = 1;  // F^-1(1 - u) by bisection
+      for (int i = 0; i < 60; ++i) {
+        const double mid = 0.5 * (lo + hi);
+        (detail::incomplete_beta(mid, options.a(), options.b()) < 1 - u ? lo : hi) = mid;
+      }
+      return t_end + (1 - t_end) * 0.5 * (lo + hi);
+    });
+  }
+};
+
+/// SD3's time shift (Esser et al., "Scaling Rectified Flow Transformers for High-Resolution Image Synthesis",
+/// ICML 2024, sec. 5.3.2; diffusers' FlowMatchEulerDiscreteScheduler shift; LightningDiT's timestep_shift):
+/// t -> shift t / (1 + (shift - 1) t), which keeps 0 and 1 and moves the nodes towards the noise for shift > 1
+/// (SD3 samples at 3.0).  The nodes' first and last stay exactly 1 and t_end.
+std::vector<double> shift_times(std::vector<double> nodes, double shift);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::vector<double> shift_times(std::vector<double> nodes, double shift) {
+  if (!(shift > 0) || !std::isfinite(shift)) throw Error("gm: a time shift must be positive, got " + std::to_string(shift));
+  if (shift == 1 || nodes.size() < 3) return nodes;
+  for (size_t i = 1; i + 1 < nodes.size(); ++i) nodes[i] = shift * nodes[i] / (1 + (shift - 1) * nodes[i]);
+  return nodes;
+}
+#endif
+
+/// SD3's resolution-dependent shift: sqrt(m / n) for m pixels against the n = 256 x 256 the schedule was
+/// tuned for (Esser et al. 2024, eq. 23: the same SNR per pixel block at any resolution).
+inline double resolution_shift(double pixels, double base_pixels = 256.0 * 256.0) { return std::sqrt(pixels / base_pixels); }
+
+/// The fixed grids by name, for a config key (`sampling.grid`): uniform, logsnr (or exponential: uniform in
+/// log sigma/alpha, k-diffusion's get_sigmas_exponential), edm (or karras: rho = 7), quadratic, beta.
+inline constexpr std::string_view grid_names = "uniform, logsnr (exponential), edm (karras), quadratic or beta";
 
 /// Whether `name` is one of `grid_names`.
 bool is_grid_name(std::string_view name);
 #if GM_HEADER_DEFINITIONS
 GM_INLINE bool is_grid_name(std::string_view name) {
-  return name == UniformGrid::name || name == LogSnrGrid::name || name == EDMGrid::name || name == QuadraticGrid::name;
+  return name == UniformGrid::name || name == LogSnrGrid::name || name == EDMGrid::name || name == QuadraticGrid::name ||
+         name == BetaGrid::name || name == "karras" || name == "exponential";
 }
 #endif
 
@@ -148,9 +225,10 @@ GM_INLINE bool is_grid_name(std::string_view name) {
 template <Process I>
 std::vector<double> grid_nodes(std::string_view name, int64_t steps, double t_end, const I& ip) {
   if (name == UniformGrid::name) return UniformGrid{}.nodes(steps, t_end, ip);
-  if (name == LogSnrGrid::name) return LogSnrGrid{}.nodes(steps, t_end, ip);
-  if (name == EDMGrid::name) return EDMGrid{}.nodes(steps, t_end, ip);
+  if (name == LogSnrGrid::name || name == "exponential") return LogSnrGrid{}.nodes(steps, t_end, ip);
+  if (name == EDMGrid::name || name == "karras") return EDMGrid{}.nodes(steps, t_end, ip);
   if (name == QuadraticGrid::name) return QuadraticGrid{}.nodes(steps, t_end, ip);
+  if (name == BetaGrid::name) return BetaGrid{}.nodes(steps, t_end, ip);
   throw Error("gm: unknown time grid '" + std::string(name) + "'; use " + std::string(grid_names));
 }
 

@@ -103,6 +103,9 @@ using GuideModel = std::function<torch::Tensor(const torch::Tensor& x, const tor
 struct Conditioning {
   torch::Tensor labels;   ///< int64 [n], or undefined
   double guidance = 1.0;  ///< w: classifier-free guidance, or autoguidance's scale when `guide` is set
+  double guidance_low = 0.0;   ///< classifier-free guidance only for t in [low, high] (gm::Guidance)
+  double guidance_high = 1.0;
+  double guidance_rescale = 0.0;  ///< CFG rescale phi (gm::Guidance)
   /// Autoguidance (Karras et al. 2024): when set, the network is guided by this weaker model instead of by
   /// its unconditional branch, out_guide + w (out - out_guide), both with the same labels.
   GuideModel guide{};
@@ -124,6 +127,7 @@ struct SampleOptions {
   TORCH_ARG(int64_t, nfe) = 20;                  ///< model evaluations per sample (rounded down to whole steps)
   TORCH_ARG(std::string, grid) = "uniform";      ///< uniform, logsnr, edm or quadratic
   TORCH_ARG(double, t_end) = 1e-3;               ///< the last time; 0 reaches the data where the process allows it
+  TORCH_ARG(double, shift) = 1.0;                ///< SD3's time shift of the named grid (gm::shift_times)
   TORCH_ARG(std::vector<double>, times) = {};    ///< explicit nodes from t = 1 down (e.g. a gm::OptimizedGrid's)
   TORCH_ARG(EMAPointer, ema) = nullptr;          ///< sample from these averaged weights (swapped in, then back)
   TORCH_ARG(torch::Tensor, noise) = {};          ///< the prior draw x_1; undefined: drawn (per-sample seeds or the trainer's)
@@ -413,7 +417,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   template <class Samp = Smp>
   std::vector<double> sample_times(const SampleOptions& o, const Samp& sampler = Samp{}) const {
     if (!o.times().empty()) return check_times(o.times()), o.times();
-    return grid_nodes(o.grid(), steps_for_nfe(sampler, o.nfe()), o.t_end(), process_);
+    return shift_times(grid_nodes(o.grid(), steps_for_nfe(sampler, o.nfe()), o.t_end(), process_), o.shift());
   }
   int64_t last_nfe() const { return last_nfe_; }
   /// Wall time of the last `sample`, and the part of it spent inside the network (the rest is the
@@ -441,6 +445,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
       if (cond.labels.defined()) {
         const auto opts = torch::TensorOptions().dtype(torch::kInt64).device(options_.device());
         g.scale = cond.guide ? 1.0 : cond.guidance;  // autoguidance replaces the unconditional branch
+        g.low = cond.guidance_low, g.high = cond.guidance_high, g.rescale = cond.guidance_rescale;
         g.cond = cond.labels.to(opts);
         g.null_cond = torch::full({cond.labels.size(0)}, null, opts);
         if (cond.labels.numel() > 0 &&
