@@ -1,6 +1,9 @@
 // Schedules and Interpolant<S>: boundary values, derivatives, log-SNR and its inverse, the SDE form.
 #include "helpers.hpp"
 
+#include <gm/data/gaussian_mixture.hpp>
+#include <gm/sampler.hpp>
+
 #include <cmath>
 
 using gm::test::f64;
@@ -266,4 +269,32 @@ TEST_CASE("VDM's variance minimisation: the shape follows the gradient of the me
     CHECK(max_rel(hp[k].grad(), shape[i++]) < 1e-12);
   }
   CHECK(hp["w3"].grad().abs().sum().item<double>() > 0);
+}
+
+TEST_CASE("ZeroTerminalSNR: alpha(1) = 0 and alpha(0) kept, variance preserving, exact derivatives, and it samples") {
+  gm::Interpolant<gm::ZeroTerminalSNR<gm::VP>> z;
+  gm::Interpolant<gm::VP> vp;
+  auto t = torch::linspace(0.05, 1, 20, torch::kFloat64);
+  CHECK(z.alpha(torch::tensor(1.0, torch::kFloat64)).item<double>() == 0.0);
+  CHECK(z.alpha(torch::tensor(0.0, torch::kFloat64)).item<double>() == doctest::Approx(1.0).epsilon(1e-15));
+  CHECK((z.alpha(t).pow(2) + z.sigma(t).pow(2) - 1).abs().max().item<double>() < 1e-14);
+  // Lin et al.'s alg. 1: sqrt(alpha_bar) shifted by its last value and scaled back to its first.
+  const double a1 = vp.alpha(torch::tensor(1.0, torch::kFloat64)).item<double>();
+  CHECK((z.alpha(t) - (vp.alpha(t) - a1) / (1 - a1)).abs().max().item<double>() < 1e-14);
+  // The analytic derivatives equal autograd's.
+  auto h = 1e-6;
+  auto fd_alpha = (z.alpha(t + h) - z.alpha(t - h)) / (2 * h);
+  CHECK((z.d_alpha(t) - fd_alpha).abs().max().item<double>() < 1e-6);
+  auto tt = torch::linspace(0.05, 0.95, 10, torch::kFloat64);
+  auto fd_sigma = (z.sigma(tt + h) - z.sigma(tt - h)) / (2 * h);
+  CHECK((z.d_sigma(tt) - fd_sigma).abs().max().item<double>() < 1e-6);
+  // From pure noise at t = 1 (alpha = 0), Heun on the oracle's velocity reaches the data's marginal.
+  auto g = gm::GaussianMixture(torch::tensor({1.0}, torch::kFloat64), torch::tensor({{1.0}}, torch::kFloat64),
+                               torch::tensor({0.5}, torch::kFloat64));
+  gm::Field field(z, gm::Predict<gm::Velocity>{}, [g, z](const torch::Tensor& x, const torch::Tensor& s) { return g.predict<gm::Velocity>(x, s, z); });
+  auto x = gm::integrate(gm::HeunSampler{}, field, torch::randn({8000, 1}, gm::make_generator(4), torch::kFloat64),
+                         gm::UniformGrid().nodes(100, 1e-3, z));
+  const auto c = gm::detail::coefs(z, 1e-3);
+  CHECK(x.mean().item<double>() == doctest::Approx(c.alpha).epsilon(0.03));
+  CHECK(x.var().item<double>() == doctest::Approx(c.alpha * c.alpha * 0.25 + c.sigma * c.sigma).epsilon(0.06));
 }

@@ -658,3 +658,38 @@ TEST_CASE("ScheduleTransform: a velocity model of Linear, sampled along VP, is V
   MESSAGE("ScheduleTransform along VP: mean log p of the samples " << held << ", of exact draws " << fresh);
   CHECK(std::abs(held - fresh) < 0.1);
 }
+
+TEST_CASE("SiT's SDE sampler keeps the marginals for every diffusion coefficient, on VP and Linear") {
+  auto g = gm::GaussianMixture(torch::tensor({1.0}, f64()), torch::tensor({{1.0}}, f64()), torch::tensor({0.5}, f64()));
+  auto run = [&](const std::string& form, auto ip) {
+    auto field = oracle_field<gm::Velocity>(g, ip);
+    const int64_t n = 16000;
+    const double t_end = 1e-3;
+    auto gen = gm::make_generator(13);
+    const auto c1 = gm::detail::coefs(ip, 1.0);
+    auto x1 = c1.alpha + std::sqrt(c1.alpha * c1.alpha * 0.25 + c1.sigma * c1.sigma) * torch::randn({n, 1}, gen, f64());
+    gm::SiTSDESampler sampler(gm::SiTSDESampler::Options().diffusion(form));
+    auto x = gm::integrate(sampler, field, x1, gm::UniformGrid().nodes(400, t_end, ip), gm::NoObserver{}, gen);
+    auto c = gm::detail::coefs(ip, t_end);
+    const double mean = c.alpha, var = c.alpha * c.alpha * 0.25 + c.sigma * c.sigma;
+    const double m = x.mean().template item<double>(), v = x.var().template item<double>();
+    MESSAGE("sit_sde " << form << " on " << decltype(ip)::name << ": mean " << m << " (exact " << mean << "), variance "
+                       << v << " (exact " << var << ")");
+    CHECK(std::abs(m - mean) < 5 * std::sqrt(var / n) + 0.01);
+    CHECK(std::abs(v - var) < 5 * var * std::sqrt(2.0 / n) + 0.01);
+  };
+  for (const char* form : {"sigma", "constant", "sbdm", "linear", "decreasing", "increasing-decreasing"}) {
+    run(form, gm::Interpolant<gm::VP>{});
+    run(form, gm::Interpolant<gm::Linear>{});
+  }
+  // The last step: tweedie returns the posterior mean, euler the probability-flow step; bad options are refused.
+  gm::Interpolant<gm::VP> ip;
+  auto field = oracle_field<gm::Velocity>(g, ip);
+  auto x = torch::randn({8, 1}, gm::make_generator(2), f64());
+  const std::vector<double> one_step{0.3, 0.1};
+  auto tweedie = gm::integrate(gm::SiTSDESampler(gm::SiTSDESampler::Options().last_step("tweedie")), field, x, one_step);
+  CHECK(max_abs(tweedie, g.predict<gm::Data>(x, torch::full({8}, 0.3, f64()), ip)) < 1e-12);
+  auto euler = gm::integrate(gm::SiTSDESampler(gm::SiTSDESampler::Options().last_step("euler")), field, x, one_step);
+  CHECK(max_abs(euler, gm::integrate(gm::EulerSampler{}, field, x, one_step)) < 1e-12);
+  CHECK_THROWS_WITH(gm::SiTSDESampler(gm::SiTSDESampler::Options().diffusion("cosine")), doctest::Contains("sit_sde's diffusion"));
+}

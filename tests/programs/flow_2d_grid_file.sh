@@ -47,3 +47,17 @@ expect_one_line
 expect_match "$out" "sampling.grid = edm, sampling.shift = 1 and sampling.grid_file = .* are all set"
 [ "$(ls "$d/run/samples" | grep -c _edm_tend0.01.npy)" -eq 1 ] || fail "a refused command wrote samples"
 ok "bad grids and t_end are refused in one line, nothing written"
+# Sampler options from the config: eta for k-diffusion's ancestral samplers, sit_sde's diffusion coefficient;
+# each its own file name; a bad value is one line.
+capture "$flow_2d" --workdir "$d/run" --mode=sample --sampling.n=50 --sampling.sampler=dpmpp_2m_sde --sampling.nfe=8 --sampling.eta=0
+expect_rc 0
+expect_file "$d/run/samples/step_30_dpmpp_2m_sde_nfe8_eta0.npy"
+capture "$flow_2d" --workdir "$d/run" --mode=sample --sampling.n=50 --sampling.sampler=sit_sde --sampling.nfe=8 \
+  --sampling.sde_diffusion=decreasing --sampling.sde_last_step=tweedie
+expect_rc 0
+expect_file "$d/run/samples/step_30_sit_sde_nfe8_decreasing_last-tweedie.npy"
+capture "$flow_2d" --workdir "$d/run" --mode=sample --sampling.sampler=sit_sde --sampling.sde_diffusion=cosine
+expect_rc 2
+expect_one_line
+expect_match "$out" "sampling.sde_diffusion"
+ok "sampler options from the config: eta, sit_sde's diffusion and last step"

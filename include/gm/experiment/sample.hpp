@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -34,7 +35,8 @@ namespace gm {
 using ExperimentSamplers = type_list<HeunSampler, EulerSampler, MidpointSampler, RK4Sampler, DDIMSampler, DDPMSampler,
                                      DPMSolverPP2M, DPMSolverPP3M, DPMSolverPP3MRef, UniPC<2>, UniPC<3>, EulerMaruyamaSampler, PCSampler,
                                      EulerAncestralSampler, DPM2Sampler, DPM2AncestralSampler, DPMPP2SAncestralSampler,
-                                     DPMPPSDESampler, DPMPP2MSDESampler, DPMPP3MSDESampler, LMSSampler, EDMStochasticSampler>;
+                                     DPMPPSDESampler, DPMPP2MSDESampler, DPMPP3MSDESampler, LMSSampler, EDMStochasticSampler,
+                                     SiTSDESampler>;
 
 /// Declare the keys of class-conditional experiments: `training.label_dropout`, `sampling.guidance` (the
 /// classifier-free guidance scale w) and `sampling.class` ("rows": one grid row per class; "none": the
@@ -91,6 +93,15 @@ class Sampling {
                          "the same network, its EMA weights from a checkpoint folder, a run folder or a .safetensors "
                          "file (replaces classifier-free guidance; empty: off)");
     cfg.add<double>("sampling.autoguidance", 2.0, "autoguidance scale w: out_weak + w (out - out_weak)", check::finite());
+    cfg.add<double>("sampling.eta", 1.0, "noise of k-diffusion's ancestral and SDE samplers (euler_ancestral, "
+                    "dpm_2_ancestral, dpmpp_2s_ancestral, dpmpp_sde, dpmpp_2m_sde, dpmpp_3m_sde); 0: their ODE solver",
+                    check::in_range(0, 1));
+    cfg.add<double>("sampling.churn", 40.0, "edm_stochastic's S_churn (0: deterministic Heun)", check::at_least(0));
+    cfg.add<std::string>("sampling.sde_diffusion", "sigma", "sit_sde's diffusion coefficient w(t)",
+                         check::one_of({"sigma", "constant", "sbdm", "linear", "decreasing", "increasing-decreasing"}));
+    cfg.add<double>("sampling.sde_norm", 1.0, "sit_sde's scale of w(t)", check::at_least(0));
+    cfg.add<std::string>("sampling.sde_last_step", "mean", "sit_sde's last step",
+                         check::one_of({"mean", "tweedie", "euler", "none"}));
   }
 
   /// The sampler `sampling.sampler` names among `Samplers` and `sampling.grid_file`'s grid, both checked
@@ -137,7 +148,28 @@ class Sampling {
   /// n samples with `Smp` from `noise` on the configured grid.
   template <class Smp, class T>
   torch::Tensor draw(T& trainer, int64_t n, EMA& ema, const torch::Tensor& noise, const Conditioning& c) const {
-    return trainer.template sample<Smp>(options(n).ema(&ema).noise(noise).conditioning(c), Smp{});
+    return trainer.template sample<Smp>(options(n).ema(&ema).noise(noise).conditioning(c), sampler<Smp>());
+  }
+  /// `Smp` with the options its keys set: `sampling.eta` for k-diffusion's ancestral and SDE samplers,
+  /// `sampling.churn` for edm_stochastic, `sampling.sde_*` for sit_sde; others as they come.
+  template <class Smp>
+  Smp sampler() const {
+    const double eta = cfg_.get<double>("sampling.eta");
+    if constexpr (std::same_as<Smp, EDMStochasticSampler>) {
+      return Smp(typename Smp::Options().churn(cfg_.get<double>("sampling.churn")));
+    } else if constexpr (std::same_as<Smp, SiTSDESampler>) {
+      return Smp(typename Smp::Options()
+                     .diffusion(cfg_.get<std::string>("sampling.sde_diffusion"))
+                     .norm(cfg_.get<double>("sampling.sde_norm"))
+                     .last_step(cfg_.get<std::string>("sampling.sde_last_step")));
+    } else if constexpr (std::same_as<Smp, DPMPPSDESampler> || std::same_as<Smp, DPMPP2MSDESampler> ||
+                         std::same_as<Smp, DPMPP3MSDESampler>) {
+      return Smp(typename Smp::Options().eta(eta));
+    } else if constexpr (requires { Smp(AncestralOptions()); }) {
+      return Smp(AncestralOptions().eta(eta));
+    } else {
+      return Smp{};
+    }
   }
 
   /// The labels and guidance of `sampling.class` and `sampling.guidance` for a conditional network (n
@@ -262,6 +294,18 @@ GM_INLINE auto Sampling::variant(const Conditioning& cond) const -> std::string 
   else if (grid_ != "uniform") out += "_" + grid_;
   if (t_end_ != 1e-3) out += "_tend" + number(t_end_);
   if (shift_ != 1) out += "_shift" + number(shift_);
+  // Sampler options away from their defaults, for the samplers that read them.
+  static const std::vector<std::string> with_eta{"euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde",
+                                                 "dpmpp_2m_sde", "dpmpp_3m_sde"};
+  if (std::find(with_eta.begin(), with_eta.end(), sampler_) != with_eta.end() && cfg_.get<double>("sampling.eta") != 1) {
+    out += "_eta" + number(cfg_.get<double>("sampling.eta"));
+  }
+  if (sampler_ == "edm_stochastic" && cfg_.get<double>("sampling.churn") != 40) out += "_churn" + number(cfg_.get<double>("sampling.churn"));
+  if (sampler_ == "sit_sde") {
+    if (cfg_.get<std::string>("sampling.sde_diffusion") != "sigma") out += "_" + cfg_.get<std::string>("sampling.sde_diffusion");
+    if (cfg_.get<double>("sampling.sde_norm") != 1) out += "_norm" + number(cfg_.get<double>("sampling.sde_norm"));
+    if (cfg_.get<std::string>("sampling.sde_last_step") != "mean") out += "_last-" + cfg_.get<std::string>("sampling.sde_last_step");
+  }
   if (cond.guide) out += "_autoguide" + number(cond.guidance);
   else if (cond.labels.defined() && cond.guidance != 1.0) out += "_w" + number(cond.guidance);
   if (cond.labels.defined() && cond.guidance != 1.0 && !cond.guide) {

@@ -12,3 +12,4 @@
 #include <gm/process/ve.hpp>
 #include <gm/process/vp.hpp>
 #include <gm/process/vp_cosine.hpp>
+#include <gm/process/zero_snr.hpp>

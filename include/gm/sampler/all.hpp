@@ -23,5 +23,5 @@ namespace gm {
 using AllSamplers = type_list<EulerSampler, MidpointSampler, HeunSampler, RK4Sampler, DDIMSampler, DDPMSampler, DPMSolverPP2M,
                               DPMSolverPP3M, DPMSolverPP3MRef, UniPC<2>, UniPC<3>, EulerMaruyamaSampler, PCSampler, DopriSampler,
                               EulerAncestralSampler, DPM2Sampler, DPM2AncestralSampler, DPMPP2SAncestralSampler, DPMPPSDESampler,
-                              DPMPP2MSDESampler, DPMPP3MSDESampler, LMSSampler, EDMStochasticSampler>;
+                              DPMPP2MSDESampler, DPMPP3MSDESampler, LMSSampler, EDMStochasticSampler, SiTSDESampler>;
 }  // namespace gm
