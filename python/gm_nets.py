@@ -132,7 +132,7 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels=1, image_size=28, channels=64, channel_mult=(1, 2, 2), res_blocks=2,
                  attention_resolutions=(7,), head_channels=32, dropout=0.1, groups=32, time_embedding="sinusoidal",
-                 num_classes=0, cond_channels=0):
+                 num_classes=0, cond_channels=0, augment_dim=0):
         super().__init__()
         self.in_channels, self.cond_channels, self.res_blocks = in_channels, cond_channels, res_blocks
         ch, emb, g = channels, 4 * channels, groups
@@ -140,6 +140,8 @@ class UNet(nn.Module):
         self.t1 = nn.Linear(ch, emb)
         self.t2 = nn.Linear(emb, emb)
         self.label = LabelEmbedding(num_classes, emb) if num_classes > 0 else None
+        # EDM's augmentation labels, mapped without bias onto the time features (none at sampling)
+        self.augment = nn.Linear(augment_dim, ch, bias=False) if augment_dim > 0 else None
         self.add_module("in", nn.Conv2d(in_channels + cond_channels, ch, 3, padding=1))
         levels = len(channel_mult)
         level_res = [image_size]
@@ -181,9 +183,12 @@ class UNet(nn.Module):
         self.out_norm = group_norm(g, cur)
         self.out = nn.Conv2d(cur, in_channels, 3, padding=1)
 
-    def forward(self, x, t, y=None, cond=None):
+    def forward(self, x, t, y=None, cond=None, aug=None):
         b = x.shape[0]
-        emb = self.t2(F.silu(self.t1(self.time(t, b, x.dtype))))
+        features = self.time(t, b, x.dtype)
+        if aug is not None and self.augment is not None:
+            features = features + self.augment(aug.to(features.dtype))
+        emb = self.t2(F.silu(self.t1(features)))
         if self.label is not None:
             emb = emb + self.label(y, b, x.device)
         h = torch.cat([x, cond.to(x.dtype)], 1) if self.cond_channels > 0 else x
@@ -301,6 +306,8 @@ def load_run(run, image_size=None, weights="weights.safetensors"):
     model = tomllib.loads((run / "config.toml").read_text()).get("model", {})
     state = read_safetensors(run / weights)
     classes = state["label.table.weight"].shape[0] - 1 if "label.table.weight" in state else 0
+    if "emb_noise.weight" in state:
+        raise NotImplementedError(f"{run}: an EDM2UNet run; gm_nets.py has no twin of gm::EDM2UNet yet")
     if "preset" in model:
         hidden, depth, heads = DIT_PRESETS[model["preset"]]
         hidden, depth, heads = model.get("hidden") or hidden, model.get("depth") or depth, model.get("heads") or heads
@@ -316,6 +323,7 @@ def load_run(run, image_size=None, weights="weights.safetensors"):
                    channel_mult=_ints(model["channel_mult"]), res_blocks=int(model["res_blocks"]),
                    attention_resolutions=attention, head_channels=int(model["head_channels"]),
                    dropout=float(model["dropout"]), time_embedding=model["time_embedding"], num_classes=classes,
-                   cond_channels=state["in.weight"].shape[1] - in_channels)
+                   cond_channels=state["in.weight"].shape[1] - in_channels,
+                   augment_dim=state["augment.weight"].shape[1] if "augment.weight" in state else 0)
     net.load_state_dict(state, strict=True)
     return net.eval()

@@ -6,6 +6,7 @@
 #error "libgm_runtime is compiled with GM_COMPILED (CMake's gm_runtime target sets it)"
 #endif
 
+#include <gm/data/augment.hpp>
 #include <gm/data/coarse.hpp>
 #include <gm/data/encoders.hpp>
 #include <gm/data/features.hpp>
@@ -22,6 +23,7 @@
 #include <gm/eval/likelihood.hpp>
 #include <gm/experiment/check.hpp>
 #include <gm/experiment/dist.hpp>
+#include <gm/experiment/edm.hpp>
 #include <gm/experiment/eval.hpp>
 #include <gm/experiment/experiment.hpp>
 #include <gm/experiment/outputs.hpp>
@@ -40,6 +42,7 @@
 #include <gm/io/toml.hpp>
 #include <gm/nn/classifier.hpp>
 #include <gm/nn/dit.hpp>
+#include <gm/nn/edm2_unet.hpp>
 #include <gm/nn/embedding.hpp>
 #include <gm/nn/keys.hpp>
 #include <gm/nn/mlp.hpp>

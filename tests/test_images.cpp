@@ -6,6 +6,7 @@
 #include <gm/data/images.hpp>
 #include <gm/io/grid.hpp>
 #include <gm/nn/dit.hpp>
+#include <gm/nn/edm2_unet.hpp>
 #include <gm/nn/unet.hpp>
 #include <gm/process/all.hpp>
 #include <gm/sampler/all.hpp>
@@ -518,3 +519,224 @@ TEST_CASE("UNet: attention by level, at the same levels down and up, and a resol
   CHECK(contains(msg, "UNet attention at 7: no level of this UNet has that resolution"));
   CHECK(contains(msg, "32, 16, 8"));
 }
+
+namespace {
+/// The largest absolute entry.
+double peak(const torch::Tensor& t) { return t.numel() ? t.abs().max().item<double>() : 0.0; }
+/// A smooth blob exp(-|p - centre|^2 / (2 s^2)) on an h x w grid, centre in pixel coordinates.
+torch::Tensor blob(int64_t h, int64_t w, double cx, double cy, double s) {
+  auto ys = torch::arange(h, torch::kFloat64).view({h, 1}), xs = torch::arange(w, torch::kFloat64).view({1, w});
+  return torch::exp(-((xs - cx).pow(2) + (ys - cy).pow(2)) / (2 * s * s)).to(torch::kFloat32).view({1, 1, h, w});
+}
+/// The blob's centre of mass (x, y) and its mean squared radius about it.
+std::array<double, 3> moments(const torch::Tensor& img) {
+  auto m = img.squeeze().to(torch::kFloat64).clamp_min(0);
+  const int64_t h = m.size(0), w = m.size(1);
+  auto ys = torch::arange(h, torch::kFloat64).view({h, 1}), xs = torch::arange(w, torch::kFloat64).view({1, w});
+  const double total = m.sum().item<double>(), cx = (m * xs).sum().item<double>() / total,
+               cy = (m * ys).sum().item<double>() / total;
+  const double r2 = (m * ((xs - cx).pow(2) + (ys - cy).pow(2))).sum().item<double>() / total;
+  return {cx, cy, r2};
+}
+torch::Tensor affine3(double a, double b, double c, double d, double e, double f) {
+  return torch::tensor({a, b, c, d, e, f, 0.0, 0.0, 1.0}, torch::kFloat32).view({1, 3, 3});
+}
+}  // namespace
+
+TEST_CASE("EDM augmentation: the resampling moves, rotates and scales a blob as its matrix says, and keeps a constant") {
+  using gm::data::AugmentPipe;
+  const int64_t n = 32;
+  // Output pixel p (centred coordinates) reads input pixel G_inv p: a translation by (-3, 2) in G_inv moves
+  // the blob by (+3, -2).
+  auto x = blob(n, n, 14.0, 17.0, 2.5);
+  auto m0 = moments(x);
+  auto moved = moments(AugmentPipe::transform(x, affine3(1, 0, -3, 0, 1, 2)));
+  CHECK(moved[0] == doctest::Approx(m0[0] + 3).epsilon(0.002));
+  CHECK(moved[1] == doctest::Approx(m0[1] - 2).epsilon(0.002));
+  CHECK(moved[2] == doctest::Approx(m0[2]).epsilon(0.01));
+  // The identity resamples to the image itself, up to the filter's error on a smooth image.
+  CHECK(peak(AugmentPipe::transform(x, affine3(1, 0, 0, 0, 1, 0)) - x) < 2e-3);
+  // A quarter turn about the centre (15.5, 15.5): G_inv = rotate(-90 deg) sends output (u, v) to (v, -u).
+  // The blob lands where the turned pixel grid puts it; the values differ by 2% of the peak because the
+  // sym6 filter is not symmetric, so a turn between upsampling and downsampling does not cancel (EDM's
+  // pipeline gives the same 0.0201 here, and moves the centre by the same 0.1 px).
+  auto turned = AugmentPipe::transform(x, affine3(0, 1, 0, -1, 0, 0));
+  auto expect = x.transpose(2, 3).flip({3});
+  CHECK(peak(turned - expect) < 0.025);
+  CHECK(std::abs(moments(turned)[0] - moments(expect)[0]) < 0.15);  // the filter's phase: 0.1 px here
+  CHECK(std::abs(moments(turned)[1] - moments(expect)[1]) < 0.15);
+  // Scaling by 1.5 (G_inv = 1/1.5) about the centre: the mean squared radius grows 1.5^2-fold.
+  auto big = moments(AugmentPipe::transform(blob(n, n, 15.5, 15.5, 2.5), affine3(1 / 1.5, 0, 0, 0, 1 / 1.5, 0)));
+  CHECK(big[2] == doctest::Approx(2.25 * moments(blob(n, n, 15.5, 15.5, 2.5))[2]).epsilon(0.01));
+  // A constant image stays constant where the reflect padding covers what the transform reads: all but the
+  // strongest shrinks, whose reach EDM's pipeline caps at the image size (zeros enter at the border).
+  auto gen = gm::make_generator(3);
+  auto constant = torch::full({64, 3, 16, 16}, 0.3f);
+  auto [out, labels] = AugmentPipe(AugmentPipe::Options().p(1.0))(constant, gen);
+  const double off = (out - constant).abs().gt(1e-4).to(torch::kFloat64).mean().item<double>();
+  MESSAGE("constant image at p = 1: " << off << " of pixels off by > 1e-4, at most " << peak(out - constant));
+  CHECK(off < 0.01);
+  CHECK(peak(out - constant) < 0.01);
+  CHECK(peak(AugmentPipe::transform(constant.slice(0, 0, 1), affine3(0.7071, 0.7071, 0, -0.7071, 0.7071, 0)) -
+             constant.slice(0, 0, 1)) < 1e-5);  // a 45-degree turn reads only inside the padding
+  CHECK((labels.sizes() == torch::IntArrayRef({64, AugmentPipe::label_dim})));
+}
+
+TEST_CASE("EDM augmentation: each transform at its probability, labels zero where it is off, the same draws the same") {
+  using gm::data::AugmentPipe;
+  const int64_t n = 4000;
+  auto images = torch::rand({n, 1, 8, 8});
+  auto gen = gm::make_generator(11);
+  auto [out, labels] = AugmentPipe(AugmentPipe::Options().p(0.12))(images, gen);
+  auto on = labels.ne(0).to(torch::kFloat64).mean(0);  // fraction of images with each label non-zero
+  CHECK(on[0].item<double>() == doctest::Approx(0.5).epsilon(0.06));     // x-flip: always drawn, 1/2
+  CHECK(on[1].item<double>() == doctest::Approx(0.06).epsilon(0.25));    // y-flip: p, then 1/2
+  CHECK(on[2].item<double>() == doctest::Approx(0.12).epsilon(0.15));    // scale
+  CHECK(on[4].item<double>() == doctest::Approx(0.12).epsilon(0.15));    // rotation's sine
+  CHECK(on[5].item<double>() == doctest::Approx(0.12).epsilon(0.15));    // anisotropy
+  CHECK(on[7].item<double>() == doctest::Approx(0.12).epsilon(0.15));    // translation
+  // The rotation is uniform on the circle: cos - 1 and sin lie on the unit circle shifted by -1.
+  auto rot = labels.index({torch::indexing::Slice(), 4}).ne(0);
+  auto c = labels.index({rot, 3}) + 1, s = labels.index({rot, 4});
+  CHECK(peak(c * c + s * s - 1) < 1e-5);
+  // An image whose labels are all zero is the image itself, up to the resampling filter.
+  auto untouched = labels.eq(0).all(1);
+  CHECK(untouched.sum().item<int64_t>() > 1000);
+  auto smooth = blob(8, 8, 3.5, 3.5, 2.0).expand({n, 1, 8, 8}).contiguous();
+  auto again = AugmentPipe(AugmentPipe::Options().p(0.12))(smooth, gm::make_generator(11));
+  CHECK(torch::equal(again.second, labels));  // the same generator state draws the same transforms
+  CHECK(peak(again.first.index({untouched}) - smooth.index({untouched})) < 5e-3);
+  // An x-flipped image with nothing else is the mirror image.
+  auto flipped_only = labels.index({torch::indexing::Slice(), 0}).eq(1) & labels.slice(1, 1).eq(0).all(1);
+  CHECK(peak(again.first.index({flipped_only}) - smooth.index({flipped_only}).flip({3})) < 5e-3);
+  // A picture to look at: Fashion-MNIST at p = 1, the first row as read.
+  const std::filesystem::path root = "/usr/share/datasets/fashion-mnist";
+  if (std::filesystem::exists(root / "t10k-images-idx3-ubyte.gz")) {
+    auto s = gm::data::read_mnist(root, "test");
+    auto x = s.images.slice(0, 0, 8).to(torch::kFloat32) / 127.5 - 1;
+    std::vector<torch::Tensor> rows{x};
+    for (int k = 0; k < 5; ++k) rows.push_back(AugmentPipe(AugmentPipe::Options().p(1.0))(x, gen).first);
+    auto u8 = ((torch::cat(rows) + 1) * 127.5).round().clamp(0, 255).to(torch::kUInt8);
+    const auto dir = gm::test::fresh_dir("augment");
+    std::filesystem::create_directories(dir);
+    gm::io::write_png(dir / "augment_p1.png", gm::io::image_grid(u8, 8));
+  }
+}
+
+TEST_CASE("UNet with augmentation labels: zero labels are no augmentation, and the trainer checks their number") {
+  gm::UNet net(gm::UNetOptions().channels(8).channel_mult({1, 2}).res_blocks(1).attention_resolutions({}).image_size(8)
+                   .augment_dim(9));
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : net->parameters()) p.normal_(0, 0.1);  // the output layer starts at zero: give it weights
+  }
+  net->eval();
+  auto x = torch::randn({4, 1, 8, 8}), t = torch::rand({4});
+  auto plain = net->forward(x, t);
+  CHECK(peak(net->forward(x, t, {}, {}, torch::zeros({4, 9})) - plain) < 1e-6);
+  CHECK(peak(net->forward(x, t, {}, {}, torch::randn({4, 9})) - plain) > 1e-3);
+  CHECK(contains(error_of([&] { net->forward(x, t, {}, {}, torch::zeros({4, 3})); }), "takes 9 augmentation labels"));
+  using T = gm::Trainer<gm::Interpolant<gm::EDM>, gm::Predict<gm::EDMPrecond>, gm::UNet, gm::HeunSampler>;
+  T trainer(net, gm::TrainOptions().batch_size(4));
+  CHECK(std::isfinite(trainer.train_step(gm::Batch{x, {}, {}, torch::randn({4, 9})}).loss));
+  CHECK(contains(error_of([&] { trainer.train_step(gm::Batch{x, {}, {}, torch::randn({4, 5})}); }),
+                 "carries 5 augmentation labels a sample, but the network takes 9"));
+  using D = gm::Trainer<gm::Interpolant<gm::EDM>, gm::Predict<gm::EDMPrecond>, gm::DiT, gm::HeunSampler>;
+  D dit(gm::DiT(gm::DiTOptions().preset("tiny").image_size(8).patch(4)), gm::TrainOptions().batch_size(4));
+  CHECK(contains(error_of([&] { dit.train_step(gm::Batch{x, {}, {}, torch::randn({4, 9})}); }),
+                 "needs a network that takes augmentation labels"));
+}
+
+TEST_CASE("EDM2's magnitude-preserving pieces keep unit magnitude: mp_silu, mp_sum, mp_cat, MPFourier, MPConv") {
+  using namespace gm::nn;
+  torch::manual_seed(5);
+  auto z = torch::randn({1 << 20}, torch::kFloat64), z2 = torch::randn({1 << 20}, torch::kFloat64);
+  CHECK(mp_silu(z).pow(2).mean().item<double>() == doctest::Approx(1.0).epsilon(0.01));
+  CHECK(mp_sum(z, z2, 0.3).pow(2).mean().item<double>() == doctest::Approx(1.0).epsilon(0.01));
+  // mp_cat gives a and b the shares (1 - t)^2 and t^2 (normalised) of the magnitude, whatever their widths.
+  auto a = torch::randn({2000, 24, 1, 1}, torch::kFloat64), b = torch::randn({2000, 8, 1, 1}, torch::kFloat64);
+  auto cat = mp_cat(a, b, 0.3);
+  CHECK(cat.pow(2).mean().item<double>() == doctest::Approx(1.0).epsilon(0.01));
+  const double share_a = cat.slice(1, 0, 24).pow(2).sum().item<double>() / cat.pow(2).sum().item<double>();
+  CHECK(share_a == doctest::Approx(0.49 / 0.58).epsilon(0.01));
+  MPFourier fourier(4096);
+  CHECK(fourier->forward(torch::rand({64})).pow(2).mean().item<double>() == doctest::Approx(1.0).epsilon(0.05));
+  // MPConv: a training forward rescales the stored weights to unit RMS per output channel (forced weight
+  // normalisation); the output of unit-variance input has unit variance; an eval forward leaves them alone.
+  MPConv conv(16, 32, 3);
+  {
+    torch::NoGradGuard ng;
+    conv->weight.mul_(3.0);
+  }
+  conv->eval();
+  auto x = torch::randn({64, 16, 12, 12});
+  auto before = conv->weight.clone();
+  auto y_eval = conv->forward(x);
+  CHECK(torch::equal(conv->weight, before));
+  conv->train();
+  auto y = conv->forward(x);
+  auto rms = conv->weight.detach().flatten(1).pow(2).mean(1).sqrt();
+  CHECK(peak(rms - 1) < 1e-3);
+  CHECK(peak(y - y_eval) < 1e-3);  // the stored scale is irrelevant, up to normalize's eps = 1e-4
+  const double var = y.slice(2, 1, -1).slice(3, 1, -1).var().item<double>();  // away from the zero padding
+  CHECK(var == doctest::Approx(1.0).epsilon(0.1));
+  CHECK(mp_normalize(torch::full({3, 5}, 2.0), {1}).eq(torch::full({3, 5}, 2.0) / (1e-4 + 2.0)).all().item<bool>());
+}
+
+TEST_CASE("EDM2UNet: shapes, zero output at initialisation, magnitudes near one inside, the null class, levels") {
+  gm::EDM2UNet net(gm::EDM2UNetOptions().channels(16).channel_mult({1, 2, 2}).res_blocks(1).attention_resolutions({7})
+                       .image_size(28).num_classes(10).head_channels(16));
+  auto x = torch::randn({6, 1, 28, 28}), t = torch::randn({6});
+  auto y = torch::tensor({0, 1, 2, 3, 4, 10}, torch::kInt64);
+  CHECK(peak(net->forward(x, t, y)) == 0);  // out_gain starts at 0, as EDM2's
+  for (auto& item : net->named_parameters()) {
+    if (item.key().find("gain") != std::string::npos) {
+      torch::NoGradGuard ng;
+      item.value().fill_(1.0);
+    }
+  }
+  net->eval();
+  auto out = net->forward(x, t, y);
+  CHECK((out.sizes() == x.sizes()));
+  const double rms = out.pow(2).mean().sqrt().item<double>();
+  MESSAGE("EDM2UNet output RMS with unit gains on N(0, 1) input: " << rms);
+  CHECK(rms > 0.7);  // 1.0005 here: magnitude preserved through 13 blocks
+  CHECK(rms < 1.4);
+  // The null class is the zero one-hot: undefined labels give the same output as label 10.
+  CHECK(peak(net->forward(x, t) - net->forward(x, t, torch::full({6}, 10, torch::kInt64))) < 1e-5);
+  CHECK(peak(net->forward(x, t, y) - net->forward(x, t, torch::zeros({6}, torch::kInt64))) > 1e-4);
+  CHECK(net->logvar(t).sizes() == torch::IntArrayRef({6}));
+  CHECK(contains(error_of([&] { gm::EDM2UNet(gm::EDM2UNetOptions().image_size(28).channel_mult({1, 2, 2, 2})); }),
+                 "28 is not a multiple of 8"));
+  CHECK(contains(error_of([&] { net->forward(x, t, torch::full({6}, 11, torch::kInt64)); }), "outside 0..10"));
+}
+
+TEST_CASE("LearnedLogVar: the loss is error / e^u + u with the network's u, least where e^u is the error") {
+  // The minimiser over u: d/du (e / e^u + u) = 0 at u = log e.
+  auto e = torch::tensor({0.01, 0.5, 3.0}, torch::kFloat64);
+  auto u = torch::log(e).requires_grad_(true);
+  gm::LearnedLogVar<>::combine(e, u).sum().backward();
+  CHECK(peak(u.grad()) < 1e-12);
+  // Through the trainer: the same draws and weights with EDMWeight alone give the error e; the learned
+  // weighting's loss on a one-sample batch is e / e^u + u with u = logvar(c_noise) at the drawn time.
+  auto net = gm::EDM2UNet(gm::EDM2UNetOptions().channels(8).channel_mult({1, 2}).res_blocks(1)
+                              .attention_resolutions({}).image_size(8));
+  using Plain = gm::Trainer<gm::Interpolant<gm::EDM>, gm::Predict<gm::EDMPrecond>, gm::EDM2UNet, gm::HeunSampler,
+                            gm::EDMLogNormalTime, gm::EDMWeight>;
+  using Learned = gm::Trainer<gm::Interpolant<gm::EDM>, gm::Predict<gm::EDMPrecond>, gm::EDM2UNet, gm::HeunSampler,
+                              gm::EDMLogNormalTime, gm::LearnedLogVar<gm::EDMWeight>>;
+  Plain plain(net, gm::TrainOptions().seed(4));
+  Learned learned(net, gm::TrainOptions().seed(4));
+  net->eval();  // no forced normalisation between the two calls
+  auto x0 = torch::randn({1, 1, 8, 8});
+  auto t = gm::EDMLogNormalTime{}.sample(1, gm::Interpolant<gm::EDM>{}, learned.generator().clone(), x0.options());
+  const double err = plain.loss(x0).item<double>();
+  const double lv = net->logvar(learned.predict().network_time(t, learned.process())).item<double>();
+  CHECK(learned.loss(x0).item<double>() == doctest::Approx(err * std::exp(-lv) + lv).epsilon(1e-5));
+  // Training moves u: the log-variance head gets gradients and the step is finite.
+  auto before = net->named_parameters()["logvar_linear.weight"].clone();
+  net->train();
+  CHECK(std::isfinite(learned.train_step(torch::randn({16, 1, 8, 8})).loss));
+  CHECK(peak(net->named_parameters()["logvar_linear.weight"] - before) > 0);
+}
+

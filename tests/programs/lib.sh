@@ -10,6 +10,8 @@ dit="$GM_BUILD/examples/dit"
 classifier="$GM_BUILD/examples/classifier"
 downscale="$GM_BUILD/examples/downscale"
 vdm="$GM_BUILD/examples/vdm"
+edm="$GM_BUILD/examples/edm"
+edm2="$GM_BUILD/examples/edm2"
 fmnist_root=/usr/share/datasets/fashion-mnist
 # A small, fast fashion_mnist: 512 images, a 16-channel UNet without attention, fp32.
 fmnist_tiny=(--data.limit=512 --model.channels=16 --model.channel_mult=1,2 --model.attention=none --training.precision=fp32

@@ -8,11 +8,13 @@ namespace gm {
 
 /// A batch: data x [B, ...] and, for class-conditional training, int64 labels y [B] (undefined when the
 /// data has none or the model ignores them), and for image-conditional training an image condition c
-/// [B, Cc, H, W] (a coarse field to downscale).  A data source may return a plain tensor instead.
+/// [B, Cc, H, W] (a coarse field to downscale), and augmentation labels a [B, A] when the data was augmented
+/// (`gm::data::AugmentPipe`, EDM's non-leaky augmentation).  A data source may return a plain tensor instead.
 struct Batch {
   torch::Tensor x;  ///< data, [B, ...]
   torch::Tensor y{};  ///< int64 labels [B], or undefined
   torch::Tensor c{};  ///< image condition [B, Cc, H, W], or undefined
+  torch::Tensor a{};  ///< augmentation labels [B, A], or undefined (not augmented)
 };
 
 }  // namespace gm

@@ -4,6 +4,7 @@
 /// (seed, epoch), random flips, labels, and an encoder to the model's space.
 
 #include <gm/detail/compiled.hpp>
+#include <gm/data/augment.hpp>
 #include <gm/data/batch.hpp>
 #include <gm/data/encoders.hpp>
 #include <gm/data/image_files.hpp>
@@ -16,6 +17,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,13 +35,15 @@ namespace gm::data {
 /// (`LatentEncoder`); `decode` maps samples back to uint8 images.
 ///
 /// Config keys (`add_keys`): `data.name` (fashion_mnist, mnist, cifar10, folder), `data.root`,
-/// `data.resolution` and `data.channels` (folders), `data.hflip`, `data.dequantize`, `data.encoder`
+/// `data.resolution` and `data.channels` (folders), `data.hflip`, `data.augment`, `data.dequantize`, `data.encoder`
 /// (pixel, or a TorchScript file), `data.latent_scale`, `data.limit`.
 class ImageData {
  public:
   /// What `from_config` reads.
   struct Options {
     TORCH_ARG(bool, hflip) = false;       ///< flip each image left-right with probability 1/2
+    /// EDM's non-leaky augmentation with this probability (`AugmentPipe`; 0: none); batches carry its labels.
+    TORCH_ARG(double, augment) = 0.0;
     TORCH_ARG(bool, dequantize) = false;  ///< uniform dequantisation (see PixelEncoder)
     TORCH_ARG(uint64_t, seed) = 0;        ///< seed of the epoch permutations
     TORCH_ARG(std::string, encoder) = "pixel";  ///< "pixel", or the path of a TorchScript autoencoder
@@ -60,7 +64,8 @@ class ImageData {
   /// The images the keys name, as uint8 (no encoder).
   static ImageSet read(const Config& cfg, const std::string& split = "train");
 
-  /// Batch `step` of `n` samples: the data encoded (float32, [n, ...sample_shape()]) and the labels.
+  /// Batch `step` of `n` samples: the data encoded (float32, [n, ...sample_shape()]) and the labels, and
+  /// with `augment` the augmentation labels [n, augment_dim()].
   Batch batch(int64_t step, int64_t n, const at::Generator& gen) const;
   /// A batch on the training device: to a GPU through page-locked memory, so the copy runs asynchronously
   /// on the current stream (the kernels that use it are queued behind it) while the CPU goes on.
@@ -73,6 +78,9 @@ class ImageData {
   /// The shape of one encoded sample ([C, H, W]).
   const std::vector<int64_t>& sample_shape() const { return shape_; }
   int64_t num_classes() const { return set_.num_classes; }
+  /// Augmentation labels per sample that the network must take (`UNetOptions::augment_dim`): 9 with
+  /// `data.augment` > 0, else 0.
+  int64_t augment_dim() const { return options_.augment() > 0 ? AugmentPipe::label_dim : 0; }
   /// Whether the model works on pixels (not on an autoencoder's latents): bits per dimension apply.
   bool pixels() const { return latent_ == nullptr; }
   const ImageSet& set() const { return set_; }
@@ -101,6 +109,10 @@ class ImageData {
 GM_INLINE ImageData::ImageData(ImageSet set, Options options) : set_(std::move(set)), options_(std::move(options)) {
   if (set_.size() == 0) throw Error("gm: " + set_.source + ": no images");
   pixel_.dequantize = options_.dequantize();
+  if (!(options_.augment() >= 0 && options_.augment() <= 1)) throw Error("gm: data.augment must be in [0, 1]");
+  if (options_.augment() > 0 && options_.encoder() != "pixel") {
+    throw Error("gm: data.augment works on pixels; it cannot be combined with data.encoder = " + options_.encoder());
+  }
   if (options_.encoder() != "pixel") {
     latent_ = std::make_shared<LatentEncoder>(options_.encoder(), options_.latent_scale(), options_.device());
   }
@@ -116,6 +128,8 @@ GM_INLINE void ImageData::add_keys(Config& cfg, const std::string& name, const s
                    check::in_range(1, 4096));
   cfg.add<int64_t>("data.channels", 3, "channels for data.name = folder (1: grey, 3: RGB)", check::in_range(1, 3));
   cfg.add<bool>("data.hflip", false, "random horizontal flips");
+  cfg.add<double>("data.augment", 0.0, "EDM's non-leaky augmentation probability (0.12 for CIFAR-10; 0: none): "
+                  "flips, scale, rotation, anisotropy, translation, with 9 labels into the network", check::in_range(0, 1));
   cfg.add<bool>("data.dequantize", false, "uniform dequantisation of the 8-bit pixels");
   cfg.add<std::string>("data.encoder", "pixel", "pixel, or a TorchScript autoencoder file with encode/decode");
   cfg.add<double>("data.latent_scale", 1.0, "latents are multiplied by this (SD's VAE: 0.18215)", check::positive());
@@ -125,6 +139,7 @@ GM_INLINE void ImageData::add_keys(Config& cfg, const std::string& name, const s
 GM_INLINE auto ImageData::from_config(const Config& cfg, torch::Device device, const std::string& split) -> ImageData {
   return ImageData(read(cfg, split), Options()
                                          .hflip(cfg.get<bool>("data.hflip"))
+                                         .augment(cfg.get<double>("data.augment"))
                                          .dequantize(cfg.get<bool>("data.dequantize"))
                                          .seed(static_cast<uint64_t>(cfg.get<int64_t>("seed")))
                                          .encoder(cfg.get<std::string>("data.encoder"))
@@ -163,7 +178,10 @@ GM_INLINE auto ImageData::batch(int64_t step, int64_t n, const at::Generator& ge
     auto flip = torch::rand({n}, gen, torch::TensorOptions().device(gen.device())) < 0.5;
     x = torch::where(flip.to(x.device()).view({n, 1, 1, 1}), x.flip({3}), x);
   }
-  return {encode(x, gen), y};
+  auto encoded = encode(x, gen);
+  if (options_.augment() <= 0) return {encoded, y};
+  auto [augmented, labels] = AugmentPipe(AugmentPipe::Options().p(options_.augment()))(encoded, gen);
+  return {augmented, y, {}, labels};
 }
 
 GM_INLINE auto ImageData::to_device(const torch::Tensor& t) const -> torch::Tensor {
@@ -187,6 +205,12 @@ GM_INLINE auto ImageData::describe() const -> std::string {
                   std::to_string(im.size(2)) + "x" + std::to_string(im.size(3)) + ", " +
                   std::to_string(set_.num_classes) + " classes";
   if (latent_) s += ", latents " + shape_text() + " from " + latent_->path();
+  if (options_.augment() > 0) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, ", EDM augmentation p = %g (%lld labels)", options_.augment(),
+                  static_cast<long long>(AugmentPipe::label_dim));
+    s += buf;
+  }
   return s;
 }
 

@@ -172,13 +172,15 @@ class Evaluation {
                         content_hash(ref.images) + ".safetensors");
     const auto stats = reference_stats(net, ref.images, cache);
     const int64_t n = std::min<int64_t>(samples.size(0), other.size());
-    record.emplace_back("fd", frechet_distance(net, samples, stats));
-    record.emplace_back(std::string("fd_real_") + other_split, frechet_distance(net, other.images.slice(0, 0, n), stats));
+    // Each image set goes through the feature network once: FD, KID and precision/recall share its features.
+    const auto fake = net.features(samples), other_features = net.features(other.images.slice(0, 0, n));
+    record.emplace_back("fd", frechet_distance(FeatureStats::of(fake), stats));
+    record.emplace_back(std::string("fd_real_") + other_split, frechet_distance(FeatureStats::of(other_features), stats));
     // KID and precision/recall against as many reference images (at most 10000), beside the other split's.
     const int64_t m = std::min<int64_t>({samples.size(0), ref.size(), 10000});
     const auto real = net.features(ref.images.slice(0, 0, m));
-    add_kid_pr(record, real, net.features(samples.slice(0, 0, m)), "");
-    add_kid_pr(record, real, net.features(other.images.slice(0, 0, std::min(m, other.size()))), std::string("_real_") + other_split);
+    add_kid_pr(record, real, fake.slice(0, 0, m), "");
+    add_kid_pr(record, real, other_features.slice(0, 0, std::min(m, n)), std::string("_real_") + other_split);
     if (labels.defined() && net.has_logits()) {
       record.emplace_back("class_agreement", class_agreement(net, samples, labels));
       record.emplace_back(std::string("class_agreement_real_") + other_split,

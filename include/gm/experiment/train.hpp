@@ -107,7 +107,8 @@ class Training {
           return one.expand(s).contiguous();
         };
         return {rows(one_point.x), one_point.y.defined() ? rows(one_point.y) : torch::Tensor(),
-                one_point.c.defined() ? rows(one_point.c) : torch::Tensor()};
+                one_point.c.defined() ? rows(one_point.c) : torch::Tensor(),
+                one_point.a.defined() ? rows(one_point.a) : torch::Tensor()};
       }
       if constexpr (ImageSource<Data>) return data.batch(step, batch, trainer.generator());
       else return {data(batch, trainer.generator()), {}};

@@ -6,6 +6,7 @@
 #include <gm/error.hpp>
 #include <gm/io/config.hpp>
 #include <gm/nn/dit.hpp>
+#include <gm/nn/edm2_unet.hpp>
 #include <gm/nn/mlp.hpp>
 #include <gm/nn/unet.hpp>
 
@@ -87,11 +88,14 @@ GM_INLINE std::vector<int64_t> int_list(const Config& cfg, const std::string& ke
 #endif
 }  // namespace detail
 
-/// Declare the UNet's `model.*` keys: channels, channel_mult, res_blocks, attention (resolutions),
-/// head_channels, dropout, time_embedding and class_conditional, with the defaults of `d`.
-void add_unet_keys(Config& cfg, const UNetOptions& d = UNetOptions().channels(32));
+namespace detail {
+/// The keys gm's two UNets share: channels, channel_mult, res_blocks, attention, head_channels, dropout,
+/// class_conditional.
+void add_unet_family_keys(Config& cfg, int64_t channels, const std::vector<int64_t>& mult, int64_t blocks,
+                          const std::vector<int64_t>& attention, int64_t head_channels, double dropout);
 #if GM_HEADER_DEFINITIONS
-GM_INLINE void add_unet_keys(Config& cfg, const UNetOptions& d) {
+GM_INLINE void add_unet_family_keys(Config& cfg, int64_t channels, const std::vector<int64_t>& mult, int64_t blocks,
+                                    const std::vector<int64_t>& attention, int64_t head_channels, double dropout) {
   auto join = [](const std::vector<int64_t>& v) {
     std::string s;
     for (auto x : v) {
@@ -100,39 +104,77 @@ GM_INLINE void add_unet_keys(Config& cfg, const UNetOptions& d) {
     }
     return s;
   };
-  cfg.add<int64_t>("model.channels", d.channels(), "UNet channels of the first level", check::in_range(1, 4096));
-  cfg.add<std::string>("model.channel_mult", join(d.channel_mult()), "channel multiplier per level, e.g. 1,2,2",
+  cfg.add<int64_t>("model.channels", channels, "UNet channels of the first level", check::in_range(1, 4096));
+  cfg.add<std::string>("model.channel_mult", join(mult), "channel multiplier per level, e.g. 1,2,2",
                        detail::int_list_check(false));
-  cfg.add<int64_t>("model.res_blocks", d.res_blocks(), "residual blocks per level", check::in_range(1, 16));
-  cfg.add<std::string>("model.attention", join(d.attention_resolutions()),
-                       "resolutions with self-attention, e.g. 7 or 16,8, or none", detail::int_list_check(true));
-  cfg.add<int64_t>("model.head_channels", d.head_channels(), "channels per attention head", check::in_range(1, 4096));
-  cfg.add<double>("model.dropout", d.dropout(), "dropout in the residual blocks", check::in_range(0, 1));
-  cfg.add<std::string>("model.time_embedding", d.time_embedding(), "sinusoidal or fourier",
-                       check::one_of({"sinusoidal", "fourier"}));
+  cfg.add<int64_t>("model.res_blocks", blocks, "residual blocks per level", check::in_range(1, 16));
+  cfg.add<std::string>("model.attention", join(attention), "resolutions with self-attention, e.g. 7 or 16,8, or none",
+                       detail::int_list_check(true));
+  cfg.add<int64_t>("model.head_channels", head_channels, "channels per attention head", check::in_range(1, 4096));
+  cfg.add<double>("model.dropout", dropout, "dropout in the residual blocks", check::in_range(0, 1));
   cfg.add<bool>("model.class_conditional", true, "condition on the class label (with a null class for guidance)");
 }
 #endif
+/// `o` with the shared keys' values, for images of `shape` [C, H, W] with `num_classes` classes.
+template <class Options>
+Options unet_family_options(const Config& cfg, Options o, const std::vector<int64_t>& shape, int64_t num_classes) {
+  o.in_channels(shape[0])
+      .image_size(shape[1])
+      .channels(cfg.get<int64_t>("model.channels"))
+      .channel_mult(detail::int_list(cfg, "model.channel_mult"))
+      .res_blocks(cfg.get<int64_t>("model.res_blocks"))
+      .attention_resolutions(detail::int_list(cfg, "model.attention"))
+      .head_channels(cfg.get<int64_t>("model.head_channels"))
+      .dropout(cfg.get<double>("model.dropout"))
+      .num_classes(cfg.get<bool>("model.class_conditional") ? num_classes : 0);
+  return o;
+}
+}  // namespace detail
 
-/// A UNet from the `model.*` keys for images of `shape` [C, H, W] with `num_classes` classes and
-/// `cond_channels` channels of an image condition.
-UNet make_unet(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes, int64_t cond_channels = 0);
+/// Declare the UNet's `model.*` keys: channels, channel_mult, res_blocks, attention (resolutions),
+/// head_channels, dropout, time_embedding and class_conditional, with the defaults of `d`.
+void add_unet_keys(Config& cfg, const UNetOptions& d = UNetOptions().channels(32));
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void add_unet_keys(Config& cfg, const UNetOptions& d) {
+  detail::add_unet_family_keys(cfg, d.channels(), d.channel_mult(), d.res_blocks(), d.attention_resolutions(),
+                               d.head_channels(), d.dropout());
+  cfg.add<std::string>("model.time_embedding", d.time_embedding(), "sinusoidal or fourier",
+                       check::one_of({"sinusoidal", "fourier"}));
+}
+#endif
+
+/// Declare EDM2's UNet's `model.*` keys: those of `add_unet_keys` but the time embedding (EDM2's is
+/// always MPFourier), with the defaults of `d`.
+void add_edm2_unet_keys(Config& cfg, const EDM2UNetOptions& d = EDM2UNetOptions());
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void add_edm2_unet_keys(Config& cfg, const EDM2UNetOptions& d) {
+  detail::add_unet_family_keys(cfg, d.channels(), d.channel_mult(), d.res_blocks(), d.attention_resolutions(),
+                               d.head_channels(), d.dropout());
+}
+#endif
+
+/// An EDM2UNet from the `model.*` keys for images of `shape` [C, H, W] with `num_classes` classes.
+EDM2UNet make_edm2_unet(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE EDM2UNet make_edm2_unet(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes) {
+  if (shape.size() != 3 || shape[1] != shape[2]) throw Error("gm: EDM2's UNet needs square image data [C, H, H]");
+  return EDM2UNet(detail::unet_family_options(cfg, EDM2UNetOptions(), shape, num_classes));
+}
+#endif
+
+/// A UNet from the `model.*` keys for images of `shape` [C, H, W] with `num_classes` classes,
+/// `cond_channels` channels of an image condition and `augment_dim` augmentation labels
+/// (`gm::data::ImageData::augment_dim()`).
+UNet make_unet(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes, int64_t cond_channels = 0,
+               int64_t augment_dim = 0);
 #if GM_HEADER_DEFINITIONS
 GM_INLINE UNet make_unet(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes,
-                         int64_t cond_channels) {
+                         int64_t cond_channels, int64_t augment_dim) {
   if (shape.size() != 3) throw Error("gm: a UNet needs image data [C, H, W]");
-  return UNet(UNetOptions()
-                  .in_channels(shape[0])
-                  .image_size(shape[1])
-                  .channels(cfg.get<int64_t>("model.channels"))
-                  .channel_mult(detail::int_list(cfg, "model.channel_mult"))
-                  .res_blocks(cfg.get<int64_t>("model.res_blocks"))
-                  .attention_resolutions(detail::int_list(cfg, "model.attention"))
-                  .head_channels(cfg.get<int64_t>("model.head_channels"))
-                  .dropout(cfg.get<double>("model.dropout"))
+  return UNet(detail::unet_family_options(cfg, UNetOptions(), shape, num_classes)
                   .time_embedding(cfg.get<std::string>("model.time_embedding"))
-                  .num_classes(cfg.get<bool>("model.class_conditional") ? num_classes : 0)
-                  .cond_channels(cond_channels));
+                  .cond_channels(cond_channels)
+                  .augment_dim(augment_dim));
 }
 #endif
 

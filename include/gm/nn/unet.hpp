@@ -37,6 +37,9 @@ struct UNetOptions {
   TORCH_ARG(std::string, time_embedding) = "sinusoidal";  ///< sinusoidal or fourier
   TORCH_ARG(int64_t, num_classes) = 0;     ///< 0: unconditional; else labels 0..num_classes-1 plus the null class
   TORCH_ARG(int64_t, cond_channels) = 0;   ///< extra input channels of an image condition (concatenated to x)
+  /// Augmentation labels per sample (EDM's augment_dim: 9 for gm::data::AugmentPipe; 0: none), mapped
+  /// without bias onto the time features, as EDM's map_augment.
+  TORCH_ARG(int64_t, augment_dim) = 0;
 };
 
 namespace nn {
@@ -168,9 +171,13 @@ class UNetImpl : public torch::nn::Module {
   /// With an image condition `cond` [B, cond_channels, H, W] concatenated to x.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y,
                         const torch::Tensor& cond);
+  /// With augmentation labels `aug` [B, augment_dim] (undefined: none, as at sampling).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y,
+                        const torch::Tensor& cond, const torch::Tensor& aug);
 
   /// The null class of guidance (num_classes), or -1 for an unconditional UNet.
   int64_t null_class() const { return o_.num_classes() > 0 ? o_.num_classes() : -1; }
+  int64_t augment_dim() const { return o_.augment_dim(); }
   const UNetOptions& options() const { return o_; }
   /// "UNet 1.23M params (32 ch, 1-2-2, 2 blocks, attention at 7, 10 classes)", for logs.
   std::string describe() const;
@@ -182,6 +189,7 @@ class UNetImpl : public torch::nn::Module {
   nn::TimeFeatures time_{nullptr};
   torch::nn::Linear t1_{nullptr}, t2_{nullptr};
   nn::LabelEmbedding label_{nullptr};
+  torch::nn::Linear augment_{nullptr};
   torch::nn::Conv2d in_{nullptr};
   torch::nn::ModuleList down_, down_attn_, downsample_, up_, up_attn_, upsample_;
   std::vector<int> down_attn_at_, up_attn_at_;  // index into *_attn_ per block, -1: none
@@ -194,7 +202,7 @@ class UNetImpl : public torch::nn::Module {
 #if GM_HEADER_DEFINITIONS
 GM_INLINE UNetImpl::UNetImpl(UNetOptions o) : o_(std::move(o)) {
   if (o_.in_channels() < 1 || o_.channels() < 1 || o_.res_blocks() < 1 || o_.channel_mult().empty() ||
-      o_.image_size() < 1 || o_.num_classes() < 0 || o_.cond_channels() < 0) {
+      o_.image_size() < 1 || o_.num_classes() < 0 || o_.cond_channels() < 0 || o_.augment_dim() < 0) {
     throw Error("gm: UNet needs in_channels, channels, res_blocks, image_size >= 1 and a channel_mult");
   }
   const int64_t ch = o_.channels(), emb = 4 * ch, g = o_.groups();
@@ -202,6 +210,9 @@ GM_INLINE UNetImpl::UNetImpl(UNetOptions o) : o_(std::move(o)) {
   t1_ = register_module("t1", torch::nn::Linear(ch, emb));
   t2_ = register_module("t2", torch::nn::Linear(emb, emb));
   if (o_.num_classes() > 0) label_ = register_module("label", nn::LabelEmbedding(o_.num_classes(), emb));
+  if (o_.augment_dim() > 0) {
+    augment_ = register_module("augment", torch::nn::Linear(torch::nn::LinearOptions(o_.augment_dim(), ch).bias(false)));
+  }
   in_ = register_module("in", torch::nn::Conv2d(torch::nn::Conv2dOptions(o_.in_channels() + o_.cond_channels(), ch,
                         3).padding(1)));
   // Attention is keyed by level (the downsampling factor, as ADM's attention_ds): a level's resolution is
@@ -273,12 +284,24 @@ GM_INLINE auto UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t,
 
 GM_INLINE auto UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y,
                                  const torch::Tensor& cond) -> torch::Tensor {
+  return forward(x, t, y, cond, {});
+}
+
+GM_INLINE auto UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y,
+                                 const torch::Tensor& cond, const torch::Tensor& aug) -> torch::Tensor {
   const auto dt = x.scalar_type();
   const int64_t b = x.size(0);
   if (x.dim() != 4 || x.size(1) != o_.in_channels()) {
     throw Error("gm: UNet expects [B, " + std::to_string(o_.in_channels()) + ", H, W] input, not " + shape(x));
   }
-  auto emb = t2_->forward(torch::silu(t1_->forward(time_->forward(t, b, dt)).to(dt))).to(dt);
+  auto features = time_->forward(t, b, dt);
+  if (aug.defined()) {
+    if (!augment_ || aug.dim() != 2 || aug.size(1) != o_.augment_dim()) {
+      throw Error("gm: this UNet takes " + std::to_string(o_.augment_dim()) + " augmentation labels, not " + shape(aug));
+    }
+    features = features + augment_->forward(aug.to(features.scalar_type())).to(dt);
+  }
+  auto emb = t2_->forward(torch::silu(t1_->forward(features).to(dt))).to(dt);
   if (label_) emb = emb + label_->forward(y, b, x.device()).to(dt);
   auto h = x;
   if (o_.cond_channels() > 0) {

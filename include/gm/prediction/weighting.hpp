@@ -10,6 +10,7 @@
 
 #include <concepts>
 #include <string_view>
+#include <utility>
 
 namespace gm {
 
@@ -101,10 +102,41 @@ struct LikelihoodWeight {
   }
 };
 
+/// EDM2's learned uncertainty weighting (Karras et al. 2024, "Analyzing and Improving the Training Dynamics
+/// of Diffusion Models", Eq. 21; Kendall & Gal 2017): the network also predicts a log-variance u(t), and
+/// the per-sample loss is w(t) / e^u(t) * ||out - target||^2 + u(t), with w the base weighting `W` (EDM2:
+/// `EDMWeight`).  Minimising over u gives e^u = the expected weighted error at t, so the loss is
+/// normalised to one across noise levels as training goes; EDM2 trains u jointly with the network.  The
+/// network must provide `logvar(t)` of its network time (gm::EDM2UNet does); any other is refused at
+/// compile time.
+template <class W = EDMWeight>
+struct LearnedLogVar {
+  static_assert(LossWeighting<W>, "gm: LearnedLogVar's base must be a gm::LossWeighting.");
+  static constexpr std::string_view name = "learned_logvar";
+  static constexpr bool learned_logvar = true;
+  W base{};
+  LearnedLogVar() = default;
+  explicit LearnedLogVar(W w) : base(std::move(w)) {}
+
+  template <Process I, class Pr>
+  torch::Tensor weight(const torch::Tensor& t, const I& ip, const Pr& pred) const {
+    return base.weight(t, ip, pred);
+  }
+  /// The loss from a weighted per-sample error and the log-variance u [B]: error / e^u + u.
+  static torch::Tensor combine(const torch::Tensor& weighted_error, const torch::Tensor& logvar) {
+    return weighted_error * torch::exp(-logvar) + logvar;
+  }
+};
+
+/// Whether a weighting asks for the network's learned log-variance (`gm::LearnedLogVar`).
+template <class W>
+concept LearnsLogVar = requires { requires W::learned_logvar; };
+
 static_assert(LossWeighting<UniformWeight>);
 static_assert(LossWeighting<SNRWeight>);
 static_assert(LossWeighting<MinSNRWeight>);
 static_assert(LossWeighting<EDMWeight>);
 static_assert(LossWeighting<LikelihoodWeight>);
+static_assert(LossWeighting<LearnedLogVar<>> && LearnsLogVar<LearnedLogVar<>>);
 
 }  // namespace gm

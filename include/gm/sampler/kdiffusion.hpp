@@ -131,6 +131,22 @@ class BrownianTree {
   /// W(u), u clamped to [lo, hi]; W(lo) = 0.
   torch::Tensor at(double u) const {
     u = std::clamp(u, lo_, hi_);
+    // A step's increment starts where the last one ended: the newest few W(u) are kept, not re-walked.
+    for (const auto& [v, w] : recent_) {
+      if (w.defined() && v == u) return w;
+    }
+    auto w = walk(u);
+    recent_[next_++ % recent_.size()] = {u, w};
+    return w;
+  }
+  /// A standard normal increment over [s_a, s_b] (levels s, not their logs): (W(b) - W(a)) / sqrt(|b - a|).
+  torch::Tensor increment(double s_a, double s_b) const {
+    const double a = std::log(s_a), b = std::log(s_b);
+    return (at(b) - at(a)) / std::sqrt(std::abs(b - a));
+  }
+
+ private:
+  torch::Tensor walk(double u) const {
     double a = lo_, b = hi_;
     torch::Tensor wa = torch::zeros(shape_, options_), wb = end_;
     uint64_t index = 0;
@@ -145,13 +161,6 @@ class BrownianTree {
     }
     return wa + ((u - a) / (b - a)) * (wb - wa);
   }
-  /// A standard normal increment over [s_a, s_b] (levels s, not their logs): (W(b) - W(a)) / sqrt(|b - a|).
-  torch::Tensor increment(double s_a, double s_b) const {
-    const double a = std::log(s_a), b = std::log(s_b);
-    return (at(b) - at(a)) / std::sqrt(std::abs(b - a));
-  }
-
- private:
   torch::Tensor draw(uint64_t depth, uint64_t index) const {
     const uint64_t node = (uint64_t{1} << 62) | (depth << 41) | index;
     if (rows_) return row_randn(*rows_, node, at::IntArrayRef(shape_).slice(1), options_);
@@ -163,6 +172,8 @@ class BrownianTree {
   std::vector<int64_t> shape_;
   torch::TensorOptions options_;
   torch::Tensor end_;
+  mutable std::array<std::pair<double, torch::Tensor>, 4> recent_{};
+  mutable size_t next_ = 0;
 };
 
 /// The Brownian tree of one `integrate` call, built at its first step over the grid's s range; its seed is

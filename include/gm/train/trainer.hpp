@@ -141,6 +141,15 @@ concept ImageConditionalNetwork = Network<N> && requires(N& n, const torch::Tens
   { n->forward(x, x, x, x) } -> std::convertible_to<torch::Tensor>;
 };
 
+/// A network conditioned on augmentation labels (EDM's non-leaky augmentation, `gm::data::AugmentPipe`):
+/// `forward(x, t, y, c, a)` with a [B, augment_dim()] (c may be undefined), and `augment_dim()`, 0 when it
+/// was built without them.  At sampling the labels are left out, which means no augmentation.
+template <class N>
+concept AugmentedNetwork = Network<N> && requires(N& n, const torch::Tensor& x) {
+  { n->forward(x, x, x, x, x) } -> std::convertible_to<torch::Tensor>;
+  { n->augment_dim() } -> std::convertible_to<int64_t>;
+};
+
 /// Options of the optimisation, shared by every trainer.
 struct TrainOptions {
   TORCH_ARG(int64_t, batch_size) = 256;
@@ -197,6 +206,9 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   static_assert(check_sampler<Smp>(), "gm: Trainer's Sampler must be a gm::Sampler.");
   static_assert(check_time_sampler<TS>(), "gm: Trainer's TimeSampler must be a gm::TimeSampler.");
   static_assert(LossWeighting<W>, "gm: Trainer's weighting must be a gm::LossWeighting.");
+  static_assert(!LearnsLogVar<W> || requires(Net& n, const torch::Tensor& t) { n->logvar(t); },
+                "gm: a LearnedLogVar weighting needs a network that predicts the log-variance, logvar(t), as "
+                "gm::EDM2UNet does.");
   static_assert(!(alpha_vanishes_at_one<S>() && (std::same_as<P, Noise> || std::same_as<P, Score>)),
                 "gm: a Noise or Score prediction cannot give E[x0 | x_t] at t = 1, where this process has "
                 "alpha(1) = 0 and x_1 is pure noise; predict Velocity, Data or EDMPrecond instead.");
@@ -259,11 +271,24 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   /// Set the step count, when restoring a checkpoint.
   void set_step(int64_t step) { step_ = step; }
 
-  /// The weighted regression loss on a batch x0 with labels y and image condition c (undefined: none) (a
-  /// graph, for backward).  A conditional network's labels are replaced by its null class with probability
+  /// The weighted regression loss on a batch x0 with labels y, image condition c and augmentation labels a
+  /// (undefined: none) (a graph, for backward).  A conditional network's labels are replaced by its null class with probability
   /// `label_dropout`.  With an ELBO weighting (`gm::ELBOObjective`, e.g. `gm::VDMELBO`) the loss is its
   /// objective: the ELBO in bits per dimension, with its prior and reconstruction terms.
-  torch::Tensor loss(const torch::Tensor& x0, const torch::Tensor& y = {}, const torch::Tensor& c = {}) {
+  torch::Tensor loss(const torch::Tensor& x0, const torch::Tensor& y = {}, const torch::Tensor& c = {},
+                     const torch::Tensor& a = {}) {
+    if (a.defined()) {
+      if constexpr (AugmentedNetwork<Net>) {
+        if (net_->augment_dim() != (a.dim() == 2 ? a.size(1) : -1)) {
+          throw Error("gm: the data carries " + std::to_string(a.dim() == 2 ? a.size(1) : 0) +
+                      " augmentation labels a sample, but the network takes " + std::to_string(net_->augment_dim()) +
+                      " (build it with augment_dim = data.augment_dim())");
+        }
+      } else {
+        throw Error("gm: augmented data (data.augment > 0) needs a network that takes augmentation labels, as gm::UNet "
+                    "with augment_dim");
+      }
+    }
     const auto opts = x0.options();
     auto t = time_sampler_.sample(x0.size(0), process_, generator_, opts);
     auto eps = torch::randn(x0.sizes(), generator_, opts);
@@ -276,15 +301,16 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
         labels = torch::where(drop.to(labels.device()), torch::full_like(labels, net_->null_class()), labels);
       }
     }
-    torch::Tensor x = x0, cond = c;
+    torch::Tensor x = x0, cond = c, aug = a;
     double scale = 1.0;
     if (dp_.active()) {  // every rank drew the global batch's draws; it trains on its own rows
       const int64_t n = x0.size(0), lo = dp_.rank * n / dp_.world, hi = (dp_.rank + 1) * n / dp_.world;
       auto rows = [&](const torch::Tensor& v) { return v.defined() && v.dim() > 0 && v.size(0) == n ? v.slice(0, lo, hi) : v; };
       x = rows(x0), t = rows(t), eps = rows(eps), eps0 = rows(eps0), labels = rows(labels), cond = rows(cond);
+      aug = rows(aug);
       scale = static_cast<double>(hi - lo) / static_cast<double>(n);
     }
-    auto per_sample = per_sample_loss(x, t, eps, labels, cond);
+    auto per_sample = per_sample_loss(x, t, eps, labels, cond, aug);
     if constexpr (ELBOObjective<W>) per_sample = weighting_.objective(per_sample, x, eps0, process_, true);
     // A shard with no rows (a micro-batch smaller than the world) adds 0 to the sum, not mean()'s NaN.
     if (per_sample.numel() == 0) return per_sample.sum();
@@ -323,15 +349,17 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     auto x0 = batch.x.to(options_.device());
     auto y = batch.y.defined() ? batch.y.to(options_.device()) : torch::Tensor();
     auto c = batch.c.defined() ? batch.c.to(options_.device()) : torch::Tensor();
+    auto a = batch.a.defined() ? batch.a.to(options_.device()) : torch::Tensor();
     const int64_t k = options_.accumulate();
     const auto n = static_cast<double>(x0.size(0));
     double total = 0;
     const auto xs = x0.chunk(k, 0);
     const auto ys = y.defined() ? y.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
     const auto cs = c.defined() ? c.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
+    const auto as = a.defined() ? a.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
     const bool scaled = precision_ == Precision::fp16;  // fp16: backward on the loss times the scale
     for (size_t i = 0; i < xs.size(); ++i) {
-      auto l = loss(xs[i], ys[i], cs[i]) * (static_cast<double>(xs[i].size(0)) / n);
+      auto l = loss(xs[i], ys[i], cs[i], as[i]) * (static_cast<double>(xs[i].size(0)) / n);
       (scaled ? l * scaler_.scale : l).backward();
       total += l.template item<double>();
     }
@@ -507,24 +535,32 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   /// The weighted squared error of the network's prediction per sample, [B], for data x0 at times t with
   /// noise eps.
   torch::Tensor per_sample_loss(const torch::Tensor& x0, const torch::Tensor& t, const torch::Tensor& eps,
-                                const torch::Tensor& labels, const torch::Tensor& cond) {
+                                const torch::Tensor& labels, const torch::Tensor& cond, const torch::Tensor& aug = {}) {
     auto xt = process_.sample(x0, eps, t);
     auto target = predict_.target(x0, eps, t, process_);
     auto w = weighting_.weight(t, process_, predict_);
     torch::Tensor out;
     {
       Autocast autocast(precision_, x0.device());
-      out = model_output(xt, t, labels, cond);
+      out = model_output(xt, t, labels, cond, aug);
     }
-    return w * (out.to(target.scalar_type()) - target).pow(2).flatten(1).mean(1);
+    auto error = w * (out.to(target.scalar_type()) - target).pow(2).flatten(1).mean(1);
+    if constexpr (LearnsLogVar<W>) {
+      return W::combine(error, net_->logvar(predict_.network_time(t, process_)).to(error.scalar_type()));
+    } else {
+      return error;
+    }
   }
 
   /// The network's output in P at x_t = x: its input and time through P's preconditioning, and labels y
   /// when the network is conditional and y is given (else the network's own default, the null class).
   torch::Tensor model_output(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y,
-                             const torch::Tensor& c = {}) {
+                             const torch::Tensor& c = {}, const torch::Tensor& a = {}) {
     auto in = predict_.network_input(x, t, process_);
     auto time = predict_.network_time(t, process_);
+    if constexpr (AugmentedNetwork<Net>) {
+      if (a.defined()) return net_->forward(in, time, y, c, a);
+    }
     if constexpr (ImageConditionalNetwork<Net>) {
       if (c.defined()) return net_->forward(in, time, y, c);
     }
