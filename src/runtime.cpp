@@ -44,6 +44,7 @@
 #include <gm/nn/dit.hpp>
 #include <gm/nn/edm2_unet.hpp>
 #include <gm/nn/embedding.hpp>
+#include <gm/nn/jvp.hpp>
 #include <gm/nn/keys.hpp>
 #include <gm/nn/mlp.hpp>
 #include <gm/nn/unet.hpp>

@@ -7,6 +7,8 @@
 #include <gm/io/grid.hpp>
 #include <gm/nn/dit.hpp>
 #include <gm/nn/edm2_unet.hpp>
+#include <gm/nn/jvp.hpp>
+#include <gm/nn/mlp.hpp>
 #include <gm/nn/unet.hpp>
 #include <gm/process/all.hpp>
 #include <gm/sampler/all.hpp>
@@ -740,3 +742,64 @@ TEST_CASE("LearnedLogVar: the loss is error / e^u + u with the network's u, leas
   CHECK(peak(net->named_parameters()["logvar_linear.weight"] - before) > 0);
 }
 
+namespace {
+/// The central difference (f(x + h v) - f(x - h v)) / 2h of a function of several inputs.
+torch::Tensor central_difference(const gm::JVPFunction& f, std::vector<torch::Tensor> x, const std::vector<torch::Tensor>& v,
+                                 double h) {
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> plus, minus;
+  for (size_t i = 0; i < x.size(); ++i) plus.push_back(x[i] + h * v[i]), minus.push_back(x[i] - h * v[i]);
+  return (f(plus) - f(minus)) / (2 * h);
+}
+}  // namespace
+
+TEST_CASE("gm::jvp: forward mode equals the double-backward form and central differences on gm's networks") {
+  torch::manual_seed(1);
+  auto unet = gm::UNet(gm::UNetOptions().channels(8).channel_mult({1, 2}).res_blocks(1).attention_resolutions({4})
+                           .image_size(8).head_channels(4).num_classes(3).dropout(0));
+  auto edm2 = gm::EDM2UNet(gm::EDM2UNetOptions().channels(8).channel_mult({1, 2}).res_blocks(1)
+                               .attention_resolutions({4}).image_size(8).head_channels(4));
+  auto dit = gm::DiT(gm::DiTOptions().preset("tiny").hidden(16).depth(2).heads(2).image_size(8).patch(4));
+  auto mlp = gm::MLP(gm::MLPOptions().dim(2).hidden(16).layers(2));
+  for (torch::nn::Module* m : std::initializer_list<torch::nn::Module*>{unet.get(), edm2.get(), dit.get(), mlp.get()}) {
+    m->to(torch::kFloat64);
+    torch::NoGradGuard ng;
+    for (auto& p : m->parameters()) p.normal_(0, 0.2);  // zero-initialised output layers get weights
+    m->eval();
+  }
+  for (auto& item : edm2->named_parameters()) {
+    torch::NoGradGuard ng;
+    if (item.key().find("gain") != std::string::npos) item.value().fill_(1.0);
+  }
+  const auto f64 = torch::kFloat64;
+  auto z = torch::randn({3, 1, 8, 8}, f64), v = torch::randn({3, 1, 8, 8}, f64);
+  auto r = torch::rand({3}, f64) * 0.5, t = 0.5 + torch::rand({3}, f64) * 0.5;
+  auto y = torch::tensor({0, 2, 3}, torch::kInt64);
+  // MeanFlow's form: u(z, r, t) along (v, 0, 1); here the networks see (t - r) through their time input.
+  const std::vector<std::pair<std::string, gm::JVPFunction>> nets{
+      {"UNet", [&](const std::vector<torch::Tensor>& a) { return unet->forward(a[0], a[2] - a[1], y) * a[2].view({-1, 1, 1, 1}); }},
+      {"EDM2UNet", [&](const std::vector<torch::Tensor>& a) { return edm2->forward(a[0], a[2] - a[1]); }},
+      {"DiT", [&](const std::vector<torch::Tensor>& a) { return dit->forward(a[0], a[2] + a[1]); }}};
+  for (const auto& [name, f] : nets) {
+    CAPTURE(name);
+    const std::vector<torch::Tensor> x{z, r, t}, dir{v, torch::zeros_like(r), torch::ones_like(t)};
+    auto fwd = gm::jvp(f, x, dir, gm::JVPMode::forward);
+    auto rev = gm::jvp(f, x, dir, gm::JVPMode::double_backward);
+    auto fd = central_difference(f, x, dir, 1e-7);  // small: sinusoidal time features turn at 1000 rad per unit
+    const double scale = fd.abs().max().item<double>();
+    MESSAGE(name << ": max |forward - double backward| " << peak(fwd.tangent - rev.tangent) << ", |forward - central "
+                 << "difference| " << peak(fwd.tangent - fd) << " on tangents up to " << scale);
+    CHECK(scale > 1e-3);
+    CHECK(peak(fwd.tangent - rev.tangent) < 1e-10 * scale);
+    CHECK(peak(fwd.tangent - fd) < 1e-6 * scale);
+    CHECK(peak(fwd.output - f(x)) < 1e-12);
+  }
+  // One input; the output keeps its graph to the parameters, the tangent is detached (a stop-gradient target).
+  auto x2 = torch::randn({16, 2}, f64), v2 = torch::randn({16, 2}, f64), t2 = torch::rand({16}, f64);
+  auto one = gm::jvp([&](const torch::Tensor& a) { return mlp->forward(a, t2); }, x2, v2);
+  CHECK(!one.tangent.requires_grad());
+  (one.output - one.tangent).pow(2).sum().backward();
+  for (const auto& p : mlp->parameters()) CHECK(p.grad().defined());
+  CHECK(gm::detail::jvp_depth() == 0);
+  CHECK(contains(error_of([&] { gm::jvp(nets[0].second, {z, r, t}, {v, r}); }), "3 inputs but 2 tangents"));
+}

@@ -60,7 +60,8 @@ GM_INLINE torch::Tensor mp_normalize(const torch::Tensor& x, std::vector<int64_t
   if (dim.empty()) {
     for (int64_t d = 1; d < x.dim(); ++d) dim.push_back(d);
   }
-  auto norm = torch::linalg_vector_norm(x.to(torch::kFloat32), 2, dim, /*keepdim=*/true);
+  const auto wide = at::promote_types(x.scalar_type(), torch::kFloat32);  // float32 at least, as EDM2; float64 stays
+  auto norm = torch::linalg_vector_norm(x.to(wide), 2, dim, /*keepdim=*/true);
   norm = eps + norm * std::sqrt(static_cast<double>(norm.numel()) / static_cast<double>(x.numel()));
   return x / norm.to(x.scalar_type());
 }
@@ -103,7 +104,8 @@ GM_INLINE MPFourierImpl::MPFourierImpl(int64_t channels, double bandwidth) {
   phases_ = register_buffer("phases", 2 * std::numbers::pi * torch::rand({channels}));
 }
 GM_INLINE torch::Tensor MPFourierImpl::forward(const torch::Tensor& x) const {
-  auto y = torch::outer(x.to(torch::kFloat32).flatten(), freqs_.to(torch::kFloat32)) + phases_.to(torch::kFloat32);
+  const auto wide = at::promote_types(x.scalar_type(), torch::kFloat32);
+  auto y = torch::outer(x.to(wide).flatten(), freqs_.to(wide)) + phases_.to(wide);
   return (torch::cos(y) * std::sqrt(2.0)).to(x.scalar_type());
 }
 
@@ -113,9 +115,9 @@ GM_INLINE MPConvImpl::MPConvImpl(int64_t in, int64_t out, int64_t kernel) {
 GM_INLINE torch::Tensor MPConvImpl::forward(const torch::Tensor& x, const torch::Tensor& gain) {
   if (is_training()) {
     torch::NoGradGuard ng;
-    weight.copy_(mp_normalize(weight.to(torch::kFloat32)));  // forced weight normalisation
+    weight.copy_(mp_normalize(weight));  // forced weight normalisation
   }
-  auto w = mp_normalize(weight.to(torch::kFloat32));
+  auto w = mp_normalize(weight);
   w = w / std::sqrt(static_cast<double>(w[0].numel()));
   if (gain.defined()) w = w * gain;
   w = w.to(x.scalar_type());
@@ -341,7 +343,7 @@ GM_INLINE torch::Tensor EDM2UNetImpl::forward(const torch::Tensor& x, const torc
 }
 
 GM_INLINE torch::Tensor EDM2UNetImpl::logvar(const torch::Tensor& t) {
-  return logvar_linear_->forward(logvar_fourier_->forward(t.flatten().to(torch::kFloat32))).flatten();
+  return logvar_linear_->forward(logvar_fourier_->forward(t.flatten())).flatten();
 }
 
 GM_INLINE std::string EDM2UNetImpl::describe() const {

@@ -5,6 +5,7 @@
 
 #include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
+#include <gm/nn/jvp.hpp>
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/embedding.h>
@@ -116,10 +117,13 @@ GM_INLINE torch::Tensor attention_reference(const torch::Tensor& q, const torch:
 /// (FlashAttention-2, Dao 2023, or memory-efficient attention, Rabe & Staats 2021, on CUDA; a blocked flash
 /// kernel on the CPU) that never holds the [T, T] matrix: at ImageNet sizes (T = 1024 tokens, 16 heads,
 /// batch 256) that matrix alone is 16 GiB in fp32.  Returns q's dtype; tested against
-/// gm::nn::attention_reference.
+/// gm::nn::attention_reference, which it runs itself inside `gm::jvp` (the fused kernels have no
+/// forward-mode or second derivative).
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 #if GM_HEADER_DEFINITIONS
 GM_INLINE torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  // LibTorch's fused kernels have no forward-mode or second derivative: inside gm::jvp, the plain form.
+  if (gm::detail::jvp_depth() > 0) return attention_reference(q, k, v);
   return at::scaled_dot_product_attention(q, k.to(q.scalar_type()), v.to(q.scalar_type())).to(q.scalar_type());
 }
 #endif
