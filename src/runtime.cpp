@@ -57,6 +57,7 @@
 #include <gm/time/samplers.hpp>
 #include <gm/train/checkpoint.hpp>
 #include <gm/train/classifier.hpp>
+#include <gm/train/coupling.hpp>
 #include <gm/train/ema.hpp>
 #include <gm/train/flat_adam.hpp>
 #include <gm/train/lr_schedule.hpp>

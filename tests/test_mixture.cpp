@@ -1,6 +1,10 @@
 // The Gaussian-mixture oracle: exact posterior quantities, marginal density, sampling, and its TOML file.
 #include "helpers.hpp"
 
+#include <gm/train/coupling.hpp>
+
+#include <algorithm>
+
 #include <filesystem>
 #include <fstream>
 #include <numbers>
@@ -10,6 +14,8 @@
 using gm::test::f64;
 using gm::test::max_abs;
 using gm::test::max_rel;
+using gm::test::contains;
+using gm::test::error_of;
 
 namespace {
 
@@ -343,4 +349,52 @@ TEST_CASE_TEMPLATE("at t = 0 the oracle's noise is 0 and its score the mixture's
     CHECK(max_rel(score, own) < 1e-10);
     CHECK(max_rel(data, x / alpha0) < 1e-12);
   }
+}
+
+TEST_CASE("couplings: the assignment is the cheapest permutation, Sinkhorn's plan has uniform marginals") {
+  // Against every permutation of 7 rows.
+  auto gen = gm::make_generator(2);
+  for (int trial = 0; trial < 5; ++trial) {
+    auto cost = torch::rand({7, 7}, gen, f64());
+    auto perm = gm::min_cost_assignment(cost);
+    auto pick = [&](const std::vector<int64_t>& p) {
+      double s = 0;
+      for (int64_t i = 0; i < 7; ++i) s += cost[i][p[static_cast<size_t>(i)]].item<double>();
+      return s;
+    };
+    std::vector<int64_t> p{0, 1, 2, 3, 4, 5, 6}, got(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + 7);
+    double best = 1e300;
+    do best = std::min(best, pick(p));
+    while (std::next_permutation(p.begin(), p.end()));
+    CHECK(pick(got) == doctest::Approx(best).epsilon(1e-12));
+    std::sort(got.begin(), got.end());
+    CHECK(got == std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6});  // a permutation
+  }
+  auto plan = gm::sinkhorn_plan(torch::rand({40, 30}, gen, f64()), 0.05);
+  CHECK(max_abs(plan.sum(1), torch::full({40}, 1.0 / 40, f64())) < 1e-8);
+  CHECK(max_abs(plan.sum(0), torch::full({30}, 1.0 / 30, f64())) < 1e-12);
+  CHECK(contains(error_of([] { gm::min_cost_assignment(torch::zeros({3, 4})); }), "square cost matrix"));
+}
+
+TEST_CASE("couplings on the oracle: exact OT pairs ring8 with noise at a fraction of the independent cost") {
+  auto g = ring8();
+  auto gen = gm::make_generator(5);
+  const int64_t n = 256;
+  auto x0 = g.sample(n, gen), x1 = torch::randn({n, 2}, gen, f64());
+  auto cost = [&](const torch::Tensor& idx) { return (x0 - x1.index_select(0, idx)).pow(2).sum(1).mean().item<double>(); };
+  const double independent = cost(gm::IndependentCoupling{}.pair(x0, x1, gen));
+  const double exact = cost(gm::ExactOTCoupling{}.pair(x0, x1, gen));
+  const double sinkhorn = cost(gm::SinkhornCoupling(gm::SinkhornCoupling::Options().reg(0.01)).pair(x0, x1, gen));
+  const double loose = cost(gm::SinkhornCoupling(gm::SinkhornCoupling::Options().reg(10)).pair(x0, x1, gen));
+  MESSAGE("ring8 to N(0, I), 256 pairs: mean squared distance independent " << independent << ", exact OT " << exact
+          << ", Sinkhorn reg 0.01 " << sinkhorn << ", reg 10 " << loose);
+  // E|x0 - x1|^2 = E|x0|^2 + 2 = 16.09 + 2 for independent pairs; OT moves each point only to nearby noise.
+  CHECK(independent == doctest::Approx(18.1).epsilon(0.1));
+  CHECK(exact < 0.5 * independent);
+  for (int k = 0; k < 20; ++k) {  // no random permutation beats the assignment
+    CHECK(cost(torch::randperm(n, gen, torch::kInt64)) > exact);
+  }
+  CHECK(sinkhorn > exact);
+  CHECK(sinkhorn < 1.1 * exact);  // small reg: close to exact OT
+  CHECK(loose > 0.8 * independent);  // large reg: close to independent
 }
