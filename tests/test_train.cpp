@@ -646,3 +646,32 @@ TEST_CASE("data-parallel: a micro-batch with fewer rows than ranks gives the emp
   CHECK(std::isfinite(s.loss));
   CHECK(std::isfinite(s.grad_norm));
 }
+
+TEST_CASE("a Trainer with exact-OT coupling trains on the assignment's pairs: with a zero network its loss is the OT cost") {
+  // Linear interpolant, velocity target eps - x0: with the network's output at zero the loss is the mean of
+  // |eps_paired - x0|^2 / dim, so it equals the batch's transport cost under the coupling.
+  auto x0 = gm::data::checkerboard(128, gm::make_generator(3)).to(torch::kFloat64);
+  auto zero_net = [] {
+    gm::MLP net(gm::MLPOptions().dim(2).hidden(8).layers(1));
+    torch::NoGradGuard ng;
+    for (auto& p : net->parameters()) p.zero_();
+    net->to(torch::kFloat64);
+    return net;
+  };
+  using Plain = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler>;
+  using OT = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler,
+                         gm::UniformTime, gm::UniformWeight, gm::ExactOTCoupling>;
+  Plain plain(zero_net(), gm::TrainOptions().seed(9));
+  OT ot(zero_net(), gm::TrainOptions().seed(9));
+  // The draws the loss makes: times first, then the noise.
+  auto gen = ot.generator().clone();
+  (void)gm::UniformTime{}.sample(128, gm::Interpolant<gm::Linear>{}, gen, x0.options());
+  auto eps = torch::randn(x0.sizes(), gen, x0.options());
+  auto cost = [&](const torch::Tensor& idx) { return (eps.index_select(0, idx) - x0).pow(2).mean().item<double>(); };
+  const double independent = plain.loss(x0).item<double>(), coupled = ot.loss(x0).item<double>();
+  CHECK(independent == doctest::Approx(cost(torch::arange(128))).epsilon(1e-12));
+  CHECK(coupled == doctest::Approx(cost(gm::min_cost_assignment(gm::squared_distances(x0, eps)))).epsilon(1e-12));
+  MESSAGE("checkerboard, 128 pairs: loss of a zero network " << independent << " independent, " << coupled << " exact OT");
+  CHECK(coupled < 0.6 * independent);
+  CHECK(std::isfinite(ot.train_step(x0).loss));
+}

@@ -12,12 +12,21 @@
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <limits>
 #include <string_view>
 #include <vector>
 
 namespace gm {
+
+/// A coupling: `pair(x0, x1, gen)`, the index into the noise batch x1 of each data row's partner (int64
+/// [n]), and a `name`.  The Trainer's last policy (`gm::Trainer<..., C>`).
+template <class C>
+concept Coupling = requires(const C& c, const torch::Tensor& x, const at::Generator& g) {
+  { c.pair(x, x, g) } -> std::convertible_to<torch::Tensor>;
+  { C::name } -> std::convertible_to<std::string_view>;
+};
 
 /// The squared Euclidean cost between the rows of x0 [n, ...] and x1 [m, ...] (flattened), [n, m], float64.
 torch::Tensor squared_distances(const torch::Tensor& x0, const torch::Tensor& x1);

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// `Trainer<Interpolant<S>, Predict<P>, Net, Sampler, TimeSampler, Weighting>`: one training step and
+/// `Trainer<Interpolant<S>, Predict<P>, Net, Sampler, TimeSampler, Weighting, Coupling>`: one training step and
 /// sampling from the trained network; everything else is a callback.
 
 #include <gm/data/batch.hpp>
@@ -17,6 +17,7 @@
 #include <gm/sampler/grids.hpp>
 #include <gm/sampler/integrate.hpp>
 #include <gm/time/samplers.hpp>
+#include <gm/train/coupling.hpp>
 #include <gm/train/ema.hpp>
 #include <gm/train/flat_adam.hpp>
 #include <gm/train/lr_schedule.hpp>
@@ -177,7 +178,8 @@ struct TrainOptions {
   TORCH_ARG(double, label_dropout) = 0.0;
 };
 
-template <class Process, class Pred, class Net, class Sampler, class TimeS = UniformTime, class Weight = UniformWeight>
+template <class Process, class Pred, class Net, class Sampler, class TimeS = UniformTime, class Weight = UniformWeight,
+          class Pairing = IndependentCoupling>
 class Trainer;
 
 /// Trains `Net` to predict in P under the process `Interpolant<S>`, and samples from it with `Smp`.
@@ -189,7 +191,8 @@ class Trainer;
 /// returns the next batch.
 ///
 /// @tparam S the schedule; @tparam P the parameterisation; @tparam Net the network (a ModuleHolder with
-/// forward(x, t)); @tparam Smp the default sampler; @tparam TS the time sampler; @tparam W the loss weighting.
+/// forward(x, t)); @tparam Smp the default sampler; @tparam TS the time sampler; @tparam W the loss weighting;
+/// @tparam Pair the coupling of data and noise rows in a batch (`gm::ExactOTCoupling` for OT-CFM).
 ///
 /// Example:
 /// @code
@@ -199,13 +202,14 @@ class Trainer;
 /// trainer.fit([&](int64_t) { return gm::data::checkerboard(1024); }, 5000, ema);
 /// auto x = trainer.sample(gm::SampleOptions().n(2000).nfe(40).ema(&ema));  // 20 Heun steps
 /// @endcode
-template <Schedule S, class P, class Net, class Smp, class TS, class W>
-class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
+template <Schedule S, class P, class Net, class Smp, class TS, class W, class Pair>
+class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   static_assert(Network<Net>,
                 "gm: Trainer's Net must be a torch::nn::ModuleHolder whose module has forward(x, t) or forward(x, t, y).");
   static_assert(check_sampler<Smp>(), "gm: Trainer's Sampler must be a gm::Sampler.");
   static_assert(check_time_sampler<TS>(), "gm: Trainer's TimeSampler must be a gm::TimeSampler.");
   static_assert(LossWeighting<W>, "gm: Trainer's weighting must be a gm::LossWeighting.");
+  static_assert(Coupling<Pair>, "gm: Trainer's coupling must be a gm::Coupling: pair(x0, x1, gen) and a name.");
   static_assert(!LearnsLogVar<W> || requires(Net& n, const torch::Tensor& t) { n->logvar(t); },
                 "gm: a LearnedLogVar weighting needs a network that predicts the log-variance, logvar(t), as "
                 "gm::EDM2UNet does.");
@@ -220,9 +224,10 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   using net_type = Net;
 
   Trainer(Net net, TrainOptions options, process_type process = {}, predict_type predict = {}, TS time_sampler = {},
-          W weighting = {})
+          W weighting = {}, Pair coupling = {})
       : net_(std::move(net)), options_(std::move(options)), process_(std::move(process)),
         predict_(std::move(predict)), time_sampler_(std::move(time_sampler)), weighting_(std::move(weighting)),
+        coupling_(std::move(coupling)),
         generator_(make_generator(options_.seed(), options_.device())),
         sampling_generator_(make_generator(options_.seed() ^ 0x5eed5a3b1e5ull, options_.device())),
         precision_(parse_precision(options_.precision(), options_.device())) {
@@ -257,6 +262,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   const DataParallel& data_parallel() const { return dp_; }
   const process_type& process() const { return process_; }
   const predict_type& predict() const { return predict_; }
+  const Pair& coupling() const { return coupling_; }
   FlatAdam& optimizer() { return *optimizer_; }
   /// The training generator: time, noise and (through the data callable) data draws; saved in checkpoints.
   at::Generator& generator() { return generator_; }
@@ -294,6 +300,9 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
     auto eps = torch::randn(x0.sizes(), generator_, opts);
     torch::Tensor eps0;  // the reconstruction term's z_0 noise
     if constexpr (ELBOObjective<W>) eps0 = torch::randn(x0.sizes(), generator_, opts);
+    // Pair each data row with a noise row by the coupling (OT-CFM: the minibatch's optimal transport).  Every
+    // rank drew the global batch's data and noise, so the pairing covers the global batch, the same on all.
+    if constexpr (!std::same_as<Pair, IndependentCoupling>) eps = eps.index_select(0, coupling_.pair(x0, eps, generator_));
     torch::Tensor labels = y;
     if constexpr (ConditionalNetwork<Net>) {
       if (labels.defined() && options_.label_dropout() > 0 && net_->null_class() >= 0) {
@@ -619,6 +628,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W> {
   predict_type predict_;
   TS time_sampler_;
   W weighting_;
+  Pair coupling_;
   at::Generator generator_;
   at::Generator sampling_generator_;
   Precision precision_;
