@@ -26,6 +26,7 @@
 #include <gm/experiment/edm.hpp>
 #include <gm/experiment/eval.hpp>
 #include <gm/experiment/experiment.hpp>
+#include <gm/experiment/few_step.hpp>
 #include <gm/experiment/outputs.hpp>
 #include <gm/experiment/sample.hpp>
 #include <gm/experiment/train.hpp>

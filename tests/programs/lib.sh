@@ -12,6 +12,9 @@ downscale="$GM_BUILD/examples/downscale"
 vdm="$GM_BUILD/examples/vdm"
 edm="$GM_BUILD/examples/edm"
 edm2="$GM_BUILD/examples/edm2"
+meanflow_2d="$GM_BUILD/examples/meanflow_2d"
+ot_flow_2d="$GM_BUILD/examples/ot_flow_2d"
+fashion_mnist_meanflow="$GM_BUILD/examples/fashion_mnist_meanflow"
 fmnist_root=/usr/share/datasets/fashion-mnist
 # A small, fast fashion_mnist: 512 images, a 16-channel UNet without attention, fp32.
 fmnist_tiny=(--data.limit=512 --model.channels=16 --model.channel_mult=1,2 --model.attention=none --training.precision=fp32

@@ -38,6 +38,11 @@ using ExperimentSamplers = type_list<HeunSampler, EulerSampler, MidpointSampler,
                                      DPMPPSDESampler, DPMPP2MSDESampler, DPMPP3MSDESampler, LMSSampler, EDMStochasticSampler,
                                      SiTSDESampler>;
 
+/// The samplers of a few-step experiment (a flow map trained by gm::MeanFlow, gm::Shortcut or
+/// gm::Consistency): its own flow_map and consistency samplers, and ODE samplers that read the model at r = t.
+using FewStepSamplers = type_list<FlowMapSampler, ConsistencySampler, HeunSampler, EulerSampler, MidpointSampler,
+                                  RK4Sampler, DPMSolverPP2M>;
+
 /// Declare the keys of class-conditional experiments: `training.label_dropout`, `sampling.guidance` (the
 /// classifier-free guidance scale w) and `sampling.class` ("rows": one grid row per class; "none": the
 /// null class, i.e. unconditional; or one class number).  `Experiment::run` uses them when the network is

@@ -74,6 +74,18 @@ class Training {
     bool lead = true;
   };
 
+  /// "meanflow objective, " for a flow-map objective and "exact_ot coupling, " for a minibatch coupling; "" for
+  /// plain training.
+  template <class T>
+  static std::string describe_objective(const T& trainer) {
+    std::string s;
+    using P = typename T::predict_type::parameterization;
+    if constexpr (FlowMapObjective<P>) s += std::string(P::name) + " objective, ";
+    using C = std::decay_t<decltype(trainer.coupling())>;
+    if constexpr (!std::same_as<C, IndependentCoupling>) s += std::string(C::name) + " coupling, ";
+    return s;
+  }
+
   Training(const Config& cfg, torch::Device device, std::string name) : cfg_(cfg), device_(device), name_(std::move(name)) {}
 
   /// Train `trainer` on `data` to `training.steps` (from its restored step), then on the lead rank export the
@@ -84,7 +96,7 @@ class Training {
   bool run(Context ctx, T& trainer, const Data& data, const Batch& one_point, bool restored) {
     RunDir& run = ctx.run;
     const int64_t steps = cfg_.get<int64_t>("training.steps");
-    run.log(name_ + ": " + describe(data) + describe(*trainer.net()) + std::to_string(steps) + " steps on " +
+    run.log(name_ + ": " + describe(data) + describe(*trainer.net()) + describe_objective(trainer) + std::to_string(steps) + " steps on " +
             device_.str() + ", " + precision_name(trainer.precision()) + ", " + std::to_string(torch::get_num_threads()) +
             " thread(s)" + (restored ? ", resuming at step " + std::to_string(trainer.step()) : ""));
     if (cfg_.get<std::string>("training.precision") == "auto") {

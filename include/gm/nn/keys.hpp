@@ -29,12 +29,13 @@ GM_INLINE void add_mlp_keys(Config& cfg, const MLPOptions& d) {
 }
 #endif
 
-/// An MLP for `dim`-dimensional data from the `model.*` keys.
-MLP make_mlp(const Config& cfg, int64_t dim);
+/// An MLP for `dim`-dimensional data from the `model.*` keys; `times` 2 for a flow map u(x, t, r).
+MLP make_mlp(const Config& cfg, int64_t dim, int64_t times = 1);
 #if GM_HEADER_DEFINITIONS
-GM_INLINE MLP make_mlp(const Config& cfg, int64_t dim) {
+GM_INLINE MLP make_mlp(const Config& cfg, int64_t dim, int64_t times) {
   return MLP(MLPOptions()
                  .dim(dim)
+                 .times(times)
                  .hidden(cfg.get<int64_t>("model.hidden"))
                  .layers(cfg.get<int64_t>("model.layers"))
                  .activation(cfg.get<std::string>("model.activation"))
@@ -164,17 +165,18 @@ GM_INLINE EDM2UNet make_edm2_unet(const Config& cfg, const std::vector<int64_t>&
 
 /// A UNet from the `model.*` keys for images of `shape` [C, H, W] with `num_classes` classes,
 /// `cond_channels` channels of an image condition and `augment_dim` augmentation labels
-/// (`gm::data::ImageData::augment_dim()`).
+/// (`gm::data::ImageData::augment_dim()`); `times` 2 for a flow map u(x, t, r).
 UNet make_unet(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes, int64_t cond_channels = 0,
-               int64_t augment_dim = 0);
+               int64_t augment_dim = 0, int64_t times = 1);
 #if GM_HEADER_DEFINITIONS
 GM_INLINE UNet make_unet(const Config& cfg, const std::vector<int64_t>& shape, int64_t num_classes,
-                         int64_t cond_channels, int64_t augment_dim) {
+                         int64_t cond_channels, int64_t augment_dim, int64_t times) {
   if (shape.size() != 3) throw Error("gm: a UNet needs image data [C, H, W]");
   return UNet(detail::unet_family_options(cfg, UNetOptions(), shape, num_classes)
                   .time_embedding(cfg.get<std::string>("model.time_embedding"))
                   .cond_channels(cond_channels)
-                  .augment_dim(augment_dim));
+                  .augment_dim(augment_dim)
+                  .times(times));
 }
 #endif
 

@@ -3,6 +3,7 @@
 /// A time-conditioned MLP for feature-vector data (2-D toys, embeddings).
 
 #include <gm/detail/compiled.hpp>
+#include <gm/error.hpp>
 
 #include <torch/arg.h>
 #include <torch/nn/module.h>
@@ -26,6 +27,9 @@ struct MLPOptions {
   TORCH_ARG(std::string, time_embedding) = "sinusoidal";  ///< sinusoidal, fourier, or raw (t itself)
   TORCH_ARG(int64_t, time_features) = 32;           ///< embedding size (sinusoidal, fourier)
   TORCH_ARG(double, fourier_scale) = 16.0;          ///< std of the random Fourier frequencies
+  /// 1, or 2 for a flow map u(x, t, r) (gm::MeanFlow, gm::Shortcut, gm::Consistency): times come as [B, 2]
+  /// rows (t, r) and the network sees embed(t) and embed(t - r) (MeanFlow's (t, t - r)); [B] times read r = t.
+  TORCH_ARG(int64_t, times) = 1;
 };
 
 /// A multilayer perceptron f(x, t) for feature vectors: [x, embed(t)] -> (Linear, act) x layers -> Linear.
@@ -41,7 +45,7 @@ class MLPImpl : public torch::nn::Module {
   /// "MLP <hidden>x<layers>", for logs.
   std::string describe() const;
 
-  /// x: [B, dim]; t: [B] or 0-d.  Returns [B, dim] in x's dtype.  Under gm::Autocast the products run in
+  /// x: [B, dim]; t: [B] or 0-d, or [B, 2] rows (t, r) when built with times(2).  Returns [B, dim] in x's dtype.  Under gm::Autocast the products run in
   /// bf16 and each result is cast back, so activations stay in x's dtype.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t);
 
@@ -61,6 +65,7 @@ class MLPImpl : public torch::nn::Module {
 GM_INLINE MLPImpl::MLPImpl(MLPOptions options) : options_(std::move(options)) {
   const auto& o = options_;
   TORCH_CHECK(o.layers() >= 1 && o.hidden() >= 1 && o.dim() >= 1, "gm: MLP needs dim, hidden, layers >= 1");
+  TORCH_CHECK(o.times() == 1 || o.times() == 2, "gm: MLP times must be 1 or 2");
   TORCH_CHECK(o.activation() == "silu" || o.activation() == "relu" || o.activation() == "gelu" ||
                   o.activation() == "tanh",
               "gm: MLP activation must be silu, relu, gelu or tanh, not '", o.activation(), "'");
@@ -80,7 +85,7 @@ GM_INLINE MLPImpl::MLPImpl(MLPOptions options) : options_(std::move(options)) {
     }
     freqs_ = register_buffer("freqs", freqs);
   }
-  int64_t in = o.dim() + t_dim;
+  int64_t in = o.dim() + o.times() * t_dim;
   for (int64_t i = 0; i < o.layers(); ++i) {
     hidden_->push_back(torch::nn::Linear(in, o.hidden()));
     in = o.hidden();
@@ -95,7 +100,18 @@ GM_INLINE auto MLPImpl::describe() const -> std::string {
 
 GM_INLINE auto MLPImpl::forward(const torch::Tensor& x, const torch::Tensor& t) -> torch::Tensor {
   const auto dtype = x.scalar_type();
-  auto h = torch::cat({x, embed(t, x)}, 1);
+  torch::Tensor h;
+  if (t.dim() == 2) {
+    if (options_.times() != 2 || t.size(1) != 2) {
+      throw Error("gm: this MLP takes one time, not [B, " + std::to_string(t.size(1)) +
+                  "] (build it with times(2) for a flow map)");
+    }
+    h = torch::cat({x, embed(t.select(1, 0), x), embed(t.select(1, 0) - t.select(1, 1), x)}, 1);
+  } else if (options_.times() == 2) {
+    h = torch::cat({x, embed(t, x), embed(torch::zeros_like(t.dim() == 0 ? t.expand({x.size(0)}) : t), x)}, 1);
+  } else {
+    h = torch::cat({x, embed(t, x)}, 1);
+  }
   for (const auto& layer : *hidden_) h = act(layer->as<torch::nn::Linear>()->forward(h).to(dtype));
   return out_->forward(h).to(dtype);
 }

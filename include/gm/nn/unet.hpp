@@ -40,6 +40,10 @@ struct UNetOptions {
   /// Augmentation labels per sample (EDM's augment_dim: 9 for gm::data::AugmentPipe; 0: none), mapped
   /// without bias onto the time features, as EDM's map_augment.
   TORCH_ARG(int64_t, augment_dim) = 0;
+  /// 1, or 2 for a flow map u(x, t, r) (gm::MeanFlow, gm::Shortcut, gm::Consistency): times come as [B, 2]
+  /// rows (t, r), and features of the interval t - r, through their own linear map, join t's (MeanFlow's
+  /// (t, t - r) conditioning).  [B] times then read r = t.
+  TORCH_ARG(int64_t, times) = 1;
 };
 
 namespace nn {
@@ -190,6 +194,8 @@ class UNetImpl : public torch::nn::Module {
   torch::nn::Linear t1_{nullptr}, t2_{nullptr};
   nn::LabelEmbedding label_{nullptr};
   torch::nn::Linear augment_{nullptr};
+  nn::TimeFeatures interval_{nullptr};
+  torch::nn::Linear interval_map_{nullptr};
   torch::nn::Conv2d in_{nullptr};
   torch::nn::ModuleList down_, down_attn_, downsample_, up_, up_attn_, upsample_;
   std::vector<int> down_attn_at_, up_attn_at_;  // index into *_attn_ per block, -1: none
@@ -202,13 +208,18 @@ class UNetImpl : public torch::nn::Module {
 #if GM_HEADER_DEFINITIONS
 GM_INLINE UNetImpl::UNetImpl(UNetOptions o) : o_(std::move(o)) {
   if (o_.in_channels() < 1 || o_.channels() < 1 || o_.res_blocks() < 1 || o_.channel_mult().empty() ||
-      o_.image_size() < 1 || o_.num_classes() < 0 || o_.cond_channels() < 0 || o_.augment_dim() < 0) {
-    throw Error("gm: UNet needs in_channels, channels, res_blocks, image_size >= 1 and a channel_mult");
+      o_.image_size() < 1 || o_.num_classes() < 0 || o_.cond_channels() < 0 || o_.augment_dim() < 0 ||
+      (o_.times() != 1 && o_.times() != 2)) {
+    throw Error("gm: UNet needs in_channels, channels, res_blocks, image_size >= 1, a channel_mult and times 1 or 2");
   }
   const int64_t ch = o_.channels(), emb = 4 * ch, g = o_.groups();
   time_ = register_module("time", nn::TimeFeatures(ch, o_.time_embedding()));
   t1_ = register_module("t1", torch::nn::Linear(ch, emb));
   t2_ = register_module("t2", torch::nn::Linear(emb, emb));
+  if (o_.times() == 2) {
+    interval_ = register_module("interval", nn::TimeFeatures(ch, o_.time_embedding()));
+    interval_map_ = register_module("interval_map", torch::nn::Linear(torch::nn::LinearOptions(ch, ch).bias(false)));
+  }
   if (o_.num_classes() > 0) label_ = register_module("label", nn::LabelEmbedding(o_.num_classes(), emb));
   if (o_.augment_dim() > 0) {
     augment_ = register_module("augment", torch::nn::Linear(torch::nn::LinearOptions(o_.augment_dim(), ch).bias(false)));
@@ -294,7 +305,17 @@ GM_INLINE auto UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t,
   if (x.dim() != 4 || x.size(1) != o_.in_channels()) {
     throw Error("gm: UNet expects [B, " + std::to_string(o_.in_channels()) + ", H, W] input, not " + shape(x));
   }
-  auto features = time_->forward(t, b, dt);
+  torch::Tensor features;
+  if (t.dim() == 2) {
+    if (o_.times() != 2 || t.size(1) != 2) {
+      throw Error("gm: this UNet takes one time, not " + shape(t) + " (build it with times(2) for a flow map)");
+    }
+    features = time_->forward(t.select(1, 0), b, dt) +
+               interval_map_->forward(interval_->forward(t.select(1, 0) - t.select(1, 1), b, dt)).to(dt);
+  } else {
+    features = time_->forward(t, b, dt);
+    if (interval_) features = features + interval_map_->forward(interval_->forward(torch::zeros_like(t), b, dt)).to(dt);
+  }
   if (aug.defined()) {
     if (!augment_ || aug.dim() != 2 || aug.size(1) != o_.augment_dim()) {
       throw Error("gm: this UNet takes " + std::to_string(o_.augment_dim()) + " augmentation labels, not " + shape(aug));

@@ -186,13 +186,23 @@ class Field {
   }
   /// The probability-flow ODE velocity dx/dt = alpha' E[x0|x] + sigma' E[eps|x] (alpha' E[x0|x] at t = 0).
   torch::Tensor velocity(const torch::Tensor& x, double t) {
-    if constexpr (std::same_as<P, Velocity>) {
+    if constexpr (std::derived_from<P, Velocity>) {
       return output(x, t);
     } else {
       auto e = estimate(x, t);
       auto c = detail::coefs(process_, t);
       return c.d_alpha * e.data + c.d_sigma * e.noise;
     }
+  }
+  /// The average velocity u(x, t, r) over [r, t] of a flow-map model (a parameterisation with
+  /// `average_velocity`, e.g. gm::MeanFlow): the model called with [B, 2] times (t, r); counts one evaluation.
+  torch::Tensor average_velocity(const torch::Tensor& x, double t, double r) {
+    auto tt = torch::stack({torch::full({x.size(0)}, t, x.options()), torch::full({x.size(0)}, r, x.options())}, 1);
+    const auto start = std::chrono::steady_clock::now();
+    auto out = call(x, tt, t);
+    model_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ++nfe_;
+    return out;
   }
   /// E[x0 | x_t = x].
   torch::Tensor data(const torch::Tensor& x, double t) {

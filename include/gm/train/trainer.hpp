@@ -19,6 +19,7 @@
 #include <gm/time/samplers.hpp>
 #include <gm/train/coupling.hpp>
 #include <gm/train/ema.hpp>
+#include <gm/train/flow_map.hpp>
 #include <gm/train/flat_adam.hpp>
 #include <gm/train/lr_schedule.hpp>
 #include <gm/train/precision.hpp>
@@ -213,6 +214,12 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   static_assert(!LearnsLogVar<W> || requires(Net& n, const torch::Tensor& t) { n->logvar(t); },
                 "gm: a LearnedLogVar weighting needs a network that predicts the log-variance, logvar(t), as "
                 "gm::EDM2UNet does.");
+  static_assert(!AverageVelocityParameterization<P> || FlowMapObjective<P>,
+                "gm: an average-velocity parameterisation trains only as a flow-map objective: give it times(t, "
+                "more, gen, step) and loss(u, x0, eps, t2, process, step), as gm::MeanFlow does.");
+  static_assert(!FlowMapObjective<P> || !(ELBOObjective<W> || LearnsLogVar<W>),
+                "gm: a flow-map objective (MeanFlow, Shortcut, Consistency) has its own loss; use the uniform "
+                "weighting with it.");
   static_assert(!(alpha_vanishes_at_one<S>() && (std::same_as<P, Noise> || std::same_as<P, Score>)),
                 "gm: a Noise or Score prediction cannot give E[x0 | x_t] at t = 1, where this process has "
                 "alpha(1) = 0 and x_1 is pure noise; predict Velocity, Data or EDMPrecond instead.");
@@ -281,8 +288,9 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   /// (undefined: none) (a graph, for backward).  A conditional network's labels are replaced by its null class with probability
   /// `label_dropout`.  With an ELBO weighting (`gm::ELBOObjective`, e.g. `gm::VDMELBO`) the loss is its
   /// objective: the ELBO in bits per dimension, with its prior and reconstruction terms.
+  /// Paired noise `z` (reflow's pairs) replaces the drawn noise row for row, and no coupling applies to it.
   torch::Tensor loss(const torch::Tensor& x0, const torch::Tensor& y = {}, const torch::Tensor& c = {},
-                     const torch::Tensor& a = {}) {
+                     const torch::Tensor& a = {}, const torch::Tensor& z = {}) {
     if (a.defined()) {
       if constexpr (AugmentedNetwork<Net>) {
         if (net_->augment_dim() != (a.dim() == 2 ? a.size(1) : -1)) {
@@ -302,7 +310,20 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     if constexpr (ELBOObjective<W>) eps0 = torch::randn(x0.sizes(), generator_, opts);
     // Pair each data row with a noise row by the coupling (OT-CFM: the minibatch's optimal transport).  Every
     // rank drew the global batch's data and noise, so the pairing covers the global batch, the same on all.
-    if constexpr (!std::same_as<Pair, IndependentCoupling>) eps = eps.index_select(0, coupling_.pair(x0, eps, generator_));
+    if (z.defined()) {
+      if (!z.sizes().equals(x0.sizes())) throw Error("gm: the paired noise z must have the data's shape");
+      if constexpr (!std::same_as<Pair, IndependentCoupling>) {
+        throw Error("gm: paired noise (reflow) comes with its coupling; train it with the independent coupling");
+      }
+      eps = z.to(opts);
+    } else if constexpr (!std::same_as<Pair, IndependentCoupling>) {
+      eps = eps.index_select(0, coupling_.pair(x0, eps, generator_));
+    }
+    // A flow-map objective's times are pairs (t, r), drawn here for the global batch like every draw.
+    if constexpr (FlowMapObjective<P>) {
+      t = predict_.param().times(t, [&] { return time_sampler_.sample(x0.size(0), process_, generator_, opts); },
+                                 generator_, step_);
+    }
     torch::Tensor labels = y;
     if constexpr (ConditionalNetwork<Net>) {
       if (labels.defined() && options_.label_dropout() > 0 && net_->null_class() >= 0) {
@@ -366,9 +387,11 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     const auto ys = y.defined() ? y.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
     const auto cs = c.defined() ? c.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
     const auto as = a.defined() ? a.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
+    const auto z = batch.z.defined() ? batch.z.to(options_.device()) : torch::Tensor();
+    const auto zs = z.defined() ? z.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
     const bool scaled = precision_ == Precision::fp16;  // fp16: backward on the loss times the scale
     for (size_t i = 0; i < xs.size(); ++i) {
-      auto l = loss(xs[i], ys[i], cs[i], as[i]) * (static_cast<double>(xs[i].size(0)) / n);
+      auto l = loss(xs[i], ys[i], cs[i], as[i], zs[i]) * (static_cast<double>(xs[i].size(0)) / n);
       (scaled ? l * scaler_.scale : l).backward();
       total += l.template item<double>();
     }
@@ -545,6 +568,13 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   /// noise eps.
   torch::Tensor per_sample_loss(const torch::Tensor& x0, const torch::Tensor& t, const torch::Tensor& eps,
                                 const torch::Tensor& labels, const torch::Tensor& cond, const torch::Tensor& aug = {}) {
+    if constexpr (FlowMapObjective<P>) {  // t holds the pairs (t, r)
+      auto u = [&](const torch::Tensor& x, const torch::Tensor& t2) {
+        Autocast autocast(precision_, x0.device());
+        return model_output(x, t2, labels, cond, aug);
+      };
+      return predict_.param().loss(u, x0, eps, t, process_, step_);
+    }
     auto xt = process_.sample(x0, eps, t);
     auto target = predict_.target(x0, eps, t, process_);
     auto w = weighting_.weight(t, process_, predict_);

@@ -1,0 +1,206 @@
+#pragma once
+/// @file
+/// Few-step training objectives for flow maps: MeanFlow, shortcut models and consistency training (ECT).
+/// Each is a parameterisation of the average velocity u(x, t, r) (`gm::AverageVelocityParameterization`)
+/// with its own pair of times and its own loss, which `gm::Trainer` uses in place of the regression on P's
+/// target: `gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::MeanFlow>, gm::MLP, gm::FlowMapSampler>`.
+
+#include <gm/detail/broadcast.hpp>
+#include <gm/error.hpp>
+#include <gm/nn/jvp.hpp>
+#include <gm/prediction/tags.hpp>
+#include <gm/process/concepts.hpp>
+#include <gm/sampler/flow_map.hpp>
+
+#include <ATen/core/Generator.h>
+#include <torch/arg.h>
+#include <torch/types.h>
+
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <string_view>
+
+namespace gm {
+
+/// Draws another batch of times from the trainer's time sampler.
+using TimeDraw = std::function<torch::Tensor()>;
+/// The network's average velocity u(x, t2) at [B, 2] times (t, r), with its graph.
+using AverageVelocityModel = std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& t2)>;
+
+/// A flow-map training objective: an average-velocity parameterisation that draws the pair of times of each
+/// row, `times(t, more, gen, step)` -> [B, 2] from the time sampler's t (and more draws of it), and gives the
+/// per-sample loss `loss(u, x0, eps, t2, process, step)` -> [B] of the model u.  `gm::Trainer` trains P by
+/// its `loss` when P is one.
+template <class P>
+concept FlowMapObjective = AverageVelocityParameterization<P> &&
+    requires(const P& p, const torch::Tensor& a, const TimeDraw& more, const at::Generator& g,
+             const AverageVelocityModel& u, const detail::ProcessArchetype& ip) {
+      { p.times(a, more, g, int64_t{}) } -> std::convertible_to<torch::Tensor>;
+      { p.loss(u, a, a, a, ip, int64_t{}) } -> std::convertible_to<torch::Tensor>;
+    };
+
+namespace detail {
+/// The conditional velocity d/dt x_t = alpha'(t) x0 + sigma'(t) eps of the pair (x0, eps).
+template <Process I>
+torch::Tensor conditional_velocity(const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t, const I& ip) {
+  return detail::bcast(ip.d_alpha(t), x0) * x0 + detail::bcast(ip.d_sigma(t), x0) * eps;
+}
+/// The mean square over all but the first dimension: [B, ...] -> [B].
+inline torch::Tensor per_row_mean_square(const torch::Tensor& e) { return e.pow(2).flatten(1).mean(1); }
+}  // namespace detail
+
+/// MeanFlow (Geng, Deng, Bai, Kolter & He, "Mean Flows for One-step Generative Modeling", 2025): the network
+/// learns the average velocity u(z, t, r) through the MeanFlow identity u = v - (t - r) du/dt, where du/dt
+/// = v d_z u + d_t u is the total derivative along the ODE, computed in one forward-mode pass (`gm::jvp`
+/// along (v, (1, 0))), and the target is held fixed (stop-gradient):
+///   loss = w ||u(z_t, t, r) - sg(v - (t - r) du/dt)||^2,  w = sg(1 / (||.||^2 + c)^p)  (adaptive weighting).
+/// v is the conditional velocity alpha' x0 + sigma' eps of the drawn pair, as in the paper's Algorithm 1.
+/// Times: two draws of the trainer's time sampler, t the larger and r the smaller; a share 1 - `ratio` of
+/// the rows gets r = t (plain flow matching).  The paper's best 1-NFE ImageNet setting: logit-normal times
+/// (-0.4, 1.0), ratio 0.25, p = 1 (`configs/meanflow_2d.toml`); the reference code is Geng's JAX
+/// repository and its PyTorch port (zhuyu-cs/MeanFlow), whose meanflow.py this follows.
+struct MeanFlow : Velocity {
+  struct Options {
+    TORCH_ARG(double, ratio) = 0.25;     ///< share of rows with r != t
+    TORCH_ARG(double, power) = 1.0;      ///< adaptive weighting's p (0: plain squared error)
+    TORCH_ARG(double, c) = 1e-3;         ///< adaptive weighting's c
+    TORCH_ARG(JVPMode, jvp) = JVPMode::forward;
+  };
+  static constexpr std::string_view name = "meanflow";
+  static constexpr bool average_velocity = true;
+  Options options{};
+  MeanFlow() = default;
+  explicit MeanFlow(Options o) : options(o) {}
+
+  torch::Tensor times(const torch::Tensor& t, const TimeDraw& more, const at::Generator& gen, int64_t) const {
+    auto s = more().to(t.dtype());
+    auto hi = torch::maximum(t, s), lo = torch::minimum(t, s);
+    auto apart = torch::rand(t.sizes(), gen, t.options()) < options.ratio();
+    return time_pair(hi, torch::where(apart, lo, hi));
+  }
+
+  template <Process I, class U>
+  torch::Tensor loss(U&& u, const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t2, const I& ip,
+                     int64_t) const {
+    auto t = t2.select(1, 0), r = t2.select(1, 1);
+    auto z = ip.sample(x0, eps, t);
+    auto v = detail::conditional_velocity(x0, eps, t, ip);
+    auto dt = time_pair(torch::ones_like(t), torch::zeros_like(r));  // d/dt moves t, not r
+    auto j = jvp([&](const std::vector<torch::Tensor>& in) { return u(in[0], in[1]); }, {z, t2}, {v, dt},
+                 options.jvp());
+    auto target = (v - detail::bcast(t - r, v) * j.tangent.to(v.scalar_type())).detach();
+    auto error = detail::per_row_mean_square(j.output.to(target.scalar_type()) - target);
+    if (options.power() == 0) return error;
+    return error * (error.detach() + options.c()).pow(-options.power());
+  }
+};
+
+/// Shortcut models (Frans, Hafner, Levine & Abbeel, "One Step Diffusion via Shortcut Models", ICLR 2025):
+/// the network u(x, t, r) of the step d = t - r learns flow matching at d = 0 and, on a share `bootstrap`
+/// of the rows, self-consistency: one jump of 2d equals two jumps of d,
+///   u(x_t, t, t - 2d) -> sg((u(x_t, t, t - d) + u(x', t - d, t - 2d)) / 2),  x' = x_t - d u(x_t, t, t - d),
+/// with d = 2^-k, k in 1..`levels` (so 2d from 1 down to 2^(1 - levels); the paper's 128 smallest steps is
+/// levels = 7) and t on the multiples of 2d.  The targets come from the current weights (the paper's
+/// reference code, kvfrans/shortcut-models, can take them from the EMA; gm keeps one network).
+struct Shortcut : Velocity {
+  struct Options {
+    TORCH_ARG(double, bootstrap) = 0.25;  ///< share of rows trained by self-consistency
+    TORCH_ARG(int64_t, levels) = 7;       ///< smallest step d = 2^-levels
+  };
+  static constexpr std::string_view name = "shortcut";
+  static constexpr bool average_velocity = true;
+  Options options{};
+  Shortcut() = default;
+  explicit Shortcut(Options o) : options(o) {
+    if (options.levels() < 1 || options.levels() > 20) throw Error("gm: shortcut levels must be in 1..20");
+  }
+
+  torch::Tensor times(const torch::Tensor& t, const TimeDraw&, const at::Generator& gen, int64_t) const {
+    const auto o = t.options();
+    auto k = torch::randint(1, options.levels() + 1, t.sizes(), gen, o);
+    auto jump = 2 * torch::pow(2.0, -k);                                                 // 2d
+    auto start = (jump * (1 + torch::floor(torch::rand(t.sizes(), gen, o) / jump))).clamp_max(1);  // {2d, 4d, .., 1}
+    auto boot = torch::rand(t.sizes(), gen, o) < options.bootstrap();
+    return time_pair(torch::where(boot, start, t), torch::where(boot, start - jump, t));
+  }
+
+  template <Process I, class U>
+  torch::Tensor loss(U&& u, const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t2, const I& ip,
+                     int64_t) const {
+    auto t = t2.select(1, 0), r = t2.select(1, 1);
+    auto z = ip.sample(x0, eps, t);
+    auto out = u(z, t2);
+    auto target = detail::conditional_velocity(x0, eps, t, ip).to(out.scalar_type());
+    auto boot = (t > r).nonzero().squeeze(1);
+    if (boot.numel() > 0) {
+      torch::NoGradGuard ng;
+      auto zb = z.index_select(0, boot), tb = t.index_select(0, boot), rb = r.index_select(0, boot);
+      auto mid = 0.5 * (tb + rb), d = detail::bcast(tb - mid, zb);
+      auto u1 = u(zb, time_pair(tb, mid));
+      auto u2 = u(zb - d * u1.to(zb.scalar_type()), time_pair(mid, rb));
+      target = target.index_copy(0, boot, (0.5 * (u1 + u2)).to(target.scalar_type()));
+    }
+    return detail::per_row_mean_square(out - target.detach());
+  }
+};
+
+/// Consistency training, ECT's way (Geng, Pokle, Luo, Lin & Kolter, "Consistency Models Made Easy", ICLR
+/// 2025): the consistency function f(x_t, t) = x_t - t u(x_t, t, 0) (the flow map to the data, so f(x, 0) = x
+/// holds by construction) is trained to agree with itself one small step earlier on the same noise,
+///   loss = ||f(x_t, t) - sg(f(x_r, r))||^2 / (t - r),  x_r = alpha(r) x0 + sigma(r) eps,
+/// where the step shrinks with training: in EDM's sigma s = sigma / alpha, s_r = s_t (1 - n(s_t) / q^a),
+/// n(s) = 1 + k sigmoid(-b s), a = floor(step / `every`) (ECT's mapping function, k = 8, b = 1, q = 2).  At
+/// a = 0 the step reaches r = 0 and the objective is flow matching (ECT's "diffusion pretraining" as stage 0),
+/// then it tightens to consistency.  Chosen over sCT (Lu & Song 2025) because it needs no JVP and no TrigFlow
+/// parameterisation, and its discrete pairs are exactly checkable on the oracle.  Sample with
+/// `gm::ConsistencySampler`.
+struct Consistency : Velocity {
+  struct Options {
+    TORCH_ARG(int64_t, every) = 1000;  ///< training steps per halving of the step (ECT's d)
+    TORCH_ARG(double, q) = 2.0;
+    TORCH_ARG(double, k) = 8.0;
+    TORCH_ARG(double, b) = 1.0;
+  };
+  static constexpr std::string_view name = "consistency";
+  static constexpr bool average_velocity = true;
+  Options options{};
+  Consistency() = default;
+  explicit Consistency(Options o) : options(o) {
+    if (options.every() < 1 || !(options.q() > 1)) throw Error("gm: consistency needs every >= 1 and q > 1");
+  }
+
+  torch::Tensor times(const torch::Tensor& t, const TimeDraw&, const at::Generator&, int64_t) const { return time_pair(t, t); }
+
+  /// The earlier time r of the pair at training step `step`, for times t, on the process.
+  template <Process I>
+  torch::Tensor earlier(const torch::Tensor& t, const I& ip, int64_t step) const {
+    const double shrink = std::pow(options.q(), -static_cast<double>(step / options.every()));
+    auto s = ip.sigma(t) / ip.alpha(t).clamp_min(1e-12);
+    auto sr = (s * (1 - shrink * (1 + options.k() * torch::sigmoid(-options.b() * s)))).clamp_min(0);
+    auto r = ip.t_from_log_snr(-torch::log(sr.clamp_min(1e-30)));  // gm's log-SNR is log(alpha / sigma)
+    return torch::where(sr > 0, torch::minimum(r, t), torch::zeros_like(t));
+  }
+
+  template <Process I, class U>
+  torch::Tensor loss(U&& u, const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t2, const I& ip,
+                     int64_t step) const {
+    auto t = t2.select(1, 0);
+    auto r = earlier(t, ip, step);
+    auto zeros = torch::zeros_like(t);
+    auto z = ip.sample(x0, eps, t);
+    auto f = z - detail::bcast(t, z) * u(z, time_pair(t, zeros)).to(z.scalar_type());
+    torch::Tensor target;
+    {
+      torch::NoGradGuard ng;
+      auto zr = ip.sample(x0, eps, r);
+      auto ur = u(zr, time_pair(r, zeros)).to(z.scalar_type());
+      // f(x_r, r) at r = 0 is x0 itself (the boundary condition), whatever the network says.
+      target = torch::where(detail::bcast(r > 0, zr), zr - detail::bcast(r, zr) * ur, x0);
+    }
+    return detail::per_row_mean_square(f - target) / (t - r).clamp_min(1e-6);
+  }
+};
+
+}  // namespace gm
