@@ -132,11 +132,14 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels=1, image_size=28, channels=64, channel_mult=(1, 2, 2), res_blocks=2,
                  attention_resolutions=(7,), head_channels=32, dropout=0.1, groups=32, time_embedding="sinusoidal",
-                 num_classes=0, cond_channels=0, augment_dim=0):
+                 num_classes=0, cond_channels=0, augment_dim=0, times=1):
         super().__init__()
         self.in_channels, self.cond_channels, self.res_blocks = in_channels, cond_channels, res_blocks
         ch, emb, g = channels, 4 * channels, groups
         self.time = TimeFeatures(ch, time_embedding)
+        # times = 2: a flow map u(x, t, r) (MeanFlow, shortcut, consistency): features of t - r through their own map
+        self.interval = TimeFeatures(ch, time_embedding) if times == 2 else None
+        self.interval_map = nn.Linear(ch, ch, bias=False) if times == 2 else None
         self.t1 = nn.Linear(ch, emb)
         self.t2 = nn.Linear(emb, emb)
         self.label = LabelEmbedding(num_classes, emb) if num_classes > 0 else None
@@ -184,8 +187,16 @@ class UNet(nn.Module):
         self.out = nn.Conv2d(cur, in_channels, 3, padding=1)
 
     def forward(self, x, t, y=None, cond=None, aug=None):
+        """t: [B] (or 0-d), or [B, 2] rows (t, r) for a network built with times=2."""
         b = x.shape[0]
-        features = self.time(t, b, x.dtype)
+        if t.dim() == 2:
+            if self.interval is None:
+                raise ValueError("this UNet takes one time (build it with times=2 for a flow map)")
+            features = self.time(t[:, 0], b, x.dtype) + self.interval_map(self.interval(t[:, 0] - t[:, 1], b, x.dtype))
+        else:
+            features = self.time(t, b, x.dtype)
+            if self.interval is not None:
+                features = features + self.interval_map(self.interval(torch.zeros_like(t), b, x.dtype))
         if aug is not None and self.augment is not None:
             features = features + self.augment(aug.to(features.dtype))
         emb = self.t2(F.silu(self.t1(features)))
@@ -324,6 +335,7 @@ def load_run(run, image_size=None, weights="weights.safetensors"):
                    attention_resolutions=attention, head_channels=int(model["head_channels"]),
                    dropout=float(model["dropout"]), time_embedding=model["time_embedding"], num_classes=classes,
                    cond_channels=state["in.weight"].shape[1] - in_channels,
-                   augment_dim=state["augment.weight"].shape[1] if "augment.weight" in state else 0)
+                   augment_dim=state["augment.weight"].shape[1] if "augment.weight" in state else 0,
+                   times=2 if "interval_map.weight" in state else 1)
     net.load_state_dict(state, strict=True)
     return net.eval()

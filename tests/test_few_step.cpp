@@ -2,6 +2,7 @@
 // identity, the shortcut's self-consistency, ECT's step schedule, two-time networks, reflow's paired noise,
 // and each objective trained to a one-step model.
 #include "helpers.hpp"
+#include "zero_mlp.hpp"
 
 #include <gm/nn/unet.hpp>
 #include <gm/sampler/flow_map.hpp>
@@ -166,15 +167,8 @@ TEST_CASE("two-time networks: [B] times read r = t, [B, 2] times carry r, and on
 
 TEST_CASE("reflow's paired noise: the trainer uses the given pairs, and refuses them with a coupling") {
   // A zero network's loss on the linear interpolant is mean |z - x0|^2 whatever t: the pairs' cost.
-  auto zero_net = [] {
-    gm::MLP net(gm::MLPOptions().dim(2).hidden(8).layers(1));
-    torch::NoGradGuard ng;
-    for (auto& p : net->parameters()) p.zero_();
-    net->to(torch::kFloat64);
-    return net;
-  };
   using Plain = gm::Trainer<Flow, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler>;
-  Plain plain(zero_net(), gm::TrainOptions().seed(4));
+  Plain plain(gm::test::zero_mlp(), gm::TrainOptions().seed(4));
   auto gen = gm::make_generator(5);
   auto x0 = torch::randn({100, 2}, gen, gm::test::f64()), z = x0 + 0.1 * torch::randn({100, 2}, gen, gm::test::f64());
   CHECK(plain.loss(x0, {}, {}, {}, z).item<double>() == doctest::Approx((z - x0).pow(2).mean().item<double>()).epsilon(1e-12));
@@ -182,7 +176,7 @@ TEST_CASE("reflow's paired noise: the trainer uses the given pairs, and refuses 
   CHECK(gm::test::contains(gm::test::error_of([&] { plain.loss(x0, {}, {}, {}, z.narrow(0, 0, 10)); }), "the data's shape"));
   using OT = gm::Trainer<Flow, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler, gm::UniformTime, gm::UniformWeight,
                          gm::ExactOTCoupling>;
-  OT ot(zero_net(), gm::TrainOptions().seed(4));
+  OT ot(gm::test::zero_mlp(), gm::TrainOptions().seed(4));
   CHECK(gm::test::contains(gm::test::error_of([&] { ot.loss(x0, {}, {}, {}, z); }), "independent coupling"));
 }
 

@@ -1,5 +1,6 @@
 // Training: toy data, the MLP, LR schedules, EMA, the Trainer and its callbacks, .npy output.
 #include "helpers.hpp"
+#include "zero_mlp.hpp"
 
 #include <gm/trainer.hpp>
 
@@ -651,18 +652,11 @@ TEST_CASE("a Trainer with exact-OT coupling trains on the assignment's pairs: wi
   // Linear interpolant, velocity target eps - x0: with the network's output at zero the loss is the mean of
   // |eps_paired - x0|^2 / dim, so it equals the batch's transport cost under the coupling.
   auto x0 = gm::data::checkerboard(128, gm::make_generator(3)).to(torch::kFloat64);
-  auto zero_net = [] {
-    gm::MLP net(gm::MLPOptions().dim(2).hidden(8).layers(1));
-    torch::NoGradGuard ng;
-    for (auto& p : net->parameters()) p.zero_();
-    net->to(torch::kFloat64);
-    return net;
-  };
   using Plain = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler>;
   using OT = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler,
                          gm::UniformTime, gm::UniformWeight, gm::ExactOTCoupling>;
-  Plain plain(zero_net(), gm::TrainOptions().seed(9));
-  OT ot(zero_net(), gm::TrainOptions().seed(9));
+  Plain plain(gm::test::zero_mlp(), gm::TrainOptions().seed(9));
+  OT ot(gm::test::zero_mlp(), gm::TrainOptions().seed(9));
   // The draws the loss makes: times first, then the noise.
   auto gen = ot.generator().clone();
   (void)gm::UniformTime{}.sample(128, gm::Interpolant<gm::Linear>{}, gen, x0.options());

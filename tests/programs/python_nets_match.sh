@@ -2,7 +2,7 @@
 # writes a network with random weights (config.toml, weights.safetensors) and its output on a fixed input;
 # gm_nets.load_run builds the same network from those files and must agree to float32 rounding.  Covers
 # attention at a level that is not a power of two (14 on 28 x 28), Fourier time features, classes with the
-# null class, a 3-channel 32 x 32 UNet, and a conditional DiT.
+# null class, a 3-channel 32 x 32 UNet, a UNet of two times (a flow map, probed at (t, r)), and a conditional DiT.
 . "$(dirname "$0")/lib.sh"
 [ -x "$python" ] || fail "no Python at $python (scripts/setup.sh makes it)"
 probe="$GM_BUILD/tests/programs/net_probe"
@@ -12,6 +12,9 @@ capture "$probe" unet "$d/unet28" 1 28 10 --model.channels=16 --model.channel_mu
 expect_rc 0
 capture "$probe" unet "$d/unet32" 3 32 0 --model.channels=8 --model.channel_mult=1,2 --model.attention=16 --model.res_blocks=2
 expect_rc 0
+capture "$probe" unet2 "$d/unet_flowmap" 1 28 10 --model.channels=8 --model.channel_mult=1,2 --model.attention=14 \
+  --model.res_blocks=1 --model.head_channels=8
+expect_rc 0
 capture "$probe" dit "$d/dit" 1 28 10 --model.preset=tiny --model.hidden=32 --model.depth=2 --model.heads=4 --model.patch=4
 expect_rc 0
 capture "$python" - "$GM_SOURCE/python" "$d" <<'PY'
@@ -19,7 +22,7 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import torch, gm_nets
 torch.set_num_threads(1)
-for name, size in (("unet28", 28), ("unet32", 32), ("dit", None)):
+for name, size in (("unet28", 28), ("unet32", 32), ("unet_flowmap", 28), ("dit", None)):
     run = f"{sys.argv[2]}/{name}"
     net = gm_nets.load_run(run, image_size=size)
     p = gm_nets.read_safetensors(f"{run}/probe.safetensors")
