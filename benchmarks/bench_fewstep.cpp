@@ -5,7 +5,8 @@
 // and the same number of steps,
 //   flow matching (the multi-step baseline), MeanFlow, a shortcut model, consistency training (ECT), reflow
 //   (flow matching retrained on pairs (x1, x0) its teacher generated with Heun at 40 NFE), and OT-CFM (exact
-//   minibatch OT) beside independent pairs at the coupling batch size,
+//   minibatch OT) and SB-CFM (the entropic coupling at reg 2 sigma^2 with Brownian-bridge paths, sigma 0.5)
+//   beside independent pairs at the coupling batch size,
 // and prints, side by side in one run:
 //   1. the mean distance |x0_hat - X_{1->0}(x1)| from the same noise, and the samples' mean log-likelihood
 //      under the mixture, at NFE 1, 2 and 4: each few-step model with its own sampler, the multi-step
@@ -173,6 +174,13 @@ int main(int argc, char** argv) {
     train(ind, gmm32, s, s.ot_batch, "independent, coupling batch");
     OT ot(make_net(s, 1), train_options(s, s.ot_batch));
     train(ot, gmm32, s, s.ot_batch, "exact OT (OT-CFM)");
+    // SB-CFM at sigma = 0.5: the entropic coupling at reg 2 sigma^2 = 0.5 (absolute) and Brownian-bridge paths.
+    using SB = gm::Trainer<Flow, gm::Predict<gm::SchrodingerBridge>, gm::MLP, gm::EulerSampler, gm::UniformTime,
+                           gm::UniformWeight, gm::SinkhornCoupling>;
+    SB sb(make_net(s, 1), train_options(s, s.ot_batch), {},
+          gm::Predict<gm::SchrodingerBridge>(gm::SchrodingerBridge(gm::SchrodingerBridge::Options().sigma(0.5))), {}, {},
+          gm::SinkhornCoupling(gm::SinkhornCoupling::Options().reg(0.5).relative(false)));
+    train(sb, gmm32, s, s.ot_batch, "SB-CFM (sigma 0.5)");
 
     // 1. Error against the exact flow map.
     gm::Field oracle(Flow{}, gm::Predict<gm::Velocity>{}, v_exact);
@@ -228,6 +236,7 @@ int main(int argc, char** argv) {
     paths("reflow (2-rectified)", rf, s.batch);
     paths("independent pairs", ind, s.ot_batch);
     paths("exact minibatch OT (OT-CFM)", ot, s.ot_batch);
+    paths("Schrödinger bridge, sigma 0.5 (SB-CFM)", sb, s.ot_batch);
     return 0;
   } catch (const gm::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -1,18 +1,21 @@
 // Flow matching with minibatch optimal-transport couplings (Tong et al. 2023's OT-CFM): each batch's data and
 // noise are paired by exact OT (the Hungarian method on squared distances) or by the entropic plan
-// (Sinkhorn), which straightens the paths the network learns, so fewer steps reach the same error.
+// (Sinkhorn), which straightens the paths the network learns, so fewer steps reach the same error;
+// schrodinger_bridge is SB-CFM (Tong et al. 2024): the entropic coupling with Brownian-bridge paths between the
+// pairs (training.bridge_sigma), sampled with an ODE sampler on its probability flow.
 //
 //   build/examples/ot_flow_2d --config configs/ot_flow_2d.toml                        # exact OT, Euler 4 steps
 //   build/examples/ot_flow_2d --config configs/ot_flow_2d.toml --training.coupling=independent
+//   build/examples/ot_flow_2d --config configs/ot_flow_2d.toml --training.coupling=schrodinger_bridge --sampling.nfe=20
 //
 // Under data parallelism every rank draws the global batch, so the coupling covers it, the same on every rank.
 // benchmarks/bench_fewstep.cpp measures transport cost, straightness and NFE for a fixed error on the oracle.
 #include <gm/experiment.hpp>
 #include <gm/experiment/few_step.hpp>
 
-template <class Pairing>
-using CoupledFlow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler,
-                                gm::UniformTime, gm::UniformWeight, Pairing>;
+template <class Pairing, class P>
+using CoupledFlow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<P>, gm::MLP, gm::EulerSampler, gm::UniformTime,
+                                gm::UniformWeight, Pairing>;
 
 int main(int argc, char** argv) {
   gm::Experiment ex("ot_flow_2d", "Flow matching with minibatch optimal-transport couplings on 2-D data.");
@@ -22,8 +25,9 @@ int main(int argc, char** argv) {
   gm::add_coupling_keys(cfg);
   return ex.main(argc, argv, [&] {
     const auto data = gm::data::VectorData::from_config(cfg);
-    gm::visit_coupling(cfg, [&]<class Pairing>(Pairing coupling) {
-      CoupledFlow<Pairing> trainer(gm::make_mlp(cfg, data.dim()), ex.train_options(), {}, {}, {}, {}, coupling);
+    gm::visit_coupling(cfg, [&]<class Pairing, class P>(Pairing coupling, P objective) {
+      CoupledFlow<Pairing, P> trainer(gm::make_mlp(cfg, data.dim()), ex.train_options(), {}, gm::Predict<P>(objective), {},
+                                      {}, coupling);
       ex.run(trainer, data, [&](const torch::Tensor& x) { return data.score(x); });
     });
   });

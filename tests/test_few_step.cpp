@@ -215,3 +215,54 @@ TEST_CASE("MeanFlow, shortcut and consistency training each learn the one-step m
   CHECK(sc < 0.1 * sc0);
   CHECK(ct < 0.1 * ct0);
 }
+
+TEST_CASE("SB-CFM: the Brownian bridge's target is its path's derivative, its marginal has the bridge's variance, and "
+          "sigma = 0 is flow matching") {
+  gm::SchrodingerBridge sb(gm::SchrodingerBridge::Options().sigma(0.7));
+  auto gen = gm::make_generator(8);
+  const int64_t n = 20000;
+  auto x0 = 2 + 0.5 * torch::randn({n, 1}, gen, gm::test::f64());
+  auto eps = torch::randn({n, 1}, gen, gm::test::f64()), z = torch::randn({n, 1}, gen, gm::test::f64());
+  for (double tv : {0.1, 0.5, 0.8}) {
+    auto t = torch::full({n}, tv, gm::test::f64());
+    const double h = 1e-6;
+    auto fd = (sb.path(x0, eps, z, t + h, Flow{}) - sb.path(x0, eps, z, t - h, Flow{})) / (2 * h);
+    CHECK(max_abs(fd, sb.velocity(x0, eps, z, t, Flow{})) < 1e-6);
+    // x_t = (1 - t) x0 + t eps + 0.7 sqrt(t (1 - t)) z: mean (1 - t) 2, variance (1 - t)^2 0.25 + t^2 + 0.49 t (1 - t).
+    auto xt = sb.path(x0, eps, z, t, Flow{});
+    const double var = (1 - tv) * (1 - tv) * 0.25 + tv * tv + 0.49 * tv * (1 - tv);
+    CHECK(xt.mean().item<double>() == doctest::Approx(2 * (1 - tv)).epsilon(5 * std::sqrt(var / n) / (2 * (1 - tv))));
+    CHECK(xt.var().item<double>() == doctest::Approx(var).epsilon(0.03));
+  }
+  // sigma = 0: the trainer's loss is plain flow matching's on the same draws (the bridge's noise is drawn after them).
+  using Plain = gm::Trainer<Flow, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler>;
+  using Bridge = gm::Trainer<Flow, gm::Predict<gm::SchrodingerBridge>, gm::MLP, gm::EulerSampler>;
+  auto make_net = [] {  // the same weights twice
+    torch::manual_seed(1);
+    gm::MLP net(gm::MLPOptions().dim(2).hidden(16).layers(2));
+    net->to(torch::kFloat64);
+    return net;
+  };
+  Plain plain(make_net(), gm::TrainOptions().seed(3));
+  Bridge zero(make_net(), gm::TrainOptions().seed(3), {}, gm::Predict<gm::SchrodingerBridge>(gm::SchrodingerBridge(
+                                                    gm::SchrodingerBridge::Options().sigma(0))));
+  auto x = torch::randn({64, 2}, gen, gm::test::f64());
+  CHECK(zero.loss(x).item<double>() == doctest::Approx(plain.loss(x).item<double>()).epsilon(1e-12));
+}
+
+TEST_CASE("SB-CFM trains a flow whose samples have the data's law (a Gaussian)") {
+  using Bridge = gm::Trainer<Flow, gm::Predict<gm::SchrodingerBridge>, gm::MLP, gm::EulerSampler, gm::UniformTime,
+                             gm::UniformWeight, gm::SinkhornCoupling>;
+  torch::manual_seed(0);
+  Bridge trainer(gm::MLP(gm::MLPOptions().dim(1).hidden(64).layers(3).time_embedding("raw")),
+                 gm::TrainOptions().lr(2e-3).batch_size(256).seed(7).schedule(gm::LRSchedule{"cosine", 2e-3, 0.0, 20, 1500, {}}),
+                 {}, gm::Predict<gm::SchrodingerBridge>(gm::SchrodingerBridge(gm::SchrodingerBridge::Options().sigma(0.5))),
+                 {}, {}, gm::SinkhornCoupling(gm::SinkhornCoupling::Options().reg(0.5).relative(false)));
+  auto data = gm::make_generator(12);
+  trainer.fit([&](int64_t) { return 2 + 0.5 * torch::randn({256, 1}, data); }, 1500);
+  auto x = trainer.sample(gm::SampleOptions().n(4000).nfe(50).t_end(0.0).noise(torch::randn({4000, 1}, gm::make_generator(13))));
+  MESSAGE("SB-CFM on N(2, 0.5^2), 1500 steps, Euler 50: sample mean " << x.mean().item<double>() << ", std "
+                                                                      << x.std().item<double>());
+  CHECK(x.mean().item<double>() == doctest::Approx(2.0).epsilon(0.05));
+  CHECK(x.std().item<double>() == doctest::Approx(0.5).epsilon(0.2));
+}

@@ -41,22 +41,29 @@ void visit_flow_map_objective(const Config& cfg, F&& f) {
   }
 }
 
-/// Declare `training.coupling` (independent, exact_ot or sinkhorn) and `training.sinkhorn_reg`.
+/// Declare `training.coupling` (independent, exact_ot, sinkhorn or schrodinger_bridge), `training.sinkhorn_reg`
+/// and `training.bridge_sigma`.
 void add_coupling_keys(Config& cfg, const std::string& coupling = "exact_ot");
 
-/// Call `f(coupling)` with the gm::IndependentCoupling, gm::ExactOTCoupling or gm::SinkhornCoupling that
-/// `training.coupling` names.
+/// Call `f(coupling, objective)` with what `training.coupling` names: gm::IndependentCoupling,
+/// gm::ExactOTCoupling or gm::SinkhornCoupling with plain velocity matching (gm::Velocity), or for
+/// schrodinger_bridge SB-CFM: the Sinkhorn coupling at reg = 2 sigma^2 (absolute) with gm::SchrodingerBridge's
+/// Brownian-bridge paths, sigma = `training.bridge_sigma`.
 template <class F>
 void visit_coupling(const Config& cfg, F&& f) {
   const auto name = cfg.get<std::string>("training.coupling");
   if (name == "independent") {
-    f(IndependentCoupling{});
+    f(IndependentCoupling{}, Velocity{});
   } else if (name == "exact_ot") {
-    f(ExactOTCoupling{});
+    f(ExactOTCoupling{}, Velocity{});
   } else if (name == "sinkhorn") {
-    f(SinkhornCoupling(SinkhornCoupling::Options().reg(cfg.get<double>("training.sinkhorn_reg"))));
+    f(SinkhornCoupling(SinkhornCoupling::Options().reg(cfg.get<double>("training.sinkhorn_reg"))), Velocity{});
+  } else if (name == "schrodinger_bridge") {
+    const double sigma = cfg.get<double>("training.bridge_sigma");
+    f(SinkhornCoupling(SinkhornCoupling::Options().reg(2 * sigma * sigma).relative(false)),
+      SchrodingerBridge(SchrodingerBridge::Options().sigma(sigma)));
   } else {
-    throw Error("gm: training.coupling must be independent, exact_ot or sinkhorn, not '" + name + "'");
+    throw Error("gm: training.coupling must be independent, exact_ot, sinkhorn or schrodinger_bridge, not '" + name + "'");
   }
 }
 
@@ -85,9 +92,12 @@ GM_INLINE LogitNormalTime flow_map_time(const Config& cfg) {
 
 GM_INLINE void add_coupling_keys(Config& cfg, const std::string& coupling) {
   cfg.add<std::string>("training.coupling", coupling,
-                       "pairs of data and noise in a batch: independent, exact_ot (OT-CFM, Tong et al. 2023) or sinkhorn",
-                       check::one_of({"independent", "exact_ot", "sinkhorn"}));
+                       "pairs of data and noise in a batch: independent, exact_ot (OT-CFM, Tong et al. 2023), sinkhorn, "
+                       "or schrodinger_bridge (SB-CFM, Tong et al. 2024)",
+                       check::one_of({"independent", "exact_ot", "sinkhorn", "schrodinger_bridge"}));
   cfg.add<double>("training.sinkhorn_reg", 0.05, "sinkhorn: entropic regularisation, relative to the mean cost",
+                  check::positive());
+  cfg.add<double>("training.bridge_sigma", 0.5, "schrodinger_bridge: the Brownian bridge's sigma (coupling reg 2 sigma^2)",
                   check::positive());
 }
 #endif  // GM_HEADER_DEFINITIONS

@@ -74,13 +74,13 @@ class Training {
     bool lead = true;
   };
 
-  /// "meanflow objective, " for a flow-map objective and "exact_ot coupling, " for a minibatch coupling; "" for
+  /// "meanflow objective, " for a training objective (gm::Objective) and "exact_ot coupling, " for a minibatch coupling; "" for
   /// plain training.
   template <class T>
   static std::string describe_objective(const T& trainer) {
     std::string s;
     using P = typename T::predict_type::parameterization;
-    if constexpr (FlowMapObjective<P>) s += std::string(P::name) + " objective, ";
+    if constexpr (Objective<P>) s += std::string(P::name) + " objective, ";
     using C = std::decay_t<decltype(trainer.coupling())>;
     if constexpr (!std::same_as<C, IndependentCoupling>) s += std::string(C::name) + " coupling, ";
     return s;

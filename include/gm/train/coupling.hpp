@@ -39,8 +39,9 @@ torch::Tensor min_cost_assignment(const torch::Tensor& cost);
 
 /// The entropic optimal-transport plan between uniform marginals over the rows and columns of `cost`
 /// [n, m] (Cuturi 2013), by Sinkhorn's iterations in the log domain: pi = argmin <pi, C> - eps H(pi) with
-/// eps = `reg` times the mean cost (POT's and torchcfm's normalisation), at most `iters` sweeps or until the
-/// row sums are within `tol` of 1/n.  Returns pi [n, m], float64, summing to 1.
+/// eps = `reg` times the mean cost (scale-free; POT's `ot.sinkhorn`, which torchcfm calls, takes eps itself),
+/// at most `iters` sweeps or until the row sums are within `tol` of 1/n.  Returns pi [n, m], float64, summing
+/// to 1.
 torch::Tensor sinkhorn_plan(const torch::Tensor& cost, double reg = 0.05, int64_t iters = 1000, double tol = 1e-9);
 
 /// Pairs rows of a data batch with rows of a noise batch independently: the identity (plain flow matching).
@@ -62,12 +63,14 @@ struct ExactOTCoupling {
 /// Entropic minibatch optimal transport: the Sinkhorn plan on squared distances, each x0 row's partner
 /// drawn from its row of the plan (torchcfm's OTPlanSampler with method "sinkhorn" draws pairs from the
 /// plan the same way; here one partner per x0 row, so no data row is dropped).  reg -> 0 approaches exact OT;
-/// large reg the independent coupling.  With a Brownian bridge of variance sigma^2 and reg = 2 sigma^2 this
-/// is the Schrödinger-bridge coupling of Tong et al. 2024 (SB-CFM).
+/// large reg the independent coupling.  With `relative(false)` and reg = 2 sigma^2 it is the static
+/// Schrödinger-bridge coupling of Tong et al. 2024 (SB-CFM; torchcfm passes reg = 2 sigma^2 to POT in absolute
+/// units), which `gm::SchrodingerBridge` trains on.
 struct SinkhornCoupling {
   struct Options {
     TORCH_ARG(double, reg) = 0.05;    ///< entropic regularisation, relative to the mean cost
     TORCH_ARG(int64_t, iters) = 1000; ///< Sinkhorn sweeps at most
+    TORCH_ARG(bool, relative) = true; ///< reg relative to the batch's mean cost; false: in the cost's own units
   };
   static constexpr std::string_view name = "sinkhorn";
   Options options{};
@@ -160,7 +163,9 @@ GM_INLINE torch::Tensor ExactOTCoupling::pair(const torch::Tensor& x0, const tor
 
 GM_INLINE torch::Tensor SinkhornCoupling::pair(const torch::Tensor& x0, const torch::Tensor& x1,
                                                const at::Generator& gen) const {
-  auto plan = sinkhorn_plan(squared_distances(x0, x1), options.reg(), options.iters());
+  auto cost = squared_distances(x0, x1);
+  const double reg = options.relative() ? options.reg() : options.reg() / std::max(cost.mean().item<double>(), 1e-300);
+  auto plan = sinkhorn_plan(cost, reg, options.iters());
   auto rows = plan / plan.sum(1, true);
   return torch::multinomial(rows.to(gen.device()), 1, false, gen).squeeze(1).to(x0.device());
 }

@@ -1,6 +1,7 @@
 #pragma once
 /// @file
-/// Few-step training objectives for flow maps: MeanFlow, shortcut models and consistency training (ECT).
+/// Training objectives with their own loss: the few-step objectives for flow maps (MeanFlow, shortcut models,
+/// consistency training, ECT) and SB-CFM's Brownian-bridge flow matching.
 /// Each is a parameterisation of the average velocity u(x, t, r) (`gm::AverageVelocityParameterization`)
 /// with its own pair of times and its own loss, which `gm::Trainer` uses in place of the regression on P's
 /// target: `gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::MeanFlow>, gm::MLP, gm::FlowMapSampler>`.
@@ -29,17 +30,34 @@ using TimeDraw = std::function<torch::Tensor()>;
 /// The network's average velocity u(x, t2) at [B, 2] times (t, r), with its graph.
 using AverageVelocityModel = std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& t2)>;
 
-/// A flow-map training objective: an average-velocity parameterisation that draws the pair of times of each
-/// row, `times(t, more, gen, step)` -> [B, 2] from the time sampler's t (and more draws of it), and gives the
-/// per-sample loss `loss(u, x0, eps, t2, process, step)` -> [B] of the model u.  `gm::Trainer` trains P by
-/// its `loss` when P is one.
+/// A training objective: a parameterisation that brings its own times and loss.  `times(t, more, gen, step)`
+/// turns the time sampler's t (and more draws of it) into the times the model is called at ([B], or [B, 2]
+/// pairs (t, r) for a flow map), and `loss(u, x0, eps, times, process, step, extra)` -> [B] is the per-sample
+/// loss of the model u(x, times); `extra` is a second standard-normal draw shaped like x0 when P declares
+/// `static constexpr bool extra_noise = true`, else undefined.  `gm::Trainer` trains P by its `loss` when P is
+/// one, with every draw made for the global batch (so data-parallel ranks agree).
 template <class P>
-concept FlowMapObjective = AverageVelocityParameterization<P> &&
+concept Objective = Parameterization<P> &&
     requires(const P& p, const torch::Tensor& a, const TimeDraw& more, const at::Generator& g,
              const AverageVelocityModel& u, const detail::ProcessArchetype& ip) {
       { p.times(a, more, g, int64_t{}) } -> std::convertible_to<torch::Tensor>;
-      { p.loss(u, a, a, a, ip, int64_t{}) } -> std::convertible_to<torch::Tensor>;
+      { p.loss(u, a, a, a, ip, int64_t{}, a) } -> std::convertible_to<torch::Tensor>;
     };
+
+/// A flow-map training objective: an objective whose model is of the average velocity u(x, t, r)
+/// (gm::MeanFlow, gm::Shortcut, gm::Consistency).
+template <class P>
+concept FlowMapObjective = AverageVelocityParameterization<P> && Objective<P>;
+
+/// Whether objective P asks the trainer for a second noise draw (`extra_noise`).
+template <class P>
+constexpr bool wants_extra_noise() {
+  if constexpr (requires { P::extra_noise; }) {
+    return P::extra_noise;
+  } else {
+    return false;
+  }
+}
 
 namespace detail {
 /// The conditional velocity d/dt x_t = alpha'(t) x0 + sigma'(t) eps of the pair (x0, eps).
@@ -83,7 +101,7 @@ struct MeanFlow : Velocity {
 
   template <Process I, class U>
   torch::Tensor loss(U&& u, const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t2, const I& ip,
-                     int64_t) const {
+                     int64_t, const torch::Tensor& = {}) const {
     auto t = t2.select(1, 0), r = t2.select(1, 1);
     auto z = ip.sample(x0, eps, t);
     auto v = detail::conditional_velocity(x0, eps, t, ip);
@@ -128,7 +146,7 @@ struct Shortcut : Velocity {
 
   template <Process I, class U>
   torch::Tensor loss(U&& u, const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t2, const I& ip,
-                     int64_t) const {
+                     int64_t, const torch::Tensor& = {}) const {
     auto t = t2.select(1, 0), r = t2.select(1, 1);
     auto z = ip.sample(x0, eps, t);
     auto out = u(z, t2);
@@ -185,7 +203,7 @@ struct Consistency : Velocity {
 
   template <Process I, class U>
   torch::Tensor loss(U&& u, const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t2, const I& ip,
-                     int64_t step) const {
+                     int64_t step, const torch::Tensor& = {}) const {
     auto t = t2.select(1, 0);
     auto r = earlier(t, ip, step);
     auto zeros = torch::zeros_like(t);
@@ -200,6 +218,55 @@ struct Consistency : Velocity {
       target = torch::where(detail::bcast(r > 0, zr), zr - detail::bcast(r, zr) * ur, x0);
     }
     return detail::per_row_mean_square(f - target) / (t - r).clamp_min(1e-6);
+  }
+};
+
+/// Flow matching on Schrödinger-bridge paths (Tong, Malkin, Fatras et al., "Simulation-free Schrödinger
+/// bridges via score and flow matching", AISTATS 2024; torchcfm's SchrodingerBridgeConditionalFlowMatcher):
+/// each pair (x0, eps) is joined by a Brownian bridge of variance sigma^2, so
+///   x_t = alpha x0 + sigma_t eps + s(t) z,  s(t) = sigma sqrt(t (1 - t)),  z ~ N(0, I),
+/// and the network regresses the bridge's velocity alpha' x0 + sigma_t' eps + s'(t) z, with
+/// s'(t) = sigma (1 - 2t) / (2 sqrt(t (1 - t))) (torchcfm's (1 - 2t) / (2t(1 - t)) (x_t - mu_t)).  With the
+/// entropic coupling at reg = 2 sigma^2 in absolute units (`gm::SinkhornCoupling::Options().reg(2 * sigma *
+/// sigma).relative(false)`) the pairs are the Schrödinger bridge's static coupling and the learned field is
+/// the probability flow of the Schrödinger bridge between data and noise: SB-CFM.  sigma = 0 is plain (OT-)CFM.
+/// The model is a velocity field of these marginals, which are not the process's own: sample it with a
+/// velocity sampler (Euler, Heun, RK4, Dormand-Prince), not with the samplers that convert through
+/// E[x0 | x_t].  torchcfm also trains a score for SDE sampling; gm trains the flow.
+struct SchrodingerBridge : Velocity {
+  struct Options {
+    TORCH_ARG(double, sigma) = 1.0;  ///< the bridge's noise level (torchcfm's sigma)
+  };
+  static constexpr std::string_view name = "sb_cfm";
+  static constexpr bool extra_noise = true;
+  Options options{};
+  SchrodingerBridge() = default;
+  explicit SchrodingerBridge(Options o) : options(o) {
+    if (!(options.sigma() >= 0)) throw Error("gm: the Schrödinger bridge's sigma must be >= 0");
+  }
+
+  torch::Tensor times(const torch::Tensor& t, const TimeDraw&, const at::Generator&, int64_t) const { return t; }
+
+  /// The bridge's point x_t = alpha x0 + sigma_t eps + s(t) z of the pair (x0, eps) and bridge noise z.
+  template <Process I>
+  torch::Tensor path(const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& z, const torch::Tensor& t,
+                     const I& ip) const {
+    return ip.sample(x0, eps, t) + detail::bcast(options.sigma() * torch::sqrt((t * (1 - t)).clamp_min(0)), x0) * z;
+  }
+  /// Its velocity d/dt x_t, the regression target (t inside (0, 1)).
+  template <Process I>
+  torch::Tensor velocity(const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& z, const torch::Tensor& t,
+                         const I& ip) const {
+    auto ds = options.sigma() * (1 - 2 * t) / (2 * torch::sqrt((t * (1 - t)).clamp_min(1e-12)));
+    return detail::conditional_velocity(x0, eps, t, ip) + detail::bcast(ds, x0) * z;
+  }
+
+  template <Process I, class U>
+  torch::Tensor loss(U&& u, const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t, const I& ip,
+                     int64_t, const torch::Tensor& z) const {
+    if (!z.defined()) throw Error("gm: the Schrödinger-bridge objective needs the trainer's second noise draw");
+    auto target = velocity(x0, eps, z, t, ip).detach();
+    return detail::per_row_mean_square(u(path(x0, eps, z, t, ip), t).to(target.scalar_type()) - target);
   }
 };
 

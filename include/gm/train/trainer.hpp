@@ -217,9 +217,9 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   static_assert(!AverageVelocityParameterization<P> || FlowMapObjective<P>,
                 "gm: an average-velocity parameterisation trains only as a flow-map objective: give it times(t, "
                 "more, gen, step) and loss(u, x0, eps, t2, process, step), as gm::MeanFlow does.");
-  static_assert(!FlowMapObjective<P> || !(ELBOObjective<W> || LearnsLogVar<W>),
-                "gm: a flow-map objective (MeanFlow, Shortcut, Consistency) has its own loss; use the uniform "
-                "weighting with it.");
+  static_assert(!Objective<P> || !(ELBOObjective<W> || LearnsLogVar<W>),
+                "gm: a training objective (MeanFlow, Shortcut, Consistency, SchrodingerBridge) has its own loss; use "
+                "the uniform weighting with it.");
   static_assert(!(alpha_vanishes_at_one<S>() && (std::same_as<P, Noise> || std::same_as<P, Score>)),
                 "gm: a Noise or Score prediction cannot give E[x0 | x_t] at t = 1, where this process has "
                 "alpha(1) = 0 and x_1 is pure noise; predict Velocity, Data or EDMPrecond instead.");
@@ -307,7 +307,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     auto t = time_sampler_.sample(x0.size(0), process_, generator_, opts);
     auto eps = torch::randn(x0.sizes(), generator_, opts);
     torch::Tensor eps0;  // the reconstruction term's z_0 noise
-    if constexpr (ELBOObjective<W>) eps0 = torch::randn(x0.sizes(), generator_, opts);
+    if constexpr (ELBOObjective<W> || wants_extra_noise<P>()) eps0 = torch::randn(x0.sizes(), generator_, opts);
     // Pair each data row with a noise row by the coupling (OT-CFM: the minibatch's optimal transport).  Every
     // rank drew the global batch's data and noise, so the pairing covers the global batch, the same on all.
     if (z.defined()) {
@@ -319,8 +319,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     } else if constexpr (!std::same_as<Pair, IndependentCoupling>) {
       eps = eps.index_select(0, coupling_.pair(x0, eps, generator_));
     }
-    // A flow-map objective's times are pairs (t, r), drawn here for the global batch like every draw.
-    if constexpr (FlowMapObjective<P>) {
+    // An objective's times (pairs (t, r) for a flow map) are drawn here for the global batch like every draw.
+    if constexpr (Objective<P>) {
       t = predict_.param().times(t, [&] { return time_sampler_.sample(x0.size(0), process_, generator_, opts); },
                                  generator_, step_);
     }
@@ -340,7 +340,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
       aug = rows(aug);
       scale = static_cast<double>(hi - lo) / static_cast<double>(n);
     }
-    auto per_sample = per_sample_loss(x, t, eps, labels, cond, aug);
+    auto per_sample = per_sample_loss(x, t, eps, labels, cond, aug, eps0);
     if constexpr (ELBOObjective<W>) per_sample = weighting_.objective(per_sample, x, eps0, process_, true);
     // A shard with no rows (a micro-batch smaller than the world) adds 0 to the sum, not mean()'s NaN.
     if (per_sample.numel() == 0) return per_sample.sum();
@@ -567,13 +567,14 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   /// The weighted squared error of the network's prediction per sample, [B], for data x0 at times t with
   /// noise eps.
   torch::Tensor per_sample_loss(const torch::Tensor& x0, const torch::Tensor& t, const torch::Tensor& eps,
-                                const torch::Tensor& labels, const torch::Tensor& cond, const torch::Tensor& aug = {}) {
-    if constexpr (FlowMapObjective<P>) {  // t holds the pairs (t, r)
+                                const torch::Tensor& labels, const torch::Tensor& cond, const torch::Tensor& aug = {},
+                                const torch::Tensor& extra = {}) {
+    if constexpr (Objective<P>) {  // t holds the objective's times (pairs (t, r) for a flow map)
       auto u = [&](const torch::Tensor& x, const torch::Tensor& t2) {
         Autocast autocast(precision_, x0.device());
         return model_output(x, t2, labels, cond, aug);
       };
-      return predict_.param().loss(u, x0, eps, t, process_, step_);
+      return predict_.param().loss(u, x0, eps, t, process_, step_, extra);
     }
     auto xt = process_.sample(x0, eps, t);
     auto target = predict_.target(x0, eps, t, process_);
