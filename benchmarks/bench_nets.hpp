@@ -54,6 +54,12 @@ inline const std::vector<Config>& known_configs() {
       {"dit_bf16", 128, 128, 4, "bf16", "fp32", 1.0, 0.999, 1e-3, "dit"},
       // A DiT a tenth of the step: 64 wide, 2 blocks, batch 32 (the smoke test's image row).
       {"dit_small", 32, 64, 2, "fp32", "fp32", 1.0, 0.999, 1e-3, "dit"},
+      // GPU sizes (scripts/gpu_check.sh), bf16 autocast on both sides: an MLP 2-[1024]x4-2 at batch 65536;
+      // the UNet at 128 channels (1-2-2, 2 blocks, attention at 7) and a DiT 384 wide with 12 blocks (DiT-S's
+      // size, the tiny preset's heads) on 28x28 at batch 512.
+      {"mlp_gpu_bf16", 65536, 1024, 4, "bf16", "bf16", 1.0, 0.999, 1e-3},
+      {"unet_gpu_bf16", 512, 128, 2, "bf16", "bf16", 1.0, 0.999, 1e-3, "unet"},
+      {"dit_gpu_bf16", 512, 384, 12, "bf16", "bf16", 1.0, 0.999, 1e-3, "dit"},
   };
   return all;
 }

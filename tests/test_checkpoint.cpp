@@ -2,10 +2,15 @@
 #include "helpers.hpp"
 
 #include <gm/io/export.hpp>
+#include <gm/io/file.hpp>
+#include <gm/io/safetensors.hpp>
 #include <gm/trainer.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include <unistd.h>
 
@@ -160,5 +165,87 @@ TEST_CASE("gm::load_weights of a checkpoint folder takes its EMA (or its trained
   gm::MLP other(gm::MLPOptions().dim(2).hidden(16).layers(2));
   const auto msg = gm::test::error_of([&] { gm::load_weights(*other, step); });
   CHECK(gm::test::contains(msg, "model.safetensors: tensor '"));
+  std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+// Rewrite `file` of checkpoint folder `dir` with `tensors`, and its COMMIT line to match (as gm writes it).
+void rewrite_checkpoint_file(const std::filesystem::path& dir, const std::string& file, const gm::io::NamedTensors& tensors) {
+  const std::string bytes = gm::io::encode_safetensors(tensors);
+  std::ofstream(dir / file, std::ios::binary | std::ios::trunc) << bytes;
+  std::istringstream in(gm::io::read_file(dir / "COMMIT"));
+  std::ostringstream marker;
+  std::string name;
+  uint64_t size = 0;
+  uint32_t crc = 0;
+  while (in >> name >> size >> crc) {
+    if (name == file) size = bytes.size(), crc = gm::detail::crc_of(bytes);
+    marker << name << ' ' << size << ' ' << crc << '\n';
+  }
+  std::ofstream(dir / "COMMIT", std::ios::trunc) << marker.str();
+}
+
+std::string text_of(const torch::Tensor& t) {
+  return {reinterpret_cast<const char*>(t.data_ptr<uint8_t>()), static_cast<size_t>(t.numel())};
+}
+
+}  // namespace
+
+TEST_CASE("a checkpoint records its generator's device; one of another device resumes with the random stream restarted") {
+  const auto dir = gm::test::fresh_dir("ckpt_device");
+  auto first = make_trainer(40, 0);
+  gm::EMA ema(0.99);
+  gm::Checkpointer ck(dir, 20, 3, "seed = 0\n", &ema);
+  first.fit(data_of(first), 20, ema, ck);
+  auto state = gm::io::read_safetensors(dir / "step_20" / "state.safetensors");
+  auto find = [&](const std::string& name) -> torch::Tensor& {
+    auto it = std::find_if(state.begin(), state.end(), [&](const auto& e) { return e.first == name; });
+    REQUIRE_MESSAGE(it != state.end(), "no " << name << " in state.safetensors");
+    return it->second;
+  };
+  CHECK(text_of(find("rng_device")) == "cpu");
+
+  SUBCASE("the same device resumes bit-exactly, also from a checkpoint written before rng_device") {
+    gm::io::NamedTensors old;
+    for (const auto& [n, t] : state) if (n != "rng_device") old.emplace_back(n, t);
+    rewrite_checkpoint_file(dir / "step_20", "state.safetensors", old);
+    auto resumed = make_trainer(40, 9);
+    gm::EMA ema_r(0.99);
+    gm::Checkpointer ck2(dir, 20, 3, "seed = 0\n", &ema_r);
+    REQUIRE(ck2.restore_latest(resumed) == 20);
+    CHECK(torch::equal(resumed.generator().get_state(), first.generator().get_state()));
+  }
+  SUBCASE("a CUDA generator's state (16 bytes: Philox seed and offset) resumes on the CPU, and nothing is deleted") {
+    find("rng") = torch::zeros({16}, torch::kUInt8);
+    find("rng_device") = torch::tensor({'c', 'u', 'd', 'a'}, torch::kUInt8);
+    rewrite_checkpoint_file(dir / "step_20", "state.safetensors", state);
+    auto resumed = make_trainer(40, 9);
+    gm::EMA ema_r(0.99);
+    std::vector<std::string> said;
+    gm::Checkpointer ck2(dir, 20, 3, "seed = 0\n", &ema_r, [&](const std::string& s) { said.push_back(s); });
+    REQUIRE(ck2.restore_latest(resumed) == 20);
+    REQUIRE(!said.empty());
+    CHECK(said.back().find("saved on cuda and cannot be set on cpu") != std::string::npos);
+    CHECK(said.back().find("the random stream restarts from (seed, step)") != std::string::npos);
+    auto pa = first.net()->parameters(), pb = resumed.net()->parameters();
+    for (size_t i = 0; i < pa.size(); ++i) CHECK(torch::equal(pa[i], pb[i]));
+    for (size_t i = 0; i < ema.shadow().size(); ++i) CHECK(torch::equal(ema.shadow()[i], ema_r.shadow()[i]));
+    CHECK(torch::equal(resumed.generator().get_state(), gm::make_generator(gm::mix_seed(5, 20)).get_state()));
+    resumed.fit(data_of(resumed), 40, ema_r, ck2);
+    CHECK(resumed.step() == 40);
+    CHECK(std::filesystem::exists(dir / "step_20" / "COMMIT"));
+    CHECK(std::filesystem::exists(dir / "step_40" / "COMMIT"));
+  }
+  SUBCASE("a generator state that fits no generator of this device is still refused") {
+    find("rng") = torch::zeros({16}, torch::kUInt8);
+    rewrite_checkpoint_file(dir / "step_20", "state.safetensors", state);
+    auto resumed = make_trainer(40, 9);
+    gm::EMA ema_r(0.99);
+    std::vector<std::string> said;
+    gm::Checkpointer ck2(dir, 20, 3, "seed = 0\n", &ema_r, [&](const std::string& s) { said.push_back(s); });
+    CHECK_FALSE(ck2.restore_latest(resumed).has_value());
+    CHECK(said[0].find("rng does not fit this generator") != std::string::npos);
+  }
   std::filesystem::remove_all(dir);
 }

@@ -36,6 +36,14 @@ GM_INLINE at::Generator make_generator(uint64_t seed, torch::Device device) {
 }
 #endif
 
+/// The options of a draw from `gen`: `o` on the generator's device.  A CUDA generator draws only CUDA
+/// tensors and a CPU one only CPU tensors, so every draw in gm that takes a generator takes its options from
+/// here (scripts/check_random.py checks it) and moves the result where it is needed after.  An undefined
+/// generator (torch's default for `o`'s device) keeps `o`.
+inline torch::TensorOptions on_generator(const at::Generator& gen, const torch::TensorOptions& o = {}) {
+  return gen.defined() ? o.device(gen.device()) : o;
+}
+
 /// A splitmix64 mix of two numbers: the seed of stream `b` under seed `a`.
 uint64_t mix_seed(uint64_t a, uint64_t b);
 #if GM_HEADER_DEFINITIONS
@@ -70,7 +78,7 @@ GM_INLINE torch::Tensor row_randn(const std::vector<uint64_t>& seeds, uint64_t s
   auto out = torch::empty(shape, torch::kFloat32);
   for (size_t i = 0; i < seeds.size(); ++i) {
     auto gen = make_generator(mix_seed(seeds[i], stream));
-    out[static_cast<int64_t>(i)].normal_(0, 1, gen);
+    out[static_cast<int64_t>(i)].copy_(torch::randn(row_shape, gen, on_generator(gen, torch::kFloat32)));
   }
   return out.to(options);
 }

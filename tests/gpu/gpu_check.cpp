@@ -2,33 +2,47 @@
 // Without a visible GPU it prints why and exits 77, which ctest reports as skipped (SKIP_RETURN_CODE), never
 // as passed.  scripts/gpu_check.sh runs it on a machine with a GPU.
 //  - every deterministic sampler on CUDA agrees with the CPU on the mixture oracle (float64, VP and Linear);
-//  - training steps on CUDA in fp32, in bf16 (autocast) and in fp16 (autocast with the dynamic loss scale);
-//  - a checkpoint on CUDA resumes bit-exactly (weights, Adam state, the CUDA generator);
-//  - a 1-rank NCCL process group all-reduces and broadcasts;
-//  - an image batch with flips goes through pinned memory to the GPU.
+//  - UNet training steps (with attention) on CUDA in fp32, bf16 (autocast) and fp16 (the dynamic loss scale);
+//    DiT, EDM2's UNet and MeanFlow (a JVP through the network) steps in bf16;
+//  - 2-D data (toys, a mixture, a feature file) drawn from a CUDA generator (flow_2d --device=cuda's batches);
+//  - a checkpoint on CUDA resumes bit-exactly, EMA included; a CPU checkpoint resumes on CUDA and the reverse;
+//  - classifier-free guidance sampled with DPM++(2M) SDE on its Brownian tree, on CUDA;
+//  - image batches with flips and with dequantisation through pinned memory, and which SDPA kernel runs;
+//  - a 1-rank NCCL process group all-reduces and broadcasts.
+// GM_GPU_CHECK_DEVICE=cpu runs every check on the CPU instead (CUDA-only ones skipped): the rehearsal that
+// finds, before a GPU is lent, every failure that has a CPU cause.  The suite runs it (gpu_check_on_cpu).
 
+#include <gm/data/features.hpp>
 #include <gm/data/gaussian_mixture.hpp>
 #include <gm/data/images.hpp>
 #include <gm/data/toy2d.hpp>
 #include <gm/dist/group.hpp>
+#include <gm/nn/dit.hpp>
+#include <gm/nn/edm2_unet.hpp>
 #include <gm/nn/unet.hpp>
 #include <gm/process/all.hpp>
 #include <gm/sampler/all.hpp>
 #include <gm/trainer.hpp>
 #include <gm/train/checkpoint.hpp>
+#include <gm/train/flow_map.hpp>
 
+#include <ATen/Functions.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <string>
 
+#include <unistd.h>
+
 namespace {
 
 int failures = 0;
+bool rehearsal = false;  // GM_GPU_CHECK_DEVICE=cpu: every check on the CPU
 
 /// The source tree: GM_SOURCE_DIR from the environment (ctest sets it), else the working directory.
 std::filesystem::path gm_source_dir() {
@@ -50,6 +64,17 @@ void guarded(const std::string& name, const std::function<void()>& f) {
   }
 }
 
+std::string fmt(const char* f, double a, double b = 0) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, f, a, b);
+  return buf;
+}
+
+bool all_on(const std::vector<torch::Tensor>& ts, const torch::Device& dev) {
+  for (const auto& t : ts) if (t.device() != dev) return false;
+  return true;
+}
+
 template <class S>
 void samplers_agree(const gm::GaussianMixture& g_cpu, const torch::Device& dev) {
   gm::Interpolant<S> ip;
@@ -64,7 +89,8 @@ void samplers_agree(const gm::GaussianMixture& g_cpu, const torch::Device& dev) 
   auto one = [&](const char* name, const auto& sampler, int64_t steps) {
     const double diff = (run(sampler, dev, steps) - run(sampler, torch::kCPU, steps)).abs().max().template item<double>();
     char buf[160];
-    std::snprintf(buf, sizeof buf, "sampler %s on %s: CUDA - CPU max |diff| %.2e (float64)", name, std::string(S::name).c_str(), diff);
+    std::snprintf(buf, sizeof buf, "sampler %s on %s: %s - CPU max |diff| %.2e (float64)", name, std::string(S::name).c_str(),
+                  dev.str().c_str(), diff);
     report(diff < 1e-9, buf);
   };
   one("euler", gm::EulerSampler{}, 32);
@@ -79,31 +105,106 @@ void samplers_agree(const gm::GaussianMixture& g_cpu, const torch::Device& dev) 
 
 using Flow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::HeunSampler>;
 using ImageFlow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::UNet, gm::EulerSampler>;
+using DiTFlow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::DiT, gm::EulerSampler>;
+using EDM2Flow = gm::Trainer<gm::Interpolant<gm::EDM>, gm::Predict<gm::EDMPrecond>, gm::EDM2UNet, gm::HeunSampler,
+                             gm::EDMLogNormalTime, gm::LearnedLogVar<gm::EDMWeight>>;
+using MeanFlowTrainer = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::MeanFlow>, gm::MLP, gm::FlowMapSampler,
+                                    gm::LogitNormalTime>;
+
+/// A two-level class-conditional UNet on 28x28 with attention at 14 (the resolutions are 28 and 14).
+gm::UNet small_unet() {
+  return gm::UNet(gm::UNetOptions().channels(16).channel_mult({1, 2}).attention_resolutions({14}).num_classes(10));
+}
+
+/// 30 steps (9 in the rehearsal) on one fixed batch of images that are their class's grey level (something
+/// to learn at once); the loss must stay finite, and with `must_fall` its mean over the last third of the
+/// steps must be below the first third's (each step draws its own times; EDM2's learned log-variance
+/// weighting makes the loss itself too noisy for that over a few steps); the weights must move and stay fp32
+/// on `dev`.
+template <class T>
+void image_steps(const std::string& what, T& trainer, const torch::Device& dev, bool must_fall = true) {
+  // The suite runs the rehearsal, where a CPU step costs 0.1-0.4 s: fewer and smaller steps there.
+  const int steps = rehearsal ? 9 : 30;
+  const int64_t n = rehearsal ? 16 : 32;
+  auto y = torch::arange(n, torch::kInt64) % 10;
+  auto x = (y.to(torch::kFloat32) / 4.5 - 1).view({n, 1, 1, 1}).expand({n, 1, 28, 28}).contiguous().to(dev);
+  y = y.to(dev);
+  const auto before = trainer.net()->parameters().front().detach().clone();
+  double first = 0, last = 0;
+  bool finite = true;
+  for (int i = 0; i < steps; ++i) {
+    const auto s = trainer.train_step(gm::Batch{x, y});
+    finite = finite && std::isfinite(s.loss);
+    if (i < steps / 3) first += s.loss / (steps / 3);
+    if (i >= steps - steps / 3) last += s.loss / (steps / 3);
+  }
+  const bool moved = !torch::equal(before, trainer.net()->parameters().front().detach());
+  bool fp32_weights = true;
+  for (const auto& p : trainer.net()->parameters()) fp32_weights = fp32_weights && p.scalar_type() == torch::kFloat32;
+  const bool placed = all_on(trainer.net()->parameters(), dev);
+  char buf[240];
+  std::snprintf(buf, sizeof buf, "%s on %s (%s): mean loss %.4f -> %.4f (first and last third of %d steps), fp32 weights on the device%s", what.c_str(),
+                dev.str().c_str(), gm::precision_name(trainer.precision()), first, last, steps,
+                trainer.precision() == gm::Precision::fp16 ? (", loss scale " + std::to_string(trainer.loss_scaler().scale)).c_str() : "");
+  report(finite && moved && (!must_fall || last < first) && fp32_weights && placed, buf);
+}
 
 void train_precisions(const torch::Device& dev) {
   for (const std::string precision : {"fp32", "bf16", "fp16"}) {
+    if (precision == "fp16" && !dev.is_cuda()) continue;  // fp16's loss scale is CUDA's
     guarded("UNet step in " + precision, [&] {
       torch::manual_seed(0);
-      ImageFlow trainer(gm::UNet(gm::UNetOptions().channels(16).channel_mult({1, 2}).num_classes(10)),
-                        gm::TrainOptions().lr(1e-3).batch_size(32).device(dev).precision(precision).label_dropout(0.1));
-      auto x = torch::randn({32, 1, 28, 28}).to(dev);
-      auto y = torch::randint(10, {32}, torch::kInt64).to(dev);
-      double first = 0, last = 0;
-      for (int i = 0; i < 30; ++i) {
-        const auto s = trainer.train_step(gm::Batch{x, y});
-        (i == 0 ? first : last) = s.loss;
-      }
-      bool fp32_weights = true;
-      for (const auto& p : trainer.net()->parameters()) fp32_weights = fp32_weights && p.scalar_type() == torch::kFloat32;
-      char buf[200];
-      std::snprintf(buf, sizeof buf, "UNet training on %s in %s (resolved %s): loss %.4f -> %.4f over 30 steps, fp32 weights%s",
-                    dev.str().c_str(), precision.c_str(), gm::precision_name(trainer.precision()), first, last,
-                    precision == "fp16" ? (", loss scale " + std::to_string(trainer.loss_scaler().scale)).c_str() : "");
-      report(std::isfinite(last) && last < first && fp32_weights, buf);
+      ImageFlow trainer(small_unet(), gm::TrainOptions().lr(1e-3).batch_size(32).device(dev).precision(precision).label_dropout(0.1));
+      image_steps("UNet (attention at 14) training in " + precision, trainer, dev);
     });
   }
+  guarded("DiT step", [&] {
+    torch::manual_seed(0);
+    DiTFlow trainer(gm::DiT(gm::DiTOptions().hidden(64).depth(2).heads(4).num_classes(10)),
+                    gm::TrainOptions().lr(1e-3).device(dev).precision("bf16").label_dropout(0.1));
+    image_steps("DiT training", trainer, dev);
+  });
+  guarded("EDM2UNet step", [&] {
+    torch::manual_seed(0);
+    EDM2Flow trainer(gm::EDM2UNet(gm::EDM2UNetOptions().channels(32).channel_mult({1, 2}).res_blocks(1)
+                                      .attention_resolutions({14}).head_channels(32).num_classes(10)),
+                     gm::TrainOptions().lr(1e-2).device(dev).precision("bf16"));
+    image_steps("EDM2UNet (attention at 14, learned log-variance) training", trainer, dev, /*must_fall=*/false);
+  });
+  guarded("MeanFlow step", [&] {
+    torch::manual_seed(0);
+    MeanFlowTrainer trainer(gm::MLP(gm::MLPOptions().dim(2).hidden(128).layers(3).times(2)),
+                            gm::TrainOptions().lr(1e-3).device(dev).precision("bf16"));
+    double first = 0, last = 0;
+    for (int i = 0; i < 40; ++i) {
+      const auto s = trainer.train_step(gm::data::eight_gaussians(256, trainer.generator()));  // drawn on the device
+      (i == 0 ? first : last) = s.loss;
+    }
+    report(std::isfinite(last) && last < first,
+           "MeanFlow (forward-mode JVP through the MLP) training on " + dev.str() + fmt(": loss %.4f -> %.4f over 40 steps", first, last));
+  });
 }
 
+/// 2-D data drawn from a generator on `dev` lands on `dev` (flow_2d --device=cuda's batches).
+void vector_data(const torch::Device& dev) {
+  auto gen = gm::make_generator(4, dev);
+  bool ok = true;
+  std::string where;
+  for (const char* name : {"checkerboard", "moons", "8gaussians", "spirals"}) {
+    auto x = gm::data::toy2d(name, 64, gen);
+    ok = ok && x.device() == dev && x.size(0) == 64;
+    where += std::string(name) + " " + x.device().str() + ", ";
+  }
+  auto ring = gm::GaussianMixture::from_toml(gm_source_dir() / "configs/mixtures/ring8.toml", torch::kFloat32);
+  auto m = ring.sample(64, gen);
+  gm::data::Features feats(torch::randn({100, 3}));
+  auto f = feats.batch(64, gen);
+  ok = ok && m.device() == dev && f.device() == dev && torch::isfinite(m).all().item<bool>();
+  report(ok, "2-D data from a generator on " + dev.str() + ": " + where + "mixture " + m.device().str() + ", features " + f.device().str());
+}
+
+/// 20 steps, a checkpoint, 20 more equal 40 straight, weights and EMA bit for bit; the EMA is updated after
+/// the resume (its shadows must be on the device).
 void exact_resume(const torch::Device& dev) {
   const auto dir = std::filesystem::temp_directory_path() / ("gm_gpu_resume_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
@@ -111,18 +212,18 @@ void exact_resume(const torch::Device& dev) {
     torch::manual_seed(0);
     return Flow(gm::MLP(gm::MLPOptions().dim(2).hidden(128).layers(3)), gm::TrainOptions().lr(1e-3).seed(5).device(dev));
   };
-  auto data = [&](int64_t step) { return gm::data::checkerboard(512, gm::make_generator(100 + static_cast<uint64_t>(step))); };
+  auto data = [&](Flow& t) { return gm::data::checkerboard(512, t.generator()); };
   Flow straight = make();
   gm::EMA ema_a(0.99);
   for (int64_t i = 0; i < 40; ++i) {
-    straight.train_step(data(i));
+    straight.train_step(data(straight));
     ema_a.update(*straight.net());
   }
   Flow first = make();
   gm::EMA ema_b(0.99);
   gm::Checkpointer ck(dir, 20, 2, "", &ema_b);
   for (int64_t i = 0; i < 20; ++i) {
-    first.train_step(data(i));
+    first.train_step(data(first));
     ema_b.update(*first.net());
   }
   ck.save(first);
@@ -131,17 +232,115 @@ void exact_resume(const torch::Device& dev) {
   gm::Checkpointer ck2(dir, 20, 2, "", &ema_c);
   const bool restored = ck2.restore_latest(resumed).has_value();
   for (int64_t i = 20; i < 40; ++i) {
-    resumed.train_step(data(i));
+    resumed.train_step(data(resumed));
     ema_c.update(*resumed.net());
   }
-  bool same = restored;
+  bool same = restored, ema_same = restored;
   auto a = straight.net()->parameters(), b = resumed.net()->parameters();
   for (size_t i = 0; i < a.size(); ++i) same = same && torch::equal(a[i], b[i]);
-  report(same, "exact resume on " + dev.str() + ": 20 steps, checkpoint, 20 more equal 40 straight, bit for bit");
+  for (size_t i = 0; i < ema_a.shadow().size() && ema_same; ++i) ema_same = torch::equal(ema_a.shadow()[i], ema_c.shadow()[i]);
+  report(same && ema_same && all_on(ema_c.shadow(), dev),
+         "exact resume on " + dev.str() + ": 20 steps, checkpoint, 20 more equal 40 straight, weights and EMA bit for bit");
   std::filesystem::remove_all(dir);
 }
 
+/// A checkpoint written on `from` resumes on `to`: the step, the weights and the EMA carry over, the random
+/// stream restarts from (seed, step) (said in the log), training goes on, and no checkpoint is deleted.
+void cross_device_resume(const torch::Device& from, const torch::Device& to) {
+  const auto dir = std::filesystem::temp_directory_path() / ("gm_gpu_cross_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  auto make = [&](const torch::Device& d) {
+    torch::manual_seed(0);
+    return Flow(gm::MLP(gm::MLPOptions().dim(2).hidden(64).layers(2)), gm::TrainOptions().lr(1e-3).seed(5).device(d));
+  };
+  Flow a = make(from);
+  gm::EMA ema_a(0.99);
+  gm::Checkpointer ck(dir, 10, 3, "", &ema_a);
+  a.fit([&](int64_t) { return gm::data::checkerboard(256, a.generator()); }, 20, ema_a, ck);
+  Flow b = make(to);
+  gm::EMA ema_b(0.99);
+  std::vector<std::string> said;
+  gm::Checkpointer ck2(dir, 10, 3, "", &ema_b, [&](const std::string& s) { said.push_back(s); });
+  const auto step = ck2.restore_latest(b);
+  bool same = step && *step == 20;
+  auto pa = a.net()->parameters(), pb = b.net()->parameters();
+  for (size_t i = 0; i < pa.size() && same; ++i) same = torch::equal(pa[i].cpu(), pb[i].cpu());
+  for (size_t i = 0; i < ema_a.shadow().size() && same; ++i) same = torch::equal(ema_a.shadow()[i].cpu(), ema_b.shadow()[i].cpu());
+  const bool noted = from.type() == to.type() ||
+                     (!said.empty() && said.back().find("random stream restarts") != std::string::npos);
+  b.fit([&](int64_t) { return gm::data::checkerboard(256, b.generator()); }, 30, ema_b, ck2);
+  const bool kept = std::filesystem::exists(dir / "step_20") && std::filesystem::exists(dir / "step_30");
+  report(same && noted && kept && b.step() == 30 && all_on(ema_b.shadow(), to),
+         "a checkpoint of " + from.str() + " resumes on " + to.str() + " at step 20 (weights and EMA carried, random stream "
+         "restarted and said), trains to 30, keeps its checkpoints");
+  std::filesystem::remove_all(dir);
+}
+
+/// Class-conditional sampling with guidance by DPM++(2M) SDE: the Brownian tree's seed is drawn from the
+/// sampling generator on `dev`.
+void guided_sde_sampling(const torch::Device& dev) {
+  torch::manual_seed(0);
+  ImageFlow trainer(small_unet(), gm::TrainOptions().device(dev));
+  gm::Conditioning cond;
+  cond.labels = torch::arange(8, torch::kInt64) % 10;
+  cond.guidance = 2.0;
+  auto x = trainer.sample(gm::SampleOptions().n(8).nfe(10).grid("logsnr").conditioning(cond)
+                              .noise(trainer.initial_noise({8, 1, 28, 28})), gm::DPMPP2MSDESampler{});
+  cond.seeds = gm::sample_seeds(1, 0, 8);
+  auto xs = trainer.sample(gm::SampleOptions().n(8).nfe(10).grid("logsnr").conditioning(cond)
+                               .noise(trainer.initial_noise({8, 1, 28, 28}, cond.seeds)), gm::DPMPP2MSDESampler{});
+  report(x.device() == dev && x.size(0) == 8 && torch::isfinite(x).all().item<bool>() && torch::isfinite(xs).all().item<bool>(),
+         "guided sampling (w = 2) with dpmpp_2m_sde on " + dev.str() + ", from the trainer's generator and per-sample seeds");
+}
+
+gm::data::ImageSet random_images() {
+  gm::data::ImageSet set;
+  set.images = torch::randint(0, 256, {64, 1, 8, 8}, gm::make_generator(1), torch::kInt64).to(torch::kUInt8);
+  set.labels = torch::randint(0, 10, {64}, gm::make_generator(2), torch::kInt64);
+  set.num_classes = 10;
+  return set;
+}
+
+void image_batches(const torch::Device& dev) {
+  gm::data::ImageData data(random_images(), gm::data::ImageData::Options().seed(1).hflip(true).device(dev));
+  auto gen = gm::make_generator(2, dev);
+  auto b = data.batch(0, 16, gen);
+  report(b.x.device() == dev && b.y.device() == dev && b.x.size(0) == 16,
+         "an image batch with flips on " + dev.str() + " (pinned memory, non-blocking copy, flips drawn on the device)");
+  auto set = random_images();
+  gm::data::ImageData deq(set, gm::data::ImageData::Options().seed(1).dequantize(true).device(dev));
+  auto d = deq.batch(0, 16, gen);
+  // Batch 0 holds the images of the epoch's permutation; decoding gives every pixel back.
+  const bool in_range = d.x.device() == dev && d.x.min().item<double>() > -1 && d.x.max().item<double>() < 1;
+  auto back = deq.decode(d.x);
+  bool exact = true;
+  for (int64_t i = 0; i < 16 && exact; ++i) {
+    bool found = false;
+    for (int64_t j = 0; j < 64 && !found; ++j) found = torch::equal(back[i], set.images[j]);
+    exact = found;
+  }
+  report(in_range && exact, "data.dequantize on " + dev.str() + ": batches in (-1, 1) on the device, decoded back to their pixels");
+}
+
+/// Which scaled-dot-product-attention kernel LibTorch picks for the UNet's and DiT's bf16 attention shapes.
+void sdpa_backend(const torch::Device& dev) {
+  if (!dev.is_cuda()) return;
+  const char* names[] = {"math", "flash", "memory-efficient", "cuDNN", "overrideable"};
+  std::string picks;
+  bool fused = true;
+  for (auto shape : {std::vector<int64_t>{128, 2, 196, 32}, std::vector<int64_t>{128, 6, 196, 64}}) {
+    auto q = torch::randn(shape, torch::TensorOptions().dtype(torch::kBFloat16).device(dev));
+    const auto choice = at::_fused_sdp_choice(q, q, q, {}, 0.0, false);
+    const bool known = choice >= 0 && choice < 5;
+    fused = fused && known && choice != 0;
+    picks += (picks.empty() ? "" : ", ") + std::to_string(shape[1]) + "x" + std::to_string(shape[3]) + " heads: " +
+             (known ? names[choice] : "error " + std::to_string(choice));
+  }
+  report(fused, "SDPA kernel for bf16 attention on " + dev.str() + ": " + picks);
+}
+
 void nccl_one_rank(const torch::Device& dev) {
+  if (!dev.is_cuda()) return;
   gm::dist::Env env;
   env.port = 29400 + static_cast<int>(::getpid() % 500);
   gm::dist::Group group(env, std::chrono::seconds(60), dev, /*even_alone=*/true);
@@ -154,34 +353,33 @@ void nccl_one_rank(const torch::Device& dev) {
          "a 1-rank NCCL group (" + group.backend() + "): all-reduce and broadcast");
 }
 
-void pinned_batches(const torch::Device& dev) {
-  gm::data::ImageSet set;
-  set.images = torch::randint(0, 256, {64, 1, 8, 8}, torch::kInt64).to(torch::kUInt8);
-  set.labels = torch::randint(0, 10, {64}, torch::kInt64);
-  set.num_classes = 10;
-  gm::data::ImageData data(set, gm::data::ImageData::Options().seed(1).hflip(true).device(dev));
-  auto gen = gm::make_generator(2, dev);
-  auto b = data.batch(0, 16, gen);
-  report(b.x.device() == dev && b.y.device() == dev && b.x.size(0) == 16,
-         "an image batch with flips on " + dev.str() + " (pinned memory, non-blocking copy, flips drawn on the GPU)");
-}
-
 }  // namespace
 
 int main() {
-  if (!torch::cuda::is_available()) {
+  const char* forced = std::getenv("GM_GPU_CHECK_DEVICE");
+  rehearsal = forced && std::string(forced) == "cpu";
+  if (!rehearsal && !torch::cuda::is_available()) {
     std::printf("skipped: no CUDA GPU is visible (torch::cuda::is_available() is false)\n");
     return 77;
   }
-  const torch::Device dev(torch::kCUDA, 0);
-  std::printf("gpu_check: %d CUDA device(s), torch %s\n", static_cast<int>(torch::cuda::device_count()), TORCH_VERSION);
+  const torch::Device dev = rehearsal ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA, 0);
+  std::printf("gpu_check: %s, %d CUDA device(s), torch %s\n", rehearsal ? "rehearsal on the CPU" : "on CUDA",
+              static_cast<int>(torch::cuda::device_count()), TORCH_VERSION);
+  std::fflush(stdout);
   auto g = gm::GaussianMixture::from_toml(gm_source_dir() / "configs/mixtures/ring8.toml");
-  guarded("samplers on VP", [&] { samplers_agree<gm::VP>(g, dev); });
-  guarded("samplers on Linear", [&] { samplers_agree<gm::Linear>(g, dev); });
+  if (!rehearsal) {  // CUDA against the CPU; on the CPU alone the unit tests cover every sampler
+    guarded("samplers on VP", [&] { samplers_agree<gm::VP>(g, dev); });
+    guarded("samplers on Linear", [&] { samplers_agree<gm::Linear>(g, dev); });
+  }
+  guarded("2-D data", [&] { vector_data(dev); });
   train_precisions(dev);
   guarded("exact resume", [&] { exact_resume(dev); });
+  guarded("CPU to device resume", [&] { cross_device_resume(torch::kCPU, dev); });
+  guarded("device to CPU resume", [&] { cross_device_resume(dev, torch::kCPU); });
+  guarded("guided SDE sampling", [&] { guided_sde_sampling(dev); });
+  guarded("image batches", [&] { image_batches(dev); });
+  guarded("SDPA", [&] { sdpa_backend(dev); });
   guarded("NCCL", [&] { nccl_one_rank(dev); });
-  guarded("pinned batches", [&] { pinned_batches(dev); });
   std::printf("gpu_check: %d failure(s)\n", failures);
   return failures == 0 ? 0 : 1;
 }

@@ -4,6 +4,7 @@
 /// network is conditioned on.
 
 #include <gm/detail/compiled.hpp>
+#include <gm/random.hpp>
 #include <gm/error.hpp>
 
 #include <ATen/core/Generator.h>
@@ -141,7 +142,7 @@ GM_INLINE std::pair<torch::Tensor, torch::Tensor> AugmentPipe::operator()(const 
   if (images.dim() != 4) throw Error("gm: AugmentPipe expects images [N, C, H, W]");
   const int64_t n = images.size(0), h = images.size(2), w = images.size(3);
   const double p = options.p();
-  const auto gopts = torch::TensorOptions().dtype(torch::kFloat32).device(gen.device());
+  const auto gopts = on_generator(gen, torch::kFloat32);
   auto uniform = [&](int64_t k) { return torch::rand({k}, gen, gopts); };
   auto normal = [&](int64_t k) { return torch::randn({k}, gen, gopts); };
   auto chance = [&](double q) { return uniform(n) < q; };

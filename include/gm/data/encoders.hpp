@@ -4,6 +4,7 @@
 /// a user's TorchScript autoencoder (the latent-diffusion set-up of Rombach et al. 2022, used by DiT).
 
 #include <gm/detail/compiled.hpp>
+#include <gm/random.hpp>
 #include <gm/error.hpp>
 
 #include <ATen/core/Generator.h>
@@ -42,7 +43,7 @@ struct PixelEncoder {
 GM_INLINE auto PixelEncoder::encode(const torch::Tensor& u8, const at::Generator& gen) const -> torch::Tensor {
   auto x = u8.to(torch::kFloat32);
   if (!dequantize) return x * (2.0 / 255.0) - 1.0;
-  auto r = gen.defined() ? torch::rand(x.sizes(), gen, x.options()) : torch::rand_like(x);
+  auto r = torch::rand(x.sizes(), gen, on_generator(gen, x.options())).to(x.device());  // on the generator's device
   // v on 2^15 points centred in their cells: u + v then fits float32's 24 bits, so the encoding is exact and
   // decoding's floor gives u back for every pixel (a continuous v rounds to u + 1 near the cell's top).
   auto v = (torch::floor(r * 32768.0) + 0.5) * (1.0 / 32768.0);

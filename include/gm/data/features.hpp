@@ -4,6 +4,7 @@
 
 #include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
+#include <gm/random.hpp>
 #include <gm/io/file.hpp>
 
 #include <ATen/core/Generator.h>
@@ -187,7 +188,9 @@ GM_INLINE torch::Tensor read_features(const std::filesystem::path& path, std::st
 #endif
 
 /// A fixed N x D data set; `batch(n, gen)` draws n rows uniformly with replacement from the generator, so
-/// the data order is part of the trainer's RNG state and resumes exactly.
+/// the data order is part of the trainer's RNG state and resumes exactly.  The rows are drawn on the
+/// generator's device: the first batch for a device copies the data set there once (a CUDA trainer then
+/// gathers its batches on the GPU, with no copy or synchronisation per step).
 class Features {
  public:
   explicit Features(torch::Tensor data);
@@ -201,6 +204,7 @@ class Features {
 
  private:
   torch::Tensor data_;
+  mutable torch::Tensor on_device_;  // data_ on the last generator's device, when that is not data_'s
 };
 
 #if GM_HEADER_DEFINITIONS
@@ -214,8 +218,10 @@ GM_INLINE auto Features::from_file(const std::filesystem::path& path, torch::Sca
 }
 
 GM_INLINE auto Features::batch(int64_t n, const at::Generator& gen) const -> torch::Tensor {
-  auto idx = torch::randint(0, data_.size(0), {n}, gen, torch::TensorOptions().dtype(torch::kLong));
-  return data_.index_select(0, idx);
+  auto idx = torch::randint(0, data_.size(0), {n}, gen, on_generator(gen, torch::kLong));
+  if (idx.device() == data_.device()) return data_.index_select(0, idx);
+  if (!on_device_.defined() || on_device_.device() != idx.device()) on_device_ = data_.to(idx.device());
+  return on_device_.index_select(0, idx);
 }
 #endif  // GM_HEADER_DEFINITIONS
 

@@ -6,6 +6,7 @@
 #include <gm/detail/broadcast.hpp>
 #include <gm/error.hpp>
 #include <gm/io/toml.hpp>
+#include <gm/random.hpp>
 #include <gm/prediction/concepts.hpp>
 #include <gm/prediction/tags.hpp>
 
@@ -68,7 +69,8 @@ class GaussianMixture {
   const torch::Tensor& means() const { return means_; }
   const torch::Tensor& stds() const { return stds_; }
 
-  /// n samples of x0, [n, D], in the mixture's dtype and on its device.
+  /// n samples of x0, [n, D], in the mixture's dtype, drawn from `gen` on the generator's device (on the
+  /// mixture's own device for an undefined generator).
   torch::Tensor sample(int64_t n, const at::Generator& gen = {}) const;
 
   /// A mixture of `k` isotropic Gaussians fitted to points x [N, D] by expectation-maximisation (Dempster,
@@ -227,9 +229,11 @@ GM_INLINE auto GaussianMixture::to(const torch::TensorOptions& options) const ->
 }
 
 GM_INLINE auto GaussianMixture::sample(int64_t n, const at::Generator& gen) const -> torch::Tensor {
-  auto k = torch::multinomial(weights_, n, /*replacement=*/true, gen);
-  auto z = torch::randn({n, dim()}, gen, means_.options());
-  return means_.index_select(0, k) + stds_.index_select(0, k).unsqueeze(1) * z;
+  // Drawn on the generator's device (the mixture's few numbers move there; no copy when they are already).
+  const auto o = on_generator(gen, means_.options());
+  auto k = torch::multinomial(weights_.to(o.device()), n, /*replacement=*/true, gen);
+  auto z = torch::randn({n, dim()}, gen, o);
+  return means_.to(o.device()).index_select(0, k) + stds_.to(o.device()).index_select(0, k).unsqueeze(1) * z;
 }
 
 GM_INLINE auto GaussianMixture::fit(const torch::Tensor& points, int64_t k, int64_t iters, const at::Generator& gen)
@@ -243,7 +247,7 @@ GM_INLINE auto GaussianMixture::fit(const torch::Tensor& points, int64_t k, int6
   const double d = static_cast<double>(x.size(1));
   const double spread = std::sqrt((x - x.mean(0)).pow(2).sum(1).mean().item<double>() / d);
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-  auto pick = gen.defined() ? torch::randperm(n, gen, i64) : torch::randperm(n, i64);
+  auto pick = torch::randperm(n, gen, on_generator(gen, i64)).to(x.device());
   auto means = x.index_select(0, pick.slice(0, 0, k)).clone();
   auto vars = torch::full({k}, spread * spread, x.options());
   auto logw = torch::full({k}, -std::log(static_cast<double>(k)), x.options());

@@ -77,6 +77,8 @@ class ImageData {
 
   /// The shape of one encoded sample ([C, H, W]).
   const std::vector<int64_t>& sample_shape() const { return shape_; }
+  /// The images' own shape [C, H, W] (before any latent encoder).
+  std::vector<int64_t> pixel_shape() const { return set_.images.sizes().slice(1).vec(); }
   int64_t num_classes() const { return set_.num_classes; }
   /// Augmentation labels per sample that the network must take (`UNetOptions::augment_dim`): 9 with
   /// `data.augment` > 0, else 0.
@@ -108,6 +110,11 @@ class ImageData {
 #if GM_HEADER_DEFINITIONS
 GM_INLINE ImageData::ImageData(ImageSet set, Options options) : set_(std::move(set)), options_(std::move(options)) {
   if (set_.size() == 0) throw Error("gm: " + set_.source + ": no images");
+  // Checked once here, on the CPU, so that the networks need not read labels back from a GPU each step.
+  if (set_.labels.defined() && set_.labels.numel() > 0 && set_.num_classes > 0 &&
+      (set_.labels.min().item<int64_t>() < 0 || set_.labels.max().item<int64_t>() >= set_.num_classes)) {
+    throw Error("gm: " + set_.source + ": a label outside 0.." + std::to_string(set_.num_classes - 1));
+  }
   pixel_.dequantize = options_.dequantize();
   if (!(options_.augment() >= 0 && options_.augment() <= 1)) throw Error("gm: data.augment must be in [0, 1]");
   if (options_.augment() > 0 && options_.encoder() != "pixel") {
@@ -175,7 +182,7 @@ GM_INLINE auto ImageData::batch(int64_t step, int64_t n, const at::Generator& ge
   auto x = to_device(set_.images.index_select(0, idx));
   auto y = to_device(set_.labels.index_select(0, idx));
   if (options_.hflip()) {  // drawn on the generator's device (the trainer's), where the batch now is
-    auto flip = torch::rand({n}, gen, torch::TensorOptions().device(gen.device())) < 0.5;
+    auto flip = torch::rand({n}, gen, on_generator(gen)) < 0.5;
     x = torch::where(flip.to(x.device()).view({n, 1, 1, 1}), x.flip({3}), x);
   }
   auto encoded = encode(x, gen);
@@ -232,7 +239,7 @@ GM_INLINE auto ImageData::permutation(int64_t epoch) const -> const torch::Tenso
   std::lock_guard<std::mutex> lock(*mutex_);
   if (epoch != cached_epoch_) {
     auto gen = make_generator(options_.seed() * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 1);
-    cached_ = torch::randperm(set_.size(), gen, torch::kInt64);
+    cached_ = torch::randperm(set_.size(), gen, on_generator(gen, torch::kInt64));
     cached_epoch_ = epoch;
   }
   return cached_;

@@ -1,9 +1,11 @@
 #pragma once
 /// @file
-/// 2-D toy distributions: checkerboard, two moons, eight Gaussians, two spirals.
+/// 2-D toy distributions: checkerboard, two moons, eight Gaussians, two spirals.  Each is drawn from `gen` on
+/// the generator's device (a CUDA generator gives a CUDA batch), in the dtype of its options.
 
 #include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
+#include <gm/random.hpp>
 
 #include <ATen/core/Generator.h>
 #include <torch/types.h>
@@ -20,7 +22,8 @@ namespace gm::data {
 torch::Tensor checkerboard(int64_t n, const at::Generator& gen = {},
                            const torch::TensorOptions& o = torch::kFloat32);
 #if GM_HEADER_DEFINITIONS
-GM_INLINE torch::Tensor checkerboard(int64_t n, const at::Generator& gen, const torch::TensorOptions& o) {
+GM_INLINE torch::Tensor checkerboard(int64_t n, const at::Generator& gen, const torch::TensorOptions& opts) {
+  const auto o = on_generator(gen, opts);
   auto x1 = torch::rand({n}, gen, o) * 4 - 2;
   auto x2 = torch::rand({n}, gen, o) - torch::randint(0, 2, {n}, gen, o) * 2;
   x2 = x2 + torch::remainder(torch::floor(x1), 2);
@@ -44,7 +47,8 @@ GM_INLINE torch::Tensor checkerboard_support(const torch::Tensor& x) {
 torch::Tensor two_moons(int64_t n, const at::Generator& gen = {},
                         const torch::TensorOptions& o = torch::kFloat32);
 #if GM_HEADER_DEFINITIONS
-GM_INLINE torch::Tensor two_moons(int64_t n, const at::Generator& gen, const torch::TensorOptions& o) {
+GM_INLINE torch::Tensor two_moons(int64_t n, const at::Generator& gen, const torch::TensorOptions& opts) {
+  const auto o = on_generator(gen, opts);
   auto a = torch::rand({n}, gen, o) * std::numbers::pi;
   auto upper = torch::rand({n}, gen, o) < 0.5;
   auto x = torch::where(upper, torch::cos(a), 1 - torch::cos(a));
@@ -58,7 +62,8 @@ GM_INLINE torch::Tensor two_moons(int64_t n, const at::Generator& gen, const tor
 torch::Tensor eight_gaussians(int64_t n, const at::Generator& gen = {},
                               const torch::TensorOptions& o = torch::kFloat32);
 #if GM_HEADER_DEFINITIONS
-GM_INLINE torch::Tensor eight_gaussians(int64_t n, const at::Generator& gen, const torch::TensorOptions& o) {
+GM_INLINE torch::Tensor eight_gaussians(int64_t n, const at::Generator& gen, const torch::TensorOptions& opts) {
+  const auto o = on_generator(gen, opts);
   auto k = torch::randint(0, 8, {n}, gen, o.dtype(torch::kLong)).to(o.dtype());
   auto angle = k * (std::numbers::pi / 4);
   auto centers = 4 * torch::stack({torch::cos(angle), torch::sin(angle)}, 1);
@@ -69,7 +74,8 @@ GM_INLINE torch::Tensor eight_gaussians(int64_t n, const at::Generator& gen, con
 /// Two interleaved spirals (FFJORD's "2spirals").
 torch::Tensor spirals(int64_t n, const at::Generator& gen = {}, const torch::TensorOptions& o = torch::kFloat32);
 #if GM_HEADER_DEFINITIONS
-GM_INLINE torch::Tensor spirals(int64_t n, const at::Generator& gen, const torch::TensorOptions& o) {
+GM_INLINE torch::Tensor spirals(int64_t n, const at::Generator& gen, const torch::TensorOptions& opts) {
+  const auto o = on_generator(gen, opts);
   auto r = torch::sqrt(torch::rand({n}, gen, o)) * (540.0 * 2 * std::numbers::pi / 360);
   auto x = -torch::cos(r) * r + 0.5 * torch::rand({n}, gen, o);
   auto y = torch::sin(r) * r + 0.5 * torch::rand({n}, gen, o);

@@ -34,6 +34,7 @@
 #ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL
 #endif
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -139,6 +140,12 @@ class Group {
   /// `even_alone`: make the group for a world of 1 too (a check of the backend on one process or GPU).
   explicit Group(const Env& env, std::chrono::milliseconds timeout = std::chrono::minutes(5),
                  torch::Device device = torch::kCPU, bool even_alone = false);
+  /// Shuts the backend down (NCCL's communicators and watchdog), as torch.distributed.destroy_process_group.
+  ~Group();
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+  Group(Group&&) = default;
+  Group& operator=(Group&&) = default;
 
   /// "gloo", "nccl", or "none" for a process alone.
   std::string backend() const { return pg_ ? pg_->getBackendName() : "none"; }
@@ -162,7 +169,8 @@ class Group {
     if (!pg_) return;
     try {
       auto work = start();
-      work->wait();
+      // Bounded by the group's timeout: a dead peer is this PeerError, not NCCL's watchdog aborting the process.
+      if (!work->wait(timeout_)) throw std::runtime_error("timed out after " + std::to_string(timeout_.count()) + " ms");
     } catch (const std::exception& e) {
       std::string msg = e.what();
       if (const auto* c = dynamic_cast<const c10::Error*>(&e)) msg = c->what_without_backtrace();
@@ -187,12 +195,13 @@ class Group {
 
   Env env_;
   torch::Device device_ = torch::kCPU;
+  std::chrono::milliseconds timeout_{std::chrono::minutes(5)};
   c10::intrusive_ptr<c10d::Backend> pg_;
 };
 
 #if GM_HEADER_DEFINITIONS
 GM_INLINE Group::Group(const Env& env, std::chrono::milliseconds timeout, torch::Device device, bool even_alone)
-    : env_(env), device_(device) {
+    : env_(env), device_(device), timeout_(timeout) {
   if (!env_.distributed() && !even_alone) return;
   if (device_.is_cuda() && !has_nccl()) {
     throw Error("gm: data-parallel training on " + device_.str() + " needs NCCL, and this build of gm was compiled "
@@ -223,6 +232,14 @@ GM_INLINE Group::Group(const Env& env, std::chrono::milliseconds timeout, torch:
   } catch (const c10::Error& e) {
     throw Error("gm: rank " + std::to_string(env_.rank) + " could not join the process group at " + env_.master_addr +
                 ":" + std::to_string(env_.port) + ": " + first_line(e.what_without_backtrace()));
+  }
+}
+
+GM_INLINE Group::~Group() {
+  if (!pg_) return;
+  try {
+    pg_->shutdown();
+  } catch (...) {  // a peer already gone: nothing left to release in order
   }
 }
 
@@ -268,6 +285,8 @@ GM_INLINE auto Group::hostname() -> std::string {
 GM_INLINE auto Group::make_nccl(const c10::intrusive_ptr<c10d::Store>& store, std::chrono::milliseconds timeout)
     -> c10::intrusive_ptr<c10d::Backend> {
 #if defined(GM_WITH_CUDA) && GM_WITH_CUDA
+  // NCCL binds its communicator to the current device: make it this rank's before the group exists.
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(device_.index() < 0 ? 0 : device_.index()));
   auto opts = c10d::ProcessGroupNCCL::Options::create();
   opts->timeout = timeout;
   return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, static_cast<int>(env_.rank), static_cast<int>(env_.world),

@@ -41,8 +41,8 @@ GM_INLINE std::pair<double, double> kernel_inception_distance(const torch::Tenso
   auto kernel = [&](const torch::Tensor& p, const torch::Tensor& q) { return (p.matmul(q.t()) / d + 1).pow(3); };
   std::vector<double> values;
   for (int64_t s = 0; s < subsets; ++s) {
-    const auto xs = x.index_select(0, torch::randperm(x.size(0), gen, torch::kInt64).slice(0, 0, m));
-    const auto ys = y.index_select(0, torch::randperm(y.size(0), gen, torch::kInt64).slice(0, 0, m));
+    const auto xs = x.index_select(0, torch::randperm(x.size(0), gen, on_generator(gen, torch::kInt64)).slice(0, 0, m).to(x.device()));
+    const auto ys = y.index_select(0, torch::randperm(y.size(0), gen, on_generator(gen, torch::kInt64)).slice(0, 0, m).to(y.device()));
     const auto kxx = kernel(xs, xs), kyy = kernel(ys, ys), kxy = kernel(xs, ys);
     const double off = static_cast<double>(m) * (m - 1);
     const double mmd = (kxx.sum() - kxx.trace()).item<double>() / off + (kyy.sum() - kyy.trace()).item<double>() / off -

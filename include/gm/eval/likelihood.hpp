@@ -139,7 +139,7 @@ Likelihood log_likelihood(F& field, const torch::Tensor& x, const LikelihoodOpti
   torch::Tensor probes;
   if (o.divergence() == "hutchinson") {
     const auto opts = flat.options();
-    probes = gen.defined() ? torch::randn({o.probes(), b, d}, gen, opts) : torch::randn({o.probes(), b, d}, opts);
+    probes = torch::randn({o.probes(), b, d}, gen, on_generator(gen, opts)).to(opts.device());
     if (o.probe() == "rademacher") probes = torch::sign(probes);
   }
   detail::AugmentedField<F> aug(field, x.sizes().vec(), o, probes);

@@ -108,6 +108,12 @@ class Training {
               "than fp32 (fashion_mnist's UNet: 47 s a step against 2.4 s); consider --training.precision=fp32");
     }
     for (const auto& w : schedule_warnings(cfg_)) run.log("warning: " + w);
+    {
+      using P = typename T::predict_type::parameterization;
+      for (const auto& w : check_process(trainer.process(), std::same_as<P, Noise> || std::same_as<P, Score>)) {
+        run.log("warning: " + w);
+      }
+    }
     const bool debug = cfg_.get<bool>("training.debug");
     const int64_t batch = cfg_.get<int64_t>("training.batch_size");
     if (debug) write_debug_target(run, one_point, data);
@@ -213,6 +219,10 @@ GM_INLINE void Training::add_keys(Config& cfg) {
                        check::one_of({"auto", "fp32", "bf16", "fp16"}));
   cfg.add<int64_t>("training.threads", 0, "intra-op threads (0: per precision, see gm::configure_threads)",
                    check::at_least(0));
+  cfg.add<bool>("training.tf32", true, "CUDA: fp32 products and convolutions on TF32 tensor cores");
+  cfg.add<bool>("training.cudnn_benchmark", true,
+                "CUDA: cuDNN picks the fastest convolution algorithm per shape (resumes then match to rounding, "
+                "not bit for bit)");
   cfg.add<std::string>("optim.name", "adam", "optimiser", check::one_of({"adam", "adamw"}));
   cfg.add<double>("optim.weight_decay", 0.0, "weight decay", check::at_least(0));
   cfg.add<std::string>("optim.schedule", "cosine", "constant, cosine, or [[until_step, lr], ...]");
@@ -228,7 +238,8 @@ GM_INLINE void Training::add_keys(Config& cfg) {
 
 GM_INLINE auto Training::resumable_keys() -> std::vector<std::string> {
   return {"mode", "workdir", "device", "training.steps", "training.log_every", "training.checkpoint_every",
-          "training.keep_checkpoints", "training.threads", "training.max_nonfinite_skips", "sampling.", "eval.",
+          "training.keep_checkpoints", "training.threads", "training.max_nonfinite_skips", "training.tf32",
+          "training.cudnn_benchmark", "sampling.", "eval.",
               "dist."};
 }
 
@@ -253,6 +264,8 @@ GM_INLINE auto Training::options(const Config& cfg, torch::Device device) -> Tra
       .threads(cfg.get<int64_t>("training.threads"))
       .max_nonfinite_skips(cfg.get<int64_t>("training.max_nonfinite_skips"))
       .label_dropout(cfg.has("training.label_dropout") ? cfg.get<double>("training.label_dropout") : 0.0)
+      .tf32(cfg.get<bool>("training.tf32"))
+      .cudnn_benchmark(cfg.get<bool>("training.cudnn_benchmark"))
       .device(device);
 }
 

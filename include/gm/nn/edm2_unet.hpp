@@ -318,9 +318,7 @@ GM_INLINE torch::Tensor EDM2UNetImpl::forward(const torch::Tensor& x, const torc
   if (emb_label_) {
     const int64_t k = o_.num_classes();
     auto labels = y.defined() ? y.to(torch::kInt64) : torch::full({b}, k, torch::TensorOptions().dtype(torch::kInt64).device(x.device()));
-    if (labels.numel() > 0 && (labels.min().item<int64_t>() < 0 || labels.max().item<int64_t>() > k)) {
-      throw Error("gm: class label outside 0.." + std::to_string(k) + " (" + std::to_string(k) + " is the null class)");
-    }
+    nn::check_labels(labels, k);
     // One-hot times sqrt(classes), as EDM2; the null class is the zero vector.
     auto onehot = torch::one_hot(labels, k + 1).slice(1, 0, k).to(dt) * std::sqrt(static_cast<double>(k));
     emb = nn::mp_sum(emb, emb_label_->forward(onehot), o_.label_balance());

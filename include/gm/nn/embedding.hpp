@@ -60,6 +60,22 @@ GM_INLINE auto TimeFeaturesImpl::forward(const torch::Tensor& t, int64_t batch, 
 #endif  // GM_HEADER_DEFINITIONS
 TORCH_MODULE(TimeFeatures);
 
+/// Class labels must lie in 0..`null` (`null`: the null class), or a one-line `gm::Error`.  Checked where
+/// reading them is free, on the CPU; labels already on a GPU are not read (that would stop the device each
+/// step): gm checks them where they enter, the data set's labels when it loads and sampling labels once per
+/// `Trainer::sample`.
+void check_labels(const torch::Tensor& y, int64_t null);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE void check_labels(const torch::Tensor& y, int64_t null) {
+  if (!y.defined() || y.numel() == 0 || !y.device().is_cpu()) return;
+  const auto lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
+  if (lo < 0 || hi > null) {
+    throw Error("gm: class label " + std::to_string(lo < 0 ? lo : hi) + " is outside 0.." + std::to_string(null) + " (" +
+                std::to_string(null) + " is the null class)");
+  }
+}
+#endif
+
 /// Class labels to vectors, with one extra row for the null class `num_classes` that classifier-free
 /// guidance's unconditional branch uses (Ho & Salimans 2022; DiT's LabelEmbedder has the same +1 row).
 /// Undefined labels are the null class; a label outside [0, num_classes] is a one-line error.
@@ -88,11 +104,7 @@ GM_INLINE auto LabelEmbeddingImpl::forward(const torch::Tensor& y, int64_t batch
     return table_->forward(torch::full({batch}, num_classes_,
                            torch::TensorOptions().dtype(torch::kInt64).device(device)));
   }
-  const auto lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
-  if (lo < 0 || hi > num_classes_) {
-    throw Error("gm: class label " + std::to_string(lo < 0 ? lo : hi) + " is outside 0.." +
-                std::to_string(num_classes_) + " (" + std::to_string(num_classes_) + " is the null class)");
-  }
+  check_labels(y, num_classes_);
   return table_->forward(y);
 }
 #endif  // GM_HEADER_DEFINITIONS
@@ -124,7 +136,13 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 GM_INLINE torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
   // LibTorch's fused kernels have no forward-mode or second derivative: inside gm::jvp, the plain form.
   if (gm::detail::jvp_depth() > 0) return attention_reference(q, k, v);
-  return at::scaled_dot_product_attention(q, k.to(q.scalar_type()), v.to(q.scalar_type())).to(q.scalar_type());
+  // The fused kernels take only inputs whose last dimension is contiguous; a transposed view (the UNets'
+  // [B, heads, d, HW] -> [B, heads, HW, d]) would send CUDA to the math path, which holds the [T, T] matrix.
+  auto packed = [&](const torch::Tensor& t) {
+    auto u = t.to(q.scalar_type());
+    return u.stride(-1) == 1 ? u : u.contiguous();
+  };
+  return at::scaled_dot_product_attention(packed(q), packed(k), packed(v)).to(q.scalar_type());
 }
 #endif
 

@@ -63,12 +63,12 @@ class MonotoneGammaImpl : public torch::nn::Module {
     gap_ = register_parameter("gap", torch::full({1}, softplus_inverse(o.gamma_max() - o.gamma_min())), o.learn_endpoints());
     w1_ = register_parameter("w1", torch::full({1}, softplus_inverse(1.0)), o.learn_shape());
     auto gen = make_generator(o.seed());
-    auto slope = 5.0 * torch::randn({n}, gen).abs() + 0.5;
-    auto centre = torch::rand({n}, gen);
+    auto slope = 5.0 * torch::randn({n}, gen, on_generator(gen)).abs() + 0.5;
+    auto centre = torch::rand({n}, gen, on_generator(gen));
     auto offset = -slope * (2 * centre - 1);  // before w2 is registered, which makes slope require grad
     w2_ = register_parameter("w2", slope, o.learn_shape());
     b2_ = register_parameter("b2", offset, o.learn_shape());
-    w3_ = register_parameter("w3", 0.01 * torch::randn({n}, gen), o.learn_shape());
+    w3_ = register_parameter("w3", 0.01 * torch::randn({n}, gen, on_generator(gen)), o.learn_shape());
   }
 
   const MonotoneGammaOptions& options() const { return options_; }

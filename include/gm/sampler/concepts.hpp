@@ -36,7 +36,7 @@ struct StepInfo {
   /// Standard normal noise shaped like x for a stochastic sampler: from `generator`, or with `row_seeds`,
   /// row i from (row_seeds[i], step, draw) alone, so a sample does not depend on its batch.
   torch::Tensor noise(const torch::Tensor& x) const {
-    if (!row_seeds) return torch::randn(x.sizes(), generator, x.options());
+    if (!row_seeds) return torch::randn(x.sizes(), generator, on_generator(generator, x.options())).to(x.device());
     const auto stream = static_cast<uint64_t>(index) * 4096 + static_cast<uint64_t>(draws++) + 1;
     return row_randn(*row_seeds, stream, x.sizes().slice(1), x.options());
   }

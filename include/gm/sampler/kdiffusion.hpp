@@ -164,7 +164,8 @@ class BrownianTree {
   torch::Tensor draw(uint64_t depth, uint64_t index) const {
     const uint64_t node = (uint64_t{1} << 62) | (depth << 41) | index;
     if (rows_) return row_randn(*rows_, node, at::IntArrayRef(shape_).slice(1), options_);
-    return torch::randn(shape_, make_generator(mix_seed(seed_, node), options_.device()), options_);
+    auto gen = make_generator(mix_seed(seed_, node), options_.device());
+    return torch::randn(shape_, gen, on_generator(gen, options_));
   }
   double lo_ = 0, hi_ = 1;
   uint64_t seed_ = 0;
@@ -185,7 +186,7 @@ const BrownianTree& kd_tree(std::optional<BrownianTree>& tree, const I& ip, cons
     uint64_t seed = 0;
     if (!info.row_seeds) {
       seed = static_cast<uint64_t>(torch::randint(std::numeric_limits<int64_t>::max(), {1}, info.generator,
-                                                  torch::kInt64).template item<int64_t>());
+                                                  on_generator(info.generator, torch::kInt64)).template item<int64_t>());
     }
     tree.emplace(std::log(range.first), std::log(range.second), seed, info.row_seeds, x);
   }

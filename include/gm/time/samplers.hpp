@@ -3,6 +3,7 @@
 /// Time samplers: uniform, logit-normal, EDM's lognormal in sigma, and VDM's stratified draws.
 
 #include <gm/detail/compiled.hpp>
+#include <gm/random.hpp>
 #include <gm/process/concepts.hpp>
 #include <gm/time/concepts.hpp>
 
@@ -36,7 +37,7 @@ struct UniformTime {
 
   template <Process I>
   torch::Tensor sample(int64_t n, const I&, const at::Generator& gen, const torch::TensorOptions& o) const {
-    return detail::keep_inside(options.eps() + (1 - options.eps()) * torch::rand({n}, gen, o), options.eps());
+    return detail::keep_inside(options.eps() + (1 - options.eps()) * torch::rand({n}, gen, on_generator(gen, o)), options.eps());
   }
 };
 
@@ -56,7 +57,7 @@ struct LogitNormalTime {
 
   template <Process I>
   torch::Tensor sample(int64_t n, const I&, const at::Generator& gen, const torch::TensorOptions& o) const {
-    return detail::keep_inside(torch::sigmoid(options.mean() + options.std() * torch::randn({n}, gen, o)), options.eps());
+    return detail::keep_inside(torch::sigmoid(options.mean() + options.std() * torch::randn({n}, gen, on_generator(gen, o))), options.eps());
   }
 };
 
@@ -76,7 +77,7 @@ struct EDMLogNormalTime {
 
   template <Process I>
   torch::Tensor sample(int64_t n, const I& ip, const at::Generator& gen, const torch::TensorOptions& o) const {
-    auto log_sigma = options.p_mean() + options.p_std() * torch::randn({n}, gen, o);
+    auto log_sigma = options.p_mean() + options.p_std() * torch::randn({n}, gen, on_generator(gen, o));
     return detail::keep_inside(ip.t_from_log_snr(-log_sigma), options.eps());
   }
 };
@@ -111,8 +112,9 @@ struct StratifiedTime {
 
  private:
   static torch::Tensor stratified(int64_t n, const at::Generator& gen, const torch::TensorOptions& o) {
-    auto u0 = torch::rand({1}, gen, o);
-    return torch::frac(u0 + torch::arange(n, o) / static_cast<double>(n));
+    const auto g = on_generator(gen, o);
+    auto u0 = torch::rand({1}, gen, g);
+    return torch::frac(u0 + torch::arange(n, g) / static_cast<double>(n));
   }
 };
 

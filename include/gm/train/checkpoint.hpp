@@ -7,6 +7,7 @@
 #include <gm/io/export.hpp>
 #include <gm/io/file.hpp>
 #include <gm/io/safetensors.hpp>
+#include <gm/random.hpp>
 #include <gm/train/ema.hpp>
 #include <gm/train/posthoc_ema.hpp>
 #include <gm/train/trainer.hpp>
@@ -238,7 +239,7 @@ class Checkpointer {
         continue;
       }
       last_saved_ = step;
-      say("resumed from " + path.string());
+      say("resumed from " + path.string() + (note_.empty() ? "" : "; " + note_));
       return step;
     }
     say("no valid checkpoint in " + dir_.string() + "; starting from step 0");
@@ -258,7 +259,7 @@ class Checkpointer {
     } catch (const std::exception& e) {
       throw Error("gm: checkpoint " + path.string() + " cannot be loaded: " + first_line(e));
     }
-    say("loaded " + path.string());
+    say("loaded " + path.string() + (note_.empty() ? "" : "; " + note_));
     return trainer.step();
   }
 
@@ -285,7 +286,9 @@ class Checkpointer {
   /// The step, the RNG state and the EMA as named tensors (a checkpoint's state.safetensors).
   template <class T>
   io::NamedTensors state_tensors(T& trainer) const {
-    io::NamedTensors out{{"step", torch::tensor(trainer.step(), torch::kLong)}, {"rng", trainer.generator().get_state()}};
+    io::NamedTensors out{{"step", torch::tensor(trainer.step(), torch::kLong)},
+                         {"rng", trainer.generator().get_state()},
+                         {"rng_device", text_tensor(device_type_text(trainer.generator().device()))}};
     if (trainer.precision() == Precision::fp16) {  // the dynamic loss scale: scale, good steps, skipped steps
       const auto& s = trainer.loss_scaler();
       out.emplace_back("loss_scale", torch::tensor({s.scale, static_cast<double>(s.good_steps), static_cast<double>(s.skipped)},
@@ -330,7 +333,7 @@ class Checkpointer {
     if (const auto why = trainer.optimizer().check_state_tensors(optim); !why.empty()) {
       throw Error("optimizer.safetensors: " + why);
     }
-    torch::Tensor step, rng, updates, loss_scale;
+    torch::Tensor step, rng, rng_device, updates, loss_scale;
     std::vector<torch::Tensor> shadow, phema;  // phema: profile k's parameter i at k * params + i
     const auto rng_now = trainer.generator().get_state();
     const auto params = trainer.net()->parameters();
@@ -346,8 +349,10 @@ class Checkpointer {
         }
         loss_scale = t;
       } else if (name == "rng") {
-        if (!fits(t, rng_now)) throw Error("state.safetensors: rng does not fit this generator");
         rng = t;
+      } else if (name == "rng_device") {
+        if (t.dim() != 1 || t.scalar_type() != torch::kUInt8) throw Error("state.safetensors: rng_device must be uint8 text");
+        rng_device = t;
       } else if (ema_ && name == "ema_" + std::to_string(shadow.size()) && shadow.size() < params.size() &&
                  fits(t, params[shadow.size()])) {
         shadow.push_back(t);
@@ -363,15 +368,29 @@ class Checkpointer {
         (ema_ && !shadow.empty() && shadow.size() != params.size())) {
       throw Error("state.safetensors: incomplete (step, rng, EMA)");
     }
+    // A generator's state is the device's own (the CPU's Mersenne twister, CUDA's Philox seed and offset):
+    // one saved on another device cannot be set.  Such a checkpoint resumes with everything else exact and
+    // the random stream restarted from (seed, step); checkpoints before rng_device are told by the size.
+    const std::string here = device_type_text(trainer.generator().device());
+    const std::string saved = rng_device.defined() ? text_of(rng_device) : fits(rng, rng_now) ? here : "another device";
+    const bool moved = saved != here;
+    if (!moved && !fits(rng, rng_now)) throw Error("state.safetensors: rng does not fit this generator");
     if (phema_ && phema_->active() && step.template item<int64_t>() > 0 &&
         phema.size() != phema_->sigma_rels().size() * params.size()) {
       throw Error("state.safetensors: no post-hoc EMA profiles (this run's checkpoints were written without training.phema)");
     }
 
+    note_.clear();
     torch::NoGradGuard ng;  // everything fits: apply
     for (size_t i = 0; i < targets.size(); ++i) targets[i].second.copy_(model[i].second);
     trainer.optimizer().load_state_tensors(optim);
-    trainer.generator().set_state(rng);
+    if (moved) {
+      trainer.generator().set_current_seed(mix_seed(trainer.options().seed(), static_cast<uint64_t>(step.template item<int64_t>())));
+      note_ = "the checkpoint's random stream was saved on " + saved + " and cannot be set on " + here +
+              ": weights, optimiser state and EMA resume exactly, the random stream restarts from (seed, step)";
+    } else {
+      trainer.generator().set_state(rng);
+    }
     trainer.set_step(step.template item<int64_t>());
     if (loss_scale.defined()) {  // kept by an fp16 run; a run resumed in another precision ignores it
       auto& s = trainer.loss_scaler();
@@ -379,6 +398,9 @@ class Checkpointer {
       s.good_steps = static_cast<int64_t>(loss_scale[1].template item<double>());
       s.skipped = static_cast<int64_t>(loss_scale[2].template item<double>());
     }
+    // The averages live where the parameters do (a file's tensors are read onto the CPU).
+    for (size_t i = 0; i < shadow.size(); ++i) shadow[i] = shadow[i].to(params[i].device());
+    for (size_t i = 0; i < phema.size(); ++i) phema[i] = phema[i].to(params[i % params.size()].device());
     if (ema_) ema_->restore(std::move(shadow), updates.template item<int64_t>());
     if (phema_ && phema_->active()) phema_->restore(*trainer.net(), phema, trainer.step());
   }
@@ -386,6 +408,15 @@ class Checkpointer {
   static std::string phema_name(size_t k, size_t i) { return "phema_" + std::to_string(k) + "_" + std::to_string(i); }
 
   static bool fits(const torch::Tensor& have, const torch::Tensor& want);
+  /// "cpu", "cuda": the kind of device whose generator state a checkpoint holds (any CUDA device's fits another's).
+  static std::string device_type_text(torch::Device d) { return torch::Device(d.type()).str(); }
+  static torch::Tensor text_tensor(const std::string& s) {
+    return torch::from_blob(const_cast<char*>(s.data()), {static_cast<int64_t>(s.size())}, torch::kUInt8).clone();
+  }
+  static std::string text_of(const torch::Tensor& t) {
+    const auto c = t.contiguous();
+    return {reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), static_cast<size_t>(c.numel())};
+  }
 
   std::filesystem::path dir_;
   int64_t every_, keep_;
@@ -395,6 +426,7 @@ class Checkpointer {
   std::function<void(const std::string&)> log_;
   int64_t last_saved_ = -1;
   bool stopped_by_signal_ = false;
+  std::string note_;  // what the last load could not restore exactly, said with "resumed from"
 };
 
 #if GM_HEADER_DEFINITIONS

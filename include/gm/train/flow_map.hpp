@@ -11,6 +11,7 @@
 #include <gm/nn/jvp.hpp>
 #include <gm/prediction/tags.hpp>
 #include <gm/process/concepts.hpp>
+#include <gm/random.hpp>
 #include <gm/sampler/flow_map.hpp>
 
 #include <ATen/core/Generator.h>
@@ -95,7 +96,7 @@ struct MeanFlow : Velocity {
   torch::Tensor times(const torch::Tensor& t, const TimeDraw& more, const at::Generator& gen, int64_t) const {
     auto s = more().to(t.dtype());
     auto hi = torch::maximum(t, s), lo = torch::minimum(t, s);
-    auto apart = torch::rand(t.sizes(), gen, t.options()) < options.ratio();
+    auto apart = torch::rand(t.sizes(), gen, on_generator(gen, t.options())) < options.ratio();
     return time_pair(hi, torch::where(apart, lo, hi));
   }
 
@@ -136,7 +137,7 @@ struct Shortcut : Velocity {
   }
 
   torch::Tensor times(const torch::Tensor& t, const TimeDraw&, const at::Generator& gen, int64_t) const {
-    const auto o = t.options();
+    const auto o = on_generator(gen, t.options());
     auto k = torch::randint(1, options.levels() + 1, t.sizes(), gen, o);
     auto jump = 2 * torch::pow(2.0, -k);                                                 // 2d
     auto start = (jump * (1 + torch::floor(torch::rand(t.sizes(), gen, o) / jump))).clamp_max(1);  // {2d, 4d, .., 1}

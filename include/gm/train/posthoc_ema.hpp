@@ -205,9 +205,13 @@ GM_INLINE void PowerEMA::update(torch::nn::Module& m, int64_t step) {
     }
   }
   const double t = static_cast<double>(step);
+  std::vector<torch::Tensor> current;
+  for (const auto& q : params) current.push_back(q.value().detach());
   for (size_t k = 0; k < gammas_.size(); ++k) {
     const double beta = std::pow(1 - 1 / t, gammas_[k] + 1);
-    for (size_t i = 0; i < params.size(); ++i) profiles_[k][i].second.lerp_(params[i].value().detach(), 1 - beta);
+    std::vector<torch::Tensor> profile;
+    for (auto& [name, w] : profiles_[k]) profile.push_back(w);
+    torch::_foreach_lerp_(profile, current, 1 - beta);  // one multi-tensor kernel per profile on CUDA
   }
   step_ = step;
 }

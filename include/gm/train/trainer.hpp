@@ -5,9 +5,11 @@
 
 #include <gm/data/batch.hpp>
 #include <gm/error.hpp>
+#include <gm/nn/embedding.hpp>
 #include <gm/prediction/predict.hpp>
 #include <gm/prediction/weighting.hpp>
 #include <gm/runtime.hpp>
+#include <gm/process/check.hpp>
 #include <gm/process/interpolant.hpp>
 #include <gm/prediction/vdm_elbo.hpp>
 #include <gm/process/vdm.hpp>
@@ -24,6 +26,8 @@
 #include <gm/train/lr_schedule.hpp>
 #include <gm/train/precision.hpp>
 
+#include <ATen/Context.h>
+#include <torch/cuda.h>
 #include <torch/nn/module.h>
 #include <torch/types.h>
 #include <torch/utils.h>
@@ -134,6 +138,9 @@ struct SampleOptions {
   TORCH_ARG(EMAPointer, ema) = nullptr;          ///< sample from these averaged weights (swapped in, then back)
   TORCH_ARG(torch::Tensor, noise) = {};          ///< the prior draw x_1; undefined: drawn (per-sample seeds or the trainer's)
   TORCH_ARG(Conditioning, conditioning) = {};    ///< labels, guidance, image condition, per-sample seeds
+  /// Check x after every step and stop at the first that is not finite (`Trainer::first_non_finite` says
+  /// where); one device synchronisation a step, so for diagnosis, not for every draw.
+  TORCH_ARG(bool, check_steps) = false;
 };
 
 /// A network that takes an image condition: `forward(x, t, y, c)` with c [B, Cc, H, W] (gm's UNet with
@@ -177,6 +184,14 @@ struct TrainOptions {
   /// Probability that a training label is replaced by the null class, so one network learns the
   /// conditional and the unconditional model that classifier-free guidance combines (DiT uses 0.1).
   TORCH_ARG(double, label_dropout) = 0.0;
+  /// CUDA: float32 matrix products and convolutions on TF32 tensor cores (torch's
+  /// set_float32_matmul_precision("high") and cudnn.allow_tf32), 10-bit mantissas in the products with fp32
+  /// accumulation, as PyTorch's own training recipes set it.  Ignored on the CPU.
+  TORCH_ARG(bool, tf32) = true;
+  /// CUDA: cuDNN times its convolution algorithms at each new shape and keeps the fastest (cudnn.benchmark).
+  /// The chosen algorithm may differ between runs, so convolutional networks resume on CUDA to float
+  /// rounding rather than bit for bit; set false for bit-exact resumes.  Ignored on the CPU.
+  TORCH_ARG(bool, cudnn_benchmark) = true;
 };
 
 template <class Process, class Pred, class Net, class Sampler, class TimeS = UniformTime, class Weight = UniformWeight,
@@ -243,8 +258,14 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
       throw Error("gm: label_dropout must be in [0, 1]");
     }
     check_prediction_at_one<P>(process_);
+    (void)check_process(process_);  // a process no sampler survives is a one-line error (warnings: Training::run)
     if (options_.keep_freed_memory()) keep_freed_memory();
     configure_threads(static_cast<int>(options_.threads()), precision_, options_.device(), prefers_all_cores<Net>());
+    if (options_.device().is_cuda()) {  // process-wide settings of LibTorch, as torch.backends sets them
+      at::globalContext().setFloat32MatmulPrecision(options_.tf32() ? "high" : "highest");
+      at::globalContext().setAllowTF32CuDNN(options_.tf32());
+      at::globalContext().setBenchmarkCuDNN(options_.cudnn_benchmark());
+    }
     net_->to(options_.device());
     TORCH_CHECK(options_.optimizer() == "adam" || options_.optimizer() == "adamw",
                 "gm: optimizer must be adam or adamw, not '", options_.optimizer(), "'");
@@ -305,9 +326,9 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     }
     const auto opts = x0.options();
     auto t = time_sampler_.sample(x0.size(0), process_, generator_, opts);
-    auto eps = torch::randn(x0.sizes(), generator_, opts);
+    auto eps = torch::randn(x0.sizes(), generator_, on_generator(generator_, opts));
     torch::Tensor eps0;  // the reconstruction term's z_0 noise
-    if constexpr (ELBOObjective<W> || wants_extra_noise<P>()) eps0 = torch::randn(x0.sizes(), generator_, opts);
+    if constexpr (ELBOObjective<W> || wants_extra_noise<P>()) eps0 = torch::randn(x0.sizes(), generator_, on_generator(generator_, opts));
     // Pair each data row with a noise row by the coupling (OT-CFM: the minibatch's optimal transport).  Every
     // rank drew the global batch's data and noise, so the pairing covers the global batch, the same on all.
     if (z.defined()) {
@@ -327,7 +348,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     torch::Tensor labels = y;
     if constexpr (ConditionalNetwork<Net>) {
       if (labels.defined() && options_.label_dropout() > 0 && net_->null_class() >= 0) {
-        auto drop = torch::rand({x0.size(0)}, generator_, opts) < options_.label_dropout();
+        auto drop = torch::rand({x0.size(0)}, generator_, on_generator(generator_, opts)) < options_.label_dropout();
         labels = torch::where(drop.to(labels.device()), torch::full_like(labels, net_->null_class()), labels);
       }
     }
@@ -356,8 +377,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     torch::NoGradGuard ng;
     const auto opts = x0.options();
     auto t = time_sampler_.sample(x0.size(0), process_, gen, opts);
-    auto eps = torch::randn(x0.sizes(), gen, opts);
-    auto eps0 = torch::randn(x0.sizes(), gen, opts);
+    auto eps = torch::randn(x0.sizes(), gen, on_generator(gen, opts)).to(x0.device());
+    auto eps0 = torch::randn(x0.sizes(), gen, on_generator(gen, opts)).to(x0.device());
     return weighting_.objective(per_sample_loss(x0, t, eps, y, {}), x0, eps0, process_, false);
   }
 
@@ -376,6 +397,9 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     net_->train();
     torch::manual_seed((options_.seed() * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(step_) + 0x5151)) +
                        static_cast<uint64_t>(dp_.rank) * 0xD1B54A32D192ED03ull);
+    if constexpr (ConditionalNetwork<Net>) {  // once per batch, where it is free: labels still on the host
+      if (net_->null_class() >= 0) nn::check_labels(batch.y, net_->null_class());
+    }
     auto x0 = batch.x.to(options_.device());
     auto y = batch.y.defined() ? batch.y.to(options_.device()) : torch::Tensor();
     auto c = batch.c.defined() ? batch.c.to(options_.device()) : torch::Tensor();
@@ -466,9 +490,22 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     if (o.noise().defined()) x1 = o.noise().to(options_.device());
     else if (!cond.seeds.empty()) x1 = initial_noise({o.n(), data_dim()}, cond.seeds);
     else x1 = initial_noise(o.n());
-    auto out = integrate(sampler, field, x1, times, NoObserver{}, sampling_generator_, cond.seeds.empty() ? nullptr : &cond.seeds);
+    const auto* seeds = cond.seeds.empty() ? nullptr : &cond.seeds;
+    torch::Tensor out;
+    first_non_finite_ = {-1, 0.0};
+    if (o.check_steps()) {
+      auto watch = [&](const StepEvent& e) {
+        if (torch::isfinite(e.x).all().template item<bool>()) return false;
+        first_non_finite_ = {e.index + 1, e.t};
+        return true;
+      };
+      out = integrate(sampler, field, x1, times, watch, sampling_generator_, seeds);
+    } else {
+      out = integrate(sampler, field, x1, times, NoObserver{}, sampling_generator_, seeds);
+    }
     last_nfe_ = field.nfe();
     last_model_seconds_ = field.model_seconds();
+    if (out.is_cuda()) torch::cuda::synchronize(out.device().index());  // the time covers the queued work
     last_sample_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return out;
   }
@@ -480,6 +517,9 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     return shift_times(grid_nodes(o.grid(), steps_for_nfe(sampler, o.nfe()), o.t_end(), process_), o.shift());
   }
   int64_t last_nfe() const { return last_nfe_; }
+  /// After a `sample` with `check_steps`: the first step (1-based) whose state was not finite and the time
+  /// it reached, or step -1 when every step was finite.
+  std::pair<int64_t, double> first_non_finite() const { return first_non_finite_; }
   /// Wall time of the last `sample`, and the part of it spent inside the network (the rest is the
   /// sampler's own work: its arithmetic, the prior draw, the EMA swap).
   double last_sample_seconds() const { return last_sample_seconds_; }
@@ -555,7 +595,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   /// Draws of the prior of the given shape ([n, ...] as one data batch).
   torch::Tensor initial_noise(at::IntArrayRef shape) {
     auto opts = torch::TensorOptions().device(options_.device());
-    return sigma_one() * torch::randn(shape, sampling_generator_, opts);
+    return sigma_one() * torch::randn(shape, sampling_generator_, on_generator(sampling_generator_, opts));
   }
   /// Draws of the prior with row i from `seeds[i]` alone (`gm::sample_seeds`); shape[0] = seeds.size().
   torch::Tensor initial_noise(at::IntArrayRef shape, const std::vector<uint64_t>& seeds) {
@@ -668,6 +708,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   int64_t step_ = 0;
   int64_t skipped_ = 0;
   int64_t last_nfe_ = 0;
+  std::pair<int64_t, double> first_non_finite_{-1, 0.0};
   double last_sample_seconds_ = 0, last_model_seconds_ = 0;
 };
 
