@@ -17,7 +17,7 @@
 
 #include <unistd.h>
 
-TEST_CASE("visit_by_name maps a name to its type and rejects unknown names with the valid ones") {
+TEST_CASE("visit_by_name maps a name to its type and rejects unknown names with the nearest and the valid ones") {
   using Schedules = gm::type_list<gm::Linear, gm::VP, gm::VE>;
   std::string seen;
   gm::visit_by_name<Schedules>("vp", [&]<class S>() { seen = std::string(gm::Interpolant<S>::name); });
@@ -30,8 +30,11 @@ TEST_CASE("visit_by_name maps a name to its type and rejects unknown names with 
     gm::visit_by_name<Schedules>("vpp", []<class>() {}, "schedule");
     FAIL("expected gm::Error");
   } catch (const gm::Error& e) {
-    CHECK(std::string(e.what()) == "gm: unknown schedule 'vpp' (expected one of: linear, vp, ve)");
+    CHECK(std::string(e.what()) == "gm: unknown schedule 'vpp'; did you mean 'vp'? (expected one of: linear, vp, ve)");
   }
+  // Nothing near: no suggestion.
+  CHECK_THROWS_WITH_AS(gm::visit_by_name<Schedules>("cosine", []<class>() {}, "schedule"),
+                       "gm: unknown schedule 'cosine' (expected one of: linear, vp, ve)", gm::Error);
 }
 
 TEST_CASE("write_png writes a valid PNG that keeps every pixel") {

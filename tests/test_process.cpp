@@ -2,7 +2,9 @@
 #include "helpers.hpp"
 
 #include <gm/data/gaussian_mixture.hpp>
+#include <gm/process/check.hpp>
 #include <gm/sampler.hpp>
+#include <gm/trainer.hpp>
 
 #include <cmath>
 
@@ -297,4 +299,63 @@ TEST_CASE("ZeroTerminalSNR: alpha(1) = 0 and alpha(0) kept, variance preserving,
   const auto c = gm::detail::coefs(z, 1e-3);
   CHECK(x.mean().item<double>() == doctest::Approx(c.alpha).epsilon(0.03));
   CHECK(x.var().item<double>() == doctest::Approx(c.alpha * c.alpha * 0.25 + c.sigma * c.sigma).epsilon(0.06));
+}
+
+namespace {
+// Near-degenerate schedules a user might write (issue 35): the checks at start must name what fails, where.
+struct TinyAlphaOne {  // alpha(1) = 3e-5: fine for a velocity, ruinous for a noise prediction
+  static constexpr std::string_view name = "tiny_alpha_one";
+  torch::Tensor alpha(const torch::Tensor& t) const { return 1 - (1 - 3e-5) * t; }
+  torch::Tensor sigma(const torch::Tensor& t) const { return t; }
+};
+struct Clamped {  // a clamp past t = 0.9: alpha' = sigma' = 0 there, and the log-SNR stops falling
+  static constexpr std::string_view name = "clamped";
+  torch::Tensor alpha(const torch::Tensor& t) const { return 1 - t.clamp_max(0.9); }
+  torch::Tensor sigma(const torch::Tensor& t) const { return t.clamp_max(0.9); }
+  torch::Tensor d_alpha(const torch::Tensor& t) const { return -(t < 0.9).to(t.dtype()); }
+  torch::Tensor d_sigma(const torch::Tensor& t) const { return (t < 0.9).to(t.dtype()); }
+};
+struct Rising {  // sigma falls after t = 0.5: the log-SNR rises
+  static constexpr std::string_view name = "rising";
+  torch::Tensor alpha(const torch::Tensor& t) const { return 1 - 0.5 * t; }
+  torch::Tensor sigma(const torch::Tensor& t) const { return 0.5 - (t - 0.5).abs() + 0.01; }
+};
+struct NaNDerivative {
+  static constexpr std::string_view name = "nan_derivative";
+  torch::Tensor alpha(const torch::Tensor& t) const { return 1 - t; }
+  torch::Tensor sigma(const torch::Tensor& t) const { return t; }
+  torch::Tensor d_alpha(const torch::Tensor& t) const { return torch::where(t > 0.7, torch::full_like(t, NAN), -torch::ones_like(t)); }
+  torch::Tensor d_sigma(const torch::Tensor& t) const { return torch::ones_like(t); }
+};
+}  // namespace
+
+TEST_CASE_TEMPLATE("gm's own processes pass the checks at start without a warning", S, GM_ALL_SCHEDULES) {
+  gm::Interpolant<S> ip;
+  CHECK(gm::check_process(ip).empty());
+}
+
+TEST_CASE("the checks at start name what fails in a near-degenerate schedule, and where") {
+  auto error_of = [](const auto& ip) {
+    try {
+      (void)gm::check_process(ip);
+    } catch (const gm::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  const auto clamped = error_of(gm::Interpolant<Clamped>{});
+  CHECK(clamped.find("log-SNR log(alpha / sigma) stops falling between t = 0.9") != std::string::npos);
+  CHECK(clamped.find("alpha' = sigma' = 0 there") != std::string::npos);
+  CHECK(error_of(gm::Interpolant<Rising>{}).find("log-SNR log(alpha / sigma) rises between t = 0.5") != std::string::npos);
+  CHECK(error_of(gm::Interpolant<NaNDerivative>{}).find("alpha' is not finite at t = 0.7") != std::string::npos);
+  gm::Interpolant<TinyAlphaOne> tiny;
+  CHECK(gm::check_process(tiny, /*noise_prediction=*/false).empty());
+  const auto w = gm::check_process(tiny, /*noise_prediction=*/true);
+  REQUIRE(w.size() == 1);
+  CHECK(w[0].find("alpha(1) = 3e-05") != std::string::npos);
+  CHECK(w[0].find("sigma(1) / alpha(1) = 3.33e+04") != std::string::npos);
+  // A trainer on a degenerate process stops at construction, with the same line.
+  using Bad = gm::Trainer<gm::Interpolant<Clamped>, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler>;
+  CHECK_THROWS_WITH_AS(Bad(gm::MLP(gm::MLPOptions().hidden(8).layers(1)), gm::TrainOptions()),
+                       doctest::Contains("stops falling"), gm::Error);
 }

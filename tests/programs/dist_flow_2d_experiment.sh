@@ -46,16 +46,21 @@ expect_rc 0
 expect_match "$out" "resuming at step $last"
 ok "SIGUSR1 on one rank: both stop at step $last, exit code 75, and the run resumes"
 "$python" - "$d" <<'PY'
-import csv, sys
+import csv, re, sys
 d = sys.argv[1]
 def loss(run): return [r["loss"] for r in csv.DictReader(open(f"{d}/{run}/history.csv"))]
 one, two, two1, resumed, to_one = loss("one"), loss("two"), loss("two/.rank1"), loss("resumed"), loss("to_one")
 assert len(one) == len(two) == len(resumed) == len(to_one) == 60, (len(one), len(two), len(resumed), len(to_one))
 assert two == two1, "the ranks logged different losses"
 rel = lambda a, b: max(abs(float(x) - float(y)) / abs(float(y)) for x, y in zip(a, b))
-assert rel(two, one) < 1e-5, rel(two, one)
+# The tolerance follows the precision the run resolved (training.precision = auto: bf16 where the CPU has
+# AVX-512 BF16 or AMX, or GM_AUTO_PRECISION=bf16): 2 ranks sum the gradients in another order, and bf16
+# products round to 8 bits, so a reordering moves the loss by ~1e-4 relative there against ~1e-7 in fp32.
+precision = re.search(r", (fp32|bf16|fp16), \d+ thread", open(f"{d}/one/log.txt").read()).group(1)
+tol = {"fp32": 1e-5, "bf16": 2e-3}[precision]
+assert rel(two, one) < tol, (precision, rel(two, one))
 assert resumed == two, "a 2-rank resume differs from the uninterrupted 2-rank run"
-assert to_one[:30] == two[:30] and rel(to_one, two) < 1e-5, rel(to_one, two)
-print("ok: 2 ranks vs 1 process: %.2g relative; 2-rank resume bit-identical; 2 -> 1 rank resume %.2g"
-      % (rel(two, one), rel(to_one, two)))
+assert to_one[:30] == two[:30] and rel(to_one, two) < tol, (precision, rel(to_one, two))
+print("ok (%s): 2 ranks vs 1 process: %.2g relative; 2-rank resume bit-identical; 2 -> 1 rank resume %.2g"
+      % (precision, rel(two, one), rel(to_one, two)))
 PY

@@ -18,5 +18,16 @@ done
 w=$(fresh auto)
 capture "$flow_2d" --config "$small" --training.precision=auto --workdir "$w"
 expect_rc 0
-expect_match "$out" "precision auto: (bf16|fp32), for a CPU (with|without) "
-ok "bf16 trains, auto says what it chose and why, fp16 on the CPU and fp64 refused"
+expect_match "$out" "precision auto: (bf16|fp32), for (a CPU (with|without) |GM_AUTO_PRECISION=(bf16|fp32) in the environment)"
+# GM_AUTO_PRECISION makes auto resolve to bf16 on any CPU (the suite's way to run where auto is bf16).
+w=$(fresh auto_forced)
+capture env GM_AUTO_PRECISION=bf16 "$flow_2d" --config "$small" --training.precision=auto --workdir "$w"
+expect_rc 0
+expect_match "$out" "precision auto: bf16, for GM_AUTO_PRECISION=bf16 in the environment"
+expect_match "$out" "30 steps on cpu, bf16, [0-9]+ thread"
+w=$(fresh auto_bad)
+capture env GM_AUTO_PRECISION=fp64 "$flow_2d" --config "$small" --training.precision=auto --workdir "$w"
+expect_rc 2
+expect_one_line
+expect_match "$out" "GM_AUTO_PRECISION must be bf16 or fp32"
+ok "bf16 trains, auto says what it chose and why (GM_AUTO_PRECISION forces it), fp16 on the CPU and fp64 refused"

@@ -23,7 +23,7 @@ namespace exit_code {
 inline constexpr int ok = 0;         ///< finished
 inline constexpr int failure = 1;    ///< an error inside the run (LibTorch, the file system)
 inline constexpr int bad_input = 2;  ///< a bad flag, key, value, file, path or device; nothing was written
-inline constexpr int non_finite = 3; ///< training went non-finite; failure.json says where, checkpoints are intact
+inline constexpr int non_finite = 3; ///< training or sampling went non-finite (the line says where); checkpoints are intact
 inline constexpr int io_error = 4;   ///< a write failed (a full disk); earlier outputs and checkpoints are intact
 /// Stopped early by SIGTERM, SIGINT or SIGUSR1 (on any rank) with a checkpoint saved: run the same command
 /// again to continue.  A launcher reads it as "requeue me" (scripts/slurm/train.sbatch does); 75 is

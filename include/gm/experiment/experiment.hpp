@@ -118,6 +118,13 @@ class Experiment {
     if (group.distributed() && sample_only()) {
       throw Error("gm: --mode=" + mode + " runs in one process; start it without a launcher");
     }
+    if constexpr (requires { data.pixel_shape(); }) {
+      // data.resolution and data.channels shape folders of images; for a fixed data set the saved config
+      // records the shape the data has (Fashion-MNIST: 28 and 1), not the keys' defaults.
+      const auto px = data.pixel_shape();
+      if (cfg_.has("data.resolution") && cfg_.source("data.resolution") == "default") cfg_.set_default("data.resolution", px[1]);
+      if (cfg_.has("data.channels") && cfg_.source("data.channels") == "default") cfg_.set_default("data.channels", px[0]);
+    }
     const std::filesystem::path workdir = cfg_.get<std::string>("workdir");
     std::optional<RunDir> run_dir;
     auto open_run = [&](const std::filesystem::path& dir) {

@@ -18,9 +18,11 @@
 #include <torch/types.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -42,6 +44,39 @@ using ExperimentSamplers = type_list<HeunSampler, EulerSampler, MidpointSampler,
 /// gm::Consistency): its own flow_map and consistency samplers, and ODE samplers that read the model at r = t.
 using FewStepSamplers = type_list<FlowMapSampler, ConsistencySampler, HeunSampler, EulerSampler, MidpointSampler,
                                   RK4Sampler, DPMSolverPP2M>;
+
+/// gm's name for a sampler named as another tool names it, or the name itself: k-diffusion's functions
+/// (`dpmpp_2m`, `sample_dpmpp_2m`), the web UIs' labels (`DPM++ 2M`, `Euler a`) and diffusers' scheduler classes
+/// (`DPMSolverMultistepScheduler`), in any case.  `sampling.sampler` takes any of them.
+std::string sampler_alias(const std::string& name);
+#if GM_HEADER_DEFINITIONS
+GM_INLINE std::string sampler_alias(const std::string& name) {
+  std::string n;
+  for (size_t i = 0; i < name.size(); ++i) {  // lower case; "++" as "pp"; spaces and hyphens as "_"
+    const char c = name[i];
+    if (c == '+' && i + 1 < name.size() && name[i + 1] == '+') n += "pp", ++i;
+    else if (c == ' ' || c == '-') n += '_';
+    else n += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  if (n.rfind("sample_", 0) == 0) n = n.substr(7);
+  static const std::pair<const char*, const char*> aliases[] = {
+      // k-diffusion and the web UIs
+      {"dpmpp_2m", "dpmpp2m"}, {"dpmpp_3m", "dpmpp3m"}, {"euler_a", "euler_ancestral"}, {"dpm2", "dpm_2"},
+      {"dpm2_a", "dpm_2_ancestral"}, {"dpm_2_a", "dpm_2_ancestral"}, {"dpmpp_2s_a", "dpmpp_2s_ancestral"},
+      {"unipc_2", "unipc"}, {"unipc_3", "unipc3"},
+      // diffusers' schedulers
+      {"eulerdiscretescheduler", "euler"}, {"flowmatcheulerdiscretescheduler", "euler"}, {"edmeulerscheduler", "euler"},
+      {"heundiscretescheduler", "heun"}, {"flowmatchheundiscretescheduler", "heun"},
+      {"eulerancestraldiscretescheduler", "euler_ancestral"}, {"dpmsolvermultistepscheduler", "dpmpp2m"},
+      {"edmdpmsolvermultistepscheduler", "dpmpp2m"}, {"dpmsolversdescheduler", "dpmpp_sde"}, {"ddimscheduler", "ddim"},
+      {"ddpmscheduler", "ddpm"}, {"unipcmultistepscheduler", "unipc"}, {"lmsdiscretescheduler", "lms"},
+      {"kdpm2discretescheduler", "dpm_2"}, {"kdpm2ancestraldiscretescheduler", "dpm_2_ancestral"}};
+  for (const auto& [from, to] : aliases) {
+    if (n == from) return to;
+  }
+  return n;
+}
+#endif
 
 /// Declare the keys of class-conditional experiments: `training.label_dropout`, `sampling.guidance` (the
 /// classifier-free guidance scale w) and `sampling.class` ("rows": one grid row per class; "none": the
@@ -150,10 +185,27 @@ class Sampling {
     visit<Samplers>([&]<class Smp>() { (void)trainer.sample_times(options(1), Smp{}); });
   }
 
-  /// n samples with `Smp` from `noise` on the configured grid.
+  /// n samples with `Smp` from `noise` on the configured grid.  Samples that are not all finite are a
+  /// `gm::NonFiniteError` (exit code 3) naming the sampler, the first step whose state was not finite and its
+  /// time: the same draw is repeated, checked step by step (the sampling generator's state is restored first),
+  /// so a finite draw pays one check and nothing is written or scored from NaN.
   template <class Smp, class T>
   torch::Tensor draw(T& trainer, int64_t n, EMA& ema, const torch::Tensor& noise, const Conditioning& c) const {
-    return trainer.template sample<Smp>(options(n).ema(&ema).noise(noise).conditioning(c), sampler<Smp>());
+    const auto o = options(n).ema(&ema).noise(noise).conditioning(c);
+    const auto state = trainer.sampling_generator().get_state();
+    auto x = trainer.template sample<Smp>(o, sampler<Smp>());
+    if (torch::isfinite(x).all().template item<bool>()) return x;
+    trainer.sampling_generator().set_state(state);
+    (void)trainer.template sample<Smp>(SampleOptions(o).check_steps(true), sampler<Smp>());
+    const auto [step, t] = trainer.first_non_finite();
+    const auto steps = static_cast<int64_t>(trainer.sample_times(o, sampler<Smp>()).size()) - 1;
+    char where[160];
+    if (step > 0) std::snprintf(where, sizeof where, "first at step %lld of %lld (t = %.6g)", static_cast<long long>(step),
+                                static_cast<long long>(steps), t);
+    else std::snprintf(where, sizeof where, "after its %lld steps", static_cast<long long>(steps));
+    throw NonFiniteError("gm: sampler " + std::string(Smp::name) + " gave samples that are not finite, " + where +
+                             "; nothing written (check the schedule near that time, sampling.grid and sampling.t_end)",
+                         trainer.step(), std::nan(""), std::nan(""));
   }
   /// `Smp` with the options its keys set: `sampling.eta` for k-diffusion's ancestral and SDE samplers,
   /// `sampling.churn` for edm_stochastic, `sampling.sde_*` for sit_sde; others as they come.
@@ -268,7 +320,7 @@ class Sampling {
 
 #if GM_HEADER_DEFINITIONS
 GM_INLINE Sampling::Sampling(const Config& cfg)
-    : cfg_(cfg), sampler_(cfg.get<std::string>("sampling.sampler")), nfe_(cfg.get<int64_t>("sampling.nfe")),
+    : cfg_(cfg), sampler_(sampler_alias(cfg.get<std::string>("sampling.sampler"))), nfe_(cfg.get<int64_t>("sampling.nfe")),
       grid_(cfg.get<std::string>("sampling.grid")), t_end_(cfg.get<double>("sampling.t_end")),
       shift_(cfg.get<double>("sampling.shift")) {}
 

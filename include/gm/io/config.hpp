@@ -4,6 +4,7 @@
 
 #include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
+#include <gm/type_list.hpp>
 #include <gm/io/file.hpp>
 #include <gm/io/toml.hpp>
 
@@ -210,7 +211,10 @@ GM_INLINE auto Config::parse(int argc, char** argv) -> std::optional<int> {
   std::map<std::string, std::string> raw;
   for (const auto& name : order_) {
     auto& e = entries_.at(name);
-    app.add_option("--" + name, raw[name], e.help + " (default: " + to_string(e.value) + ")");
+    // The value is read as text and checked by the key's own type; --help shows that type, not CLI11's TEXT.
+    static const char* const type_names[] = {"BOOL", "INT", "FLOAT", "TEXT"};
+    app.add_option("--" + name, raw[name], e.help + " (default: " + to_string(e.value) + ")")
+        ->type_name(type_names[e.value.index()]);
   }
   if (auto code = io::parse_args(app, argc, argv)) return code;
   try {
@@ -233,27 +237,7 @@ GM_INLINE void Config::load_file(const std::filesystem::path& given) {
 }
 
 GM_INLINE auto Config::nearest_key(const std::string& name) const -> std::string {
-  auto distance = [](const std::string& a, const std::string& b) {  // Levenshtein
-    std::vector<size_t> row(b.size() + 1);
-    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-    for (size_t i = 1; i <= a.size(); ++i) {
-      size_t diag = row[0];
-      row[0] = i;
-      for (size_t j = 1; j <= b.size(); ++j) {
-        const size_t up = row[j];
-        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-        diag = up;
-      }
-    }
-    return row[b.size()];
-  };
-  std::string best;
-  size_t best_d = std::max<size_t>(1, name.size() / 3) + 1;
-  for (const auto& key : order_) {
-    const size_t d = distance(name, key);
-    if (d < best_d) best = key, best_d = d;
-  }
-  return best;
+  return nearest_name(name, order_);
 }
 
 GM_INLINE auto Config::rebase(const std::filesystem::path& file) -> std::vector<std::string> {

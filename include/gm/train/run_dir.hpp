@@ -211,6 +211,7 @@ class History {
     losses_.push_back(s.loss);
     ms_sum_ += s.ms;
     window_ += s.loss;
+    window_ms_.push_back(s.ms);
     ++count_;
     const bool periodic = s.step % every_ == 0 || s.step == total_;
     const auto now = std::chrono::steady_clock::now();
@@ -224,8 +225,10 @@ class History {
     if (periodic) {
       if (tty_) std::printf("\r\033[K");
       dir_.log(buf);
+      if (const auto w = spread_warning(); !w.empty()) dir_.log(w);
       window_ = 0;
       count_ = 0;
+      window_ms_.clear();
     } else {
       std::printf("\r%s\033[K", buf);  // redraw in place; the terminal only
       std::fflush(stdout);
@@ -249,6 +252,11 @@ class History {
  private:
   static constexpr const char* header = "step,loss,lr,grad_norm,ms_per_step\n";
 
+  /// Once per run: a line when a window's step times vary widely (the 90th percentile over 3x the median and
+  /// 5 ms above it; not the first window, nor one of under 20 steps), as when other processes take the
+  /// cores from torch's threads; else "".
+  std::string spread_warning();
+
   /// Read history.csv up to `step`, cut what lies beyond (rows after the checkpoint, a torn last line),
   /// and open it for appending.
   void load(int64_t step);
@@ -262,6 +270,9 @@ class History {
   double ms_sum_ = 0, before_ms_ = 0, window_ = 0;
   int64_t count_ = 0;
   size_t loaded_ = 0;  // rows read back from an earlier process
+  std::vector<double> window_ms_;  // this window's step times
+  bool warned_spread_ = false;
+  int64_t windows_ = 0;  // windows of at least 20 steps seen
 };
 
 #if GM_HEADER_DEFINITIONS
@@ -291,6 +302,21 @@ GM_INLINE void History::plot() const {
   o.log_y = lo > 0 && hi / lo > 30;
   o.y_range = std::pair{lo, hi};
   io::write_file_atomic(dir_.path() / "loss.png", io::encode_png(io::line_plot({raw, smooth}, o)));
+}
+
+GM_INLINE auto History::spread_warning() -> std::string {
+  // Not the first window (its first steps allocate and warm up), nor windows of a few steps.
+  if (warned_spread_ || window_ms_.size() < 20 || ++windows_ == 1) return "";
+  auto ms = window_ms_;
+  std::sort(ms.begin(), ms.end());
+  const double median = ms[ms.size() / 2], p90 = ms[ms.size() * 9 / 10];
+  if (!(p90 > 3 * median && p90 - median > 5)) return "";
+  warned_spread_ = true;
+  char buf[400];
+  std::snprintf(buf, sizeof buf, "warning: step times vary widely (median %.1f ms, 90th percentile %.1f ms over the last "
+                "%zu steps): other processes are taking the cores; try --training.threads=1, and OMP_WAIT_POLICY=PASSIVE "
+                "in the environment (scripts/run.sh sets it)", median, p90, ms.size());
+  return buf;
 }
 
 GM_INLINE void History::load(int64_t step) {
