@@ -15,6 +15,11 @@ expect_rc 0
 expect_match "$out" "resuming at step 3"
 cmp "$a/weights.safetensors" "$b/weights.safetensors" || fail "resumed weights differ from the uninterrupted run"
 ok "resumed weights equal the uninterrupted run's"
+# The saved config records the data's real shape (data.resolution and data.channels shape image folders;
+# for Fashion-MNIST they are 28 and 1, not the keys' defaults 32 and 3).
+grep -qE '^resolution = 28$' "$a/config.toml" && grep -qE '^channels = 1$' "$a/config.toml" ||
+  fail "config.toml does not record 28x28x1: $(grep -E '^(resolution|channels) =' "$a/config.toml")"
+ok "config.toml records the data's shape, 28 x 28 x 1"
 "$python" - "$a" <<'PY'
 import sys, numpy as np
 a = sys.argv[1]
