@@ -88,6 +88,8 @@ if(GM_BUILD_TESTS)
   target_compile_options(gm_cpu_only INTERFACE ${TORCH_CXX_FLAGS})
   target_link_libraries(gm_cpu_only INTERFACE torch_cpu_library c10 Eigen3::Eigen tomlplusplus::tomlplusplus ZLIB::ZLIB
                                               stb::stb doctest::doctest)
+  # libstdc++ ahead of torch 2.11's libtorch_cpu.so, which exports std::filesystem functions (cmake/gmTorch.cmake).
+  target_link_options(gm_cpu_only INTERFACE "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
   _gm_pch(gm_pch_tests gm_pch_tests.hpp gm_cpu_only -O0)
 endif()
 

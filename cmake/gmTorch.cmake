@@ -5,6 +5,7 @@
 # installed package).
 #
 # - GM_WITH_CUDA=1 when LibTorch has CUDA: gm compiles its NCCL process group (gm/dist/group.hpp).
+# - libstdc++ first among a program's libraries (see the end: torch 2.11's libtorch.so exports std::filesystem).
 # - LibTorch from PyPI's torch wheel: libtorch_cuda.so finds its CUDA libraries (cuDNN, NCCL, cuBLAS...) in the
 #   nvidia-* wheels beside it through its RPATH ($ORIGIN/../../nvidia/*/lib).  The dynamic loader follows
 #   that, but the link editor resolves libtorch_cuda.so's own dependencies through the system's library
@@ -32,5 +33,13 @@ function(gm_torch_settings target)
       get_filename_component(_dir "${_dir}" REALPATH)
       _gm_add(INTERFACE_LINK_OPTIONS "LINKER:-rpath-link,${_dir}")
     endforeach()
+  endif()
+  # torch 2.11's libtorch.so (the wheel's, cu130) exports 64 std::filesystem functions of its own, and a
+  # program that needs libtorch.so before libstdc++.so binds its own std::filesystem calls to them: the
+  # first std::filesystem::remove_all (a checkpoint's prune) jumps to address 0 (seen in
+  # scripts/gpu_check.sh --rehearse).  libstdc++ named first, ahead of the objects, comes first in the
+  # loader's search.  (2.14's libtorch.so exports none; the option costs nothing there.)
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" OR CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    _gm_add(INTERFACE_LINK_OPTIONS "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
   endif()
 endfunction()

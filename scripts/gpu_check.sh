@@ -29,6 +29,7 @@ root=$PWD
 stage() {
   local d=.gpu_deps lib=/usr/lib/x86_64-linux-gnu
   for f in /usr/include/eigen3 /usr/include/toml++ /usr/include/CLI /usr/include/doctest/doctest.h \
+           /usr/lib/cmake/doctest/doctest.cmake \
            /usr/include/stb/stb_image.h /usr/include/gloo /usr/include/zlib.h "$lib/libstb.so.0" "$lib/libz.so.1" \
            "$lib/libtomlplusplus.so.3"; do
     [ -e "$f" ] || { echo "gpu_check --stage: $f is missing; run scripts/setup.sh --deps first" >&2; exit 2; }
@@ -57,6 +58,9 @@ EOF
   }
   header_package Eigen3 Eigen3::Eigen /eigen3
   header_package doctest doctest::doctest ""
+  # doctest_discover_tests (tests/CMakeLists.txt's include(doctest)): doctest's own CMake scripts.
+  cp /usr/lib/cmake/doctest/doctest.cmake /usr/lib/cmake/doctest/doctestAddTests.cmake "$d/lib/cmake/doctest/"
+  echo 'list(APPEND CMAKE_MODULE_PATH "${CMAKE_CURRENT_LIST_DIR}")' >> "$d/lib/cmake/doctest/doctestConfig.cmake"
   cat > "$d/lib/cmake/Eigen3/Eigen3ConfigVersion.cmake" <<EOF
 set(PACKAGE_VERSION "$eigen_version")
 if(PACKAGE_FIND_VERSION VERSION_GREATER PACKAGE_VERSION)
@@ -160,9 +164,9 @@ if [ -z "$python" ]; then
   done
 fi
 [ -n "$python" ] || { say "no Python with torch found (set GM_PYTHON)"; exit 2; }
-tinfo=$(timeout 60 "$python" -c 'import torch; print(torch.__version__, "| CUDA", torch.version.cuda, "| GPUs", torch.cuda.device_count(), "|", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU visible")')
-prefix=$("$python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
-gpus=$("$python" -c 'import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)')
+tinfo=$(timeout 60 "$python" -W ignore -c 'import torch; print(torch.__version__, "| CUDA", torch.version.cuda, "| GPUs", torch.cuda.device_count(), "|", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU visible")')
+prefix=$("$python" -W ignore -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
+gpus=$("$python" -W ignore -c 'import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)')
 say "torch $tinfo ($python)"
 say "$(command -v nvcc > /dev/null && nvcc --version | tail -2 | head -1 || echo 'no nvcc')"
 say "$(cmake --version | head -1); ninja $(ninja --version 2>/dev/null || echo missing); $(g++ --version | head -1); $(nproc) cores"
