@@ -6,10 +6,7 @@
 # arguments go after it), in runs/flow_2d.  Run again, it continues the newest run there that was
 # interrupted (Ctrl-C, a kill: no weights.safetensors yet) instead of starting another; once runs/flow_2d
 # holds a finished run, a new one goes to runs/flow_2d-<date>.  GM_RUNS names another folder than runs/.
-#
-# OMP_WAIT_POLICY=PASSIVE unless set: torch's OpenMP threads sleep instead of spinning while they wait, which
-# costs nothing on a quiet machine and keeps a busy one from losing whole time slices to spinning threads
-# (README: "A busy machine").
+
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dry=0
@@ -45,5 +42,4 @@ if [ "$dry" = 1 ]; then
   exit 0
 fi
 scripts/setup.sh "$example"
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 exec "$build/$dir/$example" "$@"

@@ -8,6 +8,7 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -276,11 +277,27 @@ TEST_CASE("bf16 precision: products in bfloat16 under Autocast, activations and 
   CHECK((gm::parse_precision("bf16") == gm::Precision::bf16));
   CHECK_THROWS_WITH_AS(gm::parse_precision("fp64"), "gm: precision must be auto, fp32, bf16 or fp16, not 'fp64'", gm::Error);
   CHECK(gm::test::contains(gm::test::error_of([] { gm::parse_precision("fp16", torch::kCPU); }), "fp16 needs a CUDA device"));
-  // auto: bf16 exactly where this CPU has bf16 instructions, and a reason that says which.
+  // auto: bf16 exactly where this CPU has bf16 instructions, and a reason that says which; GM_AUTO_PRECISION
+  // makes it bf16 or fp32 anywhere (the suite's way to test both), and another value is an error.  (ctest runs
+  // each test case in a process of its own: the environment is restored for the reader's sake.)
+  const char* given = std::getenv("GM_AUTO_PRECISION");
+  const std::string saved = given ? given : "";
+  ::unsetenv("GM_AUTO_PRECISION");
   const auto choice = gm::auto_precision(torch::kCPU);
   CHECK((choice.precision == (gm::cpu_has_bf16() ? gm::Precision::bf16 : gm::Precision::fp32)));
   CHECK(gm::test::contains(choice.reason, gm::cpu_has_bf16() ? "a CPU with" : "a CPU without"));
   CHECK((gm::parse_precision("auto", torch::kCPU) == choice.precision));
+  for (const char* forced : {"bf16", "fp32"}) {
+    ::setenv("GM_AUTO_PRECISION", forced, 1);
+    const auto f = gm::auto_precision(torch::kCPU);
+    CHECK(std::string(gm::precision_name(f.precision)) == forced);
+    CHECK(f.reason == "GM_AUTO_PRECISION=" + std::string(forced) + " in the environment");
+  }
+  ::setenv("GM_AUTO_PRECISION", "fp64", 1);
+  CHECK_THROWS_WITH_AS(gm::auto_precision(torch::kCPU), "gm: GM_AUTO_PRECISION must be bf16 or fp32 (or unset), not 'fp64'",
+                       gm::Error);
+  if (given) ::setenv("GM_AUTO_PRECISION", saved.c_str(), 1);
+  else ::unsetenv("GM_AUTO_PRECISION");
 }
 
 TEST_CASE("LossScaler: halves on an overflow and skips the step, doubles after growth_interval finite steps") {

@@ -7,8 +7,12 @@
 #include <cpuid.h>
 #endif
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 namespace gm {
 
@@ -75,6 +79,30 @@ inline bool cpu_has_bf16() {
 #else
   return true;  // other architectures: not known to gm; no warning
 #endif
+}
+
+/// How many cores other work keeps busy now: the busy share of every core's time over `seconds`, from
+/// /proc/stat, times the cores (the calling process should be idle meanwhile); -1 where there is none to read.
+/// The load average would not do: it trails by a minute, and counts the build that just finished.
+inline double busy_cores(double seconds = 0.25) {
+  auto read = [](double& busy, double& total) {
+    FILE* f = std::fopen("/proc/stat", "r");
+    if (!f) return false;
+    unsigned long long v[8] = {};
+    const int n = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                              &v[6], &v[7]);
+    std::fclose(f);
+    if (n < 5) return false;
+    total = 0;
+    for (auto x : v) total += static_cast<double>(x);
+    busy = total - static_cast<double>(v[3]) - static_cast<double>(v[4]);  // less idle and iowait
+    return true;
+  };
+  double b0 = 0, t0 = 0, b1 = 0, t1 = 0;
+  if (!read(b0, t0)) return -1;
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  if (!read(b1, t1) || t1 <= t0) return -1;
+  return (b1 - b0) / (t1 - t0) * static_cast<double>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 /// "AVX-512 BF16", "AMX-BF16", "AVX-512 BF16 and AMX-BF16" or "no bf16 instructions", for logs.

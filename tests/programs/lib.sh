@@ -16,9 +16,10 @@ meanflow_2d="$GM_BUILD/examples/meanflow_2d"
 ot_flow_2d="$GM_BUILD/examples/ot_flow_2d"
 fashion_mnist_meanflow="$GM_BUILD/examples/fashion_mnist_meanflow"
 fmnist_root=/usr/share/datasets/fashion-mnist
-# A small, fast fashion_mnist: 512 images, a 16-channel UNet without attention, fp32.
+# A small, fast fashion_mnist: 512 images, a 16-channel UNet without attention, fp32, 2 threads (pinned: auto
+# takes fewer on a busy machine, and fp32 runs compared bit for bit must run on the same count).
 fmnist_tiny=(--data.limit=512 --model.channels=16 --model.channel_mult=1,2 --model.attention=none --training.precision=fp32
-             --training.batch_size=16 --sampling.n=20)
+             --training.batch_size=16 --sampling.n=20 --training.threads=2)
 small="$GM_SOURCE/tests/data/flow_2d_small.toml"
 # The Python with torch, numpy and the peers (scripts/setup.sh's environment), and its torchrun.
 python=${GM_PYTHON:-$GM_SOURCE/.venv/bin/python}

@@ -253,6 +253,9 @@ GM_INLINE auto Experiment::main(int argc, char** argv, const std::function<void(
       if (!sample_only()) notes_.insert(notes_.end(), changes.begin(), changes.end());  // a resume says what changed
     }
     experiment::Training::resolve_horizon(cfg_, workdir);
+    if (!sample_only()) {
+      if (auto note = experiment::Training::resolve_threads(cfg_, workdir); !note.empty()) notes_.push_back(note);
+    }
     device_ = experiment::checked_device(cfg_.get<std::string>("device"));
     if (device_.is_cuda() && !device_.has_index()) {  // under a launcher, one GPU per rank on each node
       if (const auto env = dist::environment(); env.distributed()) {

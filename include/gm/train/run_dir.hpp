@@ -314,8 +314,8 @@ GM_INLINE auto History::spread_warning() -> std::string {
   warned_spread_ = true;
   char buf[400];
   std::snprintf(buf, sizeof buf, "warning: step times vary widely (median %.1f ms, 90th percentile %.1f ms over the last "
-                "%zu steps): other processes are taking the cores; try --training.threads=1, and OMP_WAIT_POLICY=PASSIVE "
-                "in the environment (scripts/run.sh sets it)", median, p90, ms.size());
+                "%zu steps): other processes are taking the cores from torch's threads; --training.threads=1 "
+                "loses least on a busy machine (README, \"A busy machine\")", median, p90, ms.size());
   return buf;
 }
 
