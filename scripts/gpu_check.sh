@@ -214,18 +214,18 @@ check_rc=${PIPESTATUS[0]}
 say "gpu_check exit $check_rc ($(elapsed))"
 
 # flow_2d on CUDA: 300 steps stopped at 200 and resumed; then a CPU run resumed on CUDA.
-f2d() { timeout 120 "$build/examples/flow_2d" --config configs/flow_2d.toml --eval.density_map=false \
+f2d() { timeout 120 "$build/examples/flow_2d" --config configs/flow_2d.toml \
           --training.checkpoint_every=100 --training.log_every=100 --sampling.n=2000 "$@"; }
 runs="$out/runs"
 rm -rf "$runs"
-f2d --device=cuda --training.steps=200 --workdir "$runs/cuda" > "$out/flow_2d.log" 2>&1 &&
-  f2d --device=cuda --training.steps=300 --workdir "$runs/cuda" >> "$out/flow_2d.log" 2>&1
+f2d --device=cuda --training.steps=200 --eval.density_map=false --workdir "$runs/cuda" > "$out/flow_2d.log" 2>&1 &&
+  f2d --device=cuda --training.steps=300 --eval.density_map=true --workdir "$runs/cuda" >> "$out/flow_2d.log" 2>&1
 rc=$?
 resumed=$(grep -c "resuming at step 200" "$runs/cuda/log.txt" 2>/dev/null)
-row "flow_2d --device=cuda: 200 steps, then resumed to 300 ($(grep -m1 -oE 'support_fraction[^,]*' "$out/flow_2d.log" | tail -1))" \
+row "flow_2d --device=cuda: 200 steps, then resumed to 300 with the log-density map ($(grep -oE 'support_fraction [0-9.]+' "$out/flow_2d.log" | tail -1))" \
     "$([ "$rc" -eq 0 ] && [ "${resumed:-0}" -ge 1 ] && echo ok || echo "FAIL (exit $rc)")"
-f2d --device=cpu --training.steps=100 --workdir "$runs/moved" >> "$out/flow_2d.log" 2>&1 &&
-  f2d --device=cuda --training.steps=200 --workdir "$runs/moved" >> "$out/flow_2d.log" 2>&1
+f2d --device=cpu --training.steps=100 --eval.density_map=false --workdir "$runs/moved" >> "$out/flow_2d.log" 2>&1 &&
+  f2d --device=cuda --training.steps=200 --eval.density_map=false --workdir "$runs/moved" >> "$out/flow_2d.log" 2>&1
 rc=$?
 moved=$(grep -c "random stream restarts" "$runs/moved/log.txt" 2>/dev/null)
 kept=$(ls -d "$runs/moved/checkpoints/step_100" "$runs/moved/checkpoints/step_200" 2>/dev/null | wc -l)
