@@ -64,6 +64,7 @@
 #include <gm/train/lr_schedule.hpp>
 #include <gm/train/posthoc_ema.hpp>
 #include <gm/train/precision.hpp>
+#include <gm/train/profiler.hpp>
 #include <gm/train/run_dir.hpp>
 
 namespace gm {

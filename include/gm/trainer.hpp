@@ -15,6 +15,7 @@
 #include <gm/train/checkpoint.hpp>
 #include <gm/train/ema.hpp>
 #include <gm/train/posthoc_ema.hpp>
+#include <gm/train/profiler.hpp>
 #include <gm/train/lr_schedule.hpp>
 #include <gm/train/run_dir.hpp>
 #include <gm/train/trainer.hpp>

@@ -19,6 +19,7 @@
 #include <gm/train/lr_schedule.hpp>
 #include <gm/train/posthoc_ema.hpp>
 #include <gm/train/precision.hpp>
+#include <gm/train/profiler.hpp>
 #include <gm/train/run_dir.hpp>
 #include <gm/train/trainer.hpp>
 
@@ -143,9 +144,11 @@ class Training {
     History history(run, cfg_.get<int64_t>("training.log_every"), steps);
     StepEvents tb{ctx.events};
     Previews previews{cfg_.get<int64_t>("sampling.every"), steps, ctx.sample};
+    StepProfiler profiler(run.path(), ctx.lead ? cfg_.get<int64_t>("training.profile") : 0, device_, 3,
+                          [&](const std::string& text) { run.log(text); });
     StopSignal::install();
     try {
-      trainer.fit(next, steps, ctx.ema, ctx.phema, history, tb, ctx.ckpt, previews);
+      trainer.fit(next, steps, ctx.ema, ctx.phema, history, tb, ctx.ckpt, previews, profiler);
     } catch (const NonFiniteError& e) {
       fail(run, ctx.ckpt, e);
       throw;
@@ -163,7 +166,9 @@ class Training {
     }
     ctx.sample(trainer.step());
     if constexpr (!ImageSource<Data>) {
-      if (one_point.x.dim() == 2 && one_point.x.size(1) == 2 && cfg_.get<bool>("eval.density_map")) {
+      bool gaussian = true;  // a data source's density is unknown, so the change of variables has no start
+      if constexpr (requires { trainer.has_source(); }) gaussian = !trainer.has_source();
+      if (gaussian && one_point.x.dim() == 2 && one_point.x.size(1) == 2 && cfg_.get<bool>("eval.density_map")) {
         const auto seed = static_cast<uint64_t>(cfg_.get<int64_t>("seed"));
         log_density_map(run, ctx.events, trainer, ctx.ema, device_, data(4096, make_generator(mix_seed(seed, 0xD3A5))));
       }
@@ -216,6 +221,9 @@ GM_INLINE void Training::add_keys(Config& cfg) {
   cfg.add<double>("training.ema_decay", 0.999, "EMA decay; samples use the EMA weights", check::in_range(0, 1));
   cfg.add<int64_t>("training.log_every", 500, "progress line every N steps", check::at_least(1));
   cfg.add<bool>("training.debug", false, "overfit a single data point to check the wiring");
+  cfg.add<int64_t>("training.profile", 0, "record N training steps (after 3 warm-up steps) with LibTorch's profiler: "
+                   "profile.txt (operators by self time) and profile.json (a Chrome trace) in the run directory; 0: off",
+                   check::at_least(0));
   cfg.add<int64_t>("training.checkpoint_every", 1000, "checkpoint every N steps", check::at_least(1));
   cfg.add<int64_t>("training.keep_checkpoints", 3, "checkpoints kept", check::at_least(1));
   cfg.add<std::string>("training.phema", "", "post-hoc EMA (EDM2): power-function EMA profiles to track, as "

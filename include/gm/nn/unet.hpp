@@ -10,7 +10,6 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/conv.h>
-#include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
@@ -81,7 +80,7 @@ class ResBlockImpl : public torch::nn::Module {
   torch::nn::Conv2d conv1_;
   torch::nn::Linear emb_;
   torch::nn::GroupNorm norm2_;
-  torch::nn::Dropout drop_;
+  double dropout_;
   torch::nn::Conv2d conv2_;
   torch::nn::Conv2d skip_{nullptr};
 };
@@ -91,7 +90,7 @@ GM_INLINE ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t emb, doubl
     : norm1_(register_module("norm1", group_norm(groups, in))), conv1_(register_module("conv1",
              torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1)))), emb_(register_module("emb",
                                torch::nn::Linear(emb, 2 * out))), norm2_(register_module("norm2", group_norm(groups,
-                                                 out))), drop_(register_module("drop", torch::nn::Dropout(dropout))),
+                                                 out))), dropout_(dropout),
                                                      conv2_(register_module("conv2",
                                                             torch::nn::Conv2d(torch::nn::Conv2dOptions(out, out,
                                                                 3).padding(1)))) {
@@ -101,10 +100,12 @@ GM_INLINE ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t emb, doubl
 
 GM_INLINE auto ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& emb) -> torch::Tensor {
   const auto dt = x.scalar_type();
-  auto h = conv1_->forward(torch::silu(norm1_->forward(x))).to(dt);
-  auto ss = emb_->forward(torch::silu(emb)).to(dt).unsqueeze(-1).unsqueeze(-1).chunk(2, 1);
-  h = norm2_->forward(h) * (1 + ss[0]) + ss[1];
-  h = conv2_->forward(drop_->forward(torch::silu(h))).to(dt);
+  // Between the two convolutions h stays in the convolutions' dtype (bf16 under gm::Autocast; GroupNorm
+  // keeps its statistics in fp32): the residual stream x stays in dt.
+  auto h = conv1_->forward(torch::silu(norm1_->forward(x)));
+  auto ss = emb_->forward(torch::silu(emb)).to(h.scalar_type()).unsqueeze(-1).unsqueeze(-1).chunk(2, 1);
+  h = torch::addcmul(ss[1], norm2_->forward(h), 1 + ss[0]);
+  h = conv2_->forward(nn::dropout(torch::silu(h), dropout_, is_training())).to(dt);
   return (skip_ ? skip_->forward(x).to(dt) : x) + h;
 }
 #endif  // GM_HEADER_DEFINITIONS
