@@ -356,6 +356,14 @@ TEST_CASE("KID is the unbiased MMD^2 under the cubic kernel: a naive double loop
   const auto shifted = gm::kernel_inception_distance(c, d + 0.3, 20, 1000, 1);
   MESSAGE("KID equal distributions " << same.first << " +- " << same.second << ", shifted by 0.3: " << shifted.first);
   CHECK(std::abs(same.first) < 4 * same.second + 1e-3);
+  // The spread as torch-fidelity reports it (metric_kid.py: float(np.std(mmds)), numpy's ddof = 0) over the
+  // same subsets, and the mean as its np.mean.
+  const auto values = gm::kid_subset_values(c, d, 20, 1000, 1);
+  REQUIRE(values.size() == 20);
+  const auto v = torch::tensor(values, torch::kFloat64);
+  CHECK(same.first == doctest::Approx(v.mean().item<double>()).epsilon(1e-12));
+  CHECK(same.second == doctest::Approx(v.std(/*unbiased=*/false).item<double>()).epsilon(1e-12));
+  CHECK(same.second < v.std(/*unbiased=*/true).item<double>());
   CHECK(shifted.first > 10 * std::abs(same.first));
   CHECK(gm::test::contains(gm::test::error_of([&] { gm::kernel_inception_distance(c, d.slice(1, 0, 4)); }), "same width"));
 }

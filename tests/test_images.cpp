@@ -713,6 +713,28 @@ TEST_CASE("EDM2UNet: shapes, zero output at initialisation, magnitudes near one 
   CHECK(contains(error_of([&] { net->forward(x, t, torch::full({6}, 11, torch::kInt64)); }), "outside 0..10"));
 }
 
+TEST_CASE("EDM2UNet: attention heads as EDM2 counts them, out // head_channels, none in a block narrower than a head") {
+  // NVlabs/edm2 training/networks_edm2.py, Block.__init__: self.num_heads = out_channels // channels_per_head if
+  // attention else 0; the qkv and proj layers exist only where num_heads != 0.
+  auto edm2_heads = [](int64_t out, int64_t per_head, bool attention) { return attention ? out / per_head : 0; };
+  for (int64_t per_head : {16, 32, 64, 128}) {
+    gm::EDM2UNet net(gm::EDM2UNetOptions().channels(32).channel_mult({1, 2}).res_blocks(1).attention_resolutions({4})
+                         .image_size(8).head_channels(per_head));
+    // Four blocks at resolution 4 (32 * 2 = 64 channels) ask for attention: the encoder's one, the decoder's
+    // first (always, as EDM2's) and its two at that level.  Each attention has a qkv and a proj weight.
+    const int64_t expected = edm2_heads(64, per_head, true) > 0 ? 4 * 2 : 0;
+    int64_t qkv_proj = 0;
+    for (const auto& item : net->named_parameters()) {
+      if (contains(item.key(), "qkv") || contains(item.key(), "proj")) ++qkv_proj;
+    }
+    CAPTURE(per_head);
+    CHECK(qkv_proj == expected);
+    auto x = torch::randn({2, 1, 8, 8});
+    CHECK(net->forward(x, torch::randn({2})).sizes() == x.sizes());
+  }
+  CHECK(edm2_heads(32, 64, true) == 0);  // the issue's case: channels 32, head_channels 64: no attention at all
+}
+
 TEST_CASE("LearnedLogVar: the loss is error / e^u + u with the network's u, least where e^u is the error") {
   // The minimiser over u: d/du (e / e^u + u) = 0 at u = log e.
   auto e = torch::tensor({0.01, 0.5, 3.0}, torch::kFloat64);

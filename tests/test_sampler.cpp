@@ -296,6 +296,48 @@ TEST_CASE("classifier-free guidance combines conditional and unconditional outpu
   CHECK(fi.nfe() == 3);
 }
 
+TEST_CASE("the guidance interval on Heun: judged once per step at its start, as REPA's sampler does, or per evaluation") {
+  gm::Interpolant<gm::Linear> ip;
+  auto model = [](const torch::Tensor& x, const torch::Tensor&, const torch::Tensor& c) { return x - c; };
+  auto cond = torch::full({4, 1}, 2.0, f64()), null = torch::zeros({4, 1}, f64());
+  auto x1 = torch::randn({4, 1}, gm::make_generator(9), f64());
+  const std::vector<double> grid{1.0, 0.6, 0.2};
+  const double scale = 3.0, low = 0.0, high = 0.7;
+  // REPA (sihyun-yu/REPA, generate.py, euler_sampler with heun): each step's guidance is decided from t_cur,
+  // `cfg_scale > 1.0 and t_cur <= guidance_high and t_cur >= guidance_low`, for the predictor at t_cur and
+  // the corrector at t_next alike.  Written out here on the same tensors.
+  auto velocity = [&](const torch::Tensor& x, bool guided) {
+    auto c = model(x, {}, cond), u = model(x, {}, null);
+    return guided ? u + scale * (c - u) : c;
+  };
+  auto heun = [&](bool per_step) {
+    auto x = x1.clone();
+    for (size_t i = 0; i + 1 < grid.size(); ++i) {
+      const double t = grid[i], tn = grid[i + 1];
+      auto inside = [&](double s) { return s >= low && s <= high; };
+      auto d = velocity(x, inside(t));
+      auto xe = x + (tn - t) * d;
+      auto d2 = velocity(xe, inside(per_step ? t : tn));
+      x = x + (tn - t) * 0.5 * (d + d2);
+    }
+    return x;
+  };
+  for (bool per_step : {true, false}) {
+    gm::Guidance g{cond, null, scale, low, high};
+    g.per_step = per_step;
+    gm::Field field(ip, gm::Velocity{}, model, g);
+    auto out = gm::integrate(gm::HeunSampler{}, field, x1.clone(), grid);
+    CAPTURE(per_step);
+    CHECK(field.nfe() == 4);
+    CHECK(max_abs(out, heun(per_step)) < 1e-14);
+  }
+  // The two rules differ here: the first step starts at 1.0, outside [0, 0.7], and its corrector at 0.6 is inside.
+  CHECK(max_abs(heun(true), heun(false)) > 1e-3);
+  // Outside gm::integrate, a field judges each evaluation by its own time.
+  gm::Field lone(ip, gm::Velocity{}, model, gm::Guidance{cond, null, scale, low, high});
+  CHECK(max_abs(lone.output(x1, 0.6), velocity(x1, true)) < 1e-14);
+}
+
 TEST_CASE("CFG rescale pulls each guided sample's spread back to the conditional output's") {
   gm::Interpolant<gm::Linear> ip;
   auto model = [](const torch::Tensor& x, const torch::Tensor&, const torch::Tensor& c) { return x * c; };  // c scales

@@ -24,17 +24,33 @@ namespace gm {
 /// k(x, y) = (x . y / d + 1)^3, averaged over `subsets` random subsets of `subset_size` rows of each (clean-fid
 /// and torch-fidelity use 100 subsets of 1000; fewer rows give smaller subsets).  Unlike FD it is unbiased,
 /// so it can be compared across sample counts, and it can come out slightly negative for equal distributions.
-/// Returns {mean, standard deviation over the subsets}.  Computed in float64.
+/// Returns {mean, standard deviation over the subsets}; the deviation is the population one (divided by the
+/// number of subsets, numpy's default), as torch-fidelity reports it (metric_kid.py: float(np.std(mmds))).
+/// Computed in float64.
 std::pair<double, double> kernel_inception_distance(const torch::Tensor& a, const torch::Tensor& b, int64_t subsets = 100,
                                                     int64_t subset_size = 1000, uint64_t seed = 0);
+
+/// The unbiased MMD^2 of each of KID's `subsets` random subsets (what kernel_inception_distance averages).
+std::vector<double> kid_subset_values(const torch::Tensor& a, const torch::Tensor& b, int64_t subsets = 100,
+                                      int64_t subset_size = 1000, uint64_t seed = 0);
 #if GM_HEADER_DEFINITIONS
 GM_INLINE std::pair<double, double> kernel_inception_distance(const torch::Tensor& a, const torch::Tensor& b,
                                                               int64_t subsets, int64_t subset_size, uint64_t seed) {
+  const auto values = kid_subset_values(a, b, subsets, subset_size, seed);
+  double mean = 0, var = 0;
+  for (double v : values) mean += v / static_cast<double>(values.size());
+  for (double v : values) var += (v - mean) * (v - mean) / static_cast<double>(values.size());
+  return {mean, std::sqrt(var)};
+}
+
+GM_INLINE std::vector<double> kid_subset_values(const torch::Tensor& a, const torch::Tensor& b, int64_t subsets,
+                                                int64_t subset_size, uint64_t seed) {
   if (a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1)) {
     throw Error("gm: KID needs two feature sets [n, d] of the same width");
   }
   const int64_t m = std::min({subset_size, a.size(0), b.size(0)});
   if (m < 2) throw Error("gm: KID needs at least 2 feature vectors in each set");
+  if (subsets < 1) throw Error("gm: KID needs at least one subset");
   const auto x = a.to(torch::kCPU, torch::kFloat64), y = b.to(torch::kCPU, torch::kFloat64);
   const double d = static_cast<double>(x.size(1));
   auto gen = make_generator(seed);
@@ -49,10 +65,7 @@ GM_INLINE std::pair<double, double> kernel_inception_distance(const torch::Tenso
                        2 * kxy.mean().item<double>();
     values.push_back(mmd);
   }
-  double mean = 0, var = 0;
-  for (double v : values) mean += v / static_cast<double>(values.size());
-  for (double v : values) var += (v - mean) * (v - mean) / static_cast<double>(std::max<size_t>(1, values.size() - 1));
-  return {mean, std::sqrt(var)};
+  return values;
 }
 #endif
 

@@ -31,7 +31,7 @@ struct EDM2UNetOptions {
   TORCH_ARG(std::vector<int64_t>, channel_mult) = std::vector<int64_t>{1, 2, 3, 4};  ///< per level, x channels
   TORCH_ARG(int64_t, res_blocks) = 3;      ///< blocks per level (num_blocks)
   TORCH_ARG(std::vector<int64_t>, attention_resolutions) = std::vector<int64_t>{16, 8};  ///< sizes with attention
-  TORCH_ARG(int64_t, head_channels) = 64;  ///< channels per attention head
+  TORCH_ARG(int64_t, head_channels) = 64;  ///< channels per attention head; a block narrower than this has none (EDM2's)
   TORCH_ARG(double, dropout) = 0.0;
   TORCH_ARG(int64_t, num_classes) = 0;     ///< 0: unconditional; else labels 0..num_classes-1 plus the null class
   TORCH_ARG(double, label_balance) = 0.5;  ///< mp_sum of the noise (0) and class (1) embeddings
@@ -153,7 +153,9 @@ GM_INLINE EDM2BlockImpl::EDM2BlockImpl(int64_t in, int64_t out, int64_t emb, boo
                                        const EDM2UNetOptions& o)
     : encoder_(encoder), resample_(resample), dropout_(o.dropout()), res_balance_(o.res_balance()),
       attn_balance_(o.attn_balance()), clip_(o.clip_act()) {
-  if (attention) heads_ = std::max<int64_t>(1, out / std::max<int64_t>(1, o.head_channels()));
+  // EDM2's Block: num_heads = out_channels // channels_per_head if attention else 0, so a block narrower than
+  // head_channels has no attention (NVlabs/edm2, training/networks_edm2.py).
+  if (attention) heads_ = out / std::max<int64_t>(1, o.head_channels());
   emb_gain_ = register_parameter("emb_gain", torch::zeros({}));
   conv0_ = register_module("conv0", MPConv(encoder ? out : in, out, 3));
   emb_ = register_module("emb", MPConv(emb, out, 0));
@@ -180,7 +182,7 @@ GM_INLINE torch::Tensor EDM2BlockImpl::forward(const torch::Tensor& x_in, const 
   auto y = conv0_->forward(mp_silu(x));
   auto scale = emb_->forward(emb, emb_gain_) + 1;
   y = mp_silu(y * scale.unsqueeze(2).unsqueeze(3).to(y.scalar_type()));
-  if (is_training() && dropout_ > 0) y = torch::dropout(y, dropout_, true);
+  y = nn::dropout(y, dropout_, is_training());
   y = conv1_->forward(y);
   if (!encoder_ && skip_) x = skip_->forward(x);
   x = mp_sum(x, y, res_balance_);

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <concepts>
 #include <cstdint>
@@ -66,6 +67,12 @@ struct Guidance {
   double low = 0.0;         ///< guidance applies for t in [low, high] (t = 1 noise); elsewhere scale 1
   double high = 1.0;
   double rescale = 0.0;     ///< CFG rescale phi in [0, 1]; 0: off
+  /// Whether [low, high] is judged once per step, at the step's start time, for every evaluation of the step
+  /// (REPA's euler/heun samplers, generate.py: `t_cur <= guidance_high and t_cur >= guidance_low` also for the
+  /// Heun corrector at t_next), or per evaluation at its own time (false).  The two differ only for samplers
+  /// that evaluate more than once per step (Heun, RK, DPM-Solver's orders > 1) on a step that crosses an end of
+  /// the interval.  Adaptive samplers, whose steps gm::integrate does not see, judge per evaluation.
+  bool per_step = true;
 };
 
 /// out_weak + scale (out_main - out_weak): autoguidance's combination (scale 1: out_main itself).
@@ -213,6 +220,10 @@ class Field {
     }
   }
 
+  /// gm::integrate says where each step starts (Guidance::per_step judges the guidance interval there);
+  /// NaN: no step (the time of each evaluation judges).
+  void begin_step(double t) { step_time_ = t; }
+
   int64_t nfe() const { return nfe_; }
   double model_seconds() const { return model_seconds_; }
   void reset_counters() {
@@ -223,7 +234,8 @@ class Field {
  private:
   torch::Tensor call(const torch::Tensor& x, const torch::Tensor& t, double time) {
     if constexpr (std::invocable<M&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&>) {
-      const double scale = time >= guidance_.low && time <= guidance_.high ? guidance_.scale : 1.0;
+      const double when = guidance_.per_step && !std::isnan(step_time_) ? step_time_ : time;
+      const double scale = when >= guidance_.low && when <= guidance_.high ? guidance_.scale : 1.0;
       if (scale == 1.0) return model_(x, t, guidance_.cond);
       if (scale == 0.0) return model_(x, t, guidance_.null_cond);
       // Both branches in one batch, as DiT's forward_with_cfg does: one call, twice the rows.
@@ -248,6 +260,7 @@ class Field {
   Guidance guidance_;
   int64_t nfe_ = 0;
   double model_seconds_ = 0;
+  double step_time_ = std::numeric_limits<double>::quiet_NaN();
 };
 
 template <Process I, class P, class M>

@@ -10,6 +10,7 @@
 
 #include <concepts>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -95,11 +96,18 @@ torch::Tensor integrate(const S& sampler, F& field, torch::Tensor x, const std::
     info.grid = &grid;
     info.generator = generator;
     info.row_seeds = row_seeds;
+    struct StepTimeReset {  // the field forgets the last step's start however the loop ends
+      F& f;
+      ~StepTimeReset() {
+        if constexpr (requires { f.begin_step(0.0); }) f.begin_step(std::numeric_limits<double>::quiet_NaN());
+      }
+    } reset{field};
     for (int64_t i = 0; i < info.steps; ++i) {
       info.index = i;
       info.t = grid[static_cast<size_t>(i)];
       info.t_next = grid[static_cast<size_t>(i + 1)];
       info.draws = 0;
+      if constexpr (requires { field.begin_step(info.t); }) field.begin_step(info.t);
       x = sampler.step(field, x, info, state);
       if (detail::notify(observer, StepEvent{i, info.t_next, x, field.nfe()})) break;
     }

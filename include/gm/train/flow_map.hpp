@@ -68,23 +68,27 @@ torch::Tensor conditional_velocity(const torch::Tensor& x0, const torch::Tensor&
 }
 /// The mean square over all but the first dimension: [B, ...] -> [B].
 inline torch::Tensor per_row_mean_square(const torch::Tensor& e) { return e.pow(2).flatten(1).mean(1); }
+/// The sum of squares over all but the first dimension: [B, ...] -> [B].
+inline torch::Tensor per_row_sum_square(const torch::Tensor& e) { return e.pow(2).flatten(1).sum(1); }
 }  // namespace detail
 
 /// MeanFlow (Geng, Deng, Bai, Kolter & He, "Mean Flows for One-step Generative Modeling", 2025): the network
 /// learns the average velocity u(z, t, r) through the MeanFlow identity u = v - (t - r) du/dt, where du/dt
 /// = v d_z u + d_t u is the total derivative along the ODE, computed in one forward-mode pass (`gm::jvp`
 /// along (v, (1, 0))), and the target is held fixed (stop-gradient):
-///   loss = w ||u(z_t, t, r) - sg(v - (t - r) du/dt)||^2,  w = sg(1 / (||.||^2 + c)^p)  (adaptive weighting).
+///   loss = w ||u(z_t, t, r) - sg(v - (t - r) du/dt)||^2,  w = sg(1 / (||.||^2 + c)^p)  (adaptive weighting),
+/// with ||.||^2 each sample's sum of squares over its elements and c = 0.01, as the official code computes
+/// it (Gsunshine/meanflow, meanflow.py: `loss = jnp.sum(loss, axis=(1, 2, 3)); adp_wt = (loss + norm_eps) **
+/// norm_p; loss = loss / stop_gradient(adp_wt)`, norm_eps = 0.01, norm_p = 1.0 in configs/default.py).
 /// v is the conditional velocity alpha' x0 + sigma' eps of the drawn pair, as in the paper's Algorithm 1.
 /// Times: two draws of the trainer's time sampler, t the larger and r the smaller; a share 1 - `ratio` of
 /// the rows gets r = t (plain flow matching).  The paper's best 1-NFE ImageNet setting: logit-normal times
-/// (-0.4, 1.0), ratio 0.25, p = 1 (`configs/meanflow_2d.toml`); the reference code is Geng's JAX
-/// repository and its PyTorch port (zhuyu-cs/MeanFlow), whose meanflow.py this follows.
+/// (-0.4, 1.0), ratio 0.25, p = 1 (`configs/meanflow_2d.toml`).
 struct MeanFlow : Velocity {
   struct Options {
     TORCH_ARG(double, ratio) = 0.25;     ///< share of rows with r != t
     TORCH_ARG(double, power) = 1.0;      ///< adaptive weighting's p (0: plain squared error)
-    TORCH_ARG(double, c) = 1e-3;         ///< adaptive weighting's c
+    TORCH_ARG(double, c) = 1e-2;         ///< adaptive weighting's c (the official code's norm_eps)
     TORCH_ARG(JVPMode, jvp) = JVPMode::forward;
   };
   static constexpr std::string_view name = "meanflow";
@@ -110,7 +114,7 @@ struct MeanFlow : Velocity {
     auto j = jvp([&](const std::vector<torch::Tensor>& in) { return u(in[0], in[1]); }, {z, t2}, {v, dt},
                  options.jvp());
     auto target = (v - detail::bcast(t - r, v) * j.tangent.to(v.scalar_type())).detach();
-    auto error = detail::per_row_mean_square(j.output.to(target.scalar_type()) - target);
+    auto error = detail::per_row_sum_square(j.output.to(target.scalar_type()) - target);
     if (options.power() == 0) return error;
     return error * (error.detach() + options.c()).pow(-options.power());
   }
@@ -121,8 +125,11 @@ struct MeanFlow : Velocity {
 /// of the rows, self-consistency: one jump of 2d equals two jumps of d,
 ///   u(x_t, t, t - 2d) -> sg((u(x_t, t, t - d) + u(x', t - d, t - 2d)) / 2),  x' = x_t - d u(x_t, t, t - d),
 /// with d = 2^-k, k in 1..`levels` (so 2d from 1 down to 2^(1 - levels); the paper's 128 smallest steps is
-/// levels = 7) and t on the multiples of 2d.  The targets come from the current weights (the paper's
-/// reference code, kvfrans/shortcut-models, can take them from the EMA; gm keeps one network).
+/// levels = 7) and t on the multiples of 2d.  The flow-matching rows are trained at the smallest step
+/// d_min = 2^-levels, u(x_t, t, t - d_min) -> v (r clipped at 0), the very step the teacher's smallest queries
+/// use, as the reference code does (kvfrans/shortcut-models, targets_shortcut.py: the flow rows get
+/// dt_base = log2(denoise_timesteps), the bootstrap rows dt_base + 1 <= that for their two half jumps).  The
+/// targets come from the current weights (the reference code can take them from the EMA; gm keeps one network).
 struct Shortcut : Velocity {
   struct Options {
     TORCH_ARG(double, bootstrap) = 0.25;  ///< share of rows trained by self-consistency
@@ -142,8 +149,12 @@ struct Shortcut : Velocity {
     auto jump = 2 * torch::pow(2.0, -k);                                                 // 2d
     auto start = (jump * (1 + torch::floor(torch::rand(t.sizes(), gen, o) / jump))).clamp_max(1);  // {2d, 4d, .., 1}
     auto boot = torch::rand(t.sizes(), gen, o) < options.bootstrap();
-    return time_pair(torch::where(boot, start, t), torch::where(boot, start - jump, t));
+    auto flow_r = (t - smallest()).clamp_min(0);
+    return time_pair(torch::where(boot, start, t), torch::where(boot, start - jump, flow_r));
   }
+
+  /// The smallest step d_min = 2^-levels: the flow-matching rows' step and the teacher's smallest query.
+  double smallest() const { return std::ldexp(1.0, -static_cast<int>(options.levels())); }
 
   template <Process I, class U>
   torch::Tensor loss(U&& u, const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t2, const I& ip,
@@ -152,7 +163,8 @@ struct Shortcut : Velocity {
     auto z = ip.sample(x0, eps, t);
     auto out = u(z, t2);
     auto target = detail::conditional_velocity(x0, eps, t, ip).to(out.scalar_type());
-    auto boot = (t > r).nonzero().squeeze(1);
+    // Bootstrap rows jump 2d >= 2 d_min; the flow-matching rows d_min at most (less where r was clipped at 0).
+    auto boot = ((t - r) > 1.5 * smallest()).nonzero().squeeze(1);
     if (boot.numel() > 0) {
       torch::NoGradGuard ng;
       auto zb = z.index_select(0, boot), tb = t.index_select(0, boot), rb = r.index_select(0, boot);
@@ -168,8 +180,12 @@ struct Shortcut : Velocity {
 /// Consistency training, ECT's way (Geng, Pokle, Luo, Lin & Kolter, "Consistency Models Made Easy", ICLR
 /// 2025): the consistency function f(x_t, t) = x_t - t u(x_t, t, 0) (the flow map to the data, so f(x, 0) = x
 /// holds by construction) is trained to agree with itself one small step earlier on the same noise,
-///   loss = ||f(x_t, t) - sg(f(x_r, r))||^2 / (t - r),  x_r = alpha(r) x0 + sigma(r) eps,
-/// where the step shrinks with training: in EDM's sigma s = sigma / alpha, s_r = s_t (1 - n(s_t) / q^a),
+///   loss = (sqrt(||f(x_t, t) - sg(f(x_r, r))||^2 + c^2) - c) / (s_t - s_r),  x_r = alpha(r) x0 + sigma(r) eps,
+/// with ||.||^2 each sample's sum of squares and s = sigma / alpha EDM's sigma, exactly ECT's ECMLoss
+/// (locuslab/ect, training/loss.py: `loss = torch.sum(...); loss = torch.sqrt(loss + c**2) - c` (c > 0) or
+/// `torch.sqrt(loss)`, `return loss / (t - r)` with t, r EDM sigmas; c = 0 by default): a pseudo-Huber
+/// distance, whose 1 / (s_t - s_r) weighting makes it the rate of change of f as the step shrinks.  The step
+/// shrinks with training: in EDM's sigma, s_r = s_t (1 - n(s_t) / q^a),
 /// n(s) = 1 + k sigmoid(-b s), a = floor(step / `every`) (ECT's mapping function, k = 8, b = 1, q = 2).  At
 /// a = 0 the step reaches r = 0 and the objective is flow matching (ECT's "diffusion pretraining" as stage 0),
 /// then it tightens to consistency.  Chosen over sCT (Lu & Song 2025) because it needs no JVP and no TrigFlow
@@ -181,6 +197,7 @@ struct Consistency : Velocity {
     TORCH_ARG(double, q) = 2.0;
     TORCH_ARG(double, k) = 8.0;
     TORCH_ARG(double, b) = 1.0;
+    TORCH_ARG(double, c) = 0.0;        ///< the pseudo-Huber constant (ECT's c; 0: the L2 distance)
   };
   static constexpr std::string_view name = "consistency";
   static constexpr bool average_velocity = true;
@@ -196,7 +213,7 @@ struct Consistency : Velocity {
   template <Process I>
   torch::Tensor earlier(const torch::Tensor& t, const I& ip, int64_t step) const {
     const double shrink = std::pow(options.q(), -static_cast<double>(step / options.every()));
-    auto s = ip.sigma(t) / ip.alpha(t).clamp_min(1e-12);
+    auto s = edm_sigma(t, ip);
     auto sr = (s * (1 - shrink * (1 + options.k() * torch::sigmoid(-options.b() * s)))).clamp_min(0);
     auto r = ip.t_from_log_snr(-torch::log(sr.clamp_min(1e-30)));  // gm's log-SNR is log(alpha / sigma)
     return torch::where(sr > 0, torch::minimum(r, t), torch::zeros_like(t));
@@ -218,7 +235,16 @@ struct Consistency : Velocity {
       // f(x_r, r) at r = 0 is x0 itself (the boundary condition), whatever the network says.
       target = torch::where(detail::bcast(r > 0, zr), zr - detail::bcast(r, zr) * ur, x0);
     }
-    return detail::per_row_mean_square(f - target) / (t - r).clamp_min(1e-6);
+    // sqrt's derivative is infinite at 0: a row that already agrees (f = target) takes a zero gradient.
+    auto sq = detail::per_row_sum_square(f - target);
+    auto dist = options.c() > 0 ? torch::sqrt(sq + options.c() * options.c()) - options.c() : torch::sqrt(sq.clamp_min(1e-30));
+    return dist / (edm_sigma(t, ip) - edm_sigma(r, ip)).clamp_min(1e-12);
+  }
+
+  /// EDM's sigma s = sigma(t) / alpha(t) of the process at t (infinite where alpha vanishes: 1e12 there).
+  template <Process I>
+  static torch::Tensor edm_sigma(const torch::Tensor& t, const I& ip) {
+    return ip.sigma(t) / ip.alpha(t).clamp_min(1e-12);
   }
 };
 
@@ -268,6 +294,38 @@ struct SchrodingerBridge : Velocity {
     if (!z.defined()) throw Error("gm: the Schrödinger-bridge objective needs the trainer's second noise draw");
     auto target = velocity(x0, eps, z, t, ip).detach();
     return detail::per_row_mean_square(u(path(x0, eps, z, t, ip), t).to(target.scalar_type()) - target);
+  }
+};
+
+/// Flow matching on Gaussian paths of constant width sigma_min around the straight (or coupled) path: each
+/// pair (x0, eps) gives x_t = alpha x0 + sigma_t eps + sigma_min z, z ~ N(0, I), and the target is the
+/// pair's velocity alpha' x0 + sigma_t' eps, unchanged by the width: torchcfm's ConditionalFlowMatcher(sigma)
+/// and ExactOptimalTransportConditionalFlowMatcher(sigma) (conditional_flow_matching.py: compute_mu_t, then
+/// `mu_t + sigma_t * epsilon` with compute_sigma_t = sigma, and compute_conditional_flow = x1 - x0), Tong et al.
+/// 2024's I-CFM and OT-CFM with sigma > 0 (Lipman et al. 2023's sigma_min).  sigma_min = 0 is plain flow
+/// matching.  Like gm::SchrodingerBridge its marginals are not the process's own: sample it with a velocity
+/// sampler.
+struct GaussianPath : Velocity {
+  struct Options {
+    TORCH_ARG(double, sigma_min) = 0.0;  ///< the paths' constant width (torchcfm's sigma)
+  };
+  static constexpr std::string_view name = "cfm_sigma";
+  static constexpr bool extra_noise = true;
+  Options options{};
+  GaussianPath() = default;
+  explicit GaussianPath(Options o) : options(o) {
+    if (!(options.sigma_min() >= 0)) throw Error("gm: sigma_min must be >= 0");
+  }
+
+  torch::Tensor times(const torch::Tensor& t, const TimeDraw&, const at::Generator&, int64_t) const { return t; }
+
+  template <Process I, class U>
+  torch::Tensor loss(U&& u, const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t, const I& ip,
+                     int64_t, const torch::Tensor& z) const {
+    if (!z.defined()) throw Error("gm: the Gaussian-path objective needs the trainer's second noise draw");
+    auto target = detail::conditional_velocity(x0, eps, t, ip).detach();
+    auto xt = ip.sample(x0, eps, t) + options.sigma_min() * z;
+    return detail::per_row_mean_square(u(xt, t).to(target.scalar_type()) - target);
   }
 };
 
