@@ -8,6 +8,10 @@
 //   build/examples/ot_flow_2d --config configs/ot_flow_2d.toml --training.coupling=independent
 //   build/examples/ot_flow_2d --config configs/ot_flow_2d.toml --training.coupling=schrodinger_bridge --sampling.nfe=20
 //
+// data.source starts the flow from a second data set instead of Gaussian noise (a data-to-data flow, as torchcfm's
+// moons -> 8gaussians):
+//   build/examples/ot_flow_2d --config configs/ot_flow_2d.toml --data.name=8gaussians --data.source=moons
+//
 // Under data parallelism every rank draws the global batch, so the coupling covers it, the same on every rank.
 // benchmarks/bench_fewstep.cpp measures transport cost, straightness and NFE for a fixed error on the oracle.
 #include <gm/experiment.hpp>
@@ -21,13 +25,16 @@ int main(int argc, char** argv) {
   gm::Experiment ex("ot_flow_2d", "Flow matching with minibatch optimal-transport couplings on 2-D data.");
   auto& cfg = ex.config();
   gm::data::VectorData::add_keys(cfg, "mixture", "configs/mixtures/ring8.toml");
+  gm::data::VectorData::add_source_keys(cfg);
   gm::add_mlp_keys(cfg);
   gm::add_coupling_keys(cfg);
   return ex.main(argc, argv, [&] {
     const auto data = gm::data::VectorData::from_config(cfg);
+    const auto source = gm::data::VectorData::source_from_config(cfg, data.dim());
     gm::visit_coupling(cfg, [&]<class Pairing, class P>(Pairing coupling, P objective) {
       CoupledFlow<Pairing, P> trainer(gm::make_mlp(cfg, data.dim()), ex.train_options(), {}, gm::Predict<P>(objective), {},
                                       {}, coupling);
+      if (source) trainer.set_source([&](int64_t n, const at::Generator& gen) { return (*source)(n, gen); });
       ex.run(trainer, data, [&](const torch::Tensor& x) { return data.score(x); });
     });
   });

@@ -376,6 +376,40 @@ TEST_CASE("couplings: the assignment is the cheapest permutation, Sinkhorn's pla
   CHECK(contains(error_of([] { gm::min_cost_assignment(torch::zeros({3, 4})); }), "square cost matrix"));
 }
 
+TEST_CASE("LAPJV: the same assignment as the Hungarian method on random, tied and degenerate costs up to n = 1024") {
+  auto gen = gm::make_generator(11);
+  auto total = [](const torch::Tensor& cost, const torch::Tensor& perm) {
+    return cost.gather(1, perm.unsqueeze(1)).sum().item<double>();
+  };
+  auto is_perm = [](const torch::Tensor& perm) {
+    auto sorted = std::get<0>(perm.sort());
+    return torch::equal(sorted, torch::arange(perm.size(0), torch::kInt64));
+  };
+  auto check = [&](const torch::Tensor& cost, bool unique, const std::string& what) {
+    const auto fast = gm::min_cost_assignment(cost), ref = gm::detail::hungarian_assignment(cost);
+    CAPTURE(what);
+    CAPTURE(cost.size(0));
+    REQUIRE(is_perm(fast));
+    // Equal totals to the last bits the sums allow; where the optimum is unique, the same permutation.
+    CHECK(total(cost, fast) == doctest::Approx(total(cost, ref)).epsilon(1e-12).scale(1.0));
+    if (unique) CHECK(torch::equal(fast, ref));
+  };
+  for (int64_t n : {1, 2, 3, 7, 64, 257, 1024}) check(torch::rand({n, n}, gen, f64()), true, "uniform");
+  for (int64_t n : {10, 128, 512}) {
+    check(torch::randint(0, 3, {n, n}, gen, f64()), false, "integers 0..2 (many ties)");
+    auto x0 = torch::randn({n, 2}, gen, f64());
+    check(gm::squared_distances(x0, torch::cat({x0.slice(0, 0, n / 2), x0.slice(0, 0, n - n / 2)})), false,
+          "squared distances to duplicated points");
+    check(torch::full({n, n}, 3.0, f64()), false, "all equal");
+    auto ra = torch::rand({n, 1}, gen, f64()), cb = torch::rand({1, n}, gen, f64());
+    check(ra + cb, false, "rank one: every permutation optimal");
+    check(torch::rand({n, n}, gen, f64()) * 1e-9 + 5, false, "nearly equal");
+  }
+  auto big = torch::rand({1024, 1024}, gen, f64());
+  big.index_put_({torch::indexing::Slice(0, 512)}, 0.25);  // half the rows constant
+  check(big, false, "half the rows constant");
+}
+
 TEST_CASE("couplings on the oracle: exact OT pairs ring8 with noise at a fraction of the independent cost") {
   auto g = ring8();
   auto gen = gm::make_generator(5);

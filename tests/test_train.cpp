@@ -4,6 +4,7 @@
 
 #include <gm/trainer.hpp>
 
+#include <torch/nn/functional/linear.h>
 #include <torch/optim/adamw.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
@@ -169,6 +170,63 @@ TEST_CASE("the trainer learns a Gaussian, and callbacks see every step and can s
   CHECK(trainer.step() == 605);
 }
 
+TEST_CASE("MLP: per-layer widths and SELU, layer for layer torchcfm's MLP (Linear, SELU, ..., Linear on [x, t])") {
+  torch::manual_seed(3);
+  gm::MLP net(gm::MLPOptions().dim(2).widths({8, 16, 4}).activation("selu").time_embedding("raw"));
+  const auto params = net->named_parameters();
+  CHECK(params["hidden.0.weight"].sizes() == torch::IntArrayRef({8, 3}));  // [x, t] in
+  CHECK(params["hidden.1.weight"].sizes() == torch::IntArrayRef({16, 8}));
+  CHECK(params["hidden.2.weight"].sizes() == torch::IntArrayRef({4, 16}));
+  CHECK(params["out.weight"].sizes() == torch::IntArrayRef({2, 4}));
+  CHECK(net->describe() == "MLP 8-16-4");
+  auto x = torch::randn({5, 2}), t = torch::rand({5});
+  auto h = torch::cat({x, t.unsqueeze(1)}, 1);
+  for (int i = 0; i < 3; ++i) {
+    const auto k = "hidden." + std::to_string(i);
+    h = torch::selu(torch::nn::functional::linear(h, params[k + ".weight"], params[k + ".bias"]));
+  }
+  auto reference = torch::nn::functional::linear(h, params["out.weight"], params["out.bias"]);
+  CHECK(max_abs(net->forward(x, t), reference) < 1e-6);
+  CHECK(gm::test::contains(gm::test::error_of([] { gm::MLP(gm::MLPOptions().widths({8, 0})); }), "widths must be >= 1"));
+}
+
+TEST_CASE("StepProfiler: self times of nested operators, and a profile of real training steps") {
+  // Thread 1: A [0, 100) holds B [10, 40) and C [50, 60); B holds D [15, 20).  Thread 2: E [0, 30).
+  auto t = gm::detail::self_times({{1, 0, 100, "A"}, {1, 10, 30, "B"}, {1, 15, 5, "D"}, {1, 50, 10, "C"},
+                                    {2, 0, 30, "E"}, {2, 40, 10, "E"}});
+  CHECK(t["A"].first == 60);
+  CHECK(t["B"].first == 25);
+  CHECK(t["C"].first == 10);
+  CHECK(t["D"].first == 5);
+  CHECK(t["E"].first == 40);
+  CHECK(t["E"].second == 2);
+
+  const auto dir = gm::test::fresh_dir("profiler");
+  Flow trainer(gm::MLP(gm::MLPOptions().dim(2).hidden(32).layers(2)), gm::TrainOptions().seed(1));
+  std::string logged;
+  gm::StepProfiler profiler(dir, 3, torch::kCPU, 2, [&](const std::string& s) { logged = s; });
+  trainer.fit([](int64_t) { return torch::randn({64, 2}); }, 8, profiler);
+  REQUIRE(profiler.finished());
+  const auto& p = profiler.summary();
+  CHECK(p.steps == 3);
+  CHECK(p.device.empty());
+  REQUIRE(p.host.size() > 5);
+  CHECK(p.host_ms > 0);
+  for (size_t i = 1; i < p.host.size(); ++i) CHECK(p.host[i - 1].self_ms >= p.host[i].self_ms);
+  bool products = false;  // the MLP's products are there, once per layer and step at least
+  for (const auto& r : p.host) products = products || ((r.name == "aten::addmm" || r.name == "aten::mm") && r.calls >= 3);
+  CHECK(products);
+  std::ifstream txt(dir / "profile.txt");
+  const std::string table((std::istreambuf_iterator<char>(txt)), std::istreambuf_iterator<char>());
+  CHECK(gm::test::contains(table, "profile of 3 training steps"));
+  CHECK(gm::test::contains(logged, "host operator (self time)"));
+  std::ifstream json(dir / "profile.json");
+  const std::string trace((std::istreambuf_iterator<char>(json)), std::istreambuf_iterator<char>());
+  CHECK(gm::test::contains(trace, "\"traceEvents\""));
+  CHECK(gm::test::contains(trace, "aten::"));
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("debug mode: overfitting a single data point makes every sample that point") {
   torch::manual_seed(0);
   Flow trainer(gm::MLP(gm::MLPOptions().dim(2).hidden(64).layers(2)), gm::TrainOptions().lr(3e-3).seed(3));
@@ -219,6 +277,19 @@ TEST_CASE("feature vectors load from .npy and CSV, and bad files are one-line er
   CHECK(torch::equal(gm::data::read_npy(dir / "x.npy"), x));
   gm::io::write_npy(dir / "y.npy", x.to(torch::kFloat32));
   CHECK((gm::data::read_features(dir / "y.npy").scalar_type() == torch::kFloat32));
+  {
+    // NumPy saves a transposed array in Fortran order (column-major data): read as the same matrix.
+    std::string header = "{'descr': '<f8', 'fortran_order': True, 'shape': (7, 3), }";
+    header.append(128 - 10 - header.size() - 1, ' ').push_back('\n');
+    const auto cols = x.t().contiguous();
+    std::ofstream f(dir / "fortran.npy", std::ios::binary);
+    f.write("\x93NUMPY\x01\x00", 8);
+    const char len[2] = {static_cast<char>(header.size()), 0};
+    f.write(len, 2);
+    f << header;
+    f.write(static_cast<const char*>(cols.data_ptr()), static_cast<std::streamsize>(cols.numel() * 8));
+  }
+  CHECK(torch::equal(gm::data::read_npy(dir / "fortran.npy"), x));
   std::ofstream(dir / "x.csv") << "a,b\n1.5,2\n-3,4e-1\n";
   auto c = gm::data::read_csv(dir / "x.csv");
   CHECK(torch::equal(c, torch::tensor({{1.5, 2.0}, {-3.0, 0.4}}, torch::kFloat64)));
@@ -685,4 +756,65 @@ TEST_CASE("a Trainer with exact-OT coupling trains on the assignment's pairs: wi
   MESSAGE("checkerboard, 128 pairs: loss of a zero network " << independent << " independent, " << coupled << " exact OT");
   CHECK(coupled < 0.6 * independent);
   CHECK(std::isfinite(ot.train_step(x0).loss));
+}
+
+TEST_CASE("a data source replaces the Gaussian prior: the loss pairs data with source draws, sampling starts from them") {
+  // A data-to-data flow (torchcfm's moons -> 8gaussians): with a zero network and the velocity target
+  // x1 - x0, the loss is the mean of |source - x0|^2, on the same draws the source makes from the trainer's
+  // generator after the times.
+  using Flow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler>;
+  Flow flow(gm::test::zero_mlp(), gm::TrainOptions().seed(4));
+  auto source = [](int64_t n, const at::Generator& gen) {
+    return 5.0 + torch::rand({n, 2}, gen, gm::on_generator(gen, torch::kFloat64));
+  };
+  flow.set_source(source);
+  CHECK(flow.has_source());
+  auto x0 = torch::randn({64, 2}, gm::make_generator(2), torch::kFloat64);
+  auto gen = flow.generator().clone();
+  (void)gm::UniformTime{}.sample(64, gm::Interpolant<gm::Linear>{}, gen, x0.options());
+  const auto x1 = source(64, gen);
+  CHECK(flow.loss(x0).item<double>() == doctest::Approx((x1 - x0).pow(2).mean().item<double>()).epsilon(1e-12));
+  // Sampling starts from the source (sigma(1) = 1): one Euler step of a zero velocity returns the draw itself,
+  // and per-sample seeds give each row from its own seed.
+  auto sgen = flow.sampling_generator().clone();
+  const auto expected = source(8, sgen);
+  const auto x = flow.sample(gm::SampleOptions().n(8).nfe(1).t_end(0.0));
+  CHECK(gm::test::max_abs(x.to(torch::kFloat64), expected) < 1e-6);
+  const auto seeded = flow.initial_noise({3, 2}, std::vector<uint64_t>{7, 8, 9});
+  const auto alone = flow.initial_noise({1, 2}, std::vector<uint64_t>{8});
+  CHECK(gm::test::max_abs(seeded[1], alone[0]) == 0);
+  CHECK(seeded.min().item<double>() >= 5.0);
+  // What assumes the Gaussian prior is refused in one line: stochastic samplers.
+  CHECK(gm::test::contains(gm::test::error_of([&] { (void)flow.sample_times(gm::SampleOptions(), gm::EulerMaruyamaSampler{}); }),
+                           "data source"));
+  // A source whose rows do not have the data's shape.
+  flow.set_source([](int64_t n, const at::Generator& g) { return torch::rand({n, 3}, g, gm::on_generator(g, torch::kFloat64)); });
+  CHECK(gm::test::contains(gm::test::error_of([&] { (void)flow.loss(x0); }), "the data's shape"));
+  flow.set_source({});
+  CHECK(!flow.has_source());
+}
+
+TEST_CASE("couplings drawn from the plan with replacement: x0 rows and their labels follow the drawn pairs") {
+  // torchcfm's sample_plan draws the batch's pairs from the plan with replacement: some data rows twice, some
+  // not at all; each drawn pair is a pair of the plan.
+  auto gen = gm::make_generator(12);
+  auto x0 = torch::randn({64, 2}, gen, torch::kFloat64), x1 = torch::randn({64, 2}, gen, torch::kFloat64);
+  const auto perm = gm::min_cost_assignment(gm::squared_distances(x0, x1));
+  const gm::ExactOTCoupling with(gm::ExactOTCoupling::Options().replace(true));
+  const auto p = with.pairs(x0, x1, gm::make_generator(1));
+  CHECK(torch::equal(p.cols, perm.index_select(0, p.rows)));
+  CHECK(std::get<0>(torch::_unique(p.rows)).numel() < 64);  // 64 draws of 64 rows: repeats (all distinct: p ~ 1e-27)
+  const auto without = gm::ExactOTCoupling{}.pairs(x0, x1, gm::make_generator(1));
+  CHECK(torch::equal(without.rows, torch::arange(64)));
+  CHECK(torch::equal(without.cols, perm));
+  // In the Trainer: with a zero network the loss is the mean cost of the drawn pairs.
+  using OT = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler,
+                         gm::UniformTime, gm::UniformWeight, gm::ExactOTCoupling>;
+  OT ot(gm::test::zero_mlp(), gm::TrainOptions().seed(3), {}, {}, {}, {}, with);
+  auto g = ot.generator().clone();
+  (void)gm::UniformTime{}.sample(64, gm::Interpolant<gm::Linear>{}, g, x0.options());
+  auto eps = torch::randn(x0.sizes(), g, x0.options());
+  const auto drawn = with.pairs(x0, eps, g);
+  const double expected = (eps.index_select(0, drawn.cols) - x0.index_select(0, drawn.rows)).pow(2).mean().item<double>();
+  CHECK(ot.loss(x0).item<double>() == doctest::Approx(expected).epsilon(1e-12));
 }

@@ -60,7 +60,8 @@ GM_INLINE torch::Tensor parse_npy(std::string_view bytes, const std::filesystem:
   if (header.find("'descr': '<f4'") != std::string::npos) dtype = torch::kFloat32;
   else if (header.find("'descr': '<f8'") != std::string::npos) dtype = torch::kFloat64;
   else throw bad("dtype must be little-endian float32 or float64 ('<f4', '<f8')");
-  if (header.find("'fortran_order': False") == std::string::npos) throw bad("Fortran order is not supported");
+  const bool fortran = header.find("'fortran_order': True") != std::string::npos;  // NumPy's save of a transpose
+  if (!fortran && header.find("'fortran_order': False") == std::string::npos) throw bad("no fortran_order in its header");
   const auto lp = header.find("'shape': (");
   const auto rp = lp == std::string::npos ? std::string::npos : header.find(')', lp);
   if (rp == std::string::npos) throw bad("no shape");
@@ -89,9 +90,9 @@ GM_INLINE torch::Tensor parse_npy(std::string_view bytes, const std::filesystem:
   if (bytes.size() - data_at != need) {
     throw bad("has " + std::to_string(bytes.size() - data_at) + " data bytes, shape needs " + std::to_string(need));
   }
-  auto out = torch::empty(shape, torch::TensorOptions().dtype(dtype));
+  auto out = torch::empty(fortran ? std::vector<int64_t>{shape[1], shape[0]} : shape, torch::TensorOptions().dtype(dtype));
   std::memcpy(out.data_ptr(), bytes.data() + data_at, need);
-  return out;
+  return fortran ? out.t().contiguous() : out;
 }
 #endif
 

@@ -44,6 +44,12 @@ class VectorData {
   /// The data the keys name, with its file read and checked.
   static VectorData from_config(const Config& cfg);
 
+  /// Declare `data.source` (gaussian, or any name `data.name` takes) and `data.source_path`: the distribution at
+  /// t = 1, where the flow starts, for a data-to-data flow (torchcfm's moons -> 8gaussians).
+  static void add_source_keys(Config& cfg);
+  /// The source the keys name, read and checked to have `dim` columns; nothing for `gaussian`.
+  static std::optional<VectorData> source_from_config(const Config& cfg, int64_t dim);
+
   torch::Tensor operator()(int64_t n, const at::Generator& gen) const;
   int64_t dim() const { return features_ ? features_->dim() : mixture_ ? mixture_->dim() : 2; }
   /// "checkerboard", "file x.npy", "mixture ring8.toml".
@@ -57,6 +63,7 @@ class VectorData {
   const GaussianMixture* mixture() const { return mixture_ ? &*mixture_ : nullptr; }
 
  private:
+  static VectorData load(std::string name, const std::string& path_key, const Config& cfg);
   std::string name_;
   std::optional<Features> features_;
   std::optional<GaussianMixture> mixture_;
@@ -70,11 +77,34 @@ GM_INLINE void VectorData::add_keys(Config& cfg, const std::string& name, const 
 }
 
 GM_INLINE auto VectorData::from_config(const Config& cfg) -> VectorData {
+  return load(cfg.get<std::string>("data.name"), "data.path", cfg);
+}
+
+GM_INLINE void VectorData::add_source_keys(Config& cfg) {
+  cfg.add<std::string>("data.source", "gaussian",
+                       "where flows start (t = 1): gaussian noise, or data as data.name takes it (a data-to-data flow)",
+                       check::one_of({"gaussian", "checkerboard", "moons", "8gaussians", "spirals", "file", "mixture"}));
+  cfg.add<std::string>("data.source_path", "", "data file for data.source = file or mixture");
+}
+
+GM_INLINE auto VectorData::source_from_config(const Config& cfg, int64_t dim) -> std::optional<VectorData> {
+  const auto name = cfg.get<std::string>("data.source");
+  if (name == "gaussian") return std::nullopt;
+  auto d = load(name, "data.source_path", cfg);
+  if (d.dim() != dim) {
+    throw Error("gm: data.source (" + d.describe() + ") has " + std::to_string(d.dim()) + " columns, the data " +
+                std::to_string(dim));
+  }
+  return d;
+}
+
+GM_INLINE auto VectorData::load(std::string name, const std::string& path_key, const Config& cfg) -> VectorData {
   VectorData d;
-  d.name_ = cfg.get<std::string>("data.name");
-  const auto path = io::find_data_file(cfg.get<std::string>("data.path")).string();  // gm's mixtures from any folder
+  d.name_ = std::move(name);
+  const auto path = io::find_data_file(cfg.get<std::string>(path_key)).string();  // gm's mixtures from any folder
   if ((d.name_ == "file" || d.name_ == "mixture") && path.empty()) {
-    throw Error("gm: data.path is required when data.name = " + d.name_);
+    throw Error("gm: " + path_key + " is required when " + (path_key == "data.path" ? "data.name" : "data.source") +
+                " = " + d.name_);
   }
   std::string header;
   if (d.name_ == "file") d.features_ = Features::from_file(path, torch::kFloat32, &header);

@@ -197,6 +197,9 @@ class Evaluation {
   /// EMA weights (Heun, `eval.likelihood_steps`, `eval.likelihood_spacing`): the mean and its standard error.
   template <class T, class Data>
   void likelihood(T& trainer, EMA& ema, const Data& data, int64_t n, Record& record) {
+    if constexpr (requires { trainer.has_source(); }) {
+      if (trainer.has_source()) return;  // a data source's density at t = 1 is unknown: no change of variables
+    }
     const int64_t steps = cfg_.get<int64_t>("eval.likelihood_steps"), per_batch = cfg_.get<int64_t>("eval.batch");
     auto gen = make_generator(mix_seed(seed_, 0xB1D));
     torch::Tensor x;

@@ -29,6 +29,7 @@
 #include <torch/types.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -169,7 +170,16 @@ class Experiment {
                       "sampler overhead %.1f%%", static_cast<long long>(n_sample), total, std::string(Smp::name).c_str(),
                       static_cast<long long>(trainer.last_nfe()), model, total > 0 ? 100 * (total - model) / total : 0.0);
         run.log(line);
-        experiment::write_samples(run, events, x, cond, cols, data, stem, tag, prefix, trainer.step(), eval);
+        // Vectors: the paths' kinetic energy beside the data's own scores (Tong et al. 2024's path energy).
+        MetricsFn scored = eval;
+        if (const double energy = trainer.last_path_energy(); std::isfinite(energy)) {
+          scored = [&eval, energy](const torch::Tensor& v) {
+            auto m = eval ? eval(v) : Metrics{};
+            m.push_back({"path_energy", energy, "mean over samples of sum |dx|^2 / dt along the sampler's steps"});
+            return m;
+          };
+        }
+        experiment::write_samples(run, events, x, cond, cols, data, stem, tag, prefix, trainer.step(), scored);
       });
     };
     if (mode == "train") {

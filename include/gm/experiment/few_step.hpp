@@ -35,33 +35,52 @@ void visit_flow_map_objective(const Config& cfg, F&& f) {
   } else if (name == "shortcut") {
     f(Shortcut(Shortcut::Options().levels(cfg.get<int64_t>("training.shortcut_levels"))));
   } else if (name == "consistency") {
-    f(Consistency(Consistency::Options().every(cfg.get<int64_t>("training.ect_every"))));
+    f(Consistency(Consistency::Options().every(cfg.get<int64_t>("training.ect_every")).c(cfg.get<double>("training.ect_c"))));
   } else {
     throw Error("gm: training.objective must be meanflow, shortcut or consistency, not '" + name + "'");
   }
 }
 
-/// Declare `training.coupling` (independent, exact_ot, sinkhorn or schrodinger_bridge), `training.sinkhorn_reg`
-/// and `training.bridge_sigma`.
+/// Declare `training.coupling` (independent, exact_ot, sinkhorn or schrodinger_bridge), `training.sinkhorn_reg`,
+/// `training.sinkhorn_units`, `training.sigma_min`, `training.coupling_sample`, `training.bridge_sigma` and
+/// `training.bridge_plan`.
 void add_coupling_keys(Config& cfg, const std::string& coupling = "exact_ot");
 
 /// Call `f(coupling, objective)` with what `training.coupling` names: gm::IndependentCoupling,
-/// gm::ExactOTCoupling or gm::SinkhornCoupling with plain velocity matching (gm::Velocity), or for
-/// schrodinger_bridge SB-CFM: the Sinkhorn coupling at reg = 2 sigma^2 (absolute) with gm::SchrodingerBridge's
-/// Brownian-bridge paths, sigma = `training.bridge_sigma`.
+/// gm::ExactOTCoupling or gm::SinkhornCoupling (reg in `training.sinkhorn_units`) with plain velocity matching
+/// (gm::Velocity) or, for `training.sigma_min` > 0, torchcfm's Gaussian paths (gm::GaussianPath); or for
+/// schrodinger_bridge SB-CFM: gm::SchrodingerBridge's Brownian-bridge paths, sigma = `training.bridge_sigma`,
+/// paired by the Sinkhorn coupling at reg = 2 sigma^2 (absolute) or, with `training.bridge_plan = "exact"`,
+/// by the exact plan as torchcfm's default.  `training.coupling_sample = "plan"` draws the pairs from the plan
+/// with replacement, as torchcfm's `sample_plan`.
 template <class F>
 void visit_coupling(const Config& cfg, F&& f) {
   const auto name = cfg.get<std::string>("training.coupling");
+  const double sigma_min = cfg.get<double>("training.sigma_min");
+  const bool relative = cfg.get<std::string>("training.sinkhorn_units") == "relative";
+  const bool replace = cfg.get<std::string>("training.coupling_sample") == "plan";
+  const auto exact = ExactOTCoupling(ExactOTCoupling::Options().replace(replace));
+  // Plain velocity matching, or torchcfm's Gaussian paths of width sigma_min around each pair's line.
+  auto with_paths = [&](auto coupling) {
+    if (sigma_min > 0) f(coupling, GaussianPath(GaussianPath::Options().sigma_min(sigma_min)));
+    else f(coupling, Velocity{});
+  };
   if (name == "independent") {
-    f(IndependentCoupling{}, Velocity{});
+    with_paths(IndependentCoupling{});
   } else if (name == "exact_ot") {
-    f(ExactOTCoupling{}, Velocity{});
+    with_paths(exact);
   } else if (name == "sinkhorn") {
-    f(SinkhornCoupling(SinkhornCoupling::Options().reg(cfg.get<double>("training.sinkhorn_reg"))), Velocity{});
+    with_paths(SinkhornCoupling(
+        SinkhornCoupling::Options().reg(cfg.get<double>("training.sinkhorn_reg")).relative(relative).replace(replace)));
   } else if (name == "schrodinger_bridge") {
+    if (sigma_min > 0) throw Error("gm: training.sigma_min is for independent, exact_ot and sinkhorn; schrodinger_bridge's "
+                                   "width is training.bridge_sigma");
     const double sigma = cfg.get<double>("training.bridge_sigma");
-    f(SinkhornCoupling(SinkhornCoupling::Options().reg(2 * sigma * sigma).relative(false)),
-      SchrodingerBridge(SchrodingerBridge::Options().sigma(sigma)));
+    const SchrodingerBridge bridge(SchrodingerBridge::Options().sigma(sigma));
+    // torchcfm's SchrodingerBridgeConditionalFlowMatcher pairs on the exact plan by default (ot_method="exact"),
+    // its "sinkhorn" at reg = 2 sigma^2 in the cost's own units.
+    if (cfg.get<std::string>("training.bridge_plan") == "exact") f(exact, bridge);
+    else f(SinkhornCoupling(SinkhornCoupling::Options().reg(2 * sigma * sigma).relative(false).replace(replace)), bridge);
   } else {
     throw Error("gm: training.coupling must be independent, exact_ot, sinkhorn or schrodinger_bridge, not '" + name + "'");
   }
@@ -76,11 +95,13 @@ GM_INLINE void add_flow_map_keys(Config& cfg, const std::string& objective) {
   cfg.add<double>("training.t_std", 1.0, "std of logit(t) in training (MeanFlow: 1.0)", check::positive());
   cfg.add<double>("training.ratio", 0.25, "meanflow: share of rows with r != t (the rest is flow matching)",
                   check::in_range(0, 1));
-  cfg.add<double>("training.adaptive_p", 1.0, "meanflow: adaptive loss weight 1 / (err + 1e-3)^p; 0 plain squared error",
+  cfg.add<double>("training.adaptive_p", 1.0, "meanflow: adaptive loss weight 1 / (err + 0.01)^p, err each sample's sum of squares (the official code's); 0 plain",
                   check::in_range(0, 4));
   cfg.add<int64_t>("training.shortcut_levels", 7, "shortcut: smallest step 2^-levels (7: 128 steps)", check::in_range(1, 20));
   cfg.add<int64_t>("training.ect_every", 1000, "consistency: training steps per halving of ECT's step",
                    check::in_range(1, 1'000'000'000));
+  cfg.add<double>("training.ect_c", 0.0, "consistency: ECT's pseudo-Huber constant c (0: the L2 distance)",
+                  check::at_least(0));
   cfg.set_default("sampling.sampler", std::string("flow_map"))
       .set_default("sampling.nfe", int64_t{1})
       .set_default("sampling.t_end", 0.0);
@@ -95,10 +116,22 @@ GM_INLINE void add_coupling_keys(Config& cfg, const std::string& coupling) {
                        "pairs of data and noise in a batch: independent, exact_ot (OT-CFM, Tong et al. 2023), sinkhorn, "
                        "or schrodinger_bridge (SB-CFM, Tong et al. 2024)",
                        check::one_of({"independent", "exact_ot", "sinkhorn", "schrodinger_bridge"}));
-  cfg.add<double>("training.sinkhorn_reg", 0.05, "sinkhorn: entropic regularisation, relative to the mean cost",
+  cfg.add<double>("training.sinkhorn_reg", 0.05, "sinkhorn: entropic regularisation (units: training.sinkhorn_units)",
                   check::positive());
+  cfg.add<std::string>("training.sinkhorn_units", "relative",
+                       "sinkhorn: reg relative to the batch's mean cost, or absolute (the cost's own units, as POT and "
+                       "torchcfm take it)", check::one_of({"relative", "absolute"}));
+  cfg.add<double>("training.sigma_min", 0.0, "independent, exact_ot, sinkhorn: the constant width of the Gaussian "
+                  "paths around each pair's line (torchcfm's sigma); 0: plain flow matching", check::at_least(0));
+  cfg.add<std::string>("training.coupling_sample", "permutation",
+                       "exact_ot, sinkhorn, schrodinger_bridge: every data row once with a partner (permutation), or "
+                       "the batch's pairs drawn from the plan with replacement (plan: torchcfm's sample_plan)",
+                       check::one_of({"permutation", "plan"}));
   cfg.add<double>("training.bridge_sigma", 0.5, "schrodinger_bridge: the Brownian bridge's sigma (coupling reg 2 sigma^2)",
                   check::positive());
+  cfg.add<std::string>("training.bridge_plan", "sinkhorn",
+                       "schrodinger_bridge: pairs from Sinkhorn's plan at reg 2 sigma^2, or from the exact OT plan "
+                       "(torchcfm's default)", check::one_of({"sinkhorn", "exact"}));
 }
 #endif  // GM_HEADER_DEFINITIONS
 

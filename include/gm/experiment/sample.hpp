@@ -191,7 +191,7 @@ class Sampling {
   /// so a finite draw pays one check and nothing is written or scored from NaN.
   template <class Smp, class T>
   torch::Tensor draw(T& trainer, int64_t n, EMA& ema, const torch::Tensor& noise, const Conditioning& c) const {
-    const auto o = options(n).ema(&ema).noise(noise).conditioning(c);
+    const auto o = options(n).ema(&ema).noise(noise).conditioning(c).path_energy(noise.dim() == 2);
     const auto state = trainer.sampling_generator().get_state();
     auto x = trainer.template sample<Smp>(o, sampler<Smp>());
     if (torch::isfinite(x).all().template item<bool>()) return x;

@@ -16,14 +16,23 @@
 
 namespace gm {
 
-/// Declare `model.hidden`, `model.layers`, `model.activation`, `model.time_embedding` with the defaults of
-/// `d` (the options of Meta flow_matching's 2-D example but 256 wide, unless given).
+namespace detail {
+Config::Check int_list_check(bool allow_empty);
+std::vector<int64_t> int_list(const Config& cfg, const std::string& key);
+}  // namespace detail
+
+/// Declare `model.hidden`, `model.layers`, `model.activation`, `model.widths`, `model.time_embedding` with the
+/// defaults of `d` (the options of Meta flow_matching's 2-D example but 256 wide, unless given).
+
 void add_mlp_keys(Config& cfg, const MLPOptions& d = MLPOptions().hidden(256).layers(4).time_embedding("raw"));
 #if GM_HEADER_DEFINITIONS
 GM_INLINE void add_mlp_keys(Config& cfg, const MLPOptions& d) {
   cfg.add<int64_t>("model.hidden", d.hidden(), "MLP width", check::in_range(1, 1 << 16));
   cfg.add<int64_t>("model.layers", d.layers(), "MLP hidden layers", check::in_range(1, 64));
-  cfg.add<std::string>("model.activation", d.activation(), "activation", check::one_of({"silu", "relu", "gelu", "tanh"}));
+  cfg.add<std::string>("model.activation", d.activation(), "activation",
+                       check::one_of({"silu", "relu", "gelu", "tanh", "selu"}));
+  cfg.add<std::string>("model.widths", "", "each hidden layer's width, as \"64,128,64\" (empty: model.layers of "
+                       "model.hidden)", detail::int_list_check(true));
   cfg.add<std::string>("model.time_embedding", d.time_embedding(), "time embedding (raw: t itself, as flow_matching)",
                        check::one_of({"sinusoidal", "fourier", "raw"}));
 }
@@ -39,6 +48,7 @@ GM_INLINE MLP make_mlp(const Config& cfg, int64_t dim, int64_t times) {
                  .hidden(cfg.get<int64_t>("model.hidden"))
                  .layers(cfg.get<int64_t>("model.layers"))
                  .activation(cfg.get<std::string>("model.activation"))
+                 .widths(detail::int_list(cfg, "model.widths"))
                  .time_embedding(cfg.get<std::string>("model.time_embedding")));
 }
 #endif

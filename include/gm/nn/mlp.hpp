@@ -15,6 +15,7 @@
 #include <cmath>
 #include <numbers>
 #include <string>
+#include <vector>
 
 namespace gm {
 
@@ -23,7 +24,9 @@ struct MLPOptions {
   TORCH_ARG(int64_t, dim) = 2;                      ///< data dimension (input and output)
   TORCH_ARG(int64_t, hidden) = 256;                 ///< width of the hidden layers
   TORCH_ARG(int64_t, layers) = 3;                   ///< number of hidden layers (Linear + activation)
-  TORCH_ARG(std::string, activation) = "silu";      ///< silu, relu, gelu or tanh
+  TORCH_ARG(std::string, activation) = "silu";      ///< silu, relu, gelu, tanh or selu (torchcfm's MLP's)
+  /// Each hidden layer's width, first to last (e.g. {64, 128, 64}); empty: `layers` layers of `hidden`.
+  TORCH_ARG(std::vector<int64_t>, widths) = {};
   TORCH_ARG(std::string, time_embedding) = "sinusoidal";  ///< sinusoidal, fourier, or raw (t itself)
   TORCH_ARG(int64_t, time_features) = 32;           ///< embedding size (sinusoidal, fourier)
   TORCH_ARG(double, fourier_scale) = 16.0;          ///< std of the random Fourier frequencies
@@ -67,8 +70,11 @@ GM_INLINE MLPImpl::MLPImpl(MLPOptions options) : options_(std::move(options)) {
   TORCH_CHECK(o.layers() >= 1 && o.hidden() >= 1 && o.dim() >= 1, "gm: MLP needs dim, hidden, layers >= 1");
   TORCH_CHECK(o.times() == 1 || o.times() == 2, "gm: MLP times must be 1 or 2");
   TORCH_CHECK(o.activation() == "silu" || o.activation() == "relu" || o.activation() == "gelu" ||
-                  o.activation() == "tanh",
-              "gm: MLP activation must be silu, relu, gelu or tanh, not '", o.activation(), "'");
+                  o.activation() == "tanh" || o.activation() == "selu",
+              "gm: MLP activation must be silu, relu, gelu, tanh or selu, not '", o.activation(), "'");
+  for (const auto w : o.widths()) {
+    if (w < 1) throw Error("gm: MLP widths must be >= 1, not " + std::to_string(w));
+  }
   TORCH_CHECK(o.time_embedding() == "sinusoidal" || o.time_embedding() == "fourier" || o.time_embedding() == "raw",
               "gm: MLP time_embedding must be sinusoidal, fourier or raw, not '", o.time_embedding(), "'");
   int64_t t_dim = 1;
@@ -86,16 +92,20 @@ GM_INLINE MLPImpl::MLPImpl(MLPOptions options) : options_(std::move(options)) {
     freqs_ = register_buffer("freqs", freqs);
   }
   int64_t in = o.dim() + o.times() * t_dim;
-  for (int64_t i = 0; i < o.layers(); ++i) {
-    hidden_->push_back(torch::nn::Linear(in, o.hidden()));
-    in = o.hidden();
+  const auto widths = o.widths().empty() ? std::vector<int64_t>(static_cast<size_t>(o.layers()), o.hidden()) : o.widths();
+  for (const auto w : widths) {
+    hidden_->push_back(torch::nn::Linear(in, w));
+    in = w;
   }
   register_module("hidden", hidden_);
   out_ = register_module("out", torch::nn::Linear(in, o.dim()));
 }
 
 GM_INLINE auto MLPImpl::describe() const -> std::string {
-  return "MLP " + std::to_string(options_.hidden()) + "x" + std::to_string(options_.layers());
+  if (options_.widths().empty()) return "MLP " + std::to_string(options_.hidden()) + "x" + std::to_string(options_.layers());
+  std::string w;
+  for (const auto v : options_.widths()) w += (w.empty() ? "" : "-") + std::to_string(v);
+  return "MLP " + w;
 }
 
 GM_INLINE auto MLPImpl::forward(const torch::Tensor& x, const torch::Tensor& t) -> torch::Tensor {
@@ -128,6 +138,7 @@ GM_INLINE auto MLPImpl::act(const torch::Tensor& h) const -> torch::Tensor {
   if (a == "silu") return torch::silu(h);
   if (a == "relu") return torch::relu(h);
   if (a == "gelu") return torch::gelu(h);
+  if (a == "selu") return torch::selu(h);
   return torch::tanh(h);
 }
 #endif  // GM_HEADER_DEFINITIONS

@@ -28,20 +28,48 @@ concept Coupling = requires(const C& c, const torch::Tensor& x, const at::Genera
   { C::name } -> std::convertible_to<std::string_view>;
 };
 
+/// Row indices into both batches: pair k is (x0[rows[k]], x1[cols[k]]).
+struct PairIndices {
+  torch::Tensor rows;  ///< int64 [n] into x0
+  torch::Tensor cols;  ///< int64 [n] into x1
+};
+
+/// A coupling that may also draw its pairs from its plan with replacement (torchcfm's `sample_plan`, its
+/// default): `pairs(x0, x1, gen)` gives both indices, so a data row may appear twice and another not at all.
+/// The Trainer uses `pairs` when a coupling has it, `pair` otherwise.
+template <class C>
+concept PlanCoupling = Coupling<C> && requires(const C& c, const torch::Tensor& x, const at::Generator& g) {
+  { c.pairs(x, x, g) } -> std::same_as<PairIndices>;
+};
+
+/// n pairs (i, j) drawn with replacement from a plan [n, m] (entries >= 0), i and j int64 on `gen`'s device:
+/// torchcfm's `OTPlanSampler.sample_map` (`np.random.choice` over the flattened plan) with gm's generator.
+PairIndices draw_from_plan(const torch::Tensor& plan, int64_t n, const at::Generator& gen);
+
 /// The squared Euclidean cost between the rows of x0 [n, ...] and x1 [m, ...] (flattened), [n, m], float64.
 torch::Tensor squared_distances(const torch::Tensor& x0, const torch::Tensor& x1);
 
 /// The minimum-cost perfect matching of a square cost matrix [n, n]: perm with sum_i cost[i, perm[i]]
-/// minimal (int64 [n], on the cost's device).  Exact: the shortest-augmenting-path form of the Hungarian
-/// method (Kuhn 1955; Jonker & Volgenant 1987), O(n^3) in float64 on the CPU; POT's `ot.emd` on a
-/// uniform batch gives the same permutation.
+/// minimal (int64 [n], on the cost's device).  Exact, in float64 on the CPU: Jonker & Volgenant's LAPJV
+/// ("A shortest augmenting path algorithm for dense and sparse linear assignment problems", Computing 38,
+/// 1987): column reduction, reduction transfer, two rounds of augmenting row reduction, then Dijkstra-like
+/// shortest augmenting paths for the rows still free, as in their lap.cpp (and gatagat/lap's lapjv).  POT's
+/// `ot.emd` on a uniform batch gives the same permutation where the optimum is unique.
 torch::Tensor min_cost_assignment(const torch::Tensor& cost);
 
+namespace detail {
+/// The same matching by the textbook shortest-augmenting-path Hungarian method (Kuhn 1955), O(n^3): gm's
+/// assignment before LAPJV, kept as the tests' second opinion.
+torch::Tensor hungarian_assignment(const torch::Tensor& cost);
+}  // namespace detail
+
 /// The entropic optimal-transport plan between uniform marginals over the rows and columns of `cost`
-/// [n, m] (Cuturi 2013), by Sinkhorn's iterations in the log domain: pi = argmin <pi, C> - eps H(pi) with
-/// eps = `reg` times the mean cost (scale-free; POT's `ot.sinkhorn`, which torchcfm calls, takes eps itself),
-/// at most `iters` sweeps or until the row sums are within `tol` of 1/n.  Returns pi [n, m], float64, summing
-/// to 1.
+/// [n, m] (Cuturi 2013): pi = argmin <pi, C> - eps H(pi) with eps = `reg` times the mean cost (scale-free;
+/// POT's `ot.sinkhorn`, which torchcfm calls, takes eps itself), by Sinkhorn's plain iteration where its
+/// kernel stays in double's range (the cost spans at most 200 eps) and in the log domain elsewhere, at most
+/// `iters` sweeps or until the row sums are within `tol` of 1/n (each sweep ends on the columns, which it
+/// matches exactly).
+/// Returns pi [n, m], float64, summing to 1.
 torch::Tensor sinkhorn_plan(const torch::Tensor& cost, double reg = 0.05, int64_t iters = 1000, double tol = 1e-9);
 
 /// Pairs rows of a data batch with rows of a noise batch independently: the identity (plain flow matching).
@@ -56,8 +84,17 @@ struct IndependentCoupling {
 /// x1 row the minimum-cost assignment on squared distances gives it, so the pairs straighten the paths the
 /// network learns.  Deterministic; the same on every rank given the same global batch.
 struct ExactOTCoupling {
+  struct Options {
+    /// Draw the n pairs from the plan (the assignment, each pair of mass 1/n) with replacement, as torchcfm's
+    /// ExactOptimalTransportConditionalFlowMatcher does; false: every data row once, with its partner.
+    TORCH_ARG(bool, replace) = false;
+  };
   static constexpr std::string_view name = "exact_ot";
+  Options options{};
+  ExactOTCoupling() = default;
+  explicit ExactOTCoupling(Options o) : options(o) {}
   torch::Tensor pair(const torch::Tensor& x0, const torch::Tensor& x1, const at::Generator& gen) const;
+  PairIndices pairs(const torch::Tensor& x0, const torch::Tensor& x1, const at::Generator& gen) const;
 };
 
 /// Entropic minibatch optimal transport: the Sinkhorn plan on squared distances, each x0 row's partner
@@ -71,12 +108,18 @@ struct SinkhornCoupling {
     TORCH_ARG(double, reg) = 0.05;    ///< entropic regularisation, relative to the mean cost
     TORCH_ARG(int64_t, iters) = 1000; ///< Sinkhorn sweeps at most
     TORCH_ARG(bool, relative) = true; ///< reg relative to the batch's mean cost; false: in the cost's own units
+    /// Draw the n pairs from the whole plan with replacement (torchcfm's `sample_plan`); false: one partner
+    /// per data row, from its row of the plan.
+    TORCH_ARG(bool, replace) = false;
   };
   static constexpr std::string_view name = "sinkhorn";
   Options options{};
   SinkhornCoupling() = default;
   explicit SinkhornCoupling(Options o) : options(o) {}
   torch::Tensor pair(const torch::Tensor& x0, const torch::Tensor& x1, const at::Generator& gen) const;
+  PairIndices pairs(const torch::Tensor& x0, const torch::Tensor& x1, const at::Generator& gen) const;
+  /// The plan between the rows of x0 and x1 at this coupling's regularisation.
+  torch::Tensor plan(const torch::Tensor& x0, const torch::Tensor& x1) const;
 };
 
 #if GM_HEADER_DEFINITIONS
@@ -85,14 +128,170 @@ GM_INLINE torch::Tensor squared_distances(const torch::Tensor& x0, const torch::
   return (a.pow(2).sum(1, true) + b.pow(2).sum(1).unsqueeze(0) - 2 * torch::matmul(a, b.t())).clamp_min(0);
 }
 
-GM_INLINE torch::Tensor min_cost_assignment(const torch::Tensor& cost_in) {
+namespace detail {
+/// The cost as a contiguous float64 CPU matrix, checked square and finite.
+inline torch::Tensor assignment_cost(const torch::Tensor& cost_in) {
   if (cost_in.dim() != 2 || cost_in.size(0) != cost_in.size(1)) {
     throw Error("gm: min_cost_assignment needs a square cost matrix");
   }
-  const int64_t n = cost_in.size(0);
   auto cost = cost_in.to(torch::kCPU, torch::kFloat64).contiguous();
-  const double* c = cost.data_ptr<double>();
   if (!torch::isfinite(cost).all().item<bool>()) throw Error("gm: min_cost_assignment: the cost is not finite");
+  return cost;
+}
+}  // namespace detail
+
+GM_INLINE torch::Tensor min_cost_assignment(const torch::Tensor& cost_in) {
+  const auto cost = detail::assignment_cost(cost_in);
+  const int64_t n = cost.size(0);
+  auto perm = torch::zeros({n}, torch::kInt64);
+  if (n <= 1) return perm.to(cost_in.device());
+  const double* c = cost.data_ptr<double>();
+  auto at = [&](int64_t i, int64_t j) { return c[i * n + j]; };
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<int64_t> x(n, -1), y(n, -1);  // row i -> column x[i]; column j -> row y[j]
+  std::vector<double> v(n);                 // column potentials
+  std::vector<int64_t> matches(n, 0), free_rows;
+  free_rows.reserve(n);
+  // 1. Column reduction: each column to its cheapest row, last column first (Jonker & Volgenant).
+  for (int64_t j = n - 1; j >= 0; --j) {
+    int64_t imin = 0;
+    double m = at(0, j);
+    for (int64_t i = 1; i < n; ++i) {
+      if (at(i, j) < m) m = at(i, j), imin = i;
+    }
+    v[j] = m;
+    if (++matches[imin] == 1) {  // a row cheapest for several columns keeps the first (highest) of them
+      x[imin] = j;
+      y[j] = imin;
+    }
+  }
+  // 2. Reduction transfer: a row assigned once passes its slack to its column's potential.
+  for (int64_t i = 0; i < n; ++i) {
+    if (matches[i] == 0) {
+      free_rows.push_back(i);
+    } else if (matches[i] == 1) {
+      const int64_t j1 = x[i];
+      double m = inf;
+      for (int64_t j = 0; j < n; ++j) {
+        if (j != j1) m = std::min(m, at(i, j) - v[j]);
+      }
+      if (m < inf) v[j1] -= m;
+    }
+  }
+  // 3. Augmenting row reduction, twice: each free row takes its best column, lowering that column's potential
+  //    to the row's second-best reduced cost and freeing the column's previous row.
+  for (int round = 0; round < 2 && !free_rows.empty(); ++round) {
+    std::vector<int64_t> next;
+    next.reserve(free_rows.size());
+    size_t k = 0;
+    // A row that re-enters at the front is bounded per row, so a degenerate cost cannot cycle for long.
+    int64_t budget = 8 * n + 64;
+    while (k < free_rows.size()) {
+      const int64_t i = free_rows[k++];
+      double u1 = at(i, 0) - v[0], u2 = inf;
+      int64_t j1 = 0, j2 = -1;
+      for (int64_t j = 1; j < n; ++j) {
+        const double h = at(i, j) - v[j];
+        if (h < u2) {
+          if (h >= u1) {
+            u2 = h, j2 = j;
+          } else {
+            u2 = u1, j2 = j1, u1 = h, j1 = j;
+          }
+        }
+      }
+      int64_t i0 = y[j1];
+      const bool strict = u1 < u2;
+      if (strict) {
+        v[j1] -= u2 - u1;
+      } else if (i0 >= 0 && j2 >= 0) {
+        j1 = j2;
+        i0 = y[j2];
+      }
+      if (x[i] >= 0 && y[x[i]] == i) y[x[i]] = -1;
+      x[i] = j1;
+      y[j1] = i;
+      if (i0 >= 0 && i0 != i) {
+        x[i0] = -1;
+        if (strict && --budget > 0) free_rows[--k] = i0;  // the freed row goes again at once
+        else next.push_back(i0);
+      }
+    }
+    free_rows = std::move(next);
+  }
+  // 4. Augmentation: a shortest path in reduced costs from each remaining free row to a free column.
+  std::vector<double> d(n);
+  std::vector<int64_t> pred(n), cols(n);
+  for (const int64_t f : free_rows) {
+    for (int64_t j = 0; j < n; ++j) {
+      d[j] = at(f, j) - v[j];
+      pred[j] = f;
+      cols[j] = j;
+    }
+    int64_t low = 0, up = 0, last = 0, end = -1;  // cols[0, low): done; [low, up): at the minimum; [up, n): to scan
+    double m = 0;
+    while (end < 0) {
+      if (up == low) {  // the columns at the next minimum distance
+        last = low - 1;
+        m = d[cols[up++]];
+        for (int64_t k = up; k < n; ++k) {
+          const int64_t j = cols[k];
+          const double h = d[j];
+          if (h <= m) {
+            if (h < m) up = low, m = h;
+            cols[k] = cols[up];
+            cols[up++] = j;
+          }
+        }
+        for (int64_t k = low; k < up; ++k) {
+          if (y[cols[k]] < 0) {
+            end = cols[k];
+            break;
+          }
+        }
+      }
+      if (end >= 0) break;
+      const int64_t j1 = cols[low++], i = y[j1];
+      const double h = at(i, j1) - v[j1] - m;
+      for (int64_t k = up; k < n; ++k) {
+        const int64_t j = cols[k];
+        const double dj = at(i, j) - v[j] - h;
+        if (dj < d[j]) {
+          d[j] = dj;
+          pred[j] = i;
+          if (dj == m) {
+            if (y[j] < 0) {
+              end = j;
+              break;
+            }
+            cols[k] = cols[up];
+            cols[up++] = j;
+          }
+        }
+      }
+    }
+    for (int64_t k = 0; k <= last; ++k) {  // the columns settled before the last minimum move their potentials
+      const int64_t j = cols[k];
+      v[j] += d[j] - m;
+    }
+    for (int64_t j = end;;) {  // flip the alternating path back to f
+      const int64_t i = pred[j];
+      y[j] = i;
+      const int64_t prev = x[i];
+      x[i] = j;
+      if (i == f) break;
+      j = prev;
+    }
+  }
+  auto* out = perm.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i];
+  return perm.to(cost_in.device());
+}
+
+GM_INLINE torch::Tensor detail::hungarian_assignment(const torch::Tensor& cost_in) {
+  const auto cost = detail::assignment_cost(cost_in);
+  const int64_t n = cost.size(0);
+  const double* c = cost.data_ptr<double>();
   // Shortest augmenting paths with potentials u (rows) and v (columns), 1-based with column 0 a sentinel.
   const double inf = std::numeric_limits<double>::infinity();
   std::vector<double> u(n + 1, 0), v(n + 1, 0), minv(n + 1);
@@ -135,18 +334,37 @@ GM_INLINE torch::Tensor min_cost_assignment(const torch::Tensor& cost_in) {
 GM_INLINE torch::Tensor sinkhorn_plan(const torch::Tensor& cost_in, double reg, int64_t iters, double tol) {
   if (cost_in.dim() != 2) throw Error("gm: sinkhorn_plan needs a cost matrix [n, m]");
   if (!(reg > 0)) throw Error("gm: sinkhorn_plan: reg must be positive");
-  auto cost = cost_in.to(torch::kFloat64);
+  auto cost = cost_in.to(torch::kFloat64).contiguous();
   const int64_t n = cost.size(0), m = cost.size(1);
   const double eps = reg * std::max(cost.mean().item<double>(), 1e-300);
+  const double a = 1.0 / static_cast<double>(n), b = 1.0 / static_cast<double>(m);
+  // The plain iteration (Sinkhorn & Knopp 1967; Cuturi 2013; POT's ot.sinkhorn, method 'sinkhorn'): two
+  // matrix-vector products a sweep, on the kernel K = exp(-(C - min C) / eps).  Its entries reach down to
+  // e^-200 ~ 1e-87 where the cost spans 200 eps, and the scalings grow as their inverse (u K v stays in
+  // double's range, up to 1e308); beyond that the log domain takes over (logsumexp, many times a sweep's work).
+  const double lo = cost.min().item<double>(), span = (cost.max().item<double>() - lo) / eps;
+  if (span <= 200) {
+    auto K = torch::exp(-(cost - lo) / eps);
+    auto u = torch::full({n}, a, cost.options()), v = torch::full({m}, b, cost.options());
+    for (int64_t k = 0; k < iters; ++k) {
+      u = a / torch::mv(K, v);
+      v = b / torch::mv(K.t(), u);
+      if (k % 10 == 9) {  // after a v update the column sums are exact; check the rows
+        auto rows = u * torch::mv(K, v);
+        if ((rows - a).abs().max().item<double>() < tol) break;
+      }
+    }
+    return u.unsqueeze(1) * K * v.unsqueeze(0);
+  }
   auto log_k = -cost / eps;
-  const double log_a = -std::log(static_cast<double>(n)), log_b = -std::log(static_cast<double>(m));
+  const double log_a = std::log(a), log_b = std::log(b);
   auto f = torch::zeros({n}, cost.options()), g = torch::zeros({m}, cost.options());
   for (int64_t k = 0; k < iters; ++k) {
     f = log_a - torch::logsumexp(log_k + g.unsqueeze(0), 1);
     g = log_b - torch::logsumexp(log_k + f.unsqueeze(1), 0);
     if (k % 10 == 9) {  // after a g update the column sums are exact; check the rows
       auto rows = torch::exp(f.unsqueeze(1) + log_k + g.unsqueeze(0)).sum(1);
-      if ((rows - 1.0 / static_cast<double>(n)).abs().max().item<double>() < tol) break;
+      if ((rows - a).abs().max().item<double>() < tol) break;
     }
   }
   return torch::exp(f.unsqueeze(1) + log_k + g.unsqueeze(0));
@@ -156,18 +374,44 @@ GM_INLINE torch::Tensor IndependentCoupling::pair(const torch::Tensor& x0, const
   return torch::arange(x0.size(0), torch::TensorOptions().dtype(torch::kInt64).device(x0.device()));
 }
 
+GM_INLINE PairIndices draw_from_plan(const torch::Tensor& plan, int64_t n, const at::Generator& gen) {
+  const int64_t m = plan.size(1);
+  auto k = torch::multinomial(plan.reshape({-1}).to(gen.device(), torch::kFloat64), n, true, gen);
+  return {torch::div(k, m, "floor"), torch::remainder(k, m)};
+}
+
 GM_INLINE torch::Tensor ExactOTCoupling::pair(const torch::Tensor& x0, const torch::Tensor& x1, const at::Generator&) const {
   if (x0.size(0) != x1.size(0)) throw Error("gm: exact OT pairs batches of the same size");
   return min_cost_assignment(squared_distances(x0, x1)).to(x0.device());
 }
 
-GM_INLINE torch::Tensor SinkhornCoupling::pair(const torch::Tensor& x0, const torch::Tensor& x1,
-                                               const at::Generator& gen) const {
+GM_INLINE PairIndices ExactOTCoupling::pairs(const torch::Tensor& x0, const torch::Tensor& x1, const at::Generator& gen) const {
+  auto perm = pair(x0, x1, gen);
+  if (!options.replace()) return {torch::arange(x0.size(0), perm.options()), perm};
+  // The plan is the permutation with mass 1/n a pair: n draws of it are n uniform draws of a row.
+  auto rows = torch::randint(x0.size(0), {x0.size(0)}, gen, torch::TensorOptions().dtype(torch::kInt64).device(gen.device()));
+  rows = rows.to(x0.device());
+  return {rows, perm.index_select(0, rows)};
+}
+
+GM_INLINE torch::Tensor SinkhornCoupling::plan(const torch::Tensor& x0, const torch::Tensor& x1) const {
   auto cost = squared_distances(x0, x1);
   const double reg = options.relative() ? options.reg() : options.reg() / std::max(cost.mean().item<double>(), 1e-300);
-  auto plan = sinkhorn_plan(cost, reg, options.iters());
-  auto rows = plan / plan.sum(1, true);
+  return sinkhorn_plan(cost, reg, options.iters());
+}
+
+GM_INLINE torch::Tensor SinkhornCoupling::pair(const torch::Tensor& x0, const torch::Tensor& x1,
+                                               const at::Generator& gen) const {
+  auto p = plan(x0, x1);
+  auto rows = p / p.sum(1, true);
   return torch::multinomial(rows.to(gen.device()), 1, false, gen).squeeze(1).to(x0.device());
+}
+
+GM_INLINE PairIndices SinkhornCoupling::pairs(const torch::Tensor& x0, const torch::Tensor& x1, const at::Generator& gen) const {
+  if (!options.replace()) return {torch::arange(x0.size(0), torch::TensorOptions().dtype(torch::kInt64).device(x0.device())),
+                                  pair(x0, x1, gen)};
+  auto d = draw_from_plan(plan(x0, x1), x0.size(0), gen);
+  return {d.rows.to(x0.device()), d.cols.to(x0.device())};
 }
 #endif  // GM_HEADER_DEFINITIONS
 

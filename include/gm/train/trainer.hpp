@@ -141,6 +141,10 @@ struct SampleOptions {
   /// Check x after every step and stop at the first that is not finite (`Trainer::first_non_finite` says
   /// where); one device synchronisation a step, so for diagnosis, not for every draw.
   TORCH_ARG(bool, check_steps) = false;
+  /// Measure the paths' kinetic energy, the mean over samples of sum_k ||x_{k+1} - x_k||^2 / (t_k - t_{k+1})
+  /// (`Trainer::last_path_energy`): for a deterministic sampler, integral ||v||^2 dt along its steps, Tong et
+  /// al. 2024's path energy (OT-CFM lowers it towards W2^2).  One subtraction and a copy of x a step.
+  TORCH_ARG(bool, path_energy) = false;
 };
 
 /// A network that takes an image condition: `forward(x, t, y, c)` with c [B, Cc, H, W] (gm's UNet with
@@ -310,8 +314,12 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   /// `label_dropout`.  With an ELBO weighting (`gm::ELBOObjective`, e.g. `gm::VDMELBO`) the loss is its
   /// objective: the ELBO in bits per dimension, with its prior and reconstruction terms.
   /// Paired noise `z` (reflow's pairs) replaces the drawn noise row for row, and no coupling applies to it.
-  torch::Tensor loss(const torch::Tensor& x0, const torch::Tensor& y = {}, const torch::Tensor& c = {},
-                     const torch::Tensor& a = {}, const torch::Tensor& z = {}) {
+  ///
+  /// With a source distribution (`set_source`) its draws replace the Gaussian noise, coupling included.  A
+  /// coupling with `pairs` (`gm::PlanCoupling`) may draw data rows with replacement: x0 and its labels,
+  /// condition and augmentation follow its row indices.
+  torch::Tensor loss(torch::Tensor x0, torch::Tensor y = {}, torch::Tensor c = {}, torch::Tensor a = {},
+                     const torch::Tensor& z = {}) {
     if (a.defined()) {
       if constexpr (AugmentedNetwork<Net>) {
         if (net_->augment_dim() != (a.dim() == 2 ? a.size(1) : -1)) {
@@ -326,7 +334,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     }
     const auto opts = x0.options();
     auto t = time_sampler_.sample(x0.size(0), process_, generator_, opts);
-    auto eps = torch::randn(x0.sizes(), generator_, on_generator(generator_, opts));
+    auto eps = source_ ? draw_source(x0.size(0), generator_, x0.sizes(), opts)
+                       : torch::randn(x0.sizes(), generator_, on_generator(generator_, opts));
     torch::Tensor eps0;  // the reconstruction term's z_0 noise
     if constexpr (ELBOObjective<W> || wants_extra_noise<P>()) eps0 = torch::randn(x0.sizes(), generator_, on_generator(generator_, opts));
     // Pair each data row with a noise row by the coupling (OT-CFM: the minibatch's optimal transport).  Every
@@ -337,6 +346,11 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
         throw Error("gm: paired noise (reflow) comes with its coupling; train it with the independent coupling");
       }
       eps = z.to(opts);
+    } else if constexpr (PlanCoupling<Pair>) {
+      const auto p = coupling_.pairs(x0, eps, generator_);
+      auto rows = [&](const torch::Tensor& v) { return v.defined() ? v.index_select(0, p.rows.to(v.device())) : v; };
+      x0 = rows(x0), y = rows(y), c = rows(c), a = rows(a);
+      eps = eps.index_select(0, p.cols.to(eps.device()));
     } else if constexpr (!std::same_as<Pair, IndependentCoupling>) {
       eps = eps.index_select(0, coupling_.pair(x0, eps, generator_));
     }
@@ -375,6 +389,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     requires ELBOObjective<W>
   {
     torch::NoGradGuard ng;
+    if (source_) throw Error("gm: the ELBO needs the Gaussian prior, and this trainer's prior is a data source");
     const auto opts = x0.options();
     auto t = time_sampler_.sample(x0.size(0), process_, gen, opts);
     auto eps = torch::randn(x0.sizes(), gen, on_generator(gen, opts)).to(x0.device());
@@ -493,13 +508,22 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     const auto* seeds = cond.seeds.empty() ? nullptr : &cond.seeds;
     torch::Tensor out;
     first_non_finite_ = {-1, 0.0};
-    if (o.check_steps()) {
+    last_path_energy_ = std::nan("");
+    if (o.check_steps() || o.path_energy()) {
+      torch::Tensor x_prev = x1.clone(), energy = torch::zeros({x1.size(0)}, x1.options().dtype(torch::kFloat64));
+      double t_prev = times.front();
       auto watch = [&](const StepEvent& e) {
-        if (torch::isfinite(e.x).all().template item<bool>()) return false;
+        if (o.path_energy() && t_prev > e.t) {
+          energy += (e.x - x_prev).flatten(1).to(torch::kFloat64).pow(2).sum(1) / (t_prev - e.t);
+          x_prev.copy_(e.x);
+          t_prev = e.t;
+        }
+        if (!o.check_steps() || torch::isfinite(e.x).all().template item<bool>()) return false;
         first_non_finite_ = {e.index + 1, e.t};
         return true;
       };
       out = integrate(sampler, field, x1, times, watch, sampling_generator_, seeds);
+      if (o.path_energy()) last_path_energy_ = energy.mean().template item<double>();
     } else {
       out = integrate(sampler, field, x1, times, NoObserver{}, sampling_generator_, seeds);
     }
@@ -513,6 +537,12 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   /// steps of the grid `o.grid()` names, from t = 1 to `o.t_end()` on this trainer's process.
   template <class Samp = Smp>
   std::vector<double> sample_times(const SampleOptions& o, const Samp& sampler = Samp{}) const {
+    if constexpr (std::same_as<typename Samp::category, sde_tag>) {
+      if (source_) {
+        throw Error("gm: sampler " + std::string(Samp::name) + " is stochastic: its noise and score assume the Gaussian "
+                    "prior, and this trainer's prior is a data source (data.source); use an ODE sampler");
+      }
+    }
     if (!o.times().empty()) return check_times(o.times()), o.times();
     return shift_times(grid_nodes(o.grid(), steps_for_nfe(sampler, o.nfe()), o.t_end(), process_), o.shift());
   }
@@ -520,6 +550,9 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   /// After a `sample` with `check_steps`: the first step (1-based) whose state was not finite and the time
   /// it reached, or step -1 when every step was finite.
   std::pair<int64_t, double> first_non_finite() const { return first_non_finite_; }
+  /// After a `sample` with `path_energy`: the mean over samples of sum_k ||x_{k+1} - x_k||^2 / (t_k - t_{k+1});
+  /// NaN otherwise.
+  double last_path_energy() const { return last_path_energy_; }
   /// Wall time of the last `sample`, and the part of it spent inside the network (the rest is the
   /// sampler's own work: its arithmetic, the prior draw, the EMA swap).
   double last_sample_seconds() const { return last_sample_seconds_; }
@@ -595,13 +628,33 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   /// Draws of the prior of the given shape ([n, ...] as one data batch).
   torch::Tensor initial_noise(at::IntArrayRef shape) {
     auto opts = torch::TensorOptions().device(options_.device());
+    if (source_) return sigma_one() * draw_source(shape[0], sampling_generator_, shape, opts);
     return sigma_one() * torch::randn(shape, sampling_generator_, on_generator(sampling_generator_, opts));
   }
   /// Draws of the prior with row i from `seeds[i]` alone (`gm::sample_seeds`); shape[0] = seeds.size().
   torch::Tensor initial_noise(at::IntArrayRef shape, const std::vector<uint64_t>& seeds) {
     if (static_cast<int64_t>(seeds.size()) != shape[0]) throw Error("gm: initial_noise needs one seed per sample");
-    return sigma_one() * row_randn(seeds, 0, shape.slice(1), torch::TensorOptions().device(options_.device()));
+    const auto opts = torch::TensorOptions().device(options_.device());
+    if (source_) {
+      std::vector<torch::Tensor> rows;
+      std::vector<int64_t> one(shape.begin(), shape.end());
+      one[0] = 1;
+      for (const auto seed : seeds) rows.push_back(draw_source(1, make_generator(mix_seed(seed, 0)), one, opts));
+      return sigma_one() * torch::cat(rows);
+    }
+    return sigma_one() * row_randn(seeds, 0, shape.slice(1), opts);
   }
+
+  /// Draws of a source distribution: n rows [n, ...] of the data's row shape from the generator.
+  using Source = std::function<torch::Tensor(int64_t n, const at::Generator& gen)>;
+  /// Train and sample from `source` in place of the Gaussian prior: its draws are the t = 1 end of every path
+  /// (the "noise" the coupling pairs and the sampler starts from), a data-to-data flow as torchcfm's moons ->
+  /// 8gaussians (Tong et al. 2024; Albergo & Vanden-Eijnden 2023's stochastic interpolants between two
+  /// densities).  Draws come from the trainer's generators, so resume and per-sample seeds stay exact.  Only
+  /// for objectives that regress a velocity or a data-free target: the Gaussian prior's likelihood, ELBO and SDE
+  /// samplers do not apply.  An empty function restores the Gaussian prior.
+  void set_source(Source source) { source_ = std::move(source); }
+  bool has_source() const { return static_cast<bool>(source_); }
 
  private:
   /// The weighted squared error of the network's prediction per sample, [B], for data x0 at times t with
@@ -709,7 +762,23 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   int64_t skipped_ = 0;
   int64_t last_nfe_ = 0;
   std::pair<int64_t, double> first_non_finite_{-1, 0.0};
-  double last_sample_seconds_ = 0, last_model_seconds_ = 0;
+  double last_sample_seconds_ = 0, last_model_seconds_ = 0, last_path_energy_ = 0;
+  Source source_;
+
+  /// n rows of the source from `gen`, checked to have the data's row shape and to be finite, as `opts`.
+  torch::Tensor draw_source(int64_t n, const at::Generator& gen, at::IntArrayRef shape, const torch::TensorOptions& opts) {
+    auto s = source_(n, gen);
+    if (s.dim() != static_cast<int64_t>(shape.size()) || s.size(0) != n || !s.sizes().slice(1).equals(shape.slice(1))) {
+      throw Error("gm: the source distribution drew a batch of shape " + shape_string(s.sizes()) + " where " +
+                  shape_string(shape) + " was needed (its rows must have the data's shape)");
+    }
+    return s.to(opts);
+  }
+  static std::string shape_string(at::IntArrayRef s) {
+    std::string out = "[";
+    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+    return out + "]";
+  }
 };
 
 /// Stops training when the loss has not improved by `min_delta` for `patience` steps.
