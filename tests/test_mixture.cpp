@@ -376,7 +376,7 @@ TEST_CASE("couplings: the assignment is the cheapest permutation, Sinkhorn's pla
   CHECK(contains(error_of([] { gm::min_cost_assignment(torch::zeros({3, 4})); }), "square cost matrix"));
 }
 
-TEST_CASE("LAPJV: the same assignment as the Hungarian method on random, tied and degenerate costs up to n = 1024") {
+TEST_CASE("the assignment (auction potentials, JV augmentation): the same as the Hungarian method on random, tied and degenerate costs up to n = 1024") {
   auto gen = gm::make_generator(11);
   auto total = [](const torch::Tensor& cost, const torch::Tensor& perm) {
     return cost.gather(1, perm.unsqueeze(1)).sum().item<double>();
@@ -404,6 +404,10 @@ TEST_CASE("LAPJV: the same assignment as the Hungarian method on random, tied an
     auto ra = torch::rand({n, 1}, gen, f64()), cb = torch::rand({1, n}, gen, f64());
     check(ra + cb, false, "rank one: every permutation optimal");
     check(torch::rand({n, n}, gen, f64()) * 1e-9 + 5, false, "nearly equal");
+  }
+  // Squared distances between point clouds, the couplings' costs (where JV's own reductions leave most rows free).
+  for (int64_t n : {256, 1024}) {
+    check(gm::squared_distances(3 * torch::randn({n, 2}, gen, f64()), torch::randn({n, 2}, gen, f64())), true, "clouds");
   }
   auto big = torch::rand({1024, 1024}, gen, f64());
   big.index_put_({torch::indexing::Slice(0, 512)}, 0.25);  // half the rows constant
