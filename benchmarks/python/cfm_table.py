@@ -18,9 +18,9 @@ data, network, optimiser, steps, batch and sampler, and scores both with POT's e
            / W2(source, target)^2 (Tong et al. 2024, eq. 19), the reference W2 from 2000 draws of each
   time     mean ms per training step (gm: history.csv; torchcfm: the loop, data draws included), one thread
 
-The paper trains 20 000 steps at batch 512; the defaults here are a CPU-sized cut (1000 steps, batch 256).
+The paper trains 20 000 steps at batch 512; the defaults here are a CPU-sized cut (1000 steps, batch 512).
 
-    .venv/bin/python benchmarks/python/cfm_table.py [--steps 1000] [--batch 256] [--seeds 3] [--out DIR]
+    .venv/bin/python benchmarks/python/cfm_table.py [--steps 1000] [--batch 512] [--seeds 3] [--out DIR]
 
 Prints a Markdown table (mean +- std over seeds) and writes it with every run's numbers to DIR.
 """
@@ -135,7 +135,7 @@ def gm_run(binary, files, src, tgt, method, seed, steps, batch, workdir):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=512)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--gm", default=str(ROOT / "build/examples/ot_flow_2d"))
     p.add_argument("--out", default=str(ROOT / "runs/cfm_table"))
