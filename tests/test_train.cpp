@@ -818,3 +818,21 @@ TEST_CASE("couplings drawn from the plan with replacement: x0 rows and their lab
   const double expected = (eps.index_select(0, drawn.cols) - x0.index_select(0, drawn.rows)).pow(2).mean().item<double>();
   CHECK(ot.loss(x0).item<double>() == doctest::Approx(expected).epsilon(1e-12));
 }
+
+TEST_CASE("sampling precision: the network's products in bf16 under autocast, fp32 by default, training's on request") {
+  // fp32 (the default) and "training" with fp32 training are the same draw bit for bit; bf16 products move the
+  // samples by bf16's rounding (relative 2^-8 per product) and no more; a bad name is a one-line error.
+  using Flow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler>;
+  Flow flow(gm::MLP(gm::MLPOptions().dim(2).hidden(64).layers(3)), gm::TrainOptions().seed(6).precision("fp32"));
+  const auto noise = torch::randn({256, 2}, gm::make_generator(3));
+  auto draw = [&](const std::string& p) { return flow.sample(gm::SampleOptions().n(256).nfe(8).noise(noise).precision(p)); };
+  const auto fp32 = draw("fp32"), training = draw("training"), bf16 = draw("bf16");
+  CHECK(torch::equal(fp32, training));
+  CHECK((fp32.scalar_type() == torch::kFloat32));
+  CHECK((bf16.scalar_type() == torch::kFloat32));
+  const double moved = (bf16 - fp32).abs().max().item<double>(), scale = fp32.abs().max().item<double>();
+  MESSAGE("bf16 products moved the samples by at most " << moved << " (samples up to " << scale << ")");
+  CHECK(moved > 0);
+  CHECK(moved < 0.05 * scale);
+  CHECK(gm::test::contains(gm::test::error_of([&] { (void)draw("fp8"); }), "fp8"));
+}

@@ -142,6 +142,10 @@ class Sampling {
     cfg.add<double>("sampling.sde_norm", 1.0, "sit_sde's scale of w(t)", check::at_least(0));
     cfg.add<std::string>("sampling.sde_last_step", "mean", "sit_sde's last step",
                          check::one_of({"mean", "tweedie", "euler", "none"}));
+    cfg.add<std::string>("sampling.precision", "auto",
+                         "the network's products while sampling: auto (on CUDA as training.precision resolved; fp32 on "
+                         "a CPU, so samples agree across CPUs), training, fp32, bf16 or fp16 (CUDA)",
+                         check::one_of({"auto", "training", "fp32", "bf16", "fp16"}));
   }
 
   /// The sampler `sampling.sampler` names among `Samplers` and `sampling.grid_file`'s grid, both checked
@@ -174,7 +178,7 @@ class Sampling {
   /// What `trainer.sample` draws for n samples: `sampling.nfe`, `sampling.grid` and `sampling.t_end`, or
   /// `sampling.grid_file`'s times.
   SampleOptions options(int64_t n) const {
-    auto o = SampleOptions().n(n).nfe(nfe_).grid(grid_).t_end(t_end_).shift(shift_);
+    auto o = SampleOptions().n(n).nfe(nfe_).grid(grid_).t_end(t_end_).shift(shift_).precision(precision_);
     if (file_grid_) o.times(file_grid_->stored);
     return o;
   }
@@ -314,6 +318,7 @@ class Sampling {
   std::string grid_;   // sampling.grid
   double t_end_;       // sampling.t_end
   double shift_;       // sampling.shift
+  std::string precision_;  // sampling.precision, "auto" resolved for the device
   int64_t evals_per_step_ = 1;
   std::optional<OptimizedGrid> file_grid_;  // sampling.grid_file
 };
@@ -322,7 +327,9 @@ class Sampling {
 GM_INLINE Sampling::Sampling(const Config& cfg)
     : cfg_(cfg), sampler_(sampler_alias(cfg.get<std::string>("sampling.sampler"))), nfe_(cfg.get<int64_t>("sampling.nfe")),
       grid_(cfg.get<std::string>("sampling.grid")), t_end_(cfg.get<double>("sampling.t_end")),
-      shift_(cfg.get<double>("sampling.shift")) {}
+      shift_(cfg.get<double>("sampling.shift")), precision_(cfg.get<std::string>("sampling.precision")) {
+  if (precision_ == "auto") precision_ = cfg.get<std::string>("device").rfind("cuda", 0) == 0 ? "training" : "fp32";
+}
 
 GM_INLINE void Sampling::check_grid(const OptimizedGrid& g, const std::string& file, int64_t n) const {
   if (grid_ != "uniform" || shift_ != 1) {

@@ -145,6 +145,9 @@ struct SampleOptions {
   /// (`Trainer::last_path_energy`): for a deterministic sampler, integral ||v||^2 dt along its steps, Tong et
   /// al. 2024's path energy (OT-CFM lowers it towards W2^2).  One subtraction and a copy of x a step.
   TORCH_ARG(bool, path_energy) = false;
+  /// The network's products while sampling: fp32, bf16, fp16 (CUDA), auto (`gm::auto_precision` for the
+  /// device) or training (the trainer's own training precision), through torch's autocast as in training.
+  TORCH_ARG(std::string, precision) = "fp32";
 };
 
 /// A network that takes an image condition: `forward(x, t, y, c)` with c [B, Cc, H, W] (gm's UNet with
@@ -495,6 +498,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   torch::Tensor sample(const SampleOptions& o, const Samp& sampler = Samp{}) {
     const auto times = sample_times(o, sampler);
     torch::NoGradGuard ng;
+    const Precision products = o.precision() == "training" ? precision_ : parse_precision(o.precision(), options_.device());
+    Autocast autocast(products, options_.device());
     net_->eval();
     std::unique_ptr<EMA::Swap> swap;
     if (o.ema()) swap = std::make_unique<EMA::Swap>(*o.ema(), *net_);
