@@ -14,8 +14,11 @@ for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
     recs = [bytes([k % 10]) + rng.integers(0, 256, 3072, dtype=np.uint8).tobytes() for k in range(8)]
     open(f"{d}/{name}", "wb").write(b"".join(recs))
 PY
+# Two threads pinned: with threads = 0 each new run takes the cores other work leaves (gm::busy_cores), so the
+# uninterrupted and the resumed run could be created with different thread counts and differ in their last bits.
 tiny=(--data.root="$d" --model.channels=8 --model.res_blocks=1 --model.head_channels=8 --training.steps=3
-      --training.batch_size=8 --training.log_every=1 --optim.warmup=0 --sampling.n=10 --training.precision=fp32)
+      --training.batch_size=8 --training.log_every=1 --optim.warmup=0 --sampling.n=10 --training.precision=fp32
+      --training.threads=2)
 w=$(fresh edm_cifar)
 capture "$edm" --config "$GM_SOURCE/configs/cifar10_edm.toml" --workdir="$w" "${tiny[@]}"
 expect_rc 0

@@ -3,8 +3,9 @@
 # bit for bit, as one uninterrupted run (the pair of times and the JVP draw from the checkpointed generator);
 # the same model samples with Heun at r = t; a bad objective is one line, exit code 2, nothing written.
 . "$(dirname "$0")/lib.sh"
+# Two threads pinned, so the uninterrupted and the resumed run are created with the same count whatever the load.
 tiny=(--config "$GM_SOURCE/configs/meanflow_2d.toml" --model.hidden=32 --model.layers=2 --training.batch_size=64
-      --training.log_every=10 --sampling.n=200)
+      --training.log_every=10 --sampling.n=200 --training.threads=2)
 for objective in meanflow shortcut consistency; do
   w=$(fresh "mf_$objective")
   sampler=flow_map; [ "$objective" = consistency ] && sampler=consistency
