@@ -466,8 +466,9 @@ gm::MLP copy_of(const gm::MLP& net) {
 TEST_CASE("FlatAdam: torch's Adam and AdamW update on flat buffers, and it survives rebinding and reloading") {
   torch::manual_seed(0);
   gm::MLP net(gm::MLPOptions().dim(2).hidden(32).layers(2));
-  for (const bool decoupled : {false, true}) {
+  for (const auto [decoupled, fused] : {std::pair(false, true), std::pair(true, true), std::pair(false, false), std::pair(true, false)}) {
     CAPTURE(decoupled);
+    CAPTURE(fused);
     auto a = copy_of(net), b = copy_of(net);
     const double wd = 0.05;
     std::vector<torch::Tensor> ref;
@@ -478,8 +479,10 @@ TEST_CASE("FlatAdam: torch's Adam and AdamW update on flat buffers, and it survi
       torch::optim::Adam torch_opt(a->parameters(), torch::optim::AdamOptions(1e-2).weight_decay(wd));
       ref = adam_steps(a, torch_opt, 25);
     }
-    gm::FlatAdam flat(b->parameters(), torch::optim::AdamOptions(1e-2).weight_decay(wd), decoupled);
+    gm::FlatAdam flat(b->parameters(), torch::optim::AdamOptions(1e-2).weight_decay(wd), decoupled, fused);
+    CHECK(flat.fused() == fused);
     const auto got = adam_steps(b, flat, 25);
+    CHECK(flat.steps() == 25);
     for (size_t i = 0; i < ref.size(); ++i) CHECK(max_abs(got[i], ref[i]) < 1e-6);
     // Every parameter and gradient is a view of the flat buffers.
     const auto* base = static_cast<const char*>(flat.flat_params().data_ptr());
@@ -515,6 +518,110 @@ TEST_CASE("FlatAdam: torch's Adam and AdamW update on flat buffers, and it survi
   other.load(in);
   const auto next_c = adam_steps(c, flat, 2), next_d = adam_steps(d, other, 2);
   for (size_t i = 0; i < next_c.size(); ++i) CHECK(torch::equal(next_c[i], next_d[i]));
+}
+
+TEST_CASE("FlatAdam's fused update: the clipping divisor and the device-side skip") {
+  torch::manual_seed(0);
+  gm::MLP net(gm::MLPOptions().dim(2).hidden(32).layers(2));
+  auto a = copy_of(net), b = copy_of(net), c = copy_of(net);
+  gm::FlatAdam fa(a->parameters(), torch::optim::AdamOptions(1e-2)), fb(b->parameters(), torch::optim::AdamOptions(1e-2));
+  gm::FlatAdam fc(c->parameters(), torch::optim::AdamOptions(1e-2), false, /*fused=*/false);
+  torch::manual_seed(5);
+  auto x = torch::randn({64, 2}), t = torch::rand({64}), y = torch::randn({64, 2});
+  auto grads = [&](gm::MLP& m, gm::FlatAdam& o) {
+    o.zero_grad();
+    (m->forward(x, t) - y).pow(2).mean().backward();
+  };
+  const auto divisor = torch::full({}, 4.0, torch::kFloat32), zero = torch::zeros({}, torch::kFloat32);
+  for (int i = 0; i < 3; ++i) {
+    grads(a, fa), grads(b, fb), grads(c, fc);
+    fa.step(divisor, zero);  // the gradient divided by 4 inside the kernel
+    {
+      torch::NoGradGuard ng;
+      fb.flat_grad().div_(4.0);
+    }
+    fb.step();  // the same, divided beforehand
+    fc.step(divisor, zero);  // unfused: the same formula in seven kernels
+  }
+  CHECK(max_abs(fa.flat_params(), fb.flat_params()) < 1e-7);
+  CHECK(max_abs(fa.flat_params(), fc.flat_params()) < 1e-6);
+  // found_inf = 1: parameters, moments and the step count stay as they were (fused and unfused alike).
+  for (auto* o : {&fa, &fc}) {
+    auto& m = o == &fa ? a : c;
+    grads(m, *o);
+    const auto params = o->flat_params().clone();
+    const auto moments = o->state_tensors();
+    const auto m1 = moments[0].second.clone(), m2 = moments[1].second.clone();
+    o->step(torch::Tensor(), torch::ones({}, torch::kFloat32));
+    CHECK(torch::equal(o->flat_params(), params));
+    CHECK(torch::equal(o->state_tensors()[0].second, m1));
+    CHECK(torch::equal(o->state_tensors()[1].second, m2));
+    CHECK(o->steps() == 3);
+    o->step(torch::Tensor(), zero);
+    CHECK(o->steps() == 4);
+    CHECK_FALSE(torch::equal(o->flat_params(), params));
+  }
+}
+
+TEST_CASE("sync_every: a step stays on the device between reads, and trains exactly as reading every step") {
+  using Flow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler>;
+  auto make = [](int64_t every, int64_t skips = 0) {
+    torch::manual_seed(0);
+    return Flow(gm::MLP(gm::MLPOptions().dim(2).hidden(16).layers(2)),
+                gm::TrainOptions().seed(3).clip_norm(0.5).sync_every(every).max_nonfinite_skips(skips));
+  };
+  auto batch = [](int64_t step) { return gm::data::checkerboard(64, gm::make_generator(100 + static_cast<uint64_t>(step))); };
+  auto each = make(1), deferred = make(4);
+  std::vector<gm::StepStats> read, queued;
+  for (int64_t i = 0; i < 8; ++i) {
+    read.push_back(each.train_step(batch(i)));
+    queued.push_back(deferred.train_step(batch(i)));
+  }
+  for (int64_t i = 0; i < 8; ++i) {
+    CAPTURE(i);
+    CHECK_FALSE(read[i].values.defined());
+    CHECK(queued[i].values.defined() == ((i + 1) % 4 != 0));  // read at steps 4 and 8
+    if (queued[i].values.defined()) CHECK(std::isnan(queued[i].loss));
+  }
+  gm::StepStats::resolve(queued);
+  for (int64_t i = 0; i < 8; ++i) {
+    CHECK(queued[i].loss == read[i].loss);  // bit for bit: the same kernels, read later
+    CHECK(queued[i].grad_norm == read[i].grad_norm);
+    CHECK_FALSE(queued[i].skipped);
+  }
+  CHECK(read[3].grad_norm > 0.5);  // clipping was active
+  auto pa = each.net()->parameters(), pb = deferred.net()->parameters();
+  for (size_t i = 0; i < pa.size(); ++i) CHECK(torch::equal(pa[i], pb[i]));
+
+  // A non-finite step is skipped on the device, and the next read stops the run, naming that step.
+  auto nan_batch = torch::full({64, 2}, std::nan(""));
+  auto stopping = make(4);
+  stopping.train_step(batch(0));
+  const auto before = stopping.net()->parameters()[0].detach().clone();
+  const auto s2 = stopping.train_step(nan_batch);  // step 2: queued, not read
+  CHECK(s2.values.defined());
+  CHECK(s2.resolved().skipped);
+  CHECK(torch::equal(stopping.net()->parameters()[0], before));  // the skip happened on the device
+  stopping.train_step(batch(2));
+  try {
+    stopping.train_step(batch(3));  // step 4: the read
+    FAIL("expected a NonFiniteError at the read");
+  } catch (const gm::NonFiniteError& e) {
+    CHECK(e.step == 2);
+    CHECK(std::isnan(e.loss));
+  }
+  // Within max_nonfinite_skips the read counts the skip and training goes on; the optimiser's count
+  // leaves the skipped step out.
+  auto tolerant = make(4, 1);
+  tolerant.train_step(batch(0));
+  tolerant.train_step(nan_batch);
+  tolerant.train_step(batch(2));
+  CHECK_FALSE(tolerant.train_step(batch(3)).skipped);
+  CHECK(tolerant.skipped_steps() == 1);
+  CHECK(tolerant.optimizer().steps() == 3);
+  // fit reads what is left at its end: a non-finite step 6 of 6 stops it even between reads.
+  auto ending = make(4);
+  CHECK_THROWS_AS(ending.fit([&](int64_t s) { return s == 5 ? nan_batch : batch(s); }, 6), gm::NonFiniteError);
 }
 
 // ---- Post-hoc EMA (EDM2) ----

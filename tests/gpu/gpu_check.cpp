@@ -8,7 +8,9 @@
 //  - a checkpoint on CUDA resumes bit-exactly, EMA included; a CPU checkpoint resumes on CUDA and the reverse;
 //  - classifier-free guidance sampled with DPM++(2M) SDE on its Brownian tree, on CUDA;
 //  - image batches with flips and with dequantisation through pinned memory, and which SDPA kernel runs;
-//  - a 1-rank NCCL process group all-reduces and broadcasts.
+//  - a 1-rank NCCL process group all-reduces and broadcasts;
+//  - steps that stay on the device between host reads (sync_every) train exactly as steps read every time,
+//    and how much faster; sampling in bf16 against fp32; batches gathered ahead on a worker thread.
 // GM_GPU_CHECK_DEVICE=cpu runs every check on the CPU instead (CUDA-only ones skipped): the rehearsal that
 // finds, before a GPU is lent, every failure that has a CPU cause.  The suite runs it (gpu_check_on_cpu).
 
@@ -33,6 +35,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -322,6 +325,73 @@ void image_batches(const torch::Device& dev) {
   report(in_range && exact, "data.dequantize on " + dev.str() + ": batches in (-1, 1) on the device, decoded back to their pixels");
 }
 
+/// The MLP's steps with the loss read every step and every 25th: the same losses bit for bit (the same
+/// kernels, read later), and the time per step of each.
+void deferred_steps(const torch::Device& dev) {
+  auto run = [&](int64_t every, std::vector<double>& losses) {
+    torch::manual_seed(0);
+    Flow trainer(gm::MLP(gm::MLPOptions().dim(2).hidden(256).layers(3)),
+                 gm::TrainOptions().lr(1e-3).clip_norm(1.0).device(dev).sync_every(every));
+    const int steps = rehearsal ? 50 : 400;
+    std::vector<gm::StepStats> stats;
+    for (int i = 0; i < 10; ++i) stats.push_back(trainer.train_step(gm::data::checkerboard(4096, trainer.generator())));
+    if (dev.is_cuda()) torch::cuda::synchronize();
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 10; i < steps; ++i) stats.push_back(trainer.train_step(gm::data::checkerboard(4096, trainer.generator())));
+    gm::StepStats::resolve(stats);  // reads what is still on the device
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / (steps - 10);
+    for (const auto& st : stats) losses.push_back(st.loss);
+    return ms;
+  };
+  std::vector<double> each, deferred;
+  const double ms_each = run(1, each), ms_deferred = run(25, deferred);
+  report(each == deferred && std::isfinite(each.back()),
+         "MLP steps on " + dev.str() + " read every step and every 25th: the same losses; " +
+             fmt("%.3f ms/step read every step, %.3f ms/step every 25th", ms_each, ms_deferred));
+}
+
+/// The UNet's samples in bf16 (sampling.precision) against fp32 from the same noise, and their time.
+void bf16_sampling(const torch::Device& dev) {
+  torch::manual_seed(0);
+  ImageFlow trainer(small_unet(), gm::TrainOptions().device(dev));
+  for (int i = 0; i < 3; ++i) {
+    auto y = torch::arange(16, torch::kInt64) % 10;
+    trainer.train_step(gm::Batch{torch::randn({16, 1, 28, 28}, trainer.generator(), gm::on_generator(trainer.generator())), y.to(dev)});
+  }
+  const int64_t n = rehearsal ? 8 : 256;
+  const auto noise = trainer.initial_noise({n, 1, 28, 28});
+  auto draw = [&](const std::string& precision, double& ms) {
+    auto o = gm::SampleOptions().n(n).nfe(rehearsal ? 4 : 20).noise(noise).precision(precision);
+    trainer.sample(o);  // warm-up (cuDNN picks its kernels)
+    if (dev.is_cuda()) torch::cuda::synchronize();
+    const auto start = std::chrono::steady_clock::now();
+    auto x = trainer.sample(o);
+    if (dev.is_cuda()) torch::cuda::synchronize();
+    ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    return x;
+  };
+  double ms32 = 0, ms16 = 0;
+  const auto a = draw("fp32", ms32), b = draw("bf16", ms16);
+  const double diff = (a - b).abs().max().item<double>();
+  report(torch::isfinite(b).all().item<bool>() && diff < 0.5 && b.scalar_type() == torch::kFloat32,
+         "UNet sampling in bf16 on " + dev.str() + fmt(": max |bf16 - fp32| %.3g, ", diff) +
+             fmt("%.1f ms in fp32, %.1f ms in bf16", ms32, ms16) + " (" + std::to_string(n) + " samples)");
+}
+
+/// Batches gathered ahead on a worker thread (on by default on CUDA) equal batches gathered in step.
+void prefetched_batches(const torch::Device& dev) {
+  const auto opts = gm::data::ImageData::Options().seed(1).hflip(true).device(dev);
+  gm::data::ImageData plain(random_images(), gm::data::ImageData::Options(opts).prefetch(false)),
+      ahead(random_images(), gm::data::ImageData::Options(opts).prefetch(true));
+  auto g1 = gm::make_generator(2, dev), g2 = gm::make_generator(2, dev);
+  bool same = true;
+  for (const int64_t step : {0, 1, 2, 3, 7, 8}) {
+    const auto a = plain.batch(step, 16, g1), b = ahead.batch(step, 16, g2);
+    same = same && torch::equal(a.x, b.x) && torch::equal(a.y, b.y) && b.x.device() == dev;
+  }
+  report(same, "image batches gathered ahead on a worker thread on " + dev.str() + ": equal to those gathered in step");
+}
+
 /// Which scaled-dot-product-attention kernel LibTorch picks for the UNet's and DiT's bf16 attention shapes.
 void sdpa_backend(const torch::Device& dev) {
   if (!dev.is_cuda()) return;
@@ -378,6 +448,9 @@ int main() {
   if (dev.is_cuda()) guarded("device to CPU resume", [&] { cross_device_resume(dev, torch::kCPU); });
   guarded("guided SDE sampling", [&] { guided_sde_sampling(dev); });
   guarded("image batches", [&] { image_batches(dev); });
+  guarded("prefetched batches", [&] { prefetched_batches(dev); });
+  guarded("deferred steps", [&] { deferred_steps(dev); });
+  guarded("bf16 sampling", [&] { bf16_sampling(dev); });
   guarded("SDPA", [&] { sdpa_backend(dev); });
   guarded("NCCL", [&] { nccl_one_rank(dev); });
   std::printf("gpu_check: %d failure(s)\n", failures);

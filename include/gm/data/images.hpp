@@ -19,7 +19,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <future>
 #include <mutex>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -49,6 +51,11 @@ class ImageData {
     TORCH_ARG(std::string, encoder) = "pixel";  ///< "pixel", or the path of a TorchScript autoencoder
     TORCH_ARG(double, latent_scale) = 1.0;      ///< latents are multiplied by this after encoding
     TORCH_ARG(torch::Device, device) = torch::kCPU;  ///< where batches (and the autoencoder) live
+    /// Gather (and on CUDA pin) the next step's images on a worker thread while this step trains, as a
+    /// PyTorch DataLoader's worker with pin_memory does.  The batches are the same either way: the worker
+    /// only selects rows; flips, noise and augmentation still draw from the trainer's generator in order.
+    /// `from_config` turns it on for CUDA; on a CPU the worker would take a core from the step.
+    TORCH_ARG(bool, prefetch) = false;
   };
 
   ImageData(ImageSet set, Options options);
@@ -96,6 +103,14 @@ class ImageData {
   /// The permutation of `epoch`, from (seed, epoch) alone; the last one is cached.
   const torch::Tensor& permutation(int64_t epoch) const;
   std::string shape_text() const;
+  /// The uint8 images and labels of batch `step` (page-locked for a GPU), from the worker where it
+  /// prepared this one; then the worker starts on the next.
+  std::pair<torch::Tensor, torch::Tensor> gather(int64_t step, int64_t n) const;
+
+  struct Gathered {
+    int64_t step = -1, n = 0;
+    torch::Tensor x, y;
+  };
 
   ImageSet set_;
   Options options_;
@@ -105,6 +120,7 @@ class ImageData {
   mutable std::shared_ptr<std::mutex> mutex_ = std::make_shared<std::mutex>();
   mutable torch::Tensor cached_;
   mutable int64_t cached_epoch_ = -1;
+  mutable std::shared_future<Gathered> next_;  // the worker's batch (prefetch)
 };
 
 #if GM_HEADER_DEFINITIONS
@@ -151,6 +167,7 @@ GM_INLINE auto ImageData::from_config(const Config& cfg, torch::Device device, c
                                          .seed(static_cast<uint64_t>(cfg.get<int64_t>("seed")))
                                          .encoder(cfg.get<std::string>("data.encoder"))
                                          .latent_scale(cfg.get<double>("data.latent_scale"))
+                                         .prefetch(device.is_cuda())
                                          .device(device));
 }
 
@@ -178,9 +195,9 @@ GM_INLINE auto ImageData::read(const Config& cfg, const std::string& split) -> I
 }
 
 GM_INLINE auto ImageData::batch(int64_t step, int64_t n, const at::Generator& gen) const -> Batch {
-  auto idx = indices(step * n, n);
-  auto x = to_device(set_.images.index_select(0, idx));
-  auto y = to_device(set_.labels.index_select(0, idx));
+  const auto rows = gather(step, n);
+  auto x = to_device(rows.first);
+  auto y = to_device(rows.second);
   if (options_.hflip()) {  // drawn on the generator's device (the trainer's), where the batch now is
     auto flip = torch::rand({n}, gen, on_generator(gen)) < 0.5;
     x = torch::where(flip.to(x.device()).view({n, 1, 1, 1}), x.flip({3}), x);
@@ -191,9 +208,35 @@ GM_INLINE auto ImageData::batch(int64_t step, int64_t n, const at::Generator& ge
   return {augmented, y, {}, labels};
 }
 
+GM_INLINE auto ImageData::gather(int64_t step, int64_t n) const -> std::pair<torch::Tensor, torch::Tensor> {
+  const bool pin = options_.device().is_cuda();
+  auto select = [pin](const torch::Tensor& all, const torch::Tensor& idx) {
+    auto rows = all.index_select(0, idx);
+    return pin ? rows.pin_memory() : rows;
+  };
+  Gathered got;
+  if (next_.valid()) {
+    got = next_.get();  // waits for the worker: it and this thread never read the permutation cache at once
+    next_ = {};
+  }
+  if (got.step != step || got.n != n) {
+    const auto idx = indices(step * n, n);
+    got = {step, n, select(set_.images, idx), select(set_.labels, idx)};
+  }
+  if (options_.prefetch()) {
+    // The indices here (the permutation cache is this thread's); the worker holds only tensors, so it
+    // outlives nothing it uses.
+    auto idx = indices((step + 1) * n, n);
+    next_ = std::async(std::launch::async, [images = set_.images, labels = set_.labels, idx, select, step, n] {
+              return Gathered{step + 1, n, select(images, idx), select(labels, idx)};
+            }).share();
+  }
+  return {got.x, got.y};
+}
+
 GM_INLINE auto ImageData::to_device(const torch::Tensor& t) const -> torch::Tensor {
   if (!options_.device().is_cuda()) return t.to(options_.device());
-  return t.pin_memory().to(options_.device(), /*non_blocking=*/true);
+  return (t.is_pinned() ? t : t.pin_memory()).to(options_.device(), /*non_blocking=*/true);
 }
 
 GM_INLINE auto ImageData::encode(const torch::Tensor& u8, const at::Generator& gen) const -> torch::Tensor {

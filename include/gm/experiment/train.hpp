@@ -142,7 +142,7 @@ class Training {
       else return {data(batch, trainer.generator()), {}};
     };
     History history(run, cfg_.get<int64_t>("training.log_every"), steps);
-    StepEvents tb{ctx.events};
+    StepEvents tb{ctx.events, cfg_.get<int64_t>("training.log_every")};
     Previews previews{cfg_.get<int64_t>("sampling.every"), steps, ctx.sample};
     StepProfiler profiler(run.path(), ctx.lead ? cfg_.get<int64_t>("training.profile") : 0, device_, 3,
                           [&](const std::string& text) { run.log(text); });
@@ -180,17 +180,32 @@ class Training {
   }
 
  private:
-  /// Trainer callback: loss, lr, grad_norm and ms_per_step into the event file every step; a resumed run
-  /// first drops what was logged after its checkpoint.
+  /// Trainer callback: loss, lr, grad_norm and ms_per_step into the event file for every step; a resumed run
+  /// first drops what was logged after its checkpoint.  Steps whose numbers are still on the device
+  /// (`training.sync_every`) are written `every` at a time, after one read.
   struct StepEvents {
     io::EventWriter& w;
+    int64_t every = 1;
+    std::vector<StepStats> pending{};
     template <class T>
     void on_train_begin(T& t) {
       w.truncate_after(t.step());
     }
     template <class T>
     void on_step_end(T&, const StepStats& s) {
-      w.scalars(s.step, {{"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"ms_per_step", s.ms}});
+      pending.push_back(s);
+      if (!s.values.defined() || static_cast<int64_t>(pending.size()) >= every) flush();
+    }
+    template <class T>
+    void on_train_end(T&) {
+      flush();
+    }
+    void flush() {
+      StepStats::resolve(pending);
+      for (const auto& p : pending) {
+        w.scalars(p.step, {{"loss", p.loss}, {"lr", p.lr}, {"grad_norm", p.grad_norm}, {"ms_per_step", p.ms}});
+      }
+      pending.clear();
     }
   };
   /// Trainer callback: samples every `every` steps (before the last; the end samples anyway).
@@ -251,12 +266,18 @@ GM_INLINE void Training::add_keys(Config& cfg) {
   cfg.add<int64_t>("training.max_nonfinite_skips", 0,
                    "steps with a non-finite loss or gradient that may be skipped before the run stops",
                    check::at_least(0));
+  cfg.add<bool>("optim.fused", true,
+                "the Adam update as LibTorch's one fused kernel (CPU, CUDA; false: seven kernels, equal to rounding)");
+  cfg.add<int64_t>("training.sync_every", 0,
+                   "read the loss, gradient norm and non-finite check on the host every N steps; between reads "
+                   "the step stays on the device (0: training.log_every on CUDA, 1 on a CPU)",
+                   check::at_least(0));
 }
 
 GM_INLINE auto Training::resumable_keys() -> std::vector<std::string> {
   return {"mode", "workdir", "device", "training.steps", "training.log_every", "training.checkpoint_every",
           "training.keep_checkpoints", "training.threads", "training.max_nonfinite_skips", "training.tf32",
-          "training.cudnn_benchmark", "sampling.", "eval.",
+          "training.cudnn_benchmark", "training.sync_every", "optim.fused", "sampling.", "eval.",
               "dist."};
 }
 
@@ -283,6 +304,10 @@ GM_INLINE auto Training::options(const Config& cfg, torch::Device device) -> Tra
       .label_dropout(cfg.has("training.label_dropout") ? cfg.get<double>("training.label_dropout") : 0.0)
       .tf32(cfg.get<bool>("training.tf32"))
       .cudnn_benchmark(cfg.get<bool>("training.cudnn_benchmark"))
+      .fused_adam(cfg.get<bool>("optim.fused"))
+      .sync_every(cfg.get<int64_t>("training.sync_every") > 0 ? cfg.get<int64_t>("training.sync_every")
+                  : device.is_cuda()                          ? cfg.get<int64_t>("training.log_every")
+                                                              : 1)
       .device(device);
 }
 

@@ -97,11 +97,14 @@ class DiTBlockImpl : public torch::nn::Module {
     const int64_t b = x.size(0), n = x.size(1), d = x.size(2);
     auto m = ada_->forward(torch::silu(c)).to(dt).chunk(6, 1);  // shift, scale, gate for attention, then MLP
     auto h = modulate(norm1_->forward(x), m[0], m[1]);
-    auto qkv = qkv_->forward(h).to(dt).reshape({b, n, 3, heads_, d / heads_}).permute({2, 0, 3, 1, 4});
+    // Between the products the activations stay in the products' dtype (bf16 under gm::Autocast: q, k, v
+    // into the attention kernel, the MLP's GELU), as PyTorch's autocast leaves them; the residual stream
+    // stays in dt, where the gated sums promote.
+    auto qkv = qkv_->forward(h).reshape({b, n, 3, heads_, d / heads_}).permute({2, 0, 3, 1, 4});
     auto a = attention(qkv[0], qkv[1], qkv[2]).transpose(1, 2).reshape({b, n, d});
-    auto out = x + m[2].unsqueeze(1) * proj_->forward(a).to(dt);
+    auto out = x + m[2].unsqueeze(1) * proj_->forward(a);
     h = modulate(norm2_->forward(out), m[3], m[4]);
-    h = fc2_->forward(torch::gelu(fc1_->forward(h).to(dt), "tanh")).to(dt);
+    h = fc2_->forward(torch::gelu(fc1_->forward(h), "tanh"));
     return out + m[5].unsqueeze(1) * h;
   }
 

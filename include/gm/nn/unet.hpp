@@ -138,7 +138,8 @@ GM_INLINE AttentionBlockImpl::AttentionBlockImpl(int64_t channels, int64_t head_
 GM_INLINE auto AttentionBlockImpl::forward(const torch::Tensor& x) -> torch::Tensor {
   const auto dt = x.scalar_type();
   const int64_t b = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
-  auto qkv = qkv_->forward(norm_->forward(x)).to(dt).reshape({b, 3, heads_, c / heads_, hw});
+  // q, k and v stay in the product's dtype (bf16 under gm::Autocast) into the attention kernel.
+  auto qkv = qkv_->forward(norm_->forward(x)).reshape({b, 3, heads_, c / heads_, hw});
   auto q = qkv.select(1, 0).transpose(-2, -1), k = qkv.select(1, 1).transpose(-2, -1),
        v = qkv.select(1, 2).transpose(-2, -1);  // [B, heads, HW, d]
   auto h = attention(q, k, v).transpose(-2, -1).reshape({b, c, x.size(2), x.size(3)});

@@ -203,19 +203,14 @@ class History {
   }
   template <class T>
   void on_step_end(T&, const StepStats& s) {
-    char row[160];
-    std::snprintf(row, sizeof row, "%lld,%.9g,%.9g,%.9g,%.6g\n", static_cast<long long>(s.step), s.loss, s.lr,
-                  s.grad_norm, s.ms);
-    csv_.append(row);
-    steps_.push_back(static_cast<double>(s.step));
-    losses_.push_back(s.loss);
-    ms_sum_ += s.ms;
-    window_ += s.loss;
-    window_ms_.push_back(s.ms);
-    ++count_;
     const bool periodic = s.step % every_ == 0 || s.step == total_;
     const auto now = std::chrono::steady_clock::now();
-    if (!periodic && !(tty_ && now - last_draw_ >= std::chrono::milliseconds(100))) return;
+    const bool draw = periodic || (tty_ && now - last_draw_ >= std::chrono::milliseconds(100));
+    pending_.push_back(s);
+    // Steps whose numbers are still on the device wait for the next line (one read for all of them).
+    if (s.values.defined() && !draw && pending_.size() < static_cast<size_t>(every_)) return;
+    flush();
+    if (!draw) return;
     const double rate_ms = (ms_sum_ - before_ms_) / static_cast<double>(steps_.size() - loaded_);  // this process's
     const double eta = rate_ms * static_cast<double>(total_ - s.step) / 1000;
     char buf[160];
@@ -237,6 +232,7 @@ class History {
   }
   template <class T>
   void on_train_end(T&) {
+    flush();
     plot();
   }
 
@@ -271,6 +267,25 @@ class History {
   int64_t count_ = 0;
   size_t loaded_ = 0;  // rows read back from an earlier process
   std::vector<double> window_ms_;  // this window's step times
+  std::vector<StepStats> pending_;  // steps not yet written (numbers still on the device)
+
+  /// Read the pending steps' numbers (one synchronisation) and write their rows.
+  void flush() {
+    StepStats::resolve(pending_);
+    for (const auto& p : pending_) {
+      char row[160];
+      std::snprintf(row, sizeof row, "%lld,%.9g,%.9g,%.9g,%.6g\n", static_cast<long long>(p.step), p.loss, p.lr,
+                    p.grad_norm, p.ms);
+      csv_.append(row);
+      steps_.push_back(static_cast<double>(p.step));
+      losses_.push_back(p.loss);
+      ms_sum_ += p.ms;
+      window_ += p.loss;
+      window_ms_.push_back(p.ms);
+      ++count_;
+    }
+    pending_.clear();
+  }
   bool warned_spread_ = false;
   int64_t windows_ = 0;  // windows of at least 20 steps seen
 };

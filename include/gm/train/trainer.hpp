@@ -54,8 +54,36 @@ struct StepStats {
   double loss = 0;        ///< the weighted loss of the step (summed over accumulated micro-batches)
   double lr = 0;          ///< learning rate used
   double grad_norm = 0;   ///< gradient norm before clipping
-  double ms = 0;          ///< wall time of the step
+  double ms = 0;          ///< wall time of the step (host time: with `values` pending, the time to queue it)
   bool skipped = false;   ///< the loss or gradient norm was not finite and the update was skipped
+  /// Defined while the step's numbers are still on the device (`TrainOptions::sync_every` > 1, between
+  /// reads): float64 [loss, gradient norm, 1 if skipped]; `loss` and `grad_norm` are NaN until
+  /// `resolved()` or `resolve()` reads them.
+  torch::Tensor values;
+
+  /// This step with its numbers read from the device (a host synchronisation where they are pending).
+  StepStats resolved() const {
+    StepStats s = *this;
+    std::vector<StepStats> one{s};
+    resolve(one);
+    return one.front();
+  }
+  /// Read the pending numbers of all `stats` with one host synchronisation.
+  static void resolve(std::vector<StepStats>& stats) {
+    std::vector<torch::Tensor> pending;
+    for (const auto& s : stats) {
+      if (s.values.defined()) pending.push_back(s.values);
+    }
+    if (pending.empty()) return;
+    const auto host = torch::stack(pending).to(torch::kCPU, torch::kFloat64).contiguous();
+    const auto* v = host.data_ptr<double>();
+    for (auto& s : stats) {
+      if (!s.values.defined()) continue;
+      s.loss = v[0], s.grad_norm = v[1], s.skipped = v[2] != 0;
+      s.values = torch::Tensor();
+      v += 3;
+    }
+  }
 };
 
 /// A trainer callback implements at least one hook: `on_train_begin(trainer)`, `on_step_end(trainer,
@@ -199,6 +227,15 @@ struct TrainOptions {
   /// The chosen algorithm may differ between runs, so convolutional networks resume on CUDA to float
   /// rounding rather than bit for bit; set false for bit-exact resumes.  Ignored on the CPU.
   TORCH_ARG(bool, cudnn_benchmark) = true;
+  /// The update as one fused kernel (LibTorch's _fused_adam_, as torch.optim.Adam(fused=True)) where the
+  /// device has it (CPU, CUDA); false: seven whole-buffer kernels.  Equal to float rounding (gm::FlatAdam).
+  TORCH_ARG(bool, fused_adam) = true;
+  /// Read the loss, the gradient norm and the non-finite check on the host every N steps (with the fused
+  /// update; fp16's loss scaler reads every step).  Between reads a step queues its work and returns: the
+  /// clipping factor and the skip of a non-finite step are decided on the device, `StepStats::values` holds
+  /// the numbers, and a run past `max_nonfinite_skips` stops at the next read.  1 (the default) reads every
+  /// step, which costs nothing on a CPU; on a GPU each read waits for the queue to drain.
+  TORCH_ARG(int64_t, sync_every) = 1;
 };
 
 template <class Process, class Pred, class Net, class Sampler, class TimeS = UniformTime, class Weight = UniformWeight,
@@ -276,9 +313,10 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     net_->to(options_.device());
     TORCH_CHECK(options_.optimizer() == "adam" || options_.optimizer() == "adamw",
                 "gm: optimizer must be adam or adamw, not '", options_.optimizer(), "'");
+    TORCH_CHECK(options_.sync_every() >= 1, "gm: sync_every must be >= 1");
     optimizer_ = std::make_unique<FlatAdam>(net_->parameters(),
                                             torch::optim::AdamOptions(options_.lr()).weight_decay(options_.weight_decay()),
-                                            options_.optimizer() == "adamw");
+                                            options_.optimizer() == "adamw", options_.fused_adam());
   }
 
   Net& net() { return net_; }
@@ -403,8 +441,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   /// One optimiser step on `x0`, split into `accumulate` micro-batches, each weighted by its share of the
   /// batch (chunks may be uneven).  A step whose loss or gradient norm is not finite changes no weight:
   /// it is skipped while fewer than `max_nonfinite_skips` were, and otherwise a `gm::NonFiniteError`
-  /// stops training before anything non-finite reaches the weights.  The check costs nothing extra: the
-  /// loss and the norm are read each step anyway.
+  /// stops training before anything non-finite reaches the weights.  The loss, the gradient norm, the
+  /// clipping factor and the skip stay on the device; the host reads them every `sync_every` steps.
   StepStats train_step(const torch::Tensor& batch) { return train_step(Batch{batch, {}}); }
   /// One optimiser step on a batch with labels (see above).
   ///
@@ -424,7 +462,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     auto a = batch.a.defined() ? batch.a.to(options_.device()) : torch::Tensor();
     const int64_t k = options_.accumulate();
     const auto n = static_cast<double>(x0.size(0));
-    double total = 0;
+    const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(options_.device());
+    auto total = torch::zeros({1}, f64);  // the loss, summed on the device
     const auto xs = x0.chunk(k, 0);
     const auto ys = y.defined() ? y.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
     const auto cs = c.defined() ? c.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
@@ -435,39 +474,70 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     for (size_t i = 0; i < xs.size(); ++i) {
       auto l = loss(xs[i], ys[i], cs[i], as[i], zs[i]) * (static_cast<double>(xs[i].size(0)) / n);
       (scaled ? l * scaler_.scale : l).backward();
-      total += l.template item<double>();
+      total.add_(l.detach().reshape({1}));
     }
+    torch::NoGradGuard ng;
+    const auto& grad = optimizer_->flat_grad();
     if (dp_.active()) {  // the sum of the shards' gradients is the global batch's; the same for the loss
-      auto grad = optimizer_->flat_grad();  // a handle on the buffer: reduced in place
-      dp_.all_reduce_sum(grad);
-      auto l = torch::full({1}, total, torch::kFloat64);
-      dp_.all_reduce_sum(l);
-      total = l.template item<double>();
+      auto g = grad;  // a handle on the buffer: reduced in place
+      dp_.all_reduce_sum(g);
+      dp_.all_reduce_sum(total);
     }
-    if (scaled) optimizer_->flat_grad().mul_(1.0 / scaler_.scale);  // unscale before clipping
+    if (scaled) grad.mul_(1.0 / scaler_.scale);  // unscale before clipping
     const double lr = options_.schedule().at(step_);
-    const double grad_norm = clip_gradients(options_.clip_norm());
-    const bool finite = std::isfinite(total) && std::isfinite(grad_norm);
-    const bool overflow = scaled && std::isfinite(total) && !scaler_.update(finite);  // implies !finite
-    if (finite) {
-      for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
-      optimizer_->step();
-    } else if (overflow) {
-      // fp16 gradient overflow: the scale was too large (now halved), not the step wrong; skipped as torch.amp
-      // skips it, without counting against max_nonfinite_skips.
-    } else if (skipped_ >= options_.max_nonfinite_skips()) {
-      optimizer_->zero_grad();
-      char buf[200];
-      std::snprintf(buf, sizeof buf, "gm: step %lld: the loss (%g) or the gradient norm (%g) is not finite",
-                    static_cast<long long>(step_ + 1), total, grad_norm);
-      throw NonFiniteError(buf, step_ + 1, total, grad_norm);
-    } else {
-      ++skipped_;
+    const auto norm = grad.norm().to(torch::kFloat64).reshape({1});
+    const auto bad = torch::logical_not(torch::isfinite(total) & torch::isfinite(norm));
+    // Clipping as the fused update's divisor: (norm + 1e-6) / max_norm where the norm is above max_norm.
+    torch::Tensor divisor;
+    if (const double max_norm = options_.clip_norm(); max_norm > 0) {
+      divisor = torch::where(norm > max_norm, (norm + 1e-6) / max_norm, torch::ones_like(norm)).to(torch::kFloat32).reshape({});
     }
+    const auto found_inf = bad.to(torch::kFloat32).reshape({});
+    for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+    optimizer_->step(divisor, found_inf);
     optimizer_->zero_grad();
+    auto values = torch::cat({total, norm, bad.to(torch::kFloat64)});
+    const bool read = scaled || !optimizer_->fused() || (step_ + 1) % options_.sync_every() == 0;
+    StepStats stats{step_ + 1, std::nan(""), lr, std::nan(""), 0, false, values};
+    if (options_.sync_every() > 1 && !scaled) {  // keep the first non-finite step's numbers for the read
+      if (!pending_bad_.defined()) pending_bad_ = torch::zeros({4}, f64);
+      const auto first = (pending_bad_.narrow(0, 0, 1) == 0) & bad;
+      auto record = torch::cat({torch::full({1}, static_cast<double>(step_ + 1), f64), total, norm});
+      pending_bad_.narrow(0, 1, 3).copy_(torch::where(first, record, pending_bad_.narrow(0, 1, 3)));
+      pending_bad_.narrow(0, 0, 1).add_(bad);
+    }
+    if (read) {
+      stats = stats.resolved();
+      if (pending_bad_.defined()) {
+        check_pending();
+      } else {
+        const bool overflow = scaled && std::isfinite(stats.loss) && !scaler_.update(!stats.skipped);
+        // fp16 gradient overflow: the scale was too large (now halved), not the step wrong; skipped as torch.amp
+        // skips it, without counting against max_nonfinite_skips.
+        if (stats.skipped && !overflow) {
+          if (skipped_ >= options_.max_nonfinite_skips()) throw non_finite(step_ + 1, stats.loss, stats.grad_norm);
+          ++skipped_;
+        }
+      }
+    }
     ++step_;
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    return {step_, total, lr, grad_norm, ms, !finite};
+    stats.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    return stats;
+  }
+  /// Read the non-finite steps queued since the last read (`sync_every` > 1): past `max_nonfinite_skips`,
+  /// a `gm::NonFiniteError` naming the first of them.  `fit` calls it at its end.
+  void check_pending() {
+    if (!pending_bad_.defined()) return;
+    const auto v = pending_bad_.to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);  // a copy: zeroed next
+    pending_bad_.zero_();
+    const auto* p = v.data_ptr<double>();
+    const auto count = static_cast<int64_t>(p[0]);
+    if (count == 0) return;
+    if (skipped_ + count > options_.max_nonfinite_skips()) {
+      skipped_ += count;
+      throw non_finite(static_cast<int64_t>(p[1]), p[2], p[3]);
+    }
+    skipped_ += count;
   }
   /// Steps skipped so far (in this process) for a non-finite loss or gradient norm.
   int64_t skipped_steps() const { return skipped_; }
@@ -486,6 +556,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
       ((stop = end_step(callbacks, stats) || stop), ...);
       if (stop) break;
     }
+    check_pending();
     (finish(callbacks), ...);
   }
 
@@ -712,14 +783,11 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     }
   }
 
-  /// The global L2 norm of the gradients, scaled down to `max_norm` when above it (0: no clipping): one
-  /// reduction over the flat gradient buffer, where LibTorch 1.13's clip_grad_norm_ measured 3x slower.
-  double clip_gradients(double max_norm) {
-    torch::NoGradGuard ng;
-    const auto& grad = optimizer_->flat_grad();
-    const double norm = grad.norm().template item<double>();
-    if (max_norm > 0 && std::isfinite(norm) && norm > max_norm) grad.mul_(max_norm / (norm + 1e-6));
-    return norm;
+  static NonFiniteError non_finite(int64_t step, double loss, double grad_norm) {
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "gm: step %lld: the loss (%g) or the gradient norm (%g) is not finite",
+                  static_cast<long long>(step), loss, grad_norm);
+    return NonFiniteError(buf, step, loss, grad_norm);
   }
 
   double sigma_one() const { return process_.sigma(torch::tensor(1.0, torch::kFloat64)).template item<double>(); }
@@ -765,6 +833,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   std::unique_ptr<FlatAdam> optimizer_;
   int64_t step_ = 0;
   int64_t skipped_ = 0;
+  torch::Tensor pending_bad_;  // sync_every > 1: [non-finite steps since the last read, the first's step, loss, norm]
   int64_t last_nfe_ = 0;
   std::pair<int64_t, double> first_non_finite_{-1, 0.0};
   double last_sample_seconds_ = 0, last_model_seconds_ = 0, last_path_energy_ = 0;
@@ -786,16 +855,18 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   }
 };
 
-/// Stops training when the loss has not improved by `min_delta` for `patience` steps.
+/// Stops training when the loss has not improved by `min_delta` for `patience` steps.  It reads every
+/// step's loss, so with `sync_every` > 1 it synchronises each step.
 struct EarlyStop {
   int64_t patience = 1000;
   double min_delta = 0;
   double best = std::numeric_limits<double>::infinity();
   int64_t since = 0;
   template <class T>
-  bool on_step_end(T&, const StepStats& s) {
-    if (s.loss < best - min_delta) {
-      best = s.loss;
+  bool on_step_end(T&, const StepStats& stats) {
+    const double loss = stats.values.defined() ? stats.resolved().loss : stats.loss;
+    if (loss < best - min_delta) {
+      best = loss;
       since = 0;
     } else {
       ++since;
