@@ -1,4 +1,7 @@
 // Class-conditional rectified flow on Fashion-MNIST: a UNet, label dropout, classifier-free guidance.
+//
+// data.source starts the flow from a second image set instead of Gaussian noise (an image-to-image flow):
+//   build/examples/fashion_mnist --data.source=folder --data.source_root=my_28px_images --data.channels=1 --data.resolution=28
 #include <gm/data/images.hpp>
 #include <gm/experiment.hpp>
 #include <gm/nn/keys.hpp>
@@ -8,6 +11,7 @@ using Flow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>,
 int main(int argc, char** argv) {
   gm::Experiment ex("fashion_mnist", "Class-conditional rectified flow on Fashion-MNIST with a UNet and guidance.");
   gm::data::ImageData::add_keys(ex.config());
+  gm::data::ImageData::add_source_keys(ex.config());
   gm::add_unet_keys(ex.config(), gm::UNetOptions().channels(32).res_blocks(1));
   gm::add_guidance_keys(ex.config(), 0.1, 2.0);
   ex.config().set_default("training.steps", 1500).set_default("training.batch_size", 128).set_default("training.lr", 1e-3);
@@ -15,7 +19,9 @@ int main(int argc, char** argv) {
   ex.config().set_default("training.log_every", 50).set_default("sampling.n", 100).set_default("sampling.nfe", 40);
   return ex.main(argc, argv, [&] {
     auto data = gm::data::ImageData::from_config(ex.config(), ex.device());
+    const auto source = gm::data::ImageData::source_from_config(ex.config(), data);
     Flow trainer(gm::make_unet(ex.config(), data.sample_shape(), data.num_classes()), ex.train_options());
+    if (source) trainer.set_source([&](int64_t n, const at::Generator& gen) { return source->draw(n, gen); });
     ex.run(trainer, data);
   });
 }

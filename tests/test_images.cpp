@@ -249,6 +249,34 @@ TEST_CASE("ImageData: batches gathered ahead on a worker thread equal those gath
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("ImageData: a second image set as the source (data.source), drawn from the generator and checked") {
+  auto data_dir = mnist_folder("source_data", 6, 3, 3, false), source_dir = mnist_folder("source_src", 5, 3, 3, false);
+  auto other_dir = mnist_folder("source_other", 5, 4, 4, false);
+  auto cfg = image_config("mnist", data_dir);
+  gm::data::ImageData::add_source_keys(cfg);
+  auto data = gm::data::ImageData::from_config(cfg);
+  CHECK_FALSE(gm::data::ImageData::source_from_config(cfg, data).has_value());  // gaussian
+  cfg.set_from_string("data.source", "mnist", "test");
+  CHECK(gm::test::contains(gm::test::error_of([&] { (void)gm::data::ImageData::source_from_config(cfg, data); }),
+                           "data.source_root is required"));
+  cfg.set_from_string("data.source_root", other_dir.string(), "test");
+  CHECK(gm::test::contains(gm::test::error_of([&] { (void)gm::data::ImageData::source_from_config(cfg, data); }),
+                           "has samples of shape 1x4x4, the data's are 1x3x3"));
+  cfg.set_from_string("data.source_root", source_dir.string(), "test");
+  const auto source = gm::data::ImageData::source_from_config(cfg, data);
+  REQUIRE(source.has_value());
+  auto g1 = gm::make_generator(4), g2 = gm::make_generator(4);
+  const auto a = source->draw(64, g1), b = source->draw(64, g2);
+  CHECK((a.sizes() == torch::IntArrayRef({64, 1, 3, 3})));
+  CHECK(torch::equal(a, b));  // from the generator alone
+  // Every draw is one of the source's 5 images (image i holds the value 2 i / 255 - 1 everywhere), all seen.
+  auto ids = ((a.flatten(1).select(1, 0) + 1) * 255 / 2).round().to(torch::kInt64);
+  CHECK(ids.min().item<int64_t>() >= 0);
+  CHECK(ids.max().item<int64_t>() == 4);
+  CHECK(std::get<0>(torch::_unique(ids)).numel() == 5);
+  for (const auto& d : {data_dir, source_dir, other_dir}) std::filesystem::remove_all(d);
+}
+
 TEST_CASE("ImageData: flips, labels, and the pixel encoder round trip") {
   auto dir = gm::test::fresh_dir("flip");
   std::string px;

@@ -21,6 +21,7 @@
 #include <memory>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <string>
 #include <vector>
@@ -71,6 +72,18 @@ class ImageData {
   /// The images the keys name, as uint8 (no encoder).
   static ImageSet read(const Config& cfg, const std::string& split = "train");
 
+  /// Declare `data.source` (gaussian, or a data set as `data.name` names one) and `data.source_root`: the
+  /// distribution at t = 1, where the flow starts when sampling (a data-to-data flow; with a coupling,
+  /// OT-CFM between two image sets).  A folder source is read at `data.resolution` and `data.channels`.
+  static void add_source_keys(Config& cfg);
+  /// The source the keys name, read (its training split) and encoded as `data` encodes (the same pixel
+  /// encoder or autoencoder, no flips or augmentation), checked to have `data`'s sample shape; nothing for
+  /// `gaussian`.
+  static std::optional<ImageData> source_from_config(const Config& cfg, const ImageData& data);
+  /// `n` images drawn uniformly with replacement from `gen` (on `gen`'s device), encoded: a source's draw
+  /// for `Trainer::set_source`.
+  torch::Tensor draw(int64_t n, const at::Generator& gen) const;
+
   /// Batch `step` of `n` samples: the data encoded (float32, [n, ...sample_shape()]) and the labels, and
   /// with `augment` the augmentation labels [n, augment_dim()].
   Batch batch(int64_t step, int64_t n, const at::Generator& gen) const;
@@ -103,6 +116,9 @@ class ImageData {
   /// The permutation of `epoch`, from (seed, epoch) alone; the last one is cached.
   const torch::Tensor& permutation(int64_t epoch) const;
   std::string shape_text() const;
+  /// The images of data set `name` (as `data.name` names one) under `root`.
+  static ImageSet read_set(const std::string& name, const std::filesystem::path& root, const Config& cfg,
+                           const std::string& split);
   /// The uint8 images and labels of batch `step` (page-locked for a GPU), from the worker where it
   /// prepared this one; then the worker starts on the next.
   std::pair<torch::Tensor, torch::Tensor> gather(int64_t step, int64_t n) const;
@@ -171,9 +187,46 @@ GM_INLINE auto ImageData::from_config(const Config& cfg, torch::Device device, c
                                          .device(device));
 }
 
+GM_INLINE void ImageData::add_source_keys(Config& cfg) {
+  cfg.add<std::string>("data.source", "gaussian",
+                       "where the flow starts (t = 1): gaussian noise, or a second image set: fashion_mnist, "
+                       "mnist, cifar10, folder (read from data.source_root at data.resolution and data.channels)",
+                       check::one_of({"gaussian", "fashion_mnist", "mnist", "cifar10", "folder"}));
+  cfg.add<std::string>("data.source_root", "", "folder of data.source's files");
+}
+
+GM_INLINE auto ImageData::source_from_config(const Config& cfg, const ImageData& data) -> std::optional<ImageData> {
+  const auto name = cfg.get<std::string>("data.source");
+  if (name == "gaussian") return std::nullopt;
+  const auto root = cfg.get<std::string>("data.source_root");
+  if (root.empty()) throw Error("gm: data.source_root is required when data.source is " + name);
+  auto set = read_set(name, root, cfg, "train");
+  Options o = data.options_;
+  o.hflip(false).augment(0.0).prefetch(false);
+  ImageData source(std::move(set), o);
+  if (source.sample_shape() != data.sample_shape()) {
+    throw Error("gm: data.source (" + source.describe() + ") has samples of shape " + source.shape_text() +
+                ", the data's are " + data.shape_text());
+  }
+  return source;
+}
+
+GM_INLINE auto ImageData::draw(int64_t n, const at::Generator& gen) const -> torch::Tensor {
+  auto idx = torch::randint(set_.size(), {n}, gen, on_generator(gen, torch::kInt64)).to(torch::kCPU);
+  return encode(to_device(set_.images.index_select(0, idx)), gen);
+}
+
 GM_INLINE auto ImageData::read(const Config& cfg, const std::string& split) -> ImageSet {
-  const auto name = cfg.get<std::string>("data.name");
-  const std::filesystem::path root = cfg.get<std::string>("data.root");
+  auto s = read_set(cfg.get<std::string>("data.name"), cfg.get<std::string>("data.root"), cfg, split);
+  if (const int64_t limit = cfg.get<int64_t>("data.limit"); limit > 0 && limit < s.size()) {
+    s.images = s.images.slice(0, 0, limit).contiguous();
+    s.labels = s.labels.slice(0, 0, limit).contiguous();
+  }
+  return s;
+}
+
+GM_INLINE auto ImageData::read_set(const std::string& name, const std::filesystem::path& root, const Config& cfg,
+                                   const std::string& split) -> ImageSet {
   ImageSet s;
   if (name == "fashion_mnist" || name == "mnist") {
     s = read_mnist(root, split);
@@ -186,10 +239,6 @@ GM_INLINE auto ImageData::read(const Config& cfg, const std::string& split) -> I
   } else {
     s = read_image_folder(root, static_cast<int>(cfg.get<int64_t>("data.resolution")),
                           static_cast<int>(cfg.get<int64_t>("data.channels")), split);
-  }
-  if (const int64_t limit = cfg.get<int64_t>("data.limit"); limit > 0 && limit < s.size()) {
-    s.images = s.images.slice(0, 0, limit).contiguous();
-    s.labels = s.labels.slice(0, 0, limit).contiguous();
   }
   return s;
 }
