@@ -610,6 +610,8 @@ TEST_CASE("sync_every: a step stays on the device between reads, and trains exac
     CHECK(e.step == 2);
     CHECK(std::isnan(e.loss));
   }
+  CHECK(stopping.step() == 4);  // steps 3 and 4 were taken before the read found step 2
+  CHECK(stopping.optimizer().steps() == 3);
   // Within max_nonfinite_skips the read counts the skip and training goes on; the optimiser's count
   // leaves the skipped step out.
   auto tolerant = make(4, 1);

@@ -506,21 +506,21 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
       pending_bad_.narrow(0, 1, 3).copy_(torch::where(first, record, pending_bad_.narrow(0, 1, 3)));
       pending_bad_.narrow(0, 0, 1).add_(bad);
     }
-    if (read) {
+    if (read && !pending_bad_.defined()) {  // this step decides at once (the error before the step counts)
       stats = stats.resolved();
-      if (pending_bad_.defined()) {
-        check_pending();
-      } else {
-        const bool overflow = scaled && std::isfinite(stats.loss) && !scaler_.update(!stats.skipped);
-        // fp16 gradient overflow: the scale was too large (now halved), not the step wrong; skipped as torch.amp
-        // skips it, without counting against max_nonfinite_skips.
-        if (stats.skipped && !overflow) {
-          if (skipped_ >= options_.max_nonfinite_skips()) throw non_finite(step_ + 1, stats.loss, stats.grad_norm);
-          ++skipped_;
-        }
+      const bool overflow = scaled && std::isfinite(stats.loss) && !scaler_.update(!stats.skipped);
+      // fp16 gradient overflow: the scale was too large (now halved), not the step wrong; skipped as torch.amp
+      // skips it, without counting against max_nonfinite_skips.
+      if (stats.skipped && !overflow) {
+        if (skipped_ >= options_.max_nonfinite_skips()) throw non_finite(step_ + 1, stats.loss, stats.grad_norm);
+        ++skipped_;
       }
     }
     ++step_;
+    if (read && pending_bad_.defined()) {  // steps queued since the last read: this one has been taken
+      stats = stats.resolved();
+      check_pending();
+    }
     stats.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     return stats;
   }
