@@ -22,6 +22,7 @@
 #include <concepts>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <string_view>
 
 namespace gm {
@@ -248,6 +249,27 @@ struct Consistency : Velocity {
   }
 };
 
+namespace detail {
+/// What gm::SchrodingerBridge and gm::GaussianPath share: a velocity objective on paths that take a second
+/// standard-normal draw z (`extra_noise`), trained at the time sampler's t by regressing `D::velocity` at
+/// `D::path`.  `D::what` names the objective in the error for a missing z.
+template <class D>
+struct NoisyPathObjective : Velocity {
+  static constexpr bool extra_noise = true;
+
+  torch::Tensor times(const torch::Tensor& t, const TimeDraw&, const at::Generator&, int64_t) const { return t; }
+
+  template <Process I, class U>
+  torch::Tensor loss(U&& u, const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t, const I& ip,
+                     int64_t, const torch::Tensor& z) const {
+    if (!z.defined()) throw Error(std::string("gm: the ") + D::what + " objective needs the trainer's second noise draw");
+    const auto& self = static_cast<const D&>(*this);
+    auto target = self.velocity(x0, eps, z, t, ip).detach();
+    return per_row_mean_square(u(self.path(x0, eps, z, t, ip), t).to(target.scalar_type()) - target);
+  }
+};
+}  // namespace detail
+
 /// Flow matching on Schrödinger-bridge paths (Tong, Malkin, Fatras et al., "Simulation-free Schrödinger
 /// bridges via score and flow matching", AISTATS 2024; torchcfm's SchrodingerBridgeConditionalFlowMatcher):
 /// each pair (x0, eps) is joined by a Brownian bridge of variance sigma^2, so
@@ -260,19 +282,17 @@ struct Consistency : Velocity {
 /// The model is a velocity field of these marginals, which are not the process's own: sample it with a
 /// velocity sampler (Euler, Heun, RK4, Dormand-Prince), not with the samplers that convert through
 /// E[x0 | x_t].  torchcfm also trains a score for SDE sampling; gm trains the flow.
-struct SchrodingerBridge : Velocity {
+struct SchrodingerBridge : detail::NoisyPathObjective<SchrodingerBridge> {
   struct Options {
     TORCH_ARG(double, sigma) = 1.0;  ///< the bridge's noise level (torchcfm's sigma)
   };
   static constexpr std::string_view name = "sb_cfm";
-  static constexpr bool extra_noise = true;
+  static constexpr const char* what = "Schrödinger-bridge";
   Options options{};
   SchrodingerBridge() = default;
   explicit SchrodingerBridge(Options o) : options(o) {
     if (!(options.sigma() >= 0)) throw Error("gm: the Schrödinger bridge's sigma must be >= 0");
   }
-
-  torch::Tensor times(const torch::Tensor& t, const TimeDraw&, const at::Generator&, int64_t) const { return t; }
 
   /// The bridge's point x_t = alpha x0 + sigma_t eps + s(t) z of the pair (x0, eps) and bridge noise z.
   template <Process I>
@@ -287,14 +307,6 @@ struct SchrodingerBridge : Velocity {
     auto ds = options.sigma() * (1 - 2 * t) / (2 * torch::sqrt((t * (1 - t)).clamp_min(1e-12)));
     return detail::conditional_velocity(x0, eps, t, ip) + detail::bcast(ds, x0) * z;
   }
-
-  template <Process I, class U>
-  torch::Tensor loss(U&& u, const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t, const I& ip,
-                     int64_t, const torch::Tensor& z) const {
-    if (!z.defined()) throw Error("gm: the Schrödinger-bridge objective needs the trainer's second noise draw");
-    auto target = velocity(x0, eps, z, t, ip).detach();
-    return detail::per_row_mean_square(u(path(x0, eps, z, t, ip), t).to(target.scalar_type()) - target);
-  }
 };
 
 /// Flow matching on Gaussian paths of constant width sigma_min around the straight (or coupled) path: each
@@ -305,27 +317,29 @@ struct SchrodingerBridge : Velocity {
 /// 2024's I-CFM and OT-CFM with sigma > 0 (Lipman et al. 2023's sigma_min).  sigma_min = 0 is plain flow
 /// matching.  Like gm::SchrodingerBridge its marginals are not the process's own: sample it with a velocity
 /// sampler.
-struct GaussianPath : Velocity {
+struct GaussianPath : detail::NoisyPathObjective<GaussianPath> {
   struct Options {
     TORCH_ARG(double, sigma_min) = 0.0;  ///< the paths' constant width (torchcfm's sigma)
   };
   static constexpr std::string_view name = "cfm_sigma";
-  static constexpr bool extra_noise = true;
+  static constexpr const char* what = "Gaussian-path";
   Options options{};
   GaussianPath() = default;
   explicit GaussianPath(Options o) : options(o) {
     if (!(options.sigma_min() >= 0)) throw Error("gm: sigma_min must be >= 0");
   }
 
-  torch::Tensor times(const torch::Tensor& t, const TimeDraw&, const at::Generator&, int64_t) const { return t; }
-
-  template <Process I, class U>
-  torch::Tensor loss(U&& u, const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& t, const I& ip,
-                     int64_t, const torch::Tensor& z) const {
-    if (!z.defined()) throw Error("gm: the Gaussian-path objective needs the trainer's second noise draw");
-    auto target = detail::conditional_velocity(x0, eps, t, ip).detach();
-    auto xt = ip.sample(x0, eps, t) + options.sigma_min() * z;
-    return detail::per_row_mean_square(u(xt, t).to(target.scalar_type()) - target);
+  /// The point x_t = alpha x0 + sigma_t eps + sigma_min z of the pair (x0, eps) and path noise z.
+  template <Process I>
+  torch::Tensor path(const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& z, const torch::Tensor& t,
+                     const I& ip) const {
+    return ip.sample(x0, eps, t) + options.sigma_min() * z;
+  }
+  /// The target: the pair's velocity, which the constant width does not change.
+  template <Process I>
+  torch::Tensor velocity(const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor&, const torch::Tensor& t,
+                         const I& ip) const {
+    return detail::conditional_velocity(x0, eps, t, ip);
   }
 };
 

@@ -63,8 +63,7 @@ struct StepStats {
 
   /// This step with its numbers read from the device (a host synchronisation where they are pending).
   StepStats resolved() const {
-    StepStats s = *this;
-    std::vector<StepStats> one{s};
+    std::vector<StepStats> one{*this};
     resolve(one);
     return one.front();
   }
@@ -864,7 +863,7 @@ struct EarlyStop {
   int64_t since = 0;
   template <class T>
   bool on_step_end(T&, const StepStats& stats) {
-    const double loss = stats.values.defined() ? stats.resolved().loss : stats.loss;
+    const double loss = stats.resolved().loss;  // a copy where the numbers are already on the host
     if (loss < best - min_delta) {
       best = loss;
       since = 0;
