@@ -21,7 +21,10 @@ int main(int argc, char** argv) {
     auto data = gm::data::ImageData::from_config(ex.config(), ex.device());
     const auto source = gm::data::ImageData::source_from_config(ex.config(), data);
     Flow trainer(gm::make_unet(ex.config(), data.sample_shape(), data.num_classes()), ex.train_options());
-    if (source) trainer.set_source([&](int64_t n, const at::Generator& gen) { return source->draw(n, gen); });
+    if (source) {  // under data parallelism each rank draws and encodes its own rows of the source
+      trainer.set_source([&](int64_t n, const at::Generator& gen) { return source->draw(n, gen); },
+                         [&](int64_t n, const at::Generator& gen, const torch::Tensor& rows) { return source->draw(n, gen, rows); });
+    }
     ex.run(trainer, data);
   });
 }

@@ -249,6 +249,120 @@ TEST_CASE("ImageData: batches gathered ahead on a worker thread equal those gath
   std::filesystem::remove_all(dir);
 }
 
+namespace {
+/// n random 8 x 8 grey images, labels i % 10 of 10 classes.
+gm::data::ImageSet random_set(int64_t n) {
+  gm::data::ImageSet set;
+  set.images = torch::randint(0, 256, {n, 1, 8, 8}, gm::make_generator(3), torch::kInt64).to(torch::kUInt8);
+  set.labels = torch::arange(n, torch::kInt64).remainder(10);
+  set.num_classes = 10;
+  set.source = "random";
+  return set;
+}
+}  // namespace
+
+TEST_CASE("ImageData: a data-parallel rank's rows of a batch are the whole batch's rows, and the generator ends level") {
+  // 12 random images; batches of 10 cut by Trainer::shard_rows-like rows (not contiguous).  Flips and
+  // dequantisation noise are drawn for all 10 rows and cut to the rank's: its rows equal the whole batch's
+  // bit for bit, and the generator stands where the whole batch leaves it.  EDM augmentation likewise, to
+  // float rounding (its reflect padding follows the images at hand), with the same labels exactly.
+  const auto set = random_set(12);
+  const auto rows = torch::tensor({1, 2, 5, 6, 9}, torch::kInt64);
+  for (const double p : {0.0, 1.0}) {
+    for (const bool prefetch : {false, true}) {
+      CAPTURE(p);
+      CAPTURE(prefetch);
+      auto opts = gm::data::ImageData::Options().hflip(true).dequantize(true).augment(p).seed(2).prefetch(prefetch);
+      gm::data::ImageData data(set, opts);
+      auto g_all = gm::make_generator(8), g_mine = gm::make_generator(8);
+      for (const int64_t step : {0, 1, 2, 7}) {
+        CAPTURE(step);
+        const auto all = data.batch(step, 10, g_all), mine = data.batch(step, 10, g_mine, rows);
+        CHECK(all.global == 0);
+        CHECK(mine.global == 10);
+        REQUIRE(mine.x.size(0) == 5);
+        CHECK(torch::equal(mine.y, all.y.index_select(0, rows)));
+        if (p == 0) {
+          CHECK(torch::equal(mine.x, all.x.index_select(0, rows)));
+          CHECK_FALSE(mine.a.defined());
+        } else {
+          CHECK(max_abs(mine.x, all.x.index_select(0, rows)) < 1e-5);
+          CHECK(torch::equal(mine.a, all.a.index_select(0, rows)));
+        }
+        CHECK(torch::equal(torch::rand({4}, g_all), torch::rand({4}, g_mine)));  // the generators level
+      }
+      // A source's draw (data.source) likewise: the rows of the n draws, gathered and encoded alone.
+      const auto all = data.draw(10, g_all), mine = data.draw(10, g_mine, rows);
+      CHECK(torch::equal(mine, all.index_select(0, rows)));
+      CHECK(torch::equal(torch::rand({4}, g_all), torch::rand({4}, g_mine)));
+    }
+  }
+}
+
+TEST_CASE("data parallel: a rank given only its rows (shard_rows, Batch::global) takes the step it takes cutting the whole batch") {
+  // Each rank of two, simulated in one process (the all-reduce is a no-op: each rank's own share).  One trainer
+  // gets the whole batch and cuts its rows itself; the other gets ImageData::batch(..., shard_rows(n)): the
+  // rows alone, gathered and encoded (flips, dequantisation) here.  Conditional with label dropout, 10 rows
+  // in 3 micro-batches (4, 4, 2); then again from an image source (data.source), which the sharded trainer
+  // draws for its rows alone (RowSource).  The same losses, gradient norms and weights, bit for bit.
+  using Flow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::UNet, gm::EulerSampler>;
+  const auto set = random_set(16);
+  gm::data::ImageData data(set, gm::data::ImageData::Options().hflip(true).dequantize(true).seed(2));
+  auto as_rank = [](auto& trainer, int64_t rank) {
+    gm::DataParallel dp;
+    dp.rank = rank;
+    dp.world = 2;
+    dp.all_reduce_sum = [](torch::Tensor&) {};
+    dp.broadcast = [](torch::Tensor&) {};
+    trainer.set_data_parallel(dp);
+  };
+  auto net = [] {
+    torch::manual_seed(1);
+    return gm::UNet(gm::UNetOptions().in_channels(1).image_size(8).channels(8).channel_mult({1, 2}).attention_resolutions({4})
+                        .num_classes(10).dropout(0));
+  };
+  const auto options = gm::TrainOptions().seed(5).label_dropout(0.3).accumulate(3);
+  for (const auto& [rank, with_source] : {std::pair{0, false}, std::pair{1, false}, std::pair{0, true}, std::pair{1, true}}) {
+    CAPTURE(rank);
+    CAPTURE(with_source);
+    Flow whole(net(), options), mine(net(), options);
+    as_rank(whole, rank);
+    as_rank(mine, rank);
+    if (with_source) {
+      auto all = [&](int64_t n, const at::Generator& g) { return data.draw(n, g); };
+      whole.set_source(all);
+      mine.set_source(all, [&](int64_t n, const at::Generator& g, const torch::Tensor& r) { return data.draw(n, g, r); });
+    }
+    const auto rows = mine.shard_rows(10);
+    CHECK(torch::equal(rows, rank == 0 ? torch::tensor({0, 1, 4, 5, 8}, torch::kInt64)
+                                       : torch::tensor({2, 3, 6, 7, 9}, torch::kInt64)));
+    for (int64_t step = 0; step < 3; ++step) {
+      CAPTURE(step);
+      const auto a = whole.train_step(data.batch(step, 10, whole.generator()));
+      const auto b = mine.train_step(data.batch(step, 10, mine.generator(), rows));
+      CHECK(a.loss == b.loss);
+      CHECK(a.grad_norm == b.grad_norm);
+    }
+    const auto wa = whole.net()->parameters(), wb = mine.net()->parameters();
+    for (size_t i = 0; i < wa.size(); ++i) CHECK(torch::equal(wa[i], wb[i]));
+    // A batch that is not this rank's share is refused in one line, before any draw.
+    auto wrong = data.batch(3, 10, mine.generator(), rows);
+    wrong.x = wrong.x.slice(0, 0, 4), wrong.y = wrong.y.slice(0, 0, 4);
+    CHECK(contains(error_of([&] { (void)mine.train_step(wrong); }),
+                   "the batch holds 4 rows; this rank's share of a global batch of 10 is 5 (Trainer::shard_rows)"));
+  }
+  // In one process every row is the process's own; a coupling pairs the global batch, so every rank needs it all.
+  Flow alone(net(), options);
+  CHECK_FALSE(alone.shard_rows(10).defined());
+  auto share = data.batch(0, 10, alone.generator(), torch::tensor({0, 1}, torch::kInt64));
+  CHECK(contains(error_of([&] { (void)alone.train_step(share); }), "needs data parallelism"));
+  gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::UNet, gm::EulerSampler, gm::UniformTime,
+              gm::UniformWeight, gm::ExactOTCoupling>
+      coupled(net(), options);
+  as_rank(coupled, 1);
+  CHECK_FALSE(coupled.shard_rows(10).defined());
+}
+
 TEST_CASE("ImageData: a second image set as the source (data.source), drawn from the generator and checked") {
   auto data_dir = mnist_folder("source_data", 6, 3, 3, false), source_dir = mnist_folder("source_src", 5, 3, 3, false);
   auto other_dir = mnist_folder("source_other", 5, 4, 4, false);

@@ -49,8 +49,12 @@ struct AugmentPipe {
   explicit AugmentPipe(Options o) : options(o) {}
 
   /// Augment images [N, C, H, W] (any value range; float) with draws from `gen` (on `gen`'s device; the
-  /// result on the images' device): the images and their labels [N, 9] (float32).
-  std::pair<torch::Tensor, torch::Tensor> operator()(const torch::Tensor& images, const at::Generator& gen) const;
+  /// result on the images' device): the images and their labels [N, 9] (float32).  With `rows`, the images
+  /// are those rows of a batch of `n` (a data-parallel rank's share): every parameter is drawn for all n
+  /// images and cut to them, so each image gets the transform it would get in the whole batch (equal to
+  /// float rounding: the reflect padding follows the images at hand).
+  std::pair<torch::Tensor, torch::Tensor> operator()(const torch::Tensor& images, const at::Generator& gen,
+                                                     const torch::Tensor& rows = {}, int64_t n = 0) const;
 
   /// The geometric part alone: resample images [N, C, H, W] by the inverse transforms `g_inv` [N, 3, 3]
   /// (output pixel coordinates, centred, to input ones), with ADA's anti-aliased resampling.
@@ -138,37 +142,42 @@ GM_INLINE torch::Tensor AugmentPipe::transform(const torch::Tensor& images, cons
 }
 
 GM_INLINE std::pair<torch::Tensor, torch::Tensor> AugmentPipe::operator()(const torch::Tensor& images,
-                                                                         const at::Generator& gen) const {
+                                                                         const at::Generator& gen,
+                                                                         const torch::Tensor& rows, int64_t total) const {
   if (images.dim() != 4) throw Error("gm: AugmentPipe expects images [N, C, H, W]");
   const int64_t n = images.size(0), h = images.size(2), w = images.size(3);
   const double p = options.p();
   const auto gopts = on_generator(gen, torch::kFloat32);
-  auto uniform = [&](int64_t k) { return torch::rand({k}, gen, gopts); };
-  auto normal = [&](int64_t k) { return torch::randn({k}, gen, gopts); };
-  auto chance = [&](double q) { return uniform(n) < q; };
+  // Every draw covers the whole batch (total rows, or n) and keeps the images' rows.
+  const int64_t drawn = rows.defined() ? total : n;
+  const auto keep = rows.defined() ? rows.to(gopts.device()) : torch::Tensor();
+  auto mine = [&](const torch::Tensor& v) { return keep.defined() ? v.index_select(0, keep) : v; };
+  auto uniform = [&] { return mine(torch::rand({drawn}, gen, gopts)); };
+  auto normal = [&] { return mine(torch::randn({drawn}, gen, gopts)); };
+  auto chance = [&](double q) { return uniform() < q; };
   auto zero = torch::zeros({n}, gopts);
   auto x = images;
   auto flip_rows = [&](const torch::Tensor& on, int64_t dim) {
     return torch::where(on.to(x.device()).view({n, 1, 1, 1}), x.flip({dim}), x);
   };
   // Pixel blitting: the x-flip always at 1/2 (EDM's xflip = 1e8 times p), the y-flip with probability p/2.
-  auto xf = torch::where(chance(1.0), (uniform(n) < 0.5).to(torch::kFloat32), zero);
+  auto xf = torch::where(chance(1.0), (uniform() < 0.5).to(torch::kFloat32), zero);
   x = flip_rows(xf > 0, 3);
-  auto yf = torch::where(chance(p), (uniform(n) < 0.5).to(torch::kFloat32), zero);
+  auto yf = torch::where(chance(p), (uniform() < 0.5).to(torch::kFloat32), zero);
   x = flip_rows(yf > 0, 2);
   // Geometric transforms, composed as inverse matrices (output coordinates to input ones).
-  auto sw = torch::where(chance(p), normal(n), zero);
+  auto sw = torch::where(chance(p), normal(), zero);
   auto s = torch::exp2(sw * options.scale_std());
   auto g = detail::scale_inv(s, s);
-  auto rw = torch::where(chance(p), (uniform(n) * 2 - 1) * std::numbers::pi, zero);
+  auto rw = torch::where(chance(p), (uniform() * 2 - 1) * std::numbers::pi, zero);
   g = torch::matmul(g, detail::rotate_inv(-rw));
-  auto aw = normal(n), ar = (uniform(n) * 2 - 1) * std::numbers::pi;
+  auto aw = normal(), ar = (uniform() * 2 - 1) * std::numbers::pi;
   aw = torch::where(chance(p), aw, zero);
   ar = torch::where(chance(0.5), ar, zero);
   auto as = torch::exp2(aw * options.aniso_std());
   g = torch::matmul(torch::matmul(torch::matmul(g, detail::rotate_inv(ar)), detail::scale_inv(as, 1 / as)),
                     detail::rotate_inv(-ar));
-  auto tw0 = normal(n), tw1 = normal(n);
+  auto tw0 = normal(), tw1 = normal();
   auto t_on = chance(p);
   tw0 = torch::where(t_on, tw0, zero), tw1 = torch::where(t_on, tw1, zero);
   g = torch::matmul(g, detail::translate(-tw0 * (w * options.translate_std()), -tw1 * (h * options.translate_std())));

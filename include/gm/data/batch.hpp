@@ -4,6 +4,8 @@
 
 #include <torch/types.h>
 
+#include <cstdint>
+
 namespace gm {
 
 /// A batch: data x [B, ...] and, for class-conditional training, int64 labels y [B] (undefined when the
@@ -18,6 +20,9 @@ struct Batch {
   /// The noise paired with each data row, [B, ...] like x, or undefined (the trainer draws it): reflow's
   /// pairs (x0, x1) of a trained flow (`gm::reflow_pairs`, Liu et al. 2022).
   torch::Tensor z{};
+  /// 0: the batch is the whole global batch.  n > 0: under data parallelism it holds only this rank's rows
+  /// of a global batch of n (`Trainer::shard_rows`), gathered, encoded and augmented by this rank alone.
+  int64_t global = 0;
 };
 
 }  // namespace gm

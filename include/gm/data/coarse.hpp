@@ -28,7 +28,7 @@ class CoarseToFine {
   CoarseToFine(ImageData train, ImageSet held_out, int64_t factor);
 
   /// Batch `step`: the images (in [-1, 1]), no labels, and their coarse versions as the condition.
-  Batch batch(int64_t step, int64_t n, const at::Generator& gen) const;
+  Batch batch(int64_t step, int64_t n, const at::Generator& gen, const torch::Tensor& rows = {}) const;
   /// Samples back to uint8 images.
   torch::Tensor decode(const torch::Tensor& x) const { return train_.decode(x); }
   /// x [B, C, H, W] average-pooled by the factor and repeated back to H x W.
@@ -73,9 +73,12 @@ GM_INLINE CoarseToFine::CoarseToFine(ImageData train, ImageSet held_out, int64_t
   if (held_out_.size() == 0) throw Error("gm: coarse-to-fine data needs held-out images to condition samples on");
 }
 
-GM_INLINE auto CoarseToFine::batch(int64_t step, int64_t n, const at::Generator& gen) const -> Batch {
-  auto b = train_.batch(step, n, gen);
-  return {b.x, {}, coarse(b.x)};
+GM_INLINE auto CoarseToFine::batch(int64_t step, int64_t n, const at::Generator& gen, const torch::Tensor& rows) const
+    -> Batch {
+  auto b = train_.batch(step, n, gen, rows);  // with rows: this rank's (see ImageData::batch)
+  Batch out{b.x, {}, coarse(b.x)};
+  out.global = b.global;
+  return out;
 }
 
 GM_INLINE auto CoarseToFine::held_out(int64_t n) const -> torch::Tensor {

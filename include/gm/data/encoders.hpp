@@ -33,17 +33,24 @@ namespace gm::data {
 struct PixelEncoder {
   bool dequantize = false;
 
-  /// uint8 [B, C, H, W] to float32 in [-1, 1]; dequantisation noise is drawn from `gen`.
-  torch::Tensor encode(const torch::Tensor& u8, const at::Generator& gen = {}) const;
+  /// uint8 [B, C, H, W] to float32 in [-1, 1]; dequantisation noise is drawn from `gen`.  With `rows`, u8
+  /// holds those rows of a batch of `n` (a data-parallel rank's share), and the noise is drawn for all n
+  /// rows and cut to them, so each row gets what it would in the whole batch.
+  torch::Tensor encode(const torch::Tensor& u8, const at::Generator& gen = {}, const torch::Tensor& rows = {},
+                       int64_t n = 0) const;
   /// Float [B, C, H, W] in (about) [-1, 1] to uint8, clamped.
   torch::Tensor decode(const torch::Tensor& x) const;
 };
 
 #if GM_HEADER_DEFINITIONS
-GM_INLINE auto PixelEncoder::encode(const torch::Tensor& u8, const at::Generator& gen) const -> torch::Tensor {
+GM_INLINE auto PixelEncoder::encode(const torch::Tensor& u8, const at::Generator& gen, const torch::Tensor& rows,
+                                    int64_t n) const -> torch::Tensor {
   auto x = u8.to(torch::kFloat32);
   if (!dequantize) return x * (2.0 / 255.0) - 1.0;
-  auto r = torch::rand(x.sizes(), gen, on_generator(gen, x.options())).to(x.device());  // on the generator's device
+  auto shape = x.sizes().vec();
+  if (rows.defined()) shape[0] = n;
+  auto r = torch::rand(shape, gen, on_generator(gen, x.options()));  // on the generator's device
+  r = (rows.defined() ? r.index_select(0, rows.to(r.device())) : r).to(x.device());
   // v on 2^15 points centred in their cells: u + v then fits float32's 24 bits, so the encoding is exact and
   // decoding's floor gives u back for every pixel (a continuous v rounds to u + 1 near the cell's top).
   auto v = (torch::floor(r * 32768.0) + 0.5) * (1.0 / 32768.0);

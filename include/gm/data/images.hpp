@@ -22,6 +22,7 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <tuple>
 #include <utility>
 #include <string>
 #include <vector>
@@ -81,17 +82,25 @@ class ImageData {
   /// `gaussian`.
   static std::optional<ImageData> source_from_config(const Config& cfg, const ImageData& data);
   /// `n` images drawn uniformly with replacement from `gen` (on `gen`'s device), encoded: a source's draw
-  /// for `Trainer::set_source`.
-  torch::Tensor draw(int64_t n, const at::Generator& gen) const;
+  /// for `Trainer::set_source`.  On a GPU the images (up to 1 GiB) are copied to it once, so a draw reads
+  /// nothing back to the host.  With `rows`, only those rows of the n draws are gathered and encoded (a
+  /// data-parallel rank's share, `Trainer::RowSource`), the indices and noise drawn for all n.
+  torch::Tensor draw(int64_t n, const at::Generator& gen, const torch::Tensor& rows = {}) const;
 
   /// Batch `step` of `n` samples: the data encoded (float32, [n, ...sample_shape()]) and the labels, and
-  /// with `augment` the augmentation labels [n, augment_dim()].
-  Batch batch(int64_t step, int64_t n, const at::Generator& gen) const;
+  /// with `augment` the augmentation labels [n, augment_dim()].  With `rows` (a data-parallel rank's
+  /// share, `Trainer::shard_rows(n)`), only those rows of the batch are gathered, encoded and augmented;
+  /// flips, dequantisation noise and augmentation are drawn for all n rows and cut to them, so the rows
+  /// are those of the whole batch (augmentation to float rounding) and `gen` ends where the whole batch
+  /// leaves it; the batch says `global = n`.
+  Batch batch(int64_t step, int64_t n, const at::Generator& gen, const torch::Tensor& rows = {}) const;
   /// A batch on the training device: to a GPU through page-locked memory, so the copy runs asynchronously
   /// on the current stream (the kernels that use it are queued behind it) while the CPU goes on.
   torch::Tensor to_device(const torch::Tensor& t) const;
-  /// uint8 images [B, C, H, W] into the model's space.
-  torch::Tensor encode(const torch::Tensor& u8, const at::Generator& gen = {}) const;
+  /// uint8 images [B, C, H, W] into the model's space (with `rows`: those rows of a batch of `n`, the
+  /// dequantisation noise drawn for all n, as `PixelEncoder::encode`).
+  torch::Tensor encode(const torch::Tensor& u8, const at::Generator& gen = {}, const torch::Tensor& rows = {},
+                       int64_t n = 0) const;
   /// Samples in the model's space back to uint8 images [B, C, H, W] on the CPU.
   torch::Tensor decode(const torch::Tensor& x) const;
 
@@ -121,11 +130,15 @@ class ImageData {
                            const std::string& split);
   /// The uint8 images and labels of batch `step` (page-locked for a GPU), from the worker where it
   /// prepared this one; then the worker starts on the next.
-  std::pair<torch::Tensor, torch::Tensor> gather(int64_t step, int64_t n) const;
+  std::pair<torch::Tensor, torch::Tensor> gather(int64_t step, int64_t n, const torch::Tensor& rows) const;
 
   struct Gathered {
     int64_t step = -1, n = 0;
+    torch::Tensor rows;  // the rows of the batch it holds (undefined: all)
     torch::Tensor x, y;
+    bool holds(int64_t s, int64_t k, const torch::Tensor& r) const {
+      return step == s && n == k && rows.defined() == r.defined() && (!r.defined() || rows.equal(r));
+    }
   };
 
   ImageSet set_;
@@ -137,6 +150,7 @@ class ImageData {
   mutable torch::Tensor cached_;
   mutable int64_t cached_epoch_ = -1;
   mutable std::shared_future<Gathered> next_;  // the worker's batch (prefetch)
+  mutable torch::Tensor on_device_;             // draw: the images on the generator's GPU
 };
 
 #if GM_HEADER_DEFINITIONS
@@ -211,9 +225,14 @@ GM_INLINE auto ImageData::source_from_config(const Config& cfg, const ImageData&
   return source;
 }
 
-GM_INLINE auto ImageData::draw(int64_t n, const at::Generator& gen) const -> torch::Tensor {
-  auto idx = torch::randint(set_.size(), {n}, gen, on_generator(gen, torch::kInt64)).to(torch::kCPU);
-  return encode(to_device(set_.images.index_select(0, idx)), gen);
+GM_INLINE auto ImageData::draw(int64_t n, const at::Generator& gen, const torch::Tensor& rows) const -> torch::Tensor {
+  auto idx = torch::randint(set_.size(), {n}, gen, on_generator(gen, torch::kInt64));
+  if (rows.defined()) idx = idx.index_select(0, rows.to(idx.device()));
+  if (idx.is_cuda() && set_.images.nbytes() <= (int64_t{1} << 30)) {
+    if (!on_device_.defined() || on_device_.device() != idx.device()) on_device_ = set_.images.to(idx.device());
+    return encode(on_device_.index_select(0, idx).to(options_.device()), gen, rows, n);
+  }
+  return encode(to_device(set_.images.index_select(0, idx.to(torch::kCPU))), gen, rows, n);
 }
 
 GM_INLINE auto ImageData::read(const Config& cfg, const std::string& split) -> ImageSet {
@@ -243,21 +262,28 @@ GM_INLINE auto ImageData::read_set(const std::string& name, const std::filesyste
   return s;
 }
 
-GM_INLINE auto ImageData::batch(int64_t step, int64_t n, const at::Generator& gen) const -> Batch {
-  const auto rows = gather(step, n);
-  auto x = to_device(rows.first);
-  auto y = to_device(rows.second);
+GM_INLINE auto ImageData::batch(int64_t step, int64_t n, const at::Generator& gen, const torch::Tensor& rows) const
+    -> Batch {
+  const auto got = gather(step, n, rows);
+  auto x = to_device(got.first);
+  auto y = to_device(got.second);
+  const int64_t m = x.size(0);  // n, or this rank's rows
   if (options_.hflip()) {  // drawn on the generator's device (the trainer's), where the batch now is
     auto flip = torch::rand({n}, gen, on_generator(gen)) < 0.5;
-    x = torch::where(flip.to(x.device()).view({n, 1, 1, 1}), x.flip({3}), x);
+    if (rows.defined()) flip = flip.index_select(0, rows.to(flip.device()));
+    x = torch::where(flip.to(x.device()).view({m, 1, 1, 1}), x.flip({3}), x);
   }
-  auto encoded = encode(x, gen);
-  if (options_.augment() <= 0) return {encoded, y};
-  auto [augmented, labels] = AugmentPipe(AugmentPipe::Options().p(options_.augment()))(encoded, gen);
-  return {augmented, y, {}, labels};
+  const auto encoded = encode(x, gen, rows, n);
+  Batch b{encoded, y};
+  if (options_.augment() > 0) {
+    std::tie(b.x, b.a) = AugmentPipe(AugmentPipe::Options().p(options_.augment()))(encoded, gen, rows, n);
+  }
+  b.global = rows.defined() ? n : 0;
+  return b;
 }
 
-GM_INLINE auto ImageData::gather(int64_t step, int64_t n) const -> std::pair<torch::Tensor, torch::Tensor> {
+GM_INLINE auto ImageData::gather(int64_t step, int64_t n, const torch::Tensor& rows) const
+    -> std::pair<torch::Tensor, torch::Tensor> {
   const bool pin = options_.device().is_cuda();
   auto select = [pin](const torch::Tensor& all, const torch::Tensor& idx) {
     auto rows = all.index_select(0, idx);
@@ -268,16 +294,21 @@ GM_INLINE auto ImageData::gather(int64_t step, int64_t n) const -> std::pair<tor
     got = next_.get();  // waits for the worker: it and this thread never read the permutation cache at once
     next_ = {};
   }
-  if (got.step != step || got.n != n) {
-    const auto idx = indices(step * n, n);
-    got = {step, n, select(set_.images, idx), select(set_.labels, idx)};
+  // The batch's indices, and of them this rank's rows.
+  auto batch_indices = [&](int64_t s) {
+    auto idx = indices(s * n, n);
+    return rows.defined() ? idx.index_select(0, rows.to(idx.device())) : idx;
+  };
+  if (!got.holds(step, n, rows)) {
+    const auto idx = batch_indices(step);
+    got = {step, n, rows, select(set_.images, idx), select(set_.labels, idx)};
   }
   if (options_.prefetch()) {
     // The indices here (the permutation cache is this thread's); the worker holds only tensors, so it
     // outlives nothing it uses.
-    auto idx = indices((step + 1) * n, n);
-    next_ = std::async(std::launch::async, [images = set_.images, labels = set_.labels, idx, select, step, n] {
-              return Gathered{step + 1, n, select(images, idx), select(labels, idx)};
+    auto idx = batch_indices(step + 1);
+    next_ = std::async(std::launch::async, [images = set_.images, labels = set_.labels, idx, select, step, n, rows] {
+              return Gathered{step + 1, n, rows, select(images, idx), select(labels, idx)};
             }).share();
   }
   return {got.x, got.y};
@@ -288,8 +319,9 @@ GM_INLINE auto ImageData::to_device(const torch::Tensor& t) const -> torch::Tens
   return (t.is_pinned() ? t : t.pin_memory()).to(options_.device(), /*non_blocking=*/true);
 }
 
-GM_INLINE auto ImageData::encode(const torch::Tensor& u8, const at::Generator& gen) const -> torch::Tensor {
-  auto x = pixel_.encode(u8, gen);
+GM_INLINE auto ImageData::encode(const torch::Tensor& u8, const at::Generator& gen, const torch::Tensor& rows,
+                                 int64_t n) const -> torch::Tensor {
+  auto x = pixel_.encode(u8, gen, rows, n);
   return latent_ ? latent_->encode(x) : x;
 }
 

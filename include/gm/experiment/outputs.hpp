@@ -47,6 +47,12 @@ concept ImageSource = requires(const D& d, const at::Generator& g, const torch::
   { d.batch(int64_t{}, int64_t{}, g) } -> std::convertible_to<Batch>;
   { d.decode(x) } -> std::convertible_to<torch::Tensor>;
 };
+/// Image data that can gather, encode and augment only a data-parallel rank's rows of a batch:
+/// `batch(step, n, generator, rows)` (see `gm::data::ImageData::batch`).
+template <class D>
+concept ShardedImageSource = ImageSource<D> && requires(const D& d, const at::Generator& g, const torch::Tensor& r) {
+  { d.batch(int64_t{}, int64_t{}, g, r) } -> std::convertible_to<Batch>;
+};
 
 /// A preview of samples as a picture: for 2-D points a density figure on axes fitted to them, titled
 /// `title`; nothing for other shapes (image grids come with image data).

@@ -127,6 +127,14 @@ class Training {
     const bool debug = cfg_.get<bool>("training.debug");
     const int64_t batch = cfg_.get<int64_t>("training.batch_size");
     if (debug) write_debug_target(run, one_point, data);
+    torch::Tensor rows;  // this rank's rows of each batch: the only ones it gathers, encodes and augments
+    if constexpr (ShardedImageSource<Data>) {
+      rows = trainer.shard_rows(batch);
+      if (rows.defined()) {
+        run.log("this rank prepares " + std::to_string(rows.numel()) + " of each batch's " + std::to_string(batch) +
+                " rows (gathered, encoded and augmented here alone)");
+      }
+    }
     auto next = [&](int64_t step) -> Batch {
       if (debug) {
         auto rows = [&](const torch::Tensor& one) {
@@ -138,7 +146,9 @@ class Training {
                 one_point.c.defined() ? rows(one_point.c) : torch::Tensor(),
                 one_point.a.defined() ? rows(one_point.a) : torch::Tensor()};
       }
-      if constexpr (ImageSource<Data>) return data.batch(step, batch, trainer.generator());
+      // Under data parallelism each rank prepares only its rows (undefined rows: the whole batch).
+      if constexpr (ShardedImageSource<Data>) return data.batch(step, batch, trainer.generator(), rows);
+      else if constexpr (ImageSource<Data>) return data.batch(step, batch, trainer.generator());
       else return {data(batch, trainer.generator()), {}};
     };
     History history(run, cfg_.get<int64_t>("training.log_every"), steps);

@@ -32,6 +32,7 @@
 #include <torch/types.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -40,6 +41,7 @@
 #include <limits>
 #include <functional>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -332,6 +334,21 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     for (auto& b : net_->buffers()) dp_.broadcast(b);
   }
   const DataParallel& data_parallel() const { return dp_; }
+  /// The rows of a global batch of `n` that this rank trains on, in the order `train_step` takes them: each
+  /// of the `accumulate` micro-batches (as `torch::chunk` splits the batch) gives its rows
+  /// [rank m / W, (rank + 1) m / W) of its m.  Undefined where every rank needs every row: in one process, and
+  /// with a coupling, which pairs the whole global batch.  A data source that takes these rows
+  /// (`gm::data::ImageData::batch`) gathers, encodes and augments only them, draws its randomness for all n
+  /// rows (so the generator moves on as for the whole batch), and marks the batch `Batch::global = n`; every
+  /// rank then trains on exactly the rows it would have cut from the global batch.
+  torch::Tensor shard_rows(int64_t n) const {
+    if (!dp_.active() || !std::same_as<Pair, IndependentCoupling>) return {};
+    std::vector<int64_t> rows;
+    for (const auto& [offset, m] : micro_batches(n)) {
+      for (int64_t r = dp_.rank * m / dp_.world; r < (dp_.rank + 1) * m / dp_.world; ++r) rows.push_back(offset + r);
+    }
+    return torch::tensor(rows, torch::kInt64);
+  }
   const process_type& process() const { return process_; }
   const predict_type& predict() const { return predict_; }
   const Pair& coupling() const { return coupling_; }
@@ -360,6 +377,16 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   /// condition and augmentation follow its row indices.
   torch::Tensor loss(torch::Tensor x0, torch::Tensor y = {}, torch::Tensor c = {}, torch::Tensor a = {},
                      const torch::Tensor& z = {}) {
+    return loss_of(std::move(x0), std::move(y), std::move(c), std::move(a), z, 0);
+  }
+  /// The loss on this rank's rows of a global micro-batch of `global` rows (data parallel, `shard_rows`):
+  /// x0, y, c, a and z hold only those rows, every draw is made for all `global` rows and cut to them, so the
+  /// value is the one `loss` gives on the whole micro-batch.  `global` = 0: x0 is the whole micro-batch.
+  torch::Tensor loss_of(torch::Tensor x0, torch::Tensor y, torch::Tensor c, torch::Tensor a, const torch::Tensor& z,
+                        int64_t global) {
+    if (global > 0 && !std::same_as<Pair, IndependentCoupling>) {
+      throw Error("gm: a coupling pairs the whole global batch; give it every row, not this rank's (Batch::global)");
+    }
     if (a.defined()) {
       if constexpr (AugmentedNetwork<Net>) {
         if (net_->augment_dim() != (a.dim() == 2 ? a.size(1) : -1)) {
@@ -373,11 +400,18 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
       }
     }
     const auto opts = x0.options();
-    auto t = time_sampler_.sample(x0.size(0), process_, generator_, opts);
-    auto eps = source_ ? draw_source(x0.size(0), generator_, x0.sizes(), opts)
-                       : torch::randn(x0.sizes(), generator_, on_generator(generator_, opts));
+    const int64_t n = global > 0 ? global : x0.size(0);  // the global micro-batch: every draw covers its rows
+    auto shape = x0.sizes().vec();
+    shape[0] = n;
+    // This rank's rows [lo, hi) of the micro-batch.
+    const int64_t lo = dp_.active() ? dp_.rank * n / dp_.world : 0, hi = dp_.active() ? (dp_.rank + 1) * n / dp_.world : n;
+    const bool own_source = global > 0 && row_source_;  // the source draws (and encodes) this rank's rows alone
+    auto t = time_sampler_.sample(n, process_, generator_, opts);
+    auto eps = own_source ? draw_source(n, generator_, shape, opts, torch::arange(lo, hi, torch::kInt64))
+               : source_  ? draw_source(n, generator_, shape, opts)
+                          : torch::randn(shape, generator_, on_generator(generator_, opts));
     torch::Tensor eps0;  // the reconstruction term's z_0 noise
-    if constexpr (ELBOObjective<W> || wants_extra_noise<P>()) eps0 = torch::randn(x0.sizes(), generator_, on_generator(generator_, opts));
+    if constexpr (ELBOObjective<W> || wants_extra_noise<P>()) eps0 = torch::randn(shape, generator_, on_generator(generator_, opts));
     // Pair each data row with a noise row by the coupling (OT-CFM: the minibatch's optimal transport).  Every
     // rank drew the global batch's data and noise, so the pairing covers the global batch, the same on all.
     if (z.defined()) {
@@ -385,7 +419,7 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
       if constexpr (!std::same_as<Pair, IndependentCoupling>) {
         throw Error("gm: paired noise (reflow) comes with its coupling; train it with the independent coupling");
       }
-      eps = z.to(opts);
+      if (global == 0) eps = z.to(opts);  // else after the cut below: z holds this rank's rows
     } else if constexpr (PlanCoupling<Pair>) {
       const auto p = coupling_.pairs(x0, eps, generator_);
       auto rows = [&](const torch::Tensor& v) { return v.defined() ? v.index_select(0, p.rows.to(v.device())) : v; };
@@ -396,24 +430,36 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     }
     // An objective's times (pairs (t, r) for a flow map) are drawn here for the global batch like every draw.
     if constexpr (Objective<P>) {
-      t = predict_.param().times(t, [&] { return time_sampler_.sample(x0.size(0), process_, generator_, opts); },
+      t = predict_.param().times(t, [&] { return time_sampler_.sample(n, process_, generator_, opts); },
                                  generator_, step_);
     }
-    torch::Tensor labels = y;
+    torch::Tensor drop;  // label dropout
     if constexpr (ConditionalNetwork<Net>) {
-      if (labels.defined() && options_.label_dropout() > 0 && net_->null_class() >= 0) {
-        auto drop = torch::rand({x0.size(0)}, generator_, on_generator(generator_, opts)) < options_.label_dropout();
-        labels = torch::where(drop.to(labels.device()), torch::full_like(labels, net_->null_class()), labels);
+      if (y.defined() && options_.label_dropout() > 0 && net_->null_class() >= 0) {
+        drop = torch::rand({n}, generator_, on_generator(generator_, opts)) < options_.label_dropout();
       }
     }
-    torch::Tensor x = x0, cond = c, aug = a;
+    torch::Tensor x = x0, labels = y, cond = c, aug = a;
     double scale = 1.0;
     if (dp_.active()) {  // every rank drew the global batch's draws; it trains on its own rows
-      const int64_t n = x0.size(0), lo = dp_.rank * n / dp_.world, hi = (dp_.rank + 1) * n / dp_.world;
       auto rows = [&](const torch::Tensor& v) { return v.defined() && v.dim() > 0 && v.size(0) == n ? v.slice(0, lo, hi) : v; };
-      x = rows(x0), t = rows(t), eps = rows(eps), eps0 = rows(eps0), labels = rows(labels), cond = rows(cond);
-      aug = rows(aug);
+      t = rows(t), eps0 = rows(eps0), drop = rows(drop);
+      if (!own_source) eps = rows(eps);
+      if (global == 0) {
+        x = rows(x0), labels = rows(labels), cond = rows(cond), aug = rows(aug);
+      } else {
+        if (x0.size(0) != hi - lo) {
+          throw Error("gm: this rank's share of a micro-batch of " + std::to_string(n) + " rows is " +
+                      std::to_string(hi - lo) + " rows, and the batch holds " + std::to_string(x0.size(0)));
+        }
+        if (z.defined()) eps = z.to(opts);
+      }
       scale = static_cast<double>(hi - lo) / static_cast<double>(n);
+    } else if (global > 0 && global != x0.size(0)) {
+      throw Error("gm: a batch of one rank's rows (Batch::global) needs data parallelism (set_data_parallel)");
+    }
+    if constexpr (ConditionalNetwork<Net>) {
+      if (drop.defined()) labels = torch::where(drop.to(labels.device()), torch::full_like(labels, net_->null_class()), labels);
     }
     auto per_sample = per_sample_loss(x, t, eps, labels, cond, aug, eps0);
     if constexpr (ELBOObjective<W>) per_sample = weighting_.objective(per_sample, x, eps0, process_, true);
@@ -459,19 +505,33 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     auto y = batch.y.defined() ? batch.y.to(options_.device()) : torch::Tensor();
     auto c = batch.c.defined() ? batch.c.to(options_.device()) : torch::Tensor();
     auto a = batch.a.defined() ? batch.a.to(options_.device()) : torch::Tensor();
-    const int64_t k = options_.accumulate();
-    const auto n = static_cast<double>(x0.size(0));
+    const auto z = batch.z.defined() ? batch.z.to(options_.device()) : torch::Tensor();
+    // The micro-batches (offset, rows) of the global batch; a sharded batch (`shard_rows`) holds this rank's
+    // rows of each, in order.
+    const int64_t global = batch.global > 0 ? batch.global : x0.size(0);
+    const auto parts = micro_batches(global);
+    std::vector<int64_t> sizes;
+    for (const auto& [offset, m] : parts) {
+      sizes.push_back(batch.global > 0 ? (dp_.rank + 1) * m / dp_.world - dp_.rank * m / dp_.world : m);
+    }
+    if (batch.global > 0) {
+      if (!dp_.active()) throw Error("gm: a batch of one rank's rows (Batch::global) needs data parallelism");
+      if (const auto share = std::accumulate(sizes.begin(), sizes.end(), int64_t{0}); share != x0.size(0)) {
+        throw Error("gm: the batch holds " + std::to_string(x0.size(0)) + " rows; this rank's share of a global batch of " +
+                    std::to_string(global) + " is " + std::to_string(share) + " (Trainer::shard_rows)");
+      }
+    }
+    auto split = [&](const torch::Tensor& v) {
+      return v.defined() ? v.split_with_sizes(sizes, 0) : std::vector<torch::Tensor>(sizes.size());
+    };
+    const auto xs = split(x0), ys = split(y), cs = split(c), as = split(a), zs = split(z);
+    const auto n = static_cast<double>(global);
     const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(options_.device());
     auto total = torch::zeros({1}, f64);  // the loss, summed on the device
-    const auto xs = x0.chunk(k, 0);
-    const auto ys = y.defined() ? y.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
-    const auto cs = c.defined() ? c.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
-    const auto as = a.defined() ? a.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
-    const auto z = batch.z.defined() ? batch.z.to(options_.device()) : torch::Tensor();
-    const auto zs = z.defined() ? z.chunk(k, 0) : std::vector<torch::Tensor>(xs.size());
     const bool scaled = precision_ == Precision::fp16;  // fp16: backward on the loss times the scale
     for (size_t i = 0; i < xs.size(); ++i) {
-      auto l = loss(xs[i], ys[i], cs[i], as[i], zs[i]) * (static_cast<double>(xs[i].size(0)) / n);
+      const int64_t m = parts[i].second;
+      auto l = loss_of(xs[i], ys[i], cs[i], as[i], zs[i], batch.global > 0 ? m : 0) * (static_cast<double>(m) / n);
       (scaled ? l * scaler_.scale : l).backward();
       total.add_(l.detach().reshape({1}));
     }
@@ -728,7 +788,17 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   /// densities).  Draws come from the trainer's generators, so resume and per-sample seeds stay exact.  Only
   /// for objectives that regress a velocity or a data-free target: the Gaussian prior's likelihood, ELBO and SDE
   /// samplers do not apply.  An empty function restores the Gaussian prior.
-  void set_source(Source source) { source_ = std::move(source); }
+  void set_source(Source source) { set_source(std::move(source), {}); }
+  /// Rows `rows` of the n draws a source would make from the generator's state, leaving the generator where
+  /// those n draws leave it: a data-parallel rank's share, drawn (and encoded) alone.
+  using RowSource = std::function<torch::Tensor(int64_t n, const at::Generator& gen, const torch::Tensor& rows)>;
+  /// A source that can also draw a rank's rows alone (`gm::data::ImageData::draw(n, gen, rows)`): with a batch
+  /// of this rank's rows (`shard_rows`, `Batch::global`) the trainer asks `rows` for its share instead of
+  /// drawing every row of `source`.
+  void set_source(Source source, RowSource rows) {
+    source_ = std::move(source);
+    row_source_ = source_ ? std::move(rows) : RowSource{};
+  }
   bool has_source() const { return static_cast<bool>(source_); }
 
  private:
@@ -837,11 +907,23 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   std::pair<int64_t, double> first_non_finite_{-1, 0.0};
   double last_sample_seconds_ = 0, last_model_seconds_ = 0, last_path_energy_ = 0;
   Source source_;
+  RowSource row_source_;
 
-  /// n rows of the source from `gen`, checked to have the data's row shape and to be finite, as `opts`.
-  torch::Tensor draw_source(int64_t n, const at::Generator& gen, at::IntArrayRef shape, const torch::TensorOptions& opts) {
-    auto s = source_(n, gen);
-    if (s.dim() != static_cast<int64_t>(shape.size()) || s.size(0) != n || !s.sizes().slice(1).equals(shape.slice(1))) {
+  /// The micro-batches of a batch of n rows, (offset, rows) each, as `torch::chunk(accumulate)` cuts it.
+  std::vector<std::pair<int64_t, int64_t>> micro_batches(int64_t n) const {
+    std::vector<std::pair<int64_t, int64_t>> out;
+    const int64_t k = options_.accumulate(), size = std::max<int64_t>(1, (n + k - 1) / k);
+    for (int64_t o = 0; o < n; o += size) out.emplace_back(o, std::min(size, n - o));
+    if (out.empty()) out.emplace_back(0, 0);
+    return out;
+  }
+  /// n rows of the source from `gen`, checked to have the data's row shape and to be finite, as `opts`; with
+  /// `rows` (and a row source), only those rows of the n.
+  torch::Tensor draw_source(int64_t n, const at::Generator& gen, at::IntArrayRef shape, const torch::TensorOptions& opts,
+                            const torch::Tensor& rows = {}) {
+    auto s = rows.defined() ? row_source_(n, gen, rows) : source_(n, gen);
+    const int64_t expect = rows.defined() ? rows.numel() : n;
+    if (s.dim() != static_cast<int64_t>(shape.size()) || s.size(0) != expect || !s.sizes().slice(1).equals(shape.slice(1))) {
       throw Error("gm: the source distribution drew a batch of shape " + shape_string(s.sizes()) + " where " +
                   shape_string(shape) + " was needed (its rows must have the data's shape)");
     }
