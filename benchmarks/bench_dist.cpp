@@ -15,9 +15,17 @@
 // Markdown on stdout; results.md and results.csv in --out.
 //
 //   bench_dist --configs flow_2d,unet,dit --rounds 3
+//
+// --data-prep instead times what a rank spends preparing an image batch: the whole global batch (as every
+// rank did before each prepared only its rows) against one rank's half (Trainer::shard_rows), 512 random
+// 3x32x32 images with flips, dequantisation and EDM's augmentation at p = 0, 0.12 and 1, one thread.
+//
+//   bench_dist --data-prep
 
 #include "bench_nets.hpp"
 
+#include <gm/data/images.hpp>
+#include <ATen/Parallel.h>
 #include <gm/dist/group.hpp>
 #include <gm/io/cli.hpp>
 
@@ -49,6 +57,7 @@ struct Args {
   int64_t min_steps = 5;
   std::string out = "runs/bench_dist";
   bool force = false;
+  bool data_prep = false;
   // A worker: one process of one layout (started by the driver with RANK, WORLD_SIZE, MASTER_* set).
   std::string worker;
   int64_t threads = 1, steps = 0;
@@ -259,6 +268,38 @@ void report(const Args& a, const std::vector<Row>& rows, const Cores& cores) {
   std::fprintf(stderr, "bench_dist: wrote %s/results.md and results.csv\n", a.out.c_str());
 }
 
+/// --data-prep: a rank's batch preparation, the whole batch against its half, alternating rounds (the best of
+/// 5 batches each); prints a Markdown table.
+int data_prep(const Args& a) {
+  at::set_num_threads(1);
+  gm::data::ImageSet set;
+  set.images = torch::randint(0, 256, {4096, 3, 32, 32}, gm::make_generator(1), torch::kInt64).to(torch::kUInt8);
+  set.labels = torch::zeros({4096}, torch::kInt64);
+  set.num_classes = 10;
+  set.source = "random";
+  const int64_t n = 512;
+  const auto half = torch::arange(0, n / 2, torch::kInt64);  // rank 0 of 2, accumulate 1
+  std::printf("| data.augment | whole batch of %lld (ms) | one rank's half (ms) | ratio |\n|---|---|---|---|\n", (long long)n);
+  for (const double p : {0.0, 0.12, 1.0}) {
+    gm::data::ImageData data(set, gm::data::ImageData::Options().hflip(true).dequantize(true).augment(p).seed(2));
+    auto gen = gm::make_generator(3);
+    auto best = [&](const torch::Tensor& rows) {
+      double ms = 1e300;
+      for (int64_t b = 0; b < 5; ++b) {
+        const auto t0 = Clock::now();
+        (void)data.batch(b, n, gen, rows);
+        ms = std::min(ms, ms_since(t0));
+      }
+      return ms;
+    };
+    std::vector<double> whole, mine;
+    for (int64_t r = 0; r < a.rounds; ++r) whole.push_back(best({})), mine.push_back(best(half));
+    const double w = median(whole), m = median(mine);
+    std::printf("| %.2f | %.1f | %.1f | %.2fx |\n", p, w, m, w / m);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -272,6 +313,7 @@ int main(int argc, char** argv) {
   app.add_option("--min-steps", a.min_steps, "at least this many timed steps")->check(CLI::Range(int64_t{1}, int64_t{100000}));
   app.add_option("--out", a.out, "folder for results.md and results.csv");
   app.add_flag("--force", a.force, "overwrite results already in --out");
+  app.add_flag("--data-prep", a.data_prep, "time a rank's image batch preparation, whole batch against its half, instead");
   app.add_option("--worker", a.worker, "(internal) run one process of a layout")->group("");
   app.add_option("--threads", a.threads, "(internal) a worker's threads")->group("");
   app.add_option("--steps", a.steps, "(internal) a worker's timed steps")->group("");
@@ -281,6 +323,7 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   try {
     if (!a.worker.empty()) return worker(a);
+    if (a.data_prep) return data_prep(a);
     std::vector<Config> chosen;
     for (const auto& n : a.configs) {
       auto it = std::find_if(known_configs().begin(), known_configs().end(), [&](const Config& c) { return c.name == n; });
