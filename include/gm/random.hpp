@@ -44,6 +44,12 @@ inline torch::TensorOptions on_generator(const at::Generator& gen, const torch::
   return gen.defined() ? o.device(gen.device()) : o;
 }
 
+/// Rows `rows` of a draw `v` made for a whole batch (a data-parallel rank's share; undefined: all of it).
+/// Keep `rows` on `v`'s device: a copy from the host would wait for the device.
+inline torch::Tensor keep_rows(const torch::Tensor& v, const torch::Tensor& rows) {
+  return rows.defined() ? v.index_select(0, rows.to(v.device())) : v;
+}
+
 /// A splitmix64 mix of two numbers: the seed of stream `b` under seed `a`.
 uint64_t mix_seed(uint64_t a, uint64_t b);
 #if GM_HEADER_DEFINITIONS

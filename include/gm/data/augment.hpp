@@ -151,9 +151,8 @@ GM_INLINE std::pair<torch::Tensor, torch::Tensor> AugmentPipe::operator()(const 
   // Every draw covers the whole batch (total rows, or n) and keeps the images' rows.
   const int64_t drawn = rows.defined() ? total : n;
   const auto keep = rows.defined() ? rows.to(gopts.device()) : torch::Tensor();
-  auto mine = [&](const torch::Tensor& v) { return keep.defined() ? v.index_select(0, keep) : v; };
-  auto uniform = [&] { return mine(torch::rand({drawn}, gen, gopts)); };
-  auto normal = [&] { return mine(torch::randn({drawn}, gen, gopts)); };
+  auto uniform = [&] { return keep_rows(torch::rand({drawn}, gen, gopts), keep); };
+  auto normal = [&] { return keep_rows(torch::randn({drawn}, gen, gopts), keep); };
   auto chance = [&](double q) { return uniform() < q; };
   auto zero = torch::zeros({n}, gopts);
   auto x = images;

@@ -50,7 +50,7 @@ GM_INLINE auto PixelEncoder::encode(const torch::Tensor& u8, const at::Generator
   auto shape = x.sizes().vec();
   if (rows.defined()) shape[0] = n;
   auto r = torch::rand(shape, gen, on_generator(gen, x.options()));  // on the generator's device
-  r = (rows.defined() ? r.index_select(0, rows.to(r.device())) : r).to(x.device());
+  r = keep_rows(r, rows).to(x.device());
   // v on 2^15 points centred in their cells: u + v then fits float32's 24 bits, so the encoding is exact and
   // decoding's floor gives u back for every pixel (a continuous v rounds to u + 1 near the cell's top).
   auto v = (torch::floor(r * 32768.0) + 0.5) * (1.0 / 32768.0);

@@ -151,6 +151,7 @@ class ImageData {
   mutable int64_t cached_epoch_ = -1;
   mutable std::shared_future<Gathered> next_;  // the worker's batch (prefetch)
   mutable torch::Tensor on_device_;             // draw: the images on the generator's GPU
+  mutable std::pair<torch::Tensor, torch::Tensor> rows_;  // batch: the rows it was last given, on the generator's device
 };
 
 #if GM_HEADER_DEFINITIONS
@@ -227,7 +228,7 @@ GM_INLINE auto ImageData::source_from_config(const Config& cfg, const ImageData&
 
 GM_INLINE auto ImageData::draw(int64_t n, const at::Generator& gen, const torch::Tensor& rows) const -> torch::Tensor {
   auto idx = torch::randint(set_.size(), {n}, gen, on_generator(gen, torch::kInt64));
-  if (rows.defined()) idx = idx.index_select(0, rows.to(idx.device()));
+  idx = keep_rows(idx, rows);
   if (idx.is_cuda() && set_.images.nbytes() <= (int64_t{1} << 30)) {
     if (!on_device_.defined() || on_device_.device() != idx.device()) on_device_ = set_.images.to(idx.device());
     return encode(on_device_.index_select(0, idx).to(options_.device()), gen, rows, n);
@@ -268,15 +269,19 @@ GM_INLINE auto ImageData::batch(int64_t step, int64_t n, const at::Generator& ge
   auto x = to_device(got.first);
   auto y = to_device(got.second);
   const int64_t m = x.size(0);  // n, or this rank's rows
+  // The rows on the generator's device, where the draws are cut: copied there once, not every step.
+  if (rows.defined() && !(rows_.first.is_same(rows) && rows_.second.device() == on_generator(gen).device())) {
+    rows_ = {rows, rows.to(on_generator(gen).device())};
+  }
+  const auto keep = rows.defined() ? rows_.second : torch::Tensor();
   if (options_.hflip()) {  // drawn on the generator's device (the trainer's), where the batch now is
-    auto flip = torch::rand({n}, gen, on_generator(gen)) < 0.5;
-    if (rows.defined()) flip = flip.index_select(0, rows.to(flip.device()));
+    auto flip = keep_rows(torch::rand({n}, gen, on_generator(gen)) < 0.5, keep);
     x = torch::where(flip.to(x.device()).view({m, 1, 1, 1}), x.flip({3}), x);
   }
-  const auto encoded = encode(x, gen, rows, n);
+  const auto encoded = encode(x, gen, keep, n);
   Batch b{encoded, y};
   if (options_.augment() > 0) {
-    std::tie(b.x, b.a) = AugmentPipe(AugmentPipe::Options().p(options_.augment()))(encoded, gen, rows, n);
+    std::tie(b.x, b.a) = AugmentPipe(AugmentPipe::Options().p(options_.augment()))(encoded, gen, keep, n);
   }
   b.global = rows.defined() ? n : 0;
   return b;
@@ -297,7 +302,7 @@ GM_INLINE auto ImageData::gather(int64_t step, int64_t n, const torch::Tensor& r
   // The batch's indices, and of them this rank's rows.
   auto batch_indices = [&](int64_t s) {
     auto idx = indices(s * n, n);
-    return rows.defined() ? idx.index_select(0, rows.to(idx.device())) : idx;
+    return keep_rows(idx, rows);
   };
   if (!got.holds(step, n, rows)) {
     const auto idx = batch_indices(step);

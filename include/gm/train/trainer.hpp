@@ -345,7 +345,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     if (!dp_.active() || !std::same_as<Pair, IndependentCoupling>) return {};
     std::vector<int64_t> rows;
     for (const auto& [offset, m] : micro_batches(n)) {
-      for (int64_t r = dp_.rank * m / dp_.world; r < (dp_.rank + 1) * m / dp_.world; ++r) rows.push_back(offset + r);
+      const auto [lo, hi] = share(m);
+      for (int64_t r = lo; r < hi; ++r) rows.push_back(offset + r);
     }
     return torch::tensor(rows, torch::kInt64);
   }
@@ -403,11 +404,12 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     const int64_t n = global > 0 ? global : x0.size(0);  // the global micro-batch: every draw covers its rows
     auto shape = x0.sizes().vec();
     shape[0] = n;
-    // This rank's rows [lo, hi) of the micro-batch.
-    const int64_t lo = dp_.active() ? dp_.rank * n / dp_.world : 0, hi = dp_.active() ? (dp_.rank + 1) * n / dp_.world : n;
+    const auto mine = share(n);  // this rank's rows [lo, hi) of the micro-batch
+    const int64_t lo = mine.first, hi = mine.second;
     const bool own_source = global > 0 && row_source_;  // the source draws (and encodes) this rank's rows alone
     auto t = time_sampler_.sample(n, process_, generator_, opts);
-    auto eps = own_source ? draw_source(n, generator_, shape, opts, torch::arange(lo, hi, torch::kInt64))
+    // The rows made on the generator's device, where the source's draws are cut: no copy from the host.
+    auto eps = own_source ? draw_source(n, generator_, shape, opts, torch::arange(lo, hi, on_generator(generator_, torch::kInt64)))
                : source_  ? draw_source(n, generator_, shape, opts)
                           : torch::randn(shape, generator_, on_generator(generator_, opts));
     torch::Tensor eps0;  // the reconstruction term's z_0 noise
@@ -512,7 +514,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     const auto parts = micro_batches(global);
     std::vector<int64_t> sizes;
     for (const auto& [offset, m] : parts) {
-      sizes.push_back(batch.global > 0 ? (dp_.rank + 1) * m / dp_.world - dp_.rank * m / dp_.world : m);
+      const auto [lo, hi] = share(m);
+      sizes.push_back(batch.global > 0 ? hi - lo : m);
     }
     if (batch.global > 0) {
       if (!dp_.active()) throw Error("gm: a batch of one rank's rows (Batch::global) needs data parallelism");
@@ -909,6 +912,10 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   Source source_;
   RowSource row_source_;
 
+  /// This rank's rows [lo, hi) of a (micro-)batch of m rows; all of them in one process.
+  std::pair<int64_t, int64_t> share(int64_t m) const {
+    return dp_.active() ? std::pair{dp_.rank * m / dp_.world, (dp_.rank + 1) * m / dp_.world} : std::pair{int64_t{0}, m};
+  }
   /// The micro-batches of a batch of n rows, (offset, rows) each, as `torch::chunk(accumulate)` cuts it.
   std::vector<std::pair<int64_t, int64_t>> micro_batches(int64_t n) const {
     std::vector<std::pair<int64_t, int64_t>> out;
