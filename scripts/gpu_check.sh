@@ -29,7 +29,6 @@ root=$PWD
 stage() {
   local d=.gpu_deps lib=/usr/lib/x86_64-linux-gnu
   for f in /usr/include/eigen3 /usr/include/toml++ /usr/include/CLI /usr/include/doctest/doctest.h \
-           /usr/lib/cmake/doctest/doctest.cmake \
            /usr/include/stb/stb_image.h /usr/include/gloo /usr/include/zlib.h "$lib/libstb.so.0" "$lib/libz.so.1" \
            "$lib/libtomlplusplus.so.3"; do
     [ -e "$f" ] || { echo "gpu_check --stage: $f is missing; run scripts/setup.sh --deps first" >&2; exit 2; }
@@ -58,9 +57,6 @@ EOF
   }
   header_package Eigen3 Eigen3::Eigen /eigen3
   header_package doctest doctest::doctest ""
-  # doctest_discover_tests (tests/CMakeLists.txt's include(doctest)): doctest's own CMake scripts.
-  cp /usr/lib/cmake/doctest/doctest.cmake /usr/lib/cmake/doctest/doctestAddTests.cmake "$d/lib/cmake/doctest/"
-  echo 'list(APPEND CMAKE_MODULE_PATH "${CMAKE_CURRENT_LIST_DIR}")' >> "$d/lib/cmake/doctest/doctestConfig.cmake"
   cat > "$d/lib/cmake/Eigen3/Eigen3ConfigVersion.cmake" <<EOF
 set(PACKAGE_VERSION "$eigen_version")
 if(PACKAGE_FIND_VERSION VERSION_GREATER PACKAGE_VERSION)

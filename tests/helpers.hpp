@@ -17,6 +17,11 @@
 
 namespace gm::test {
 
+/// A heavy test case runs in a ctest test of its own, under its own name: `TEST_CASE("..." *
+/// gm::test::own_process)`.  The others run 8 to a process (cmake/gm_test_groups.py), which saves starting
+/// LibTorch (about 0.4 s) for each.  For a case over about 2.5 s on 2 cores.
+inline const doctest::test_suite own_process("own_process");
+
 /// Every schedule gm ships, for TEST_CASE_TEMPLATE.
 #define GM_ALL_SCHEDULES gm::Linear, gm::VP, gm::SubVP, gm::VPCosine, gm::Trig, gm::VE, gm::EDM, gm::LearnedSchedule
 

@@ -153,7 +153,7 @@ TEST_CASE("geometric steps in t suit nearly discrete data, uniform steps smooth 
   check(gm::GaussianMixture::from_toml((gm::test::source_dir() / "configs/mixtures/ring8.toml"), torch::kFloat64), false);
 }
 
-TEST_CASE("Hutchinson's divergence agrees with the exact one within its standard error") {
+TEST_CASE("Hutchinson's divergence agrees with the exact one within its standard error" * gm::test::own_process) {
   const auto g = gm::GaussianMixture::from_toml((gm::test::source_dir() / "configs/mixtures/ring8.toml"), torch::kFloat64);
   gm::Interpolant<gm::Linear> ip;
   gm::Field field(ip, gm::Predict<gm::Velocity>{},
@@ -248,7 +248,7 @@ TEST_CASE("a gm classifier saved and loaded as a feature network gives the same 
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("a TorchScript feature network: features and logits methods, inputs in [0, 255]") {
+TEST_CASE("a TorchScript feature network: features and logits methods, inputs in [0, 255]" * gm::test::own_process) {
   auto dir = gm::test::fresh_dir("feature_ts");
   if (!gm::test::run_python(dir, "f.py",
                             "import sys, torch\n"
@@ -335,7 +335,7 @@ TEST_CASE(".npz export: numpy reads uint8 NHWC arr_0 and int64 arr_1") {
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("KID is the unbiased MMD^2 under the cubic kernel: a naive double loop agrees, equal sets give ~0") {
+TEST_CASE("KID is the unbiased MMD^2 under the cubic kernel: a naive double loop agrees, equal sets give ~0" * gm::test::own_process) {
   auto gen = gm::make_generator(3);
   auto a = torch::randn({40, 3}, gen, torch::kFloat64), b = torch::randn({40, 3}, gen, torch::kFloat64) + 0.7;
   // One subset of all rows: the estimate is permutation-invariant, so it is exactly the full-set MMD^2.

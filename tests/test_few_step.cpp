@@ -27,7 +27,7 @@ auto exact_velocity(const gm::GaussianMixture& gmm, I ip = {}) {
 }
 }  // namespace
 
-TEST_CASE_TEMPLATE("the flow-map sampler on the exact average velocity gives the exact flow map at 1, 2 and 4 steps", S,
+TEST_CASE_TEMPLATE("the flow-map sampler on the exact average velocity gives the exact flow map at 1, 2 and 4 steps" * gm::test::own_process, S,
                    gm::Linear, gm::VP, gm::Trig) {
   using I = gm::Interpolant<S>;
   const auto gmm = ring8();
@@ -273,7 +273,7 @@ std::pair<double, double> one_step_error(P objective, int64_t steps) {
 }
 }  // namespace
 
-TEST_CASE("MeanFlow, shortcut and consistency training each learn the one-step map of a Gaussian") {
+TEST_CASE("MeanFlow, shortcut and consistency training each learn the one-step map of a Gaussian" * gm::test::own_process) {
   const auto [mf0, mf] = one_step_error<gm::MeanFlow, gm::FlowMapSampler>(gm::MeanFlow{}, 1500);
   const auto [sc0, sc] = one_step_error<gm::Shortcut, gm::FlowMapSampler>(gm::Shortcut(gm::Shortcut::Options().levels(4)), 1500);
   const auto [ct0, ct] = one_step_error<gm::Consistency, gm::ConsistencySampler>(
@@ -321,7 +321,7 @@ TEST_CASE("SB-CFM: the Brownian bridge's target is its path's derivative, its ma
   CHECK(zero.loss(x).item<double>() == doctest::Approx(plain.loss(x).item<double>()).epsilon(1e-12));
 }
 
-TEST_CASE("SB-CFM trains a flow whose samples have the data's law (a Gaussian)") {
+TEST_CASE("SB-CFM trains a flow whose samples have the data's law (a Gaussian)" * gm::test::own_process) {
   using Bridge = gm::Trainer<Flow, gm::Predict<gm::SchrodingerBridge>, gm::MLP, gm::EulerSampler, gm::UniformTime,
                              gm::UniformWeight, gm::SinkhornCoupling>;
   torch::manual_seed(0);

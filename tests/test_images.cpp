@@ -299,7 +299,7 @@ TEST_CASE("ImageData: a data-parallel rank's rows of a batch are the whole batch
   }
 }
 
-TEST_CASE("data parallel: a rank given only its rows (shard_rows, Batch::global) takes the step it takes cutting the whole batch") {
+TEST_CASE("data parallel: a rank given only its rows (shard_rows, Batch::global) takes the step it takes cutting the whole batch" * gm::test::own_process) {
   // Each rank of two, simulated in one process (the all-reduce is a no-op: each rank's own share).  One trainer
   // gets the whole batch and cuts its rows itself; the other gets ImageData::batch(..., shard_rows(n)): the
   // rows alone, gathered and encoded (flips, dequantisation) here.  Conditional with label dropout, 10 rows
@@ -466,7 +466,7 @@ TEST_CASE("image folders: a test/ split takes the train split's classes, and an 
   std::filesystem::remove_all(sib);
 }
 
-TEST_CASE("LatentEncoder: a TorchScript module with encode and decode, and its bad files") {
+TEST_CASE("LatentEncoder: a TorchScript module with encode and decode, and its bad files" * gm::test::own_process) {
   auto dir = gm::test::fresh_dir("latent");
   if (!gm::test::run_python(dir, "make.py",
                             "import sys, torch\n"

@@ -246,6 +246,7 @@ TEST_CASE("safetensors: tensors and metadata round-trip; malformed headers and d
 
 TEST_CASE("load_weights: an exported network loads back by name; a wrong shape or a missing tensor names the file") {
   auto dir = gm::test::fresh_dir("load_weights");
+  std::filesystem::create_directories(dir);
   torch::manual_seed(1);
   gm::MLP a(gm::MLPOptions().dim(2).hidden(8).layers(2));
   torch::manual_seed(2);

@@ -217,7 +217,7 @@ gm::Interpolant<gm::LearnedSchedule> curved_vdm(double gamma_min, double gamma_m
 }
 }  // namespace
 
-TEST_CASE("VDM ELBO on Gaussian data with the exact denoiser matches its closed form, term by term") {
+TEST_CASE("VDM ELBO on Gaussian data with the exact denoiser matches its closed form, term by term" * gm::test::own_process) {
   const int64_t d = 3, n = 200000;
   const double s = 0.7;
   torch::NoGradGuard ng;
@@ -259,7 +259,7 @@ TEST_CASE("VDM ELBO on Gaussian data with the exact denoiser matches its closed 
   CHECK(total - entropy < 0.01);  // tight: the decoder is sharp and q(z_1) is nearly N(0, I)
 }
 
-TEST_CASE("VDM ELBO with the exact denoiser is a bound on the mixture's exact log-likelihood, and a tight one") {
+TEST_CASE("VDM ELBO with the exact denoiser is a bound on the mixture's exact log-likelihood, and a tight one" * gm::test::own_process) {
   gm::GaussianMixture g(torch::tensor({0.3, 0.7}, f64()), torch::tensor({{-1.0, 0.5}, {1.0, -0.5}}, f64()),
                         torch::tensor({0.6, 0.8}, f64()));
   auto ip = curved_vdm(-12, 6);
@@ -376,7 +376,7 @@ TEST_CASE("couplings: the assignment is the cheapest permutation, Sinkhorn's pla
   CHECK(contains(error_of([] { gm::min_cost_assignment(torch::zeros({3, 4})); }), "square cost matrix"));
 }
 
-TEST_CASE("the assignment (auction potentials, JV augmentation): the same as the Hungarian method on random, tied and degenerate costs up to n = 1024") {
+TEST_CASE("the assignment (auction potentials, JV augmentation): the same as the Hungarian method on random, tied and degenerate costs up to n = 1024" * gm::test::own_process) {
   auto gen = gm::make_generator(11);
   auto total = [](const torch::Tensor& cost, const torch::Tensor& perm) {
     return cost.gather(1, perm.unsqueeze(1)).sum().item<double>();

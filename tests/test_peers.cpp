@@ -20,7 +20,7 @@
 using gm::test::f64;
 using gm::test::max_abs;
 
-TEST_CASE("gm's DDIM, DPM-Solver++(2M), UniPC and flow-matching Euler equal diffusers' schedulers on the oracle") {
+TEST_CASE("gm's DDIM, DPM-Solver++(2M), UniPC and flow-matching Euler equal diffusers' schedulers on the oracle" * gm::test::own_process) {
   const auto dir = gm::test::fresh_dir("diffusers");
   std::filesystem::create_directories(dir);
   const auto mixture = gm::test::source_dir() / "configs/mixtures/ring8.toml";
@@ -73,7 +73,7 @@ struct KarrasVE {
 };
 }  // namespace
 
-TEST_CASE("gm's k-diffusion samplers equal k-diffusion's own on the oracle, on k-diffusion's sigmas") {
+TEST_CASE("gm's k-diffusion samplers equal k-diffusion's own on the oracle, on k-diffusion's sigmas" * gm::test::own_process) {
   const auto dir = gm::test::fresh_dir("kdiffusion");
   std::filesystem::create_directories(dir);
   const auto mixture = gm::test::source_dir() / "configs/mixtures/ring8.toml";
@@ -116,7 +116,7 @@ TEST_CASE("gm's k-diffusion samplers equal k-diffusion's own on the oracle, on k
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("gm's couplings equal POT's on the same costs: ot.emd's assignment, ot.sinkhorn's plans in both of gm's regimes") {
+TEST_CASE("gm's couplings equal POT's on the same costs: ot.emd's assignment, ot.sinkhorn's plans in both of gm's regimes" * gm::test::own_process) {
   // POT (PythonOT/POT): ot.emd is the network simplex torchcfm's exact OTPlanSampler calls; ot.sinkhorn its
   // entropic one (method 'sinkhorn', the plain iteration; 'sinkhorn_log' where the kernel would underflow).
   const auto dir = gm::test::fresh_dir("pot");
@@ -162,7 +162,7 @@ np.save(d + '/sk_log.npy', ot.sinkhorn(a, a, W, 0.1 * W.mean(), method='sinkhorn
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("gm's Gaussian paths are torchcfm's ConditionalFlowMatcher(sigma) on the same tensors, time reversed") {
+TEST_CASE("gm's Gaussian paths are torchcfm's ConditionalFlowMatcher(sigma) on the same tensors, time reversed" * gm::test::own_process) {
   // torchcfm runs from its source x0 (here gm's noise) at t = 0 to its target x1 (gm's data) at t = 1, so
   // its t is gm's 1 - t and its conditional flow x1 - x0 gm's velocity with the sign turned.
   const auto dir = gm::test::fresh_dir("torchcfm_paths");
@@ -194,7 +194,7 @@ for name, a in (('xt', xt), ('ut', ut), ('eps', eps)): np.save(d + '/' + name + 
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("gm's plans are torchcfm's OTPlanSampler's on the same batch: exact, sinkhorn at an absolute reg, and its draws") {
+TEST_CASE("gm's plans are torchcfm's OTPlanSampler's on the same batch: exact, sinkhorn at an absolute reg, and its draws" * gm::test::own_process) {
   // torchcfm's OTPlanSampler.get_map (POT's ot.emd, or ot.sinkhorn at reg in the cost's units) on the same
   // x0, x1; gm's ExactOTCoupling's permutation is the support of its exact plan, gm's SinkhornCoupling with
   // relative(false) its sinkhorn plan.  sample_map draws pairs from the plan with replacement: gm's

@@ -88,7 +88,7 @@ TEST_CASE_TEMPLATE("deterministic samplers converge at their order on a Gaussian
   CHECK(p2 == doctest::Approx(expected_order<S>()).epsilon(0.2 / expected_order<S>()));
 }
 
-TEST_CASE_TEMPLATE("samplers agree with an RK4 reference on the mixture oracle", S, gm::Linear, gm::Trig, gm::VP,
+TEST_CASE_TEMPLATE("samplers agree with an RK4 reference on the mixture oracle" * gm::test::own_process, S, gm::Linear, gm::Trig, gm::VP,
                    gm::VE, gm::LearnedSchedule) {
   torch::NoGradGuard ng;  // the learned schedule's coefficients would otherwise record a graph through every step
   gm::Interpolant<S> ip;
@@ -136,7 +136,7 @@ TEST_CASE_TEMPLATE("DDIM with eta = 0 is DPM-Solver++ of order 1, which is Euler
   CHECK(max_abs(ddim, y) < 1e-10);
 }
 
-TEST_CASE_TEMPLATE("SDE samplers reach the right marginal mean and variance", S, gm::EulerMaruyamaSampler,
+TEST_CASE_TEMPLATE("SDE samplers reach the right marginal mean and variance" * gm::test::own_process, S, gm::EulerMaruyamaSampler,
                    gm::PCSampler, gm::DDPMSampler) {
   // Data N(1, 0.5^2) in 1-D, VP; at t_end the marginal is N(alpha mu, alpha^2 s^2 + sigma^2).
   gm::Interpolant<gm::VP> ip;
@@ -165,7 +165,7 @@ TEST_CASE_TEMPLATE("SDE samplers reach the right marginal mean and variance", S,
   CHECK_FALSE(torch::equal(run(7), run(8)));
 }
 
-TEST_CASE("SDE samplers start from t = 1 on a process with alpha(1) = 0") {
+TEST_CASE("SDE samplers start from t = 1 on a process with alpha(1) = 0" * gm::test::own_process) {
   gm::Interpolant<gm::Linear> ip;
   auto g = gm::GaussianMixture(torch::tensor({1.0}, f64()), torch::tensor({{1.0}}, f64()), torch::tensor({0.5}, f64()));
   auto field = oracle_field<gm::Velocity>(g, ip);
@@ -387,7 +387,7 @@ torch::Tensor inpaint_column(const S& sampler, int64_t steps, uint64_t seed) {
 }
 }  // namespace
 
-TEST_CASE_TEMPLATE("inpainting by replacement samples a mixture conditioned on one coordinate", S, gm::EulerMaruyamaSampler,
+TEST_CASE_TEMPLATE("inpainting by replacement samples a mixture conditioned on one coordinate" * gm::test::own_process, S, gm::EulerMaruyamaSampler,
                    gm::DDPMSampler, gm::HeunSampler, gm::DPMSolverPP2M) {
   // Exact conditional of x[1] given x[0] = 2: N(-2, 0.25) and N(2, 0.25) with weights 1/2 each.  Measured
   // (200 steps, 4000 samples): the odds within 0.02 of 1/2 and the spread within 0.02 of 0.5 for every
@@ -493,7 +493,7 @@ TEST_CASE("autoguidance by a blurrier model sharpens the modes and keeps their o
   CHECK(max_abs(sa, sb) < 0.03);
 }
 
-TEST_CASE("an optimised grid beats the fixed grids it starts from, also on other draws, and saves and loads") {
+TEST_CASE("an optimised grid beats the fixed grids it starts from, also on other draws, and saves and loads" * gm::test::own_process) {
   gm::Interpolant<gm::Linear> ip;
   auto g = gm::GaussianMixture::from_toml(gm::test::source_dir() / "configs/mixtures/ring8.toml");
   auto field = oracle_field<gm::Velocity>(g, ip);
@@ -579,7 +579,7 @@ TEST_CASE("k-diffusion's samplers without noise converge at their order on a Gau
   }
 }
 
-TEST_CASE_TEMPLATE("k-diffusion's ancestral and SDE samplers reach the right marginal mean and variance", S,
+TEST_CASE_TEMPLATE("k-diffusion's ancestral and SDE samplers reach the right marginal mean and variance" * gm::test::own_process, S,
                    gm::EulerAncestralSampler, gm::DPM2AncestralSampler, gm::DPMPP2SAncestralSampler, gm::DPMPPSDESampler,
                    gm::DPMPP2MSDESampler, gm::DPMPP3MSDESampler, gm::EDMStochasticSampler) {
   // Data N(1, 0.5^2) in 1-D; at t_end the marginal is N(alpha mu, alpha^2 s^2 + sigma^2), on VP and on Linear.
@@ -701,7 +701,7 @@ TEST_CASE("ScheduleTransform: a velocity model of Linear, sampled along VP, is V
   CHECK(std::abs(held - fresh) < 0.1);
 }
 
-TEST_CASE("SiT's SDE sampler keeps the marginals for every diffusion coefficient, on VP and Linear") {
+TEST_CASE("SiT's SDE sampler keeps the marginals for every diffusion coefficient, on VP and Linear" * gm::test::own_process) {
   auto g = gm::GaussianMixture(torch::tensor({1.0}, f64()), torch::tensor({{1.0}}, f64()), torch::tensor({0.5}, f64()));
   auto run = [&](const std::string& form, auto ip) {
     auto field = oracle_field<gm::Velocity>(g, ip);
