@@ -17,8 +17,12 @@
 #include <stb/stb_image_write.h>
 #include <zlib.h>
 
+#include <array>
+#include <barrier>
 #include <cstdlib>
+#include <exception>
 #include <string>
+#include <thread>
 
 using gm::test::contains;
 using gm::test::error_of;
@@ -351,16 +355,110 @@ TEST_CASE("data parallel: a rank given only its rows (shard_rows, Batch::global)
     CHECK(contains(error_of([&] { (void)mine.train_step(wrong); }),
                    "the batch holds 4 rows; this rank's share of a global batch of 10 is 5 (Trainer::shard_rows)"));
   }
-  // In one process every row is the process's own; a coupling pairs the global batch, so every rank needs it all.
+  // In one process every row is the process's own.
   Flow alone(net(), options);
   CHECK_FALSE(alone.shard_rows(10).defined());
   auto share = data.batch(0, 10, alone.generator(), torch::tensor({0, 1}, torch::kInt64));
   CHECK(contains(error_of([&] { (void)alone.train_step(share); }), "needs data parallelism"));
-  gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::UNet, gm::EulerSampler, gm::UniformTime,
-              gm::UniformWeight, gm::ExactOTCoupling>
-      coupled(net(), options);
-  as_rank(coupled, 1);
-  CHECK_FALSE(coupled.shard_rows(10).defined());
+}
+
+namespace {
+/// Two data-parallel ranks as two threads of this process: `all_reduce_sum` adds the two ranks' tensors (in
+/// the same order on both, so both get the same bits), as Gloo or NCCL would.
+struct TwoRanks {
+  std::barrier<> meet{2};
+  std::array<torch::Tensor, 2> slot;
+  gm::DataParallel rank(int64_t r) {
+    gm::DataParallel dp;
+    dp.rank = r;
+    dp.world = 2;
+    dp.all_reduce_sum = [this, r](torch::Tensor& t) {
+      slot[r] = t.clone();
+      meet.arrive_and_wait();
+      auto sum = slot[0] + slot[1];
+      meet.arrive_and_wait();  // both have read both slots before either writes one again
+      t.copy_(sum);
+    };
+    dp.broadcast = [](torch::Tensor&) {};
+    return dp;
+  }
+  /// Run f(rank) for ranks 0 and 1 at once; rethrows the first failure.
+  template <class F>
+  void run(F&& f) {
+    std::exception_ptr failed[2];
+    auto one = [&](int64_t r) {
+      try {
+        f(r);
+      } catch (...) {
+        failed[r] = std::current_exception();
+      }
+    };
+    std::thread other(one, 1);
+    one(0);
+    other.join();
+    for (auto& e : failed) if (e) std::rethrow_exception(e);
+  }
+};
+}  // namespace
+
+TEST_CASE("data parallel: with a coupling each rank prepares its rows and the coupling pairs the gathered global batch" *
+          gm::test::own_process) {
+  // OT-CFM (exact OT) on two ranks (two threads, a real sum between them): in one run each rank is given
+  // the whole batch and cuts its rows after the pairing; in the other each is given only its rows
+  // (shard_rows), which the trainer gathers into the whole micro-batch before pairing.  The same losses,
+  // gradient norms and weights, bit for bit; then again with pairs drawn from the plan and an image source
+  // (its draws made per rank and gathered too).  10 rows in micro-batches of 4, 4 and 2, conditional with label dropout.
+  using OT = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::UNet, gm::EulerSampler,
+                         gm::UniformTime, gm::UniformWeight, gm::ExactOTCoupling>;
+  const auto set = random_set(16);
+  auto net = [] {
+    torch::manual_seed(1);
+    return gm::UNet(gm::UNetOptions().in_channels(1).image_size(8).channels(8).channel_mult({1, 2}).attention_resolutions({})
+                        .num_classes(10).dropout(0));
+  };
+  const auto options = gm::TrainOptions().seed(5).label_dropout(0.3).accumulate(3);
+  for (const auto& [plan, with_source] : {std::pair{false, false}, std::pair{true, true}}) {
+    {
+      CAPTURE(plan);
+      CAPTURE(with_source);
+      const auto coupling = gm::ExactOTCoupling(gm::ExactOTCoupling::Options().replace(plan));
+      std::vector<std::unique_ptr<OT>> trainers;  // whole 0, whole 1, mine 0, mine 1
+      for (int i = 0; i < 4; ++i) {
+        trainers.push_back(std::make_unique<OT>(net(), options, gm::Interpolant<gm::Linear>{}, gm::Predict<gm::Velocity>{},
+                                                gm::UniformTime{}, gm::UniformWeight{}, coupling));
+      }
+      std::vector<std::vector<gm::StepStats>> stats(4);
+      for (const bool sharded : {false, true}) {
+        TwoRanks ranks;
+        ranks.run([&](int64_t r) {
+          auto& t = *trainers[(sharded ? 2 : 0) + r];
+          t.set_data_parallel(ranks.rank(r));
+          gm::data::ImageData data(set, gm::data::ImageData::Options().hflip(true).dequantize(true).seed(2));
+          if (with_source) {
+            auto all = [&data](int64_t n, const at::Generator& g) { return data.draw(n, g); };
+            if (sharded) t.set_source(all, [&data](int64_t n, const at::Generator& g, const torch::Tensor& rows) { return data.draw(n, g, rows); });
+            else t.set_source(all);
+          }
+          const auto rows = t.shard_rows(10);
+          for (int64_t step = 0; step < 2; ++step) {
+            stats[(sharded ? 2 : 0) + r].push_back(
+                t.train_step(sharded ? data.batch(step, 10, t.generator(), rows) : data.batch(step, 10, t.generator())));
+          }
+        });
+      }
+      CHECK(trainers[2]->shard_rows(10).numel() == 5);
+      for (int r = 0; r < 2; ++r) {
+        CAPTURE(r);
+        for (size_t k = 0; k < 2; ++k) {
+          CHECK(stats[r][k].resolved().loss == stats[2 + r][k].resolved().loss);
+          CHECK(stats[r][k].resolved().grad_norm == stats[2 + r][k].resolved().grad_norm);
+        }
+        const auto wa = trainers[r]->net()->parameters(), wb = trainers[2 + r]->net()->parameters();
+        for (size_t i = 0; i < wa.size(); ++i) CHECK(torch::equal(wa[i], wb[i]));
+      }
+      CHECK(stats[0][1].resolved().loss == stats[1][1].resolved().loss);  // the ranks agree (the all-reduced loss)
+    }
+  }
 }
 
 TEST_CASE("ImageData: a second image set as the source (data.source), drawn from the generator and checked") {
@@ -740,6 +838,16 @@ TEST_CASE("EDM augmentation: the resampling moves, rotates and scales a blob as 
   CHECK(peak(AugmentPipe::transform(constant.slice(0, 0, 1), affine3(0.7071, 0.7071, 0, -0.7071, 0.7071, 0)) -
              constant.slice(0, 0, 1)) < 1e-5);  // a 45-degree turn reads only inside the padding
   CHECK((labels.sizes() == torch::IntArrayRef({64, AugmentPipe::label_dim})));
+  // Off the CPU the padding is the most any transform may reach, with no read of the batch's reach from the
+  // device: the same images to float rounding, for a shift, a turn, a shrink, a stretch, a large zoom out
+  // (the reach capped in both) and the identity, on random images.
+  auto g = torch::cat({affine3(1, 0, -3, 0, 1, 2), affine3(0.866, 0.5, 1, -0.5, 0.866, 0), affine3(1.25, 0, 0, 0, 1.25, 0),
+                       affine3(0.9, 0.2, 0, 0.1, 1.2, -1), affine3(3, 0, 0, 0, 3, 0), affine3(1, 0, 0, 0, 1, 0)});
+  auto noise = torch::rand({6, 3, 16, 16});
+  const auto batch_reach = AugmentPipe::transform(noise, g, false), full = AugmentPipe::transform(noise, g, true);
+  MESSAGE("full padding against the batch's reach: max |difference| " << peak(full - batch_reach));
+  CHECK(peak(full - batch_reach) < 1e-5);
+  CHECK(torch::equal(AugmentPipe::transform(noise, g), batch_reach));  // the CPU's choice: the batch's reach
 }
 
 TEST_CASE("EDM augmentation: each transform at its probability, labels zero where it is off, the same draws the same") {

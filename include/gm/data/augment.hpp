@@ -57,8 +57,15 @@ struct AugmentPipe {
                                                      const torch::Tensor& rows = {}, int64_t n = 0) const;
 
   /// The geometric part alone: resample images [N, C, H, W] by the inverse transforms `g_inv` [N, 3, 3]
-  /// (output pixel coordinates, centred, to input ones), with ADA's anti-aliased resampling.
+  /// (output pixel coordinates, centred, to input ones), with ADA's anti-aliased resampling.  The images are
+  /// padded (reflect) by as far as the batch's transforms reach, as ADA does, on the CPU; on another device
+  /// by the most any transform may reach (H - 1 and W - 1 each side, ADA's cap), since the batch's reach
+  /// would have to be read back to the host, which waits for the device once a batch.
   static torch::Tensor transform(const torch::Tensor& images, const torch::Tensor& g_inv);
+  /// The same with the padding chosen: `full_margin` pads by H - 1 and W - 1 each side.  Where the batch's
+  /// reach is less, the padding beyond it is never read: the images are the same to float rounding
+  /// (tests/test_images.cpp), the work larger (up to 9 times the pixels filtered before the resampling).
+  static torch::Tensor transform(const torch::Tensor& images, const torch::Tensor& g_inv, bool full_margin);
 };
 
 #if GM_HEADER_DEFINITIONS
@@ -96,23 +103,32 @@ GM_INLINE torch::Tensor sym6() {
 }
 }  // namespace detail
 
-GM_INLINE torch::Tensor AugmentPipe::transform(const torch::Tensor& images, const torch::Tensor& g_inv_in) {
+GM_INLINE torch::Tensor AugmentPipe::transform(const torch::Tensor& images, const torch::Tensor& g_inv) {
+  return transform(images, g_inv, !images.device().is_cpu());
+}
+
+GM_INLINE torch::Tensor AugmentPipe::transform(const torch::Tensor& images, const torch::Tensor& g_inv_in,
+                                               bool full_margin) {
   namespace F = torch::nn::functional;
   const int64_t n = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
   const auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(images.device());
   auto g_inv = g_inv_in.to(opts);
-  // Pad (reflect) by as much as the transformed corners reach outside the image, plus the filter's margin.
-  const double cx = (w - 1) / 2.0, cy = (h - 1) / 2.0;
-  auto corners = torch::tensor({-cx, cx, cx, -cx, -cy, -cy, cy, cy, 1.0, 1.0, 1.0, 1.0}, opts).view({3, 4});
-  auto cp = torch::matmul(g_inv, corners);  // [N, 3, 4]
+  // Pad (reflect) by as much as the transformed corners reach outside the image, plus the filter's margin,
+  // at most the image's size less one; or by that most, with no read from the device.
   const int64_t taps = 12, pad = taps / 4;
-  auto xy = cp.slice(1, 0, 2).permute({1, 0, 2}).flatten(1);                        // [2, N*4]
-  auto margin = torch::cat({-xy, xy}).amax(1).cpu().to(torch::kFloat64);           // x0, y0, x1, y1
-  auto off = torch::tensor({2 * pad - cx, 2 * pad - cy, 2 * pad - cx, 2 * pad - cy}, torch::kFloat64);
-  auto hi = torch::tensor({double(w - 1), double(h - 1), double(w - 1), double(h - 1)}, torch::kFloat64);
-  margin = torch::minimum(torch::clamp_min(margin + off, 0), hi).ceil().to(torch::kInt64);
-  const auto* m = margin.data_ptr<int64_t>();
-  const int64_t mx0 = m[0], my0 = m[1], mx1 = m[2], my1 = m[3];
+  int64_t mx0 = w - 1, my0 = h - 1, mx1 = w - 1, my1 = h - 1;
+  if (!full_margin) {
+    const double cx = (w - 1) / 2.0, cy = (h - 1) / 2.0;
+    auto corners = torch::tensor({-cx, cx, cx, -cx, -cy, -cy, cy, cy, 1.0, 1.0, 1.0, 1.0}, opts).view({3, 4});
+    auto cp = torch::matmul(g_inv, corners);                                          // [N, 3, 4]
+    auto xy = cp.slice(1, 0, 2).permute({1, 0, 2}).flatten(1);                        // [2, N*4]
+    auto margin = torch::cat({-xy, xy}).amax(1).cpu().to(torch::kFloat64);           // x0, y0, x1, y1
+    auto off = torch::tensor({2 * pad - cx, 2 * pad - cy, 2 * pad - cx, 2 * pad - cy}, torch::kFloat64);
+    auto hi = torch::tensor({double(w - 1), double(h - 1), double(w - 1), double(h - 1)}, torch::kFloat64);
+    margin = torch::minimum(torch::clamp_min(margin + off, 0), hi).ceil().to(torch::kInt64);
+    const auto* m = margin.data_ptr<int64_t>();
+    mx0 = m[0], my0 = m[1], mx1 = m[2], my1 = m[3];
+  }
   auto x = images.to(torch::kFloat32);
   x = F::pad(x, F::PadFuncOptions({mx0, mx1, my0, my1}).mode(torch::kReflect));
   g_inv = torch::matmul(detail::translate((mx0 - mx1) / 2.0, (my0 - my1) / 2.0, n, opts), g_inv);

@@ -336,13 +336,14 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   const DataParallel& data_parallel() const { return dp_; }
   /// The rows of a global batch of `n` that this rank trains on, in the order `train_step` takes them: each
   /// of the `accumulate` micro-batches (as `torch::chunk` splits the batch) gives its rows
-  /// [rank m / W, (rank + 1) m / W) of its m.  Undefined where every rank needs every row: in one process, and
-  /// with a coupling, which pairs the whole global batch.  A data source that takes these rows
-  /// (`gm::data::ImageData::batch`) gathers, encodes and augments only them, draws its randomness for all n
-  /// rows (so the generator moves on as for the whole batch), and marks the batch `Batch::global = n`; every
-  /// rank then trains on exactly the rows it would have cut from the global batch.
+  /// [rank m / W, (rank + 1) m / W) of its m.  Undefined in one process, where every row is this one's.  A
+  /// data source that takes these rows (`gm::data::ImageData::batch`) gathers, encodes and augments only them,
+  /// draws its randomness for all n rows (so the generator moves on as for the whole batch), and marks the
+  /// batch `Batch::global = n`; every rank then trains on exactly the rows it would have cut from the global
+  /// batch.  With a coupling, which pairs the whole global micro-batch, the ranks' prepared rows are summed
+  /// into it (one all-reduce of the data a micro-batch, zeros elsewhere: exact) before the pairing.
   torch::Tensor shard_rows(int64_t n) const {
-    if (!dp_.active() || !std::same_as<Pair, IndependentCoupling>) return {};
+    if (!dp_.active()) return {};
     std::vector<int64_t> rows;
     for (const auto& [offset, m] : micro_batches(n)) {
       const auto [lo, hi] = share(m);
@@ -383,11 +384,10 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   /// The loss on this rank's rows of a global micro-batch of `global` rows (data parallel, `shard_rows`):
   /// x0, y, c, a and z hold only those rows, every draw is made for all `global` rows and cut to them, so the
   /// value is the one `loss` gives on the whole micro-batch.  `global` = 0: x0 is the whole micro-batch.
+  /// With a coupling the ranks' rows (and a row source's draws) are first gathered into the whole
+  /// micro-batch, which the coupling pairs.
   torch::Tensor loss_of(torch::Tensor x0, torch::Tensor y, torch::Tensor c, torch::Tensor a, const torch::Tensor& z,
                         int64_t global) {
-    if (global > 0 && !std::same_as<Pair, IndependentCoupling>) {
-      throw Error("gm: a coupling pairs the whole global batch; give it every row, not this rank's (Batch::global)");
-    }
     if (a.defined()) {
       if constexpr (AugmentedNetwork<Net>) {
         if (net_->augment_dim() != (a.dim() == 2 ? a.size(1) : -1)) {
@@ -406,16 +406,27 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     shape[0] = n;
     const auto mine = share(n);  // this rank's rows [lo, hi) of the micro-batch
     const int64_t lo = mine.first, hi = mine.second;
-    const bool own_source = global > 0 && row_source_;  // the source draws (and encodes) this rank's rows alone
+    if (global > 0 && dp_.active() && x0.size(0) != hi - lo) {
+      throw Error("gm: this rank's share of a micro-batch of " + std::to_string(n) + " rows is " +
+                  std::to_string(hi - lo) + " rows, and the batch holds " + std::to_string(x0.size(0)));
+    }
+    bool own_source = global > 0 && row_source_;  // the source draws (and encodes) this rank's rows alone
     auto t = time_sampler_.sample(n, process_, generator_, opts);
     // The rows made on the generator's device, where the source's draws are cut: no copy from the host.
     auto eps = own_source ? draw_source(n, generator_, shape, opts, torch::arange(lo, hi, on_generator(generator_, torch::kInt64)))
                : source_  ? draw_source(n, generator_, shape, opts)
                           : torch::randn(shape, generator_, on_generator(generator_, opts));
+    if constexpr (!std::same_as<Pair, IndependentCoupling>) {
+      if (global > 0 && dp_.active()) {  // the coupling pairs the whole micro-batch: every rank's rows, gathered
+        x0 = gather_rows(x0, n), y = gather_rows(y, n), c = gather_rows(c, n), a = gather_rows(a, n);
+        if (own_source) eps = gather_rows(eps, n);
+        global = 0, own_source = false;  // from here on, as if every rank had been given the whole micro-batch
+      }
+    }
     torch::Tensor eps0;  // the reconstruction term's z_0 noise
     if constexpr (ELBOObjective<W> || wants_extra_noise<P>()) eps0 = torch::randn(shape, generator_, on_generator(generator_, opts));
     // Pair each data row with a noise row by the coupling (OT-CFM: the minibatch's optimal transport).  Every
-    // rank drew the global batch's data and noise, so the pairing covers the global batch, the same on all.
+    // rank holds the global micro-batch's data and noise, so the pairing covers it, the same on all.
     if (z.defined()) {
       if (!z.sizes().equals(x0.sizes())) throw Error("gm: the paired noise z must have the data's shape");
       if constexpr (!std::same_as<Pair, IndependentCoupling>) {
@@ -449,12 +460,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
       if (!own_source) eps = rows(eps);
       if (global == 0) {
         x = rows(x0), labels = rows(labels), cond = rows(cond), aug = rows(aug);
-      } else {
-        if (x0.size(0) != hi - lo) {
-          throw Error("gm: this rank's share of a micro-batch of " + std::to_string(n) + " rows is " +
-                      std::to_string(hi - lo) + " rows, and the batch holds " + std::to_string(x0.size(0)));
-        }
-        if (z.defined()) eps = z.to(opts);
+      } else if (z.defined()) {
+        eps = z.to(opts);
       }
       scale = static_cast<double>(hi - lo) / static_cast<double>(n);
     } else if (global > 0 && global != x0.size(0)) {
@@ -915,6 +922,18 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   /// This rank's rows [lo, hi) of a (micro-)batch of m rows; all of them in one process.
   std::pair<int64_t, int64_t> share(int64_t m) const {
     return dp_.active() ? std::pair{dp_.rank * m / dp_.world, (dp_.rank + 1) * m / dp_.world} : std::pair{int64_t{0}, m};
+  }
+  /// The whole micro-batch of n rows from every rank's rows [lo, hi) of it (`v`; undefined stays so): each
+  /// rank puts its rows among zeros and the ranks' tensors are summed, which adds only zeros to each value.
+  torch::Tensor gather_rows(const torch::Tensor& v, int64_t n) const {
+    if (!v.defined()) return v;
+    auto shape = v.sizes().vec();
+    shape[0] = n;
+    auto whole = torch::zeros(shape, v.options());
+    const auto [lo, hi] = share(n);
+    whole.slice(0, lo, hi).copy_(v);
+    dp_.all_reduce_sum(whole);
+    return whole;
   }
   /// The micro-batches of a batch of n rows, (offset, rows) each, as `torch::chunk(accumulate)` cuts it.
   std::vector<std::pair<int64_t, int64_t>> micro_batches(int64_t n) const {
