@@ -22,9 +22,12 @@ import xml.etree.ElementTree as ET
 
 def listed(binary, *extra):
     """The test cases the binary lists (with the extra filters): (name, file, line) in file order."""
-    out = subprocess.run([binary, "--list-test-cases", "--reporters=xml", "--order-by=file", *extra],
-                         check=True, capture_output=True, text=True).stdout
-    root = ET.fromstring(out)
+    run = subprocess.run([binary, "--list-test-cases", "--reporters=xml", "--order-by=file", *extra],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"gm_test_groups.py: {binary} --list-test-cases failed (exit {run.returncode}): "
+                 f"{run.stderr.strip().splitlines()[-1] if run.stderr.strip() else 'no message'}")
+    root = ET.fromstring(run.stdout)
     return [(c.get("name"), os.path.basename(c.get("filename")), int(c.get("line")))
             for c in root.iter("TestCase") if c.get("skipped") != "true"]
 
