@@ -68,6 +68,12 @@ class Training {
   /// (the steps past it train at the schedule's last LR, 0 for cosine).  Logged as warnings when training starts.
   static std::vector<std::string> schedule_warnings(const Config& cfg);
 
+  /// The warning for sampling that uses the null class (`sampling.guidance` other than 1, or `sampling.class =
+  /// "none"`) of a model that `training.label_dropout = 0` never trains on it: classifier-free guidance
+  /// (Ho & Salimans 2022) then extrapolates from an untrained unconditional branch.  "" otherwise, and for an
+  /// experiment without the guidance keys.  Logged when training starts.
+  static std::string guidance_warning(const Config& cfg);
+
   /// The sigma_rel values of a comma-separated key (`training.phema`, `eval.phema`; empty: none), each
   /// checked; a bad one is a one-line `gm::Error` naming the key.
   static std::vector<double> sigma_rels(const Config& cfg, const std::string& key);
@@ -118,6 +124,11 @@ class Training {
               "than fp32 (fashion_mnist's UNet: 47 s a step against 2.4 s); consider --training.precision=fp32");
     }
     for (const auto& w : schedule_warnings(cfg_)) run.log("warning: " + w);
+    if constexpr (ConditionalNetwork<typename T::net_type>) {
+      if (trainer.net()->null_class() >= 0) {
+        if (const auto w = guidance_warning(cfg_); !w.empty()) run.log("warning: " + w);
+      }
+    }
     {
       using P = typename T::predict_type::parameterization;
       for (const auto& w : check_process(trainer.process(), std::same_as<P, Noise> || std::same_as<P, Score>)) {
@@ -342,6 +353,20 @@ GM_INLINE auto Training::schedule_warnings(const Config& cfg) -> std::vector<std
                   "; set --optim.horizon to stretch the schedule");
   }
   return out;
+}
+
+GM_INLINE std::string Training::guidance_warning(const Config& cfg) {
+  if (!cfg.has("training.label_dropout") || !cfg.has("sampling.guidance") || cfg.get<double>("training.label_dropout") > 0) {
+    return "";
+  }
+  const double w = cfg.get<double>("sampling.guidance");
+  const bool unconditional = cfg.has("sampling.class") && cfg.get<std::string>("sampling.class") == "none";
+  if (w == 1.0 && !unconditional) return "";
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", w);
+  return (unconditional ? std::string("sampling.class = none") : "sampling.guidance = " + std::string(b)) +
+         " uses the unconditional model (the null class), which training.label_dropout = 0 never trains; set "
+         "training.label_dropout (0.1, as DiT) or sample with --sampling.guidance=1";
 }
 
 GM_INLINE void Training::resolve_horizon(Config& cfg, const std::filesystem::path& workdir) {
