@@ -11,10 +11,7 @@ check() {  # check REGEX ARGS...
   shift
   w=$(fresh fmnist_bad_run)
   capture "$fashion_mnist" --workdir="$w" "$@"
-  expect_rc 2
-  expect_one_line
-  expect_match "$out" "$expect"
-  expect_absent "$w"
+  expect_refused "$expect" "$w"
   ok "$expect"
 }
 check "/nonexistent/train-images-idx3-ubyte.gz: no such file" --data.root=/nonexistent

@@ -33,10 +33,7 @@ check() {  # check REGEX ARGS...
   shift
   w=$(fresh fmnist_source_bad)
   capture "$fashion_mnist" "${fmnist_tiny[@]}" --workdir="$w" "$@"
-  expect_rc 2
-  expect_one_line
-  expect_match "$out" "$expect"
-  expect_absent "$w"
+  expect_refused "$expect" "$w"
   ok "$expect"
 }
 check "data.source_root is required when data.source is mnist" --data.source=mnist

@@ -38,5 +38,7 @@ expect_file() { [ -s "$1" ] || fail "missing or empty file: $1"; }
 expect_absent() { [ ! -e "$1" ] || fail "should not exist: $1"; }
 # The number of lines of OUTPUT that are exactly one line long (no trace): every error is one line.
 expect_one_line() { [ "$(printf '%s\n' "$out" | grep -c .)" -eq 1 ] || fail "expected a one-line message, got:"$'\n'"$out"; }
+# expect_refused REGEX PATH: the last capture exited 2 with one line matching REGEX, and PATH was not written.
+expect_refused() { expect_rc 2; expect_one_line; expect_match "$out" "$1"; expect_absent "$2"; }
 # Skip the scenario when Debian's dataset-fashion-mnist is missing (scripts/setup.sh installs it).
 need_fmnist() { [ -f "$fmnist_root/train-images-idx3-ubyte.gz" ] || { echo "skipped: no $fmnist_root (apt-get install dataset-fashion-mnist)"; exit 0; }; }

@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// Few-step objectives and minibatch couplings from config keys: what examples/meanflow_2d.cpp,
-/// examples/ot_flow_2d.cpp and examples/fashion_mnist_meanflow.cpp share.
+/// examples/ot_flow_2d.cpp, examples/fashion_mnist.cpp and examples/fashion_mnist_meanflow.cpp share.
 
 #include <gm/detail/compiled.hpp>
 #include <gm/error.hpp>
@@ -41,10 +41,37 @@ void visit_flow_map_objective(const Config& cfg, F&& f) {
   }
 }
 
-/// Declare `training.coupling` (independent, exact_ot, sinkhorn or schrodinger_bridge), `training.sinkhorn_reg`,
-/// `training.sinkhorn_units`, `training.sigma_min`, `training.coupling_sample`, `training.bridge_sigma` and
-/// `training.bridge_plan`.
-void add_coupling_keys(Config& cfg, const std::string& coupling = "exact_ot");
+/// Which coupling keys an experiment declares: every coupling with its paths (`all`: the 2-D flows), or the
+/// plain pairings alone (`pairings`: independent, exact_ot and sinkhorn with straight paths, what an image
+/// experiment offers, as torchcfm's CIFAR-10 example trains I-CFM and OT-CFM).
+enum class CouplingKeys { all, pairings };
+
+/// Declare `training.coupling` (independent, exact_ot, sinkhorn, or with `CouplingKeys::all` also
+/// schrodinger_bridge), `training.sinkhorn_reg`, `training.sinkhorn_units`, `training.coupling_sample` and, with
+/// `CouplingKeys::all`, `training.sigma_min`, `training.bridge_sigma` and `training.bridge_plan`.
+void add_coupling_keys(Config& cfg, const std::string& coupling = "exact_ot", CouplingKeys keys = CouplingKeys::all);
+
+/// Call `f(coupling)` with the plain pairing `training.coupling` names: gm::IndependentCoupling,
+/// gm::ExactOTCoupling or gm::SinkhornCoupling (reg in `training.sinkhorn_units`); `training.coupling_sample =
+/// "plan"` draws the pairs from the plan with replacement, as torchcfm's `sample_plan`.  Returns false, calling
+/// nothing, for another name (schrodinger_bridge, which `visit_coupling` adds).
+template <class F>
+bool visit_pairing(const Config& cfg, F&& f) {
+  const auto name = cfg.get<std::string>("training.coupling");
+  const bool replace = cfg.get<std::string>("training.coupling_sample") == "plan";
+  if (name == "independent") {
+    f(IndependentCoupling{});
+  } else if (name == "exact_ot") {
+    f(ExactOTCoupling(ExactOTCoupling::Options().replace(replace)));
+  } else if (name == "sinkhorn") {
+    const bool relative = cfg.get<std::string>("training.sinkhorn_units") == "relative";
+    f(SinkhornCoupling(
+        SinkhornCoupling::Options().reg(cfg.get<double>("training.sinkhorn_reg")).relative(relative).replace(replace)));
+  } else {
+    return false;
+  }
+  return true;
+}
 
 /// Call `f(coupling, objective)` with what `training.coupling` names: gm::IndependentCoupling,
 /// gm::ExactOTCoupling or gm::SinkhornCoupling (reg in `training.sinkhorn_units`) with plain velocity matching
@@ -57,29 +84,21 @@ template <class F>
 void visit_coupling(const Config& cfg, F&& f) {
   const auto name = cfg.get<std::string>("training.coupling");
   const double sigma_min = cfg.get<double>("training.sigma_min");
-  const bool relative = cfg.get<std::string>("training.sinkhorn_units") == "relative";
-  const bool replace = cfg.get<std::string>("training.coupling_sample") == "plan";
-  const auto exact = ExactOTCoupling(ExactOTCoupling::Options().replace(replace));
   // Plain velocity matching, or torchcfm's Gaussian paths of width sigma_min around each pair's line.
-  auto with_paths = [&](auto coupling) {
+  const bool plain = visit_pairing(cfg, [&](auto coupling) {
     if (sigma_min > 0) f(coupling, GaussianPath(GaussianPath::Options().sigma_min(sigma_min)));
     else f(coupling, Velocity{});
-  };
-  if (name == "independent") {
-    with_paths(IndependentCoupling{});
-  } else if (name == "exact_ot") {
-    with_paths(exact);
-  } else if (name == "sinkhorn") {
-    with_paths(SinkhornCoupling(
-        SinkhornCoupling::Options().reg(cfg.get<double>("training.sinkhorn_reg")).relative(relative).replace(replace)));
-  } else if (name == "schrodinger_bridge") {
+  });
+  if (plain) return;
+  if (name == "schrodinger_bridge") {
     if (sigma_min > 0) throw Error("gm: training.sigma_min is for independent, exact_ot and sinkhorn; schrodinger_bridge's "
                                    "width is training.bridge_sigma");
     const double sigma = cfg.get<double>("training.bridge_sigma");
+    const bool replace = cfg.get<std::string>("training.coupling_sample") == "plan";
     const SchrodingerBridge bridge(SchrodingerBridge::Options().sigma(sigma));
     // torchcfm's SchrodingerBridgeConditionalFlowMatcher pairs on the exact plan by default (ot_method="exact"),
     // its "sinkhorn" at reg = 2 sigma^2 in the cost's own units.
-    if (cfg.get<std::string>("training.bridge_plan") == "exact") f(exact, bridge);
+    if (cfg.get<std::string>("training.bridge_plan") == "exact") f(ExactOTCoupling(ExactOTCoupling::Options().replace(replace)), bridge);
     else f(SinkhornCoupling(SinkhornCoupling::Options().reg(2 * sigma * sigma).relative(false).replace(replace)), bridge);
   } else {
     throw Error("gm: training.coupling must be independent, exact_ot, sinkhorn or schrodinger_bridge, not '" + name + "'");
@@ -111,22 +130,27 @@ GM_INLINE LogitNormalTime flow_map_time(const Config& cfg) {
   return LogitNormalTime(LogitNormalTime::Options().mean(cfg.get<double>("training.t_mean")).std(cfg.get<double>("training.t_std")));
 }
 
-GM_INLINE void add_coupling_keys(Config& cfg, const std::string& coupling) {
+GM_INLINE void add_coupling_keys(Config& cfg, const std::string& coupling, CouplingKeys keys) {
+  const bool all = keys == CouplingKeys::all;
   cfg.add<std::string>("training.coupling", coupling,
-                       "pairs of data and noise in a batch: independent, exact_ot (OT-CFM, Tong et al. 2023), sinkhorn, "
-                       "or schrodinger_bridge (SB-CFM, Tong et al. 2024)",
-                       check::one_of({"independent", "exact_ot", "sinkhorn", "schrodinger_bridge"}));
+                       all ? "pairs of data and noise in a batch: independent, exact_ot (OT-CFM, Tong et al. 2023), "
+                             "sinkhorn, or schrodinger_bridge (SB-CFM, Tong et al. 2024)"
+                           : "pairs of data and noise in a batch: independent (I-CFM), exact_ot (OT-CFM, Tong et al. "
+                             "2023) or sinkhorn (entropic OT), over the whole global batch",
+                       all ? check::one_of({"independent", "exact_ot", "sinkhorn", "schrodinger_bridge"})
+                           : check::one_of({"independent", "exact_ot", "sinkhorn"}));
   cfg.add<double>("training.sinkhorn_reg", 0.05, "sinkhorn: entropic regularisation (units: training.sinkhorn_units)",
                   check::positive());
   cfg.add<std::string>("training.sinkhorn_units", "relative",
                        "sinkhorn: reg relative to the batch's mean cost, or absolute (the cost's own units, as POT and "
                        "torchcfm take it)", check::one_of({"relative", "absolute"}));
+  cfg.add<std::string>("training.coupling_sample", "permutation",
+                       "a coupling with a plan: every data row once with a partner (permutation), or the batch's "
+                       "pairs drawn from the plan with replacement (plan: torchcfm's sample_plan)",
+                       check::one_of({"permutation", "plan"}));
+  if (!all) return;
   cfg.add<double>("training.sigma_min", 0.0, "independent, exact_ot, sinkhorn: the constant width of the Gaussian "
                   "paths around each pair's line (torchcfm's sigma); 0: plain flow matching", check::at_least(0));
-  cfg.add<std::string>("training.coupling_sample", "permutation",
-                       "exact_ot, sinkhorn, schrodinger_bridge: every data row once with a partner (permutation), or "
-                       "the batch's pairs drawn from the plan with replacement (plan: torchcfm's sample_plan)",
-                       check::one_of({"permutation", "plan"}));
   cfg.add<double>("training.bridge_sigma", 0.5, "schrodinger_bridge: the Brownian bridge's sigma (coupling reg 2 sigma^2)",
                   check::positive());
   cfg.add<std::string>("training.bridge_plan", "sinkhorn",
