@@ -2,7 +2,8 @@
 //
 // training.coupling pairs each batch's images with its noise by minibatch optimal transport (OT-CFM, Tong et al.
 // 2023, as torchcfm's CIFAR-10 example `--model otcfm`; coupling_sample=plan draws the pairs as its sample_plan),
-// over the whole global batch under data parallelism:
+// over the whole global batch under data parallelism, and within each class (training.coupling_classes: the
+// class-conditional model keeps its conditioning; `across` is torchcfm's one plan over the batch):
 //   build/examples/fashion_mnist --training.coupling=exact_ot
 //
 // data.source starts the flow from a second image set instead of Gaussian noise (an image-to-image flow):

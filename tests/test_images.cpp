@@ -461,6 +461,55 @@ TEST_CASE("data parallel: with a coupling each rank prepares its rows and the co
   }
 }
 
+TEST_CASE("a coupling within classes: each image's noise partner is among its own class's rows, by the coupling on that class alone") {
+  // Conditional OT with a discrete condition (Kerrigan et al. 2024): the assignment solved per class.  Its cost
+  // is the sum of the per-class optima, never below the plan over the whole batch (torchcfm's, across classes).
+  auto gen = gm::make_generator(21);
+  const auto x0 = torch::randn({40, 1, 8, 8}, gen), x1 = torch::randn({40, 1, 8, 8}, gen);
+  const auto y = torch::randint(3, {40}, gen, torch::kInt64);
+  auto cost = [&](const torch::Tensor& rows, const torch::Tensor& cols) {
+    return (x0.index_select(0, rows) - x1.index_select(0, cols)).to(torch::kFloat64).pow(2).sum().item<double>();
+  };
+  const auto all = torch::arange(40);
+  const auto perm = gm::pair_within_classes(gm::ExactOTCoupling{}, x0, x1, y, gm::make_generator(1));
+  CHECK(torch::equal(std::get<0>(torch::sort(perm)), all));  // a permutation
+  CHECK(torch::equal(y.index_select(0, perm), y));          // of rows of the same class
+  double per_class = 0;
+  for (int64_t c = 0; c < 3; ++c) {
+    const auto idx = torch::nonzero(y == c).squeeze(1);
+    const auto a = gm::min_cost_assignment(gm::squared_distances(x0.index_select(0, idx), x1.index_select(0, idx)));
+    per_class += cost(idx, idx.index_select(0, a));
+  }
+  const double within = cost(all, perm), across = cost(all, gm::ExactOTCoupling{}.pair(x0, x1, gm::make_generator(1)));
+  MESSAGE("40 images of 3 classes: transport cost within classes " << within << ", across " << across << ", independent "
+          << cost(all, all));
+  CHECK(within == doctest::Approx(per_class).epsilon(1e-9));
+  CHECK(across < within);
+  // Pairs drawn from each class's plan with replacement: both ends of every pair in one class.
+  const auto drawn = gm::pairs_within_classes(gm::SinkhornCoupling(gm::SinkhornCoupling::Options().replace(true)), x0, x1, y,
+                                              gm::make_generator(2));
+  CHECK(drawn.rows.numel() == 40);
+  CHECK(torch::equal(y.index_select(0, drawn.rows), y.index_select(0, drawn.cols)));
+  // In the Trainer with a class-conditional UNet whose weights are zero (output zero): the loss is the mean cost of
+  // the pairs (velocity target eps - x0), within classes by default and across with couple_within_classes(false).
+  using OT = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::UNet, gm::EulerSampler,
+                         gm::UniformTime, gm::UniformWeight, gm::ExactOTCoupling>;
+  for (const bool classes : {true, false}) {
+    CAPTURE(classes);
+    gm::UNet net(gm::UNetOptions().in_channels(1).image_size(8).channels(8).channel_mult({1, 2}).attention_resolutions({})
+                     .num_classes(3).dropout(0));
+    torch::NoGradGuard no_grad;
+    for (auto& w : net->parameters()) w.zero_();
+    OT ot(net, gm::TrainOptions().seed(4).couple_within_classes(classes));
+    auto g = ot.generator().clone();
+    (void)gm::UniformTime{}.sample(40, gm::Interpolant<gm::Linear>{}, g, x0.options());
+    const auto eps = torch::randn(x0.sizes(), g, x0.options());
+    const auto p = classes ? gm::pair_within_classes(gm::ExactOTCoupling{}, x0, eps, y, g) : gm::ExactOTCoupling{}.pair(x0, eps, g);
+    const double expected = (eps.index_select(0, p) - x0).to(torch::kFloat64).pow(2).mean().item<double>();
+    CHECK(ot.loss(x0, y).item<double>() == doctest::Approx(expected).epsilon(1e-6));
+  }
+}
+
 TEST_CASE("ImageData: a second image set as the source (data.source), drawn from the generator and checked") {
   auto data_dir = mnist_folder("source_data", 6, 3, 3, false), source_dir = mnist_folder("source_src", 5, 3, 3, false);
   auto other_dir = mnist_folder("source_other", 5, 4, 4, false);

@@ -48,7 +48,8 @@ enum class CouplingKeys { all, pairings };
 
 /// Declare `training.coupling` (independent, exact_ot, sinkhorn, or with `CouplingKeys::all` also
 /// schrodinger_bridge), `training.sinkhorn_reg`, `training.sinkhorn_units`, `training.coupling_sample` and, with
-/// `CouplingKeys::all`, `training.sigma_min`, `training.bridge_sigma` and `training.bridge_plan`.
+/// `CouplingKeys::all`, `training.sigma_min`, `training.bridge_sigma` and `training.bridge_plan`, or with
+/// `CouplingKeys::pairings` `training.coupling_classes` (within or across: `TrainOptions::couple_within_classes`).
 void add_coupling_keys(Config& cfg, const std::string& coupling = "exact_ot", CouplingKeys keys = CouplingKeys::all);
 
 /// Call `f(coupling)` with the plain pairing `training.coupling` names: gm::IndependentCoupling,
@@ -148,7 +149,13 @@ GM_INLINE void add_coupling_keys(Config& cfg, const std::string& coupling, Coupl
                        "a coupling with a plan: every data row once with a partner (permutation), or the batch's "
                        "pairs drawn from the plan with replacement (plan: torchcfm's sample_plan)",
                        check::one_of({"permutation", "plan"}));
-  if (!all) return;
+  if (!all) {  // image experiments: class-conditional networks
+    cfg.add<std::string>("training.coupling_classes", "within",
+                         "a coupling on a class-conditional model: pair each image with noise within its own class "
+                         "(conditional OT, Kerrigan et al. 2024), or across the whole batch (torchcfm's "
+                         "sample_plan_with_labels), which weakens the conditioning", check::one_of({"within", "across"}));
+    return;
+  }
   cfg.add<double>("training.sigma_min", 0.0, "independent, exact_ot, sinkhorn: the constant width of the Gaussian "
                   "paths around each pair's line (torchcfm's sigma); 0: plain flow matching", check::at_least(0));
   cfg.add<double>("training.bridge_sigma", 0.5, "schrodinger_bridge: the Brownian bridge's sigma (coupling reg 2 sigma^2)",

@@ -90,15 +90,20 @@ class Training {
     bool lead = true;
   };
 
-  /// "meanflow objective, " for a training objective (gm::Objective) and "exact_ot coupling, " for a minibatch coupling; "" for
-  /// plain training.
+  /// "meanflow objective, " for a training objective (gm::Objective) and "exact_ot coupling, " for a minibatch coupling
+  /// ("exact_ot coupling within classes, " on a class-conditional network); "" for plain training.
   template <class T>
-  static std::string describe_objective(const T& trainer) {
+  static std::string describe_objective(T& trainer) {
     std::string s;
     using P = typename T::predict_type::parameterization;
     if constexpr (Objective<P>) s += std::string(P::name) + " objective, ";
     using C = std::decay_t<decltype(trainer.coupling())>;
-    if constexpr (!std::same_as<C, IndependentCoupling>) s += std::string(C::name) + " coupling, ";
+    if constexpr (!std::same_as<C, IndependentCoupling>) {
+      s += std::string(C::name) + " coupling, ";
+      if constexpr (ConditionalNetwork<typename T::net_type>) {
+        if (trainer.options().couple_within_classes() && trainer.net()->null_class() >= 0) s.insert(s.size() - 2, " within classes");
+      }
+    }
     return s;
   }
 
@@ -323,6 +328,7 @@ GM_INLINE auto Training::options(const Config& cfg, torch::Device device) -> Tra
       .threads(cfg.get<int64_t>("training.threads"))
       .max_nonfinite_skips(cfg.get<int64_t>("training.max_nonfinite_skips"))
       .label_dropout(cfg.has("training.label_dropout") ? cfg.get<double>("training.label_dropout") : 0.0)
+      .couple_within_classes(!cfg.has("training.coupling_classes") || cfg.get<std::string>("training.coupling_classes") == "within")
       .tf32(cfg.get<bool>("training.tf32"))
       .cudnn_benchmark(cfg.get<bool>("training.cudnn_benchmark"))
       .fused_adam(cfg.get<bool>("optim.fused"))

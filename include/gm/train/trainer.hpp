@@ -220,6 +220,10 @@ struct TrainOptions {
   /// Probability that a training label is replaced by the null class, so one network learns the
   /// conditional and the unconditional model that classifier-free guidance combines (DiT uses 0.1).
   TORCH_ARG(double, label_dropout) = 0.0;
+  /// With a minibatch coupling and a class-conditional network given labels: pair each image with noise of
+  /// its own class's rows only (gm::pair_within_classes, conditional OT), so the pairs cannot stand in for
+  /// the label; false: one plan over the whole batch, as torchcfm's `sample_plan_with_labels`.
+  TORCH_ARG(bool, couple_within_classes) = true;
   /// CUDA: float32 matrix products and convolutions on TF32 tensor cores (torch's
   /// set_float32_matmul_precision("high") and cudnn.allow_tf32), 10-bit mantissas in the products with fp32
   /// accumulation, as PyTorch's own training recipes set it.  Ignored on the CPU.
@@ -434,12 +438,14 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
       }
       if (global == 0) eps = z.to(opts);  // else after the cut below: z holds this rank's rows
     } else if constexpr (PlanCoupling<Pair>) {
-      const auto p = coupling_.pairs(x0, eps, generator_);
+      const auto p = within_classes(y) ? pairs_within_classes(coupling_, x0, eps, y, generator_)
+                                       : coupling_.pairs(x0, eps, generator_);
       auto rows = [&](const torch::Tensor& v) { return v.defined() ? v.index_select(0, p.rows.to(v.device())) : v; };
       x0 = rows(x0), y = rows(y), c = rows(c), a = rows(a);
       eps = eps.index_select(0, p.cols.to(eps.device()));
     } else if constexpr (!std::same_as<Pair, IndependentCoupling>) {
-      eps = eps.index_select(0, coupling_.pair(x0, eps, generator_));
+      eps = eps.index_select(0, within_classes(y) ? pair_within_classes(coupling_, x0, eps, y, generator_)
+                                                  : coupling_.pair(x0, eps, generator_));
     }
     // An objective's times (pairs (t, r) for a flow map) are drawn here for the global batch like every draw.
     if constexpr (Objective<P>) {
@@ -934,6 +940,15 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     whole.slice(0, lo, hi).copy_(v);
     dp_.all_reduce_sum(whole);
     return whole;
+  }
+  /// Whether the coupling pairs within classes: labels y given to a network built with classes, and
+  /// `couple_within_classes`.
+  bool within_classes(const torch::Tensor& y) const {
+    if constexpr (ConditionalNetwork<Net>) {
+      return y.defined() && options_.couple_within_classes() && net_->null_class() >= 0;
+    } else {
+      return false;
+    }
   }
   /// The micro-batches of a batch of n rows, (offset, rows) each, as `torch::chunk(accumulate)` cuts it.
   std::vector<std::pair<int64_t, int64_t>> micro_batches(int64_t n) const {
