@@ -490,6 +490,9 @@ TEST_CASE("a coupling within classes: each image's noise partner is among its ow
                                               gm::make_generator(2));
   CHECK(drawn.rows.numel() == 40);
   CHECK(torch::equal(y.index_select(0, drawn.rows), y.index_select(0, drawn.cols)));
+  CHECK(gm::test::contains(gm::test::error_of([&] {
+          (void)gm::pair_within_classes(gm::ExactOTCoupling{}, x0, x1, y.slice(0, 1), gm::make_generator(1));
+        }), "batches and labels of the same size"));
   // In the Trainer with a class-conditional UNet whose weights are zero (output zero): the loss is the mean cost of
   // the pairs (velocity target eps - x0), within classes by default and across with couple_within_classes(false).
   using OT = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::UNet, gm::EulerSampler,
@@ -501,6 +504,7 @@ TEST_CASE("a coupling within classes: each image's noise partner is among its ow
     torch::NoGradGuard no_grad;
     for (auto& w : net->parameters()) w.zero_();
     OT ot(net, gm::TrainOptions().seed(4).couple_within_classes(classes));
+    CHECK(ot.couples_within_classes() == classes);
     auto g = ot.generator().clone();
     (void)gm::UniformTime{}.sample(40, gm::Interpolant<gm::Linear>{}, g, x0.options());
     const auto eps = torch::randn(x0.sizes(), g, x0.options());

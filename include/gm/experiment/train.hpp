@@ -99,10 +99,7 @@ class Training {
     if constexpr (Objective<P>) s += std::string(P::name) + " objective, ";
     using C = std::decay_t<decltype(trainer.coupling())>;
     if constexpr (!std::same_as<C, IndependentCoupling>) {
-      s += std::string(C::name) + " coupling, ";
-      if constexpr (ConditionalNetwork<typename T::net_type>) {
-        if (trainer.options().couple_within_classes() && trainer.net()->null_class() >= 0) s.insert(s.size() - 2, " within classes");
-      }
+      s += std::string(C::name) + (trainer.couples_within_classes() ? " coupling within classes, " : " coupling, ");
     }
     return s;
   }

@@ -155,36 +155,40 @@ inline std::vector<torch::Tensor> class_rows(const torch::Tensor& y) {
   for (auto& [label, rows] : groups) out.push_back(torch::tensor(rows, torch::kInt64));
   return out;
 }
+
+/// Calls f(idx, x0 rows, x1 rows) for each class of y, idx being that class's positions on x0's device: the
+/// loop that `pair_within_classes` and `pairs_within_classes` share.
+template <class F>
+void for_each_class(const torch::Tensor& x0, const torch::Tensor& x1, const torch::Tensor& y, F&& f) {
+  if (y.size(0) != x0.size(0) || x1.size(0) != x0.size(0)) {
+    throw Error("gm: a coupling within classes pairs batches and labels of the same size");
+  }
+  for (const auto& rows : class_rows(y)) {
+    const auto idx = rows.to(x0.device());
+    f(idx, x0.index_select(0, idx), x1.index_select(0, idx.to(x1.device())));
+  }
+}
 }  // namespace detail
 
 template <Coupling C>
 torch::Tensor pair_within_classes(const C& coupling, const torch::Tensor& x0, const torch::Tensor& x1,
                                   const torch::Tensor& y, const at::Generator& gen) {
-  if (y.size(0) != x0.size(0) || x1.size(0) != x0.size(0)) {
-    throw Error("gm: a coupling within classes pairs batches and labels of the same size");
-  }
   auto perm = torch::empty({x0.size(0)}, torch::TensorOptions().dtype(torch::kInt64).device(x0.device()));
-  for (const auto& idx_y : detail::class_rows(y)) {
-    const auto idx = idx_y.to(x0.device());
-    const auto sub = coupling.pair(x0.index_select(0, idx), x1.index_select(0, idx.to(x1.device())), gen).to(x0.device());
-    perm.index_put_({idx}, idx.index_select(0, sub));
-  }
+  detail::for_each_class(x0, x1, y, [&](const torch::Tensor& idx, const torch::Tensor& a, const torch::Tensor& b) {
+    perm.index_put_({idx}, idx.index_select(0, coupling.pair(a, b, gen).to(idx.device())));
+  });
   return perm;
 }
 
 template <PlanCoupling C>
 PairIndices pairs_within_classes(const C& coupling, const torch::Tensor& x0, const torch::Tensor& x1,
                                  const torch::Tensor& y, const at::Generator& gen) {
-  if (y.size(0) != x0.size(0) || x1.size(0) != x0.size(0)) {
-    throw Error("gm: a coupling within classes pairs batches and labels of the same size");
-  }
   std::vector<torch::Tensor> rows, cols;
-  for (const auto& idx_y : detail::class_rows(y)) {
-    const auto idx = idx_y.to(x0.device());
-    const auto p = coupling.pairs(x0.index_select(0, idx), x1.index_select(0, idx.to(x1.device())), gen);
-    rows.push_back(idx.index_select(0, p.rows.to(x0.device())));
-    cols.push_back(idx.index_select(0, p.cols.to(x0.device())));
-  }
+  detail::for_each_class(x0, x1, y, [&](const torch::Tensor& idx, const torch::Tensor& a, const torch::Tensor& b) {
+    const auto p = coupling.pairs(a, b, gen);
+    rows.push_back(idx.index_select(0, p.rows.to(idx.device())));
+    cols.push_back(idx.index_select(0, p.cols.to(idx.device())));
+  });
   return {torch::cat(rows), torch::cat(cols)};
 }
 

@@ -365,6 +365,15 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
   /// sampling (previews included) never shifts the training stream.
   at::Generator& sampling_generator() { return sampling_generator_; }
   const TrainOptions& options() const { return options_; }
+  /// Whether a coupling pairs each batch within its classes whenever it has labels: a network built with
+  /// classes and `TrainOptions::couple_within_classes` (gm::pair_within_classes).
+  bool couples_within_classes() const {
+    if constexpr (ConditionalNetwork<Net>) {
+      return options_.couple_within_classes() && net_->null_class() >= 0;
+    } else {
+      return false;
+    }
+  }
   Precision precision() const { return precision_; }
   /// The dynamic loss scale of fp16 training (unused in fp32 and bf16); checkpoints keep it.
   LossScaler& loss_scaler() { return scaler_; }
@@ -941,15 +950,8 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     dp_.all_reduce_sum(whole);
     return whole;
   }
-  /// Whether the coupling pairs within classes: labels y given to a network built with classes, and
-  /// `couple_within_classes`.
-  bool within_classes(const torch::Tensor& y) const {
-    if constexpr (ConditionalNetwork<Net>) {
-      return y.defined() && options_.couple_within_classes() && net_->null_class() >= 0;
-    } else {
-      return false;
-    }
-  }
+  /// Whether the coupling pairs within classes for a batch with labels y (`couples_within_classes`).
+  bool within_classes(const torch::Tensor& y) const { return y.defined() && couples_within_classes(); }
   /// The micro-batches of a batch of n rows, (offset, rows) each, as `torch::chunk(accumulate)` cuts it.
   std::vector<std::pair<int64_t, int64_t>> micro_batches(int64_t n) const {
     std::vector<std::pair<int64_t, int64_t>> out;
