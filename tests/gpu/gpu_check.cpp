@@ -7,6 +7,7 @@
 //  - 2-D data (toys, a mixture, a feature file) drawn from a CUDA generator (flow_2d --device=cuda's batches);
 //  - a checkpoint on CUDA resumes bit-exactly, EMA included; a CPU checkpoint resumes on CUDA and the reverse;
 //  - classifier-free guidance sampled with DPM++(2M) SDE on its Brownian tree, on CUDA;
+//  - minibatch couplings (exact OT within classes and across, Sinkhorn) equal to the CPU's, and OT-CFM UNet steps;
 //  - image batches with flips and with dequantisation through pinned memory, and which SDPA kernel runs;
 //  - a 1-rank NCCL process group all-reduces and broadcasts;
 //  - steps that stay on the device between host reads (sync_every) train exactly as steps read every time,
@@ -114,6 +115,8 @@ using EDM2Flow = gm::Trainer<gm::Interpolant<gm::EDM>, gm::Predict<gm::EDMPrecon
                              gm::EDMLogNormalTime, gm::LearnedLogVar<gm::EDMWeight>>;
 using MeanFlowTrainer = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::MeanFlow>, gm::MLP, gm::FlowMapSampler,
                                     gm::LogitNormalTime>;
+using OTImageFlow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::UNet, gm::EulerSampler,
+                                gm::UniformTime, gm::UniformWeight, gm::ExactOTCoupling>;
 
 /// A two-level class-conditional UNet on 28x28 with attention at 14 (the resolutions are 28 and 14).
 gm::UNet small_unet() {
@@ -131,7 +134,7 @@ void image_steps(const std::string& what, T& trainer, const torch::Device& dev, 
   // fewer and smaller steps there.
   const int steps = rehearsal ? 6 : 30;
   const int64_t n = rehearsal ? 8 : 32;
-  auto y = torch::arange(n, torch::kInt64) % 10;
+  auto y = torch::arange(n, torch::kInt64) % (rehearsal ? 4 : 10);  // classes repeat: a coupling within them pairs
   auto x = (y.to(torch::kFloat32) / 4.5 - 1).view({n, 1, 1, 1}).expand({n, 1, 28, 28}).contiguous().to(dev);
   y = y.to(dev);
   const auto before = trainer.net()->parameters().front().detach().clone();
@@ -189,6 +192,33 @@ void train_precisions(const torch::Device& dev) {
     report(std::isfinite(last) && last < first,
            "MeanFlow (forward-mode JVP through the MLP) training on " + dev.str() + fmt(": loss %.4f -> %.4f over 40 steps", first, last));
   });
+}
+
+/// Minibatch couplings of images on `dev` (fashion_mnist's training.coupling): exact OT within classes and
+/// across, and Sinkhorn's plan, equal to the CPU's on the same tensors (the cost is float64 on the device, the
+/// assignment solved on the host); then OT-CFM steps of a class-conditional UNet, its pairs within classes.
+void couplings(const torch::Device& dev) {
+  auto gen = gm::make_generator(31);
+  const int64_t n = 96;
+  const auto x0 = torch::randn({n, 1, 28, 28}, gen), x1 = torch::randn({n, 1, 28, 28}, gen);
+  const auto y = torch::randint(10, {n}, gen, torch::kInt64);
+  const gm::ExactOTCoupling exact;
+  const auto within = gm::pair_within_classes(exact, x0.to(dev), x1.to(dev), y.to(dev), gm::make_generator(1, dev));
+  const auto within_cpu = gm::pair_within_classes(exact, x0, x1, y, gm::make_generator(1));
+  const auto across = exact.pair(x0.to(dev), x1.to(dev), gm::make_generator(1, dev));
+  const auto plan = gm::SinkhornCoupling{}.plan(x0.to(dev), x1.to(dev));
+  const auto plan_cpu = gm::SinkhornCoupling{}.plan(x0, x1);
+  const double plan_diff = ((plan.cpu() - plan_cpu).abs().max() / plan_cpu.abs().max()).item<double>();
+  const bool placed = all_on({within, across, plan}, dev);
+  const bool same = torch::equal(within.cpu(), within_cpu) && torch::equal(across.cpu(), exact.pair(x0, x1, gm::make_generator(1)));
+  report(placed && same && torch::equal(y.index_select(0, within_cpu), y) && plan_diff < 1e-9,
+         "couplings of 96 28x28 images on " + dev.str() + ": exact OT within classes and across " +
+             (same ? "equal to" : "differ from") + " the CPU's" + fmt(", Sinkhorn plan max relative |diff| %.1e", plan_diff) +
+             (placed ? "" : " (not all on the device)"));
+  torch::manual_seed(0);
+  OTImageFlow trainer(small_unet(), gm::TrainOptions().lr(1e-3).batch_size(32).device(dev).precision("bf16").label_dropout(0.1));
+  if (!trainer.couples_within_classes()) report(false, "OT-CFM with a class-conditional UNet does not pair within classes");
+  image_steps("OT-CFM (exact OT within classes) UNet training", trainer, dev);
 }
 
 /// 2-D data drawn from a generator on `dev` lands on `dev` (flow_2d --device=cuda's batches).
@@ -481,6 +511,7 @@ int main() {
   guarded("CPU to device resume", [&] { cross_device_resume(torch::kCPU, dev); });
   if (dev.is_cuda()) guarded("device to CPU resume", [&] { cross_device_resume(dev, torch::kCPU); });
   guarded("guided SDE sampling", [&] { guided_sde_sampling(dev); });
+  guarded("couplings", [&] { couplings(dev); });
   guarded("image batches", [&] { image_batches(dev); });
   guarded("prefetched batches", [&] { prefetched_batches(dev); });
   guarded("image rows and source", [&] { image_rows_and_source(dev); });
