@@ -13,9 +13,9 @@
 #include <gm/experiment/few_step.hpp>
 #include <gm/nn/keys.hpp>
 
-template <class Pairing>
+// The coupling is chosen at run time (gm::AnyCoupling): one Trainer, not one for each coupling.
 using Flow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::UNet, gm::HeunSampler, gm::UniformTime,
-                         gm::UniformWeight, Pairing>;
+                         gm::UniformWeight, gm::AnyCoupling>;
 
 int main(int argc, char** argv) {
   gm::Experiment ex("fashion_mnist", "Class-conditional rectified flow on Fashion-MNIST with a UNet and guidance.");
@@ -30,14 +30,12 @@ int main(int argc, char** argv) {
   return ex.main(argc, argv, [&] {
     auto data = gm::data::ImageData::from_config(ex.config(), ex.device());
     const auto source = gm::data::ImageData::source_from_config(ex.config(), data);
-    gm::visit_pairing(ex.config(), [&]<class Pairing>(Pairing coupling) {
-      Flow<Pairing> trainer(gm::make_unet(ex.config(), data.sample_shape(), data.num_classes()), ex.train_options(), {}, {},
-                            {}, {}, coupling);
-      if (source) {  // under data parallelism each rank draws and encodes its own rows of the source
-        trainer.set_source([&](int64_t n, const at::Generator& gen) { return source->draw(n, gen); },
-                           [&](int64_t n, const at::Generator& gen, const torch::Tensor& rows) { return source->draw(n, gen, rows); });
-      }
-      ex.run(trainer, data);
-    });
+    Flow trainer(gm::make_unet(ex.config(), data.sample_shape(), data.num_classes()), ex.train_options(), {}, {}, {}, {},
+                 gm::pairing_from_config(ex.config()));
+    if (source) {  // under data parallelism each rank draws and encodes its own rows of the source
+      trainer.set_source([&](int64_t n, const at::Generator& gen) { return source->draw(n, gen); },
+                         [&](int64_t n, const at::Generator& gen, const torch::Tensor& rows) { return source->draw(n, gen, rows); });
+    }
+    ex.run(trainer, data);
   });
 }

@@ -17,9 +17,10 @@
 #include <gm/experiment.hpp>
 #include <gm/experiment/few_step.hpp>
 
-template <class Pairing, class P>
+// The coupling is chosen at run time (gm::AnyCoupling): one Trainer for each objective, not for each coupling too.
+template <class P>
 using CoupledFlow = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<P>, gm::MLP, gm::EulerSampler, gm::UniformTime,
-                                gm::UniformWeight, Pairing>;
+                                gm::UniformWeight, gm::AnyCoupling>;
 
 int main(int argc, char** argv) {
   gm::Experiment ex("ot_flow_2d", "Flow matching with minibatch optimal-transport couplings on 2-D data.");
@@ -31,8 +32,8 @@ int main(int argc, char** argv) {
   return ex.main(argc, argv, [&] {
     const auto data = gm::data::VectorData::from_config(cfg);
     const auto source = gm::data::VectorData::source_from_config(cfg, data.dim());
-    gm::visit_coupling(cfg, [&]<class Pairing, class P>(Pairing coupling, P objective) {
-      CoupledFlow<Pairing, P> trainer(gm::make_mlp(cfg, data.dim()), ex.train_options(), {}, gm::Predict<P>(objective), {},
+    gm::visit_coupling(cfg, [&]<class P>(const gm::AnyCoupling& coupling, P objective) {
+      CoupledFlow<P> trainer(gm::make_mlp(cfg, data.dim()), ex.train_options(), {}, gm::Predict<P>(objective), {},
                                       {}, coupling);
       if (source) trainer.set_source([&](int64_t n, const at::Generator& gen) { return (*source)(n, gen); });
       ex.run(trainer, data, [&](const torch::Tensor& x) { return data.score(x); });

@@ -344,9 +344,9 @@ TEST_CASE("training.coupling with sigma_min, absolute Sinkhorn units and SB-CFM 
     gm::add_coupling_keys(cfg);
     for (const auto& [k, v] : settings) cfg.set_from_string(k, v, "test");
     std::string got;
-    gm::visit_coupling(cfg, [&]<class C, class P>(C coupling, P objective) {
-      got = std::string(C::name) + "/" + std::string(P::name);
-      if constexpr (std::same_as<C, gm::SinkhornCoupling>) got += coupling.options.relative() ? " relative" : " absolute";
+    gm::visit_coupling(cfg, [&]<class P>(const gm::AnyCoupling& coupling, P objective) {
+      got = std::string(gm::coupling_name(coupling)) + "/" + std::string(P::name);
+      if (const auto* s = std::get_if<gm::SinkhornCoupling>(&coupling.choice())) got += s->options.relative() ? " relative" : " absolute";
       if constexpr (std::same_as<P, gm::GaussianPath>) got += " " + std::to_string(objective.options.sigma_min());
     });
     return got;
@@ -361,4 +361,15 @@ TEST_CASE("training.coupling with sigma_min, absolute Sinkhorn units and SB-CFM 
   CHECK(gm::test::contains(gm::test::error_of([&] {
     pick({{"training.coupling", "schrodinger_bridge"}, {"training.sigma_min", "0.1"}});
   }), "bridge_sigma"));
+  // The plain pairings as one type, for a Trainer built once (fashion_mnist); SB-CFM's is not one of them.
+  gm::Config cfg("test");
+  gm::add_coupling_keys(cfg);
+  cfg.set_from_string("training.coupling", "sinkhorn", "test");
+  cfg.set_from_string("training.coupling_sample", "plan", "test");
+  const auto chosen = gm::pairing_from_config(cfg);
+  CHECK(gm::coupling_name(chosen) == "sinkhorn");
+  CHECK(std::get<gm::SinkhornCoupling>(chosen.choice()).options.replace());
+  cfg.set_from_string("training.coupling", "schrodinger_bridge", "test");
+  CHECK(gm::test::contains(gm::test::error_of([&] { (void)gm::pairing_from_config(cfg); }),
+                           "training.coupling must be independent, exact_ot or sinkhorn here, not 'schrodinger_bridge'"));
 }

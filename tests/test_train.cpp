@@ -466,7 +466,7 @@ gm::MLP copy_of(const gm::MLP& net) {
 TEST_CASE("FlatAdam: torch's Adam and AdamW update on flat buffers, and it survives rebinding and reloading") {
   torch::manual_seed(0);
   gm::MLP net(gm::MLPOptions().dim(2).hidden(32).layers(2));
-  for (const auto [decoupled, fused] : {std::pair(false, true), std::pair(true, true), std::pair(false, false), std::pair(true, false)}) {
+  for (const auto& [decoupled, fused] : {std::pair(false, true), std::pair(true, true), std::pair(false, false), std::pair(true, false)}) {
     CAPTURE(decoupled);
     CAPTURE(fused);
     auto a = copy_of(net), b = copy_of(net);
@@ -926,6 +926,57 @@ TEST_CASE("couplings drawn from the plan with replacement: x0 rows and their lab
   const auto drawn = with.pairs(x0, eps, g);
   const double expected = (eps.index_select(0, drawn.cols) - x0.index_select(0, drawn.rows)).pow(2).mean().item<double>();
   CHECK(ot.loss(x0).item<double>() == doctest::Approx(expected).epsilon(1e-12));
+}
+
+namespace {
+/// Three steps of `trainer` on checkerboard batches from seed 5: the losses, and the weights after as one vector.
+template <class T>
+std::pair<std::vector<double>, torch::Tensor> three_steps(T& trainer) {
+  std::vector<double> losses;
+  auto data = gm::make_generator(5);
+  for (int i = 0; i < 3; ++i) losses.push_back(trainer.train_step(gm::data::checkerboard(64, data)).loss);
+  std::vector<torch::Tensor> w;
+  for (const auto& p : trainer.net()->parameters()) w.push_back(p.detach().flatten());
+  return {losses, torch::cat(w)};
+}
+}  // namespace
+
+TEST_CASE("a coupling chosen at run time (gm::AnyCoupling) trains bit for bit as the coupling it holds") {
+  // Each coupling as the Trainer's type and held by gm::AnyCoupling (one Trainer for all, as fashion_mnist and
+  // ot_flow_2d build theirs from training.coupling): the same losses and weights after three steps, to the bit,
+  // since the same calls make the same draws in the same order (fp32, so on any CPU).
+  using Any = gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler,
+                          gm::UniformTime, gm::UniformWeight, gm::AnyCoupling>;
+  const auto opts = gm::TrainOptions().seed(8).lr(1e-2).batch_size(64).precision("fp32");
+  auto mlp = [] {
+    torch::manual_seed(3);
+    return gm::MLP(gm::MLPOptions().dim(2).hidden(32).layers(2));
+  };
+  auto compare = [&]<class C>(C coupling, const std::string& what) {
+    CAPTURE(what);
+    gm::Trainer<gm::Interpolant<gm::Linear>, gm::Predict<gm::Velocity>, gm::MLP, gm::EulerSampler, gm::UniformTime,
+                gm::UniformWeight, C> typed(mlp(), opts, {}, {}, {}, {}, coupling);
+    Any any(mlp(), opts, {}, {}, {}, {}, coupling);
+    CHECK(gm::coupling_name(any.coupling()) == C::name);
+    const auto [typed_losses, typed_weights] = three_steps(typed);
+    const auto [any_losses, any_weights] = three_steps(any);
+    CHECK(typed_losses == any_losses);
+    CHECK(torch::equal(typed_weights, any_weights));
+    return any_losses;
+  };
+  const auto independent = compare(gm::IndependentCoupling{}, "independent");
+  const auto exact = compare(gm::ExactOTCoupling{}, "exact_ot");
+  CHECK(exact != independent);  // the pairing changed the steps
+  compare(gm::ExactOTCoupling(gm::ExactOTCoupling::Options().replace(true)), "exact_ot from the plan");
+  compare(gm::SinkhornCoupling{}, "sinkhorn");
+  compare(gm::SinkhornCoupling(gm::SinkhornCoupling::Options().replace(true)), "sinkhorn from the plan");
+  CHECK_FALSE(gm::couples(gm::AnyCoupling{}));
+  CHECK(gm::couples(gm::AnyCoupling(gm::SinkhornCoupling{})));
+  // Paired noise (reflow) needs the independent coupling, chosen at run time as well.
+  auto x0 = gm::data::checkerboard(16, gm::make_generator(1)), z = torch::randn({16, 2}, gm::make_generator(2));
+  Any chosen_independent(mlp(), opts), chosen_exact(mlp(), opts, {}, {}, {}, {}, gm::ExactOTCoupling{});
+  CHECK(std::isfinite(chosen_independent.loss(x0, {}, {}, {}, z).item<double>()));
+  CHECK(gm::test::contains(gm::test::error_of([&] { chosen_exact.loss(x0, {}, {}, {}, z); }), "independent coupling"));
 }
 
 TEST_CASE("sampling precision: the network's products in bf16 under autocast, fp32 by default, training's on request") {

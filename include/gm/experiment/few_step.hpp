@@ -74,7 +74,14 @@ bool visit_pairing(const Config& cfg, F&& f) {
   return true;
 }
 
-/// Call `f(coupling, objective)` with what `training.coupling` names: gm::IndependentCoupling,
+/// The plain pairing `training.coupling` names (independent, exact_ot or sinkhorn, with the keys
+/// `visit_pairing` reads) as one type, gm::AnyCoupling: an experiment that takes its coupling from the config
+/// instantiates its Trainer once with it, where `visit_pairing` instantiates one per coupling.  Throws, naming
+/// the key, for another name.
+AnyCoupling pairing_from_config(const Config& cfg);
+
+/// Call `f(coupling, objective)` with what `training.coupling` names, the coupling as gm::AnyCoupling (so f is
+/// instantiated once for each objective, not for each coupling as well): gm::IndependentCoupling,
 /// gm::ExactOTCoupling or gm::SinkhornCoupling (reg in `training.sinkhorn_units`) with plain velocity matching
 /// (gm::Velocity) or, for `training.sigma_min` > 0, torchcfm's Gaussian paths (gm::GaussianPath); or for
 /// schrodinger_bridge SB-CFM: gm::SchrodingerBridge's Brownian-bridge paths, sigma = `training.bridge_sigma`,
@@ -85,28 +92,38 @@ template <class F>
 void visit_coupling(const Config& cfg, F&& f) {
   const auto name = cfg.get<std::string>("training.coupling");
   const double sigma_min = cfg.get<double>("training.sigma_min");
+  AnyCoupling coupling;
   // Plain velocity matching, or torchcfm's Gaussian paths of width sigma_min around each pair's line.
-  const bool plain = visit_pairing(cfg, [&](auto coupling) {
+  if (visit_pairing(cfg, [&](auto c) { coupling = c; })) {
     if (sigma_min > 0) f(coupling, GaussianPath(GaussianPath::Options().sigma_min(sigma_min)));
     else f(coupling, Velocity{});
-  });
-  if (plain) return;
+    return;
+  }
   if (name == "schrodinger_bridge") {
     if (sigma_min > 0) throw Error("gm: training.sigma_min is for independent, exact_ot and sinkhorn; schrodinger_bridge's "
                                    "width is training.bridge_sigma");
     const double sigma = cfg.get<double>("training.bridge_sigma");
     const bool replace = cfg.get<std::string>("training.coupling_sample") == "plan";
-    const SchrodingerBridge bridge(SchrodingerBridge::Options().sigma(sigma));
     // torchcfm's SchrodingerBridgeConditionalFlowMatcher pairs on the exact plan by default (ot_method="exact"),
     // its "sinkhorn" at reg = 2 sigma^2 in the cost's own units.
-    if (cfg.get<std::string>("training.bridge_plan") == "exact") f(ExactOTCoupling(ExactOTCoupling::Options().replace(replace)), bridge);
-    else f(SinkhornCoupling(SinkhornCoupling::Options().reg(2 * sigma * sigma).relative(false).replace(replace)), bridge);
+    if (cfg.get<std::string>("training.bridge_plan") == "exact") coupling = ExactOTCoupling(ExactOTCoupling::Options().replace(replace));
+    else coupling = SinkhornCoupling(SinkhornCoupling::Options().reg(2 * sigma * sigma).relative(false).replace(replace));
+    f(coupling, SchrodingerBridge(SchrodingerBridge::Options().sigma(sigma)));
   } else {
     throw Error("gm: training.coupling must be independent, exact_ot, sinkhorn or schrodinger_bridge, not '" + name + "'");
   }
 }
 
 #if GM_HEADER_DEFINITIONS
+GM_INLINE AnyCoupling pairing_from_config(const Config& cfg) {
+  AnyCoupling out;
+  if (!visit_pairing(cfg, [&](auto coupling) { out = AnyCoupling(coupling); })) {
+    throw Error("gm: training.coupling must be independent, exact_ot or sinkhorn here, not '" +
+                cfg.get<std::string>("training.coupling") + "'");
+  }
+  return out;
+}
+
 GM_INLINE void add_flow_map_keys(Config& cfg, const std::string& objective) {
   cfg.add<std::string>("training.objective", objective,
                        "meanflow (Geng et al. 2025), shortcut (Frans et al. 2025) or consistency (ECT, Geng et al. 2025)",

@@ -97,9 +97,9 @@ class Training {
     std::string s;
     using P = typename T::predict_type::parameterization;
     if constexpr (Objective<P>) s += std::string(P::name) + " objective, ";
-    using C = std::decay_t<decltype(trainer.coupling())>;
-    if constexpr (!std::same_as<C, IndependentCoupling>) {
-      s += std::string(C::name) + (trainer.couples_within_classes() ? " coupling within classes, " : " coupling, ");
+    if (couples(trainer.coupling())) {
+      s += std::string(coupling_name(trainer.coupling())) +
+           (trainer.couples_within_classes() ? " coupling within classes, " : " coupling, ");
     }
     return s;
   }

@@ -17,6 +17,8 @@
 #include <limits>
 #include <map>
 #include <string_view>
+#include <utility>
+#include <variant>
 #include <vector>
 
 namespace gm {
@@ -123,6 +125,65 @@ struct SinkhornCoupling {
   /// The plan between the rows of x0 and x1 at this coupling's regularisation.
   torch::Tensor plan(const torch::Tensor& x0, const torch::Tensor& x1) const;
 };
+
+/// A coupling chosen at run time: gm::IndependentCoupling, gm::ExactOTCoupling or gm::SinkhornCoupling with its
+/// options, held as a value.  An experiment that reads its coupling from the config (`gm::pairing_from_config`)
+/// then instantiates the Trainer once instead of once per coupling, and trains exactly as with the coupling it
+/// holds: the same calls in the same order, so the same pairs and the same random stream (tested bit for bit).
+/// `chosen()` names the coupling it holds.
+class AnyCoupling {
+ public:
+  using Choice = std::variant<IndependentCoupling, ExactOTCoupling, SinkhornCoupling>;
+  static constexpr std::string_view name = "any";
+  AnyCoupling() = default;
+  template <class C>
+    requires std::constructible_from<Choice, C>
+  AnyCoupling(C coupling) : choice_(std::move(coupling)) {}  // NOLINT(google-explicit-constructor): from each coupling
+  const Choice& choice() const { return choice_; }
+  /// The name of the coupling held ("independent", "exact_ot", "sinkhorn").
+  std::string_view chosen() const {
+    return std::visit([]<class C>(const C&) { return C::name; }, choice_);
+  }
+  torch::Tensor pair(const torch::Tensor& x0, const torch::Tensor& x1, const at::Generator& gen) const {
+    return std::visit([&](const auto& c) { return c.pair(x0, x1, gen); }, choice_);
+  }
+  /// The held coupling's `pairs`, or every row with its `pair` for one that has no plan to draw from.
+  PairIndices pairs(const torch::Tensor& x0, const torch::Tensor& x1, const at::Generator& gen) const {
+    return std::visit([&]<class C>(const C& c) -> PairIndices {
+      if constexpr (PlanCoupling<C>) {
+        return c.pairs(x0, x1, gen);
+      } else {
+        return {torch::arange(x0.size(0), torch::TensorOptions().dtype(torch::kInt64).device(x0.device())), c.pair(x0, x1, gen)};
+      }
+    }, choice_);
+  }
+
+ private:
+  Choice choice_{};
+};
+
+/// Whether coupling c pairs rows at all: false for the independent coupling, given as a type or chosen at run
+/// time (gm::AnyCoupling), whose pairing the Trainer skips, with the global batch it would gather for it.
+template <Coupling C>
+bool couples(const C& c) {
+  if constexpr (std::same_as<C, IndependentCoupling>) {
+    return false;
+  } else if constexpr (std::same_as<C, AnyCoupling>) {
+    return !std::holds_alternative<IndependentCoupling>(c.choice());
+  } else {
+    return true;
+  }
+}
+
+/// The name of the coupling c applies: C::name, or for gm::AnyCoupling the one it holds.
+template <Coupling C>
+std::string_view coupling_name(const C& c) {
+  if constexpr (std::same_as<C, AnyCoupling>) {
+    return c.chosen();
+  } else {
+    return C::name;
+  }
+}
 
 /// The coupling applied within each class: rows of x0 with label y (int64 [n]) are paired only with the noise
 /// rows at the same positions, by `coupling` on that class's rows alone, so each class's noise stays a fresh
