@@ -10,7 +10,10 @@
 // shape (fp32, and bf16 for bf16 rows) timed in the same run.  With --loss-steps N it also trains gm in fp32
 // and in bf16 from the same seed on the checkerboard for N steps and compares the final losses.
 //
-// Markdown on stdout; results.md and results.csv in --out.
+// Markdown on stdout; results.md and results.csv in --out, rewritten after each configuration (a run cut off
+// keeps the rows it finished).  A torch.compile baseline that fails (a missing compiler or Python.h on the
+// machine) leaves its columns empty with the reason under the table; a configuration that fails is named
+// there and the exit code is 1; the others still run.
 //
 //   bench_train --configs flow_2d,overhead,compute,compute_bf16 --rounds 7 --loss-steps 2000
 
@@ -181,7 +184,8 @@ struct Result {
   int gm_threads = 0, py_threads = 0;
   double gm_ms = 0, py_ms = 0, py_tuned_ms = 0, ratio = 0, ratio_tuned = 0, ratio_min = 0, ratio_max = 0, gm_gflops = 0,
          py_gflops = 0, gemm_gflops = 0;
-  double py_compiled_ms = 0, ratio_compiled = 0;  // 0: not measured (--no-compiled)
+  double py_compiled_ms = 0, ratio_compiled = 0;  // 0: not measured (--no-compiled, or it failed)
+  std::string compiled_error{};                     // why the torch.compile baseline failed, if it did
 };
 
 Result bench(const Args& a, const Config& c) {
@@ -192,14 +196,28 @@ Result bench(const Args& a, const Config& c) {
   AnyStep gm_step(c, 0, image_threads(a, c));
   Python py(a, c, PyMode::eager), py_tuned(a, c, PyMode::tuned);
   std::optional<Python> py_compiled;
-  if (a.compiled) py_compiled.emplace(a, c, PyMode::compiled);
+  std::string compiled_error;
+  // torch.compile needs more of the machine than eager PyTorch does (a C++ compiler, Python's headers,
+  // Triton on a GPU): where it fails, the row goes on without it and says why.
+  auto compiled = [&](auto&& f) {
+    if (!a.compiled || !compiled_error.empty()) return;  // not asked for, or failed already
+    try {
+      f();
+    } catch (const std::exception& e) {
+      compiled_error = gm::first_line(e.what());
+      py_compiled.reset();
+      std::fprintf(stderr, "bench_train: %s: the torch.compile baseline failed (%s); its columns stay empty\n",
+                   c.name.c_str(), compiled_error.c_str());
+    }
+  };
+  compiled([&] { py_compiled.emplace(a, c, PyMode::compiled); });
   // Warm up all (allocator, thread pools, first-touch of the weights, torch.compile's compilation), then size
   // the blocks.
   double warm = std::max({gm_step.run(5), py.run(5), py_tuned.run(5)});
-  if (py_compiled) {
+  compiled([&] {
     py_compiled->run(3);  // compiles forward and backward
     warm = std::max(warm, py_compiled->run(5));
-  }
+  });
   const int64_t n = std::max<int64_t>(3, static_cast<int64_t>(a.block_seconds * 1e3 / warm));
   std::vector<double> g, p, pt, pc, r, rt, rc;
   for (int64_t i = 0; i < a.rounds; ++i) {
@@ -208,10 +226,10 @@ Result bench(const Args& a, const Config& c) {
     pt.push_back(py_tuned.run(n));
     r.push_back(g.back() / p.back());
     rt.push_back(g.back() / pt.back());
-    if (py_compiled) {
+    compiled([&] {
       pc.push_back(py_compiled->run(n));
       rc.push_back(g.back() / pc.back());
-    }
+    });
   }
   Result res{c};
   res.gm_threads = torch::get_num_threads();
@@ -228,6 +246,7 @@ Result bench(const Args& a, const Config& c) {
     res.py_compiled_ms = median(pc);
     res.ratio_compiled = median(rc);
   }
+  res.compiled_error = compiled_error;
   if (c.net == "mlp") {  // the MLP's products are counted exactly; the image networks' are not counted
     const double flops = step_flops(c);
     res.gm_gflops = flops / res.gm_ms * 1e-6;
@@ -298,7 +317,10 @@ std::string gflops(double g) { return g > 0 ? fmt("%.1f", g) : "-"; }
 /// A measured number, or "-" where not measured.
 std::string measured(double v) { return v > 0 ? fmt("%.2f", v) : "-"; }
 
-void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc, const LossCheck& ilc) {
+/// Writes results.md and results.csv for the rows so far, and prints the table when `print`; `failed` names the
+/// configurations that failed, with why.
+void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc, const LossCheck& ilc,
+            const std::vector<std::string>& failed, bool print) {
   std::ostringstream md;
   md << "| config | batch | hidden | layers | gm precision | Python precision | threads gm / Py | gm ms/step | "
         "Python ms/step | gm / Python (min-max) | Python* ms/step | gm / Python* | compiled ms/step | gm / compiled | "
@@ -322,6 +344,10 @@ void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc,
         "with the process settings gm makes: glibc's malloc tuned as gm tunes it (GLIBC_TUNABLES mmap_threshold "
         "256 MiB, trim_threshold 512 MiB)"
      << (gm::detail::avx512_opted_in ? " and ATEN_CPU_CAPABILITY=avx512" : "") << ".\n";
+  for (const auto& r : rows) {
+    if (!r.compiled_error.empty()) md << "\n" << r.config.name << ": the torch.compile baseline failed: " << r.compiled_error << "\n";
+  }
+  for (const auto& f : failed) md << "\nFAILED " << f << "\n";
   if (lc.steps > 0) {
     md << "\nbf16 loss check (batch 4096, hidden 512, 4 layers, checkerboard, " << lc.steps
        << " steps, mean of the last 10%): fp32 " << fmt("%.5f", lc.fp32) << ", bf16 " << fmt("%.5f", lc.bf16)
@@ -332,7 +358,7 @@ void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc,
        << " steps, mean of the last 10%): fp32 " << fmt("%.5f", ilc.fp32) << ", bf16 " << fmt("%.5f", ilc.bf16)
        << ", relative difference " << fmt("%.2f%%", 100 * (ilc.bf16 - ilc.fp32) / ilc.fp32) << "\n";
   }
-  std::printf("%s", md.str().c_str());
+  if (print) std::printf("%s", md.str().c_str());
   const std::filesystem::path out(a.out);
   std::filesystem::create_directories(out);
   std::ofstream(out / "results.md") << md.str();
@@ -356,7 +382,7 @@ void report(const Args& a, const std::vector<Result>& rows, const LossCheck& lc,
         << "steps,fp32_loss,bf16_loss\n"
         << lc.steps << ',' << fmt("%.6f", lc.fp32) << ',' << fmt("%.6f", lc.bf16) << '\n';
   }
-  std::fprintf(stderr, "bench_train: wrote %s/results.md and results.csv\n", a.out.c_str());
+  if (print) std::fprintf(stderr, "bench_train: wrote %s/results.md and results.csv\n", a.out.c_str());
 }
 
 }  // namespace
@@ -414,10 +440,20 @@ int main(int argc, char** argv) {
     }
     default_threads();
     std::vector<Result> rows;
-    for (const auto& c : chosen) rows.push_back(bench(a, c));
+    std::vector<std::string> failed;
+    for (const auto& c : chosen) {
+      try {
+        rows.push_back(bench(a, c));
+      } catch (const std::exception& e) {  // an error of this configuration (out of memory, a baseline that died)
+        failed.push_back(c.name + ": " + gm::first_line(e.what()));
+        std::fprintf(stderr, "bench_train: FAILED %s\n", failed.back().c_str());
+      }
+      report(a, rows, {}, {}, failed, /*print=*/false);  // on disk as it goes: a run cut off keeps its rows
+    }
     const LossCheck lc = a.loss_steps > 0 ? loss_check(a) : LossCheck{};
     const LossCheck ilc = a.image_loss_steps > 0 ? image_loss_check(a) : LossCheck{};
-    report(a, rows, lc, ilc);
+    report(a, rows, lc, ilc, failed, /*print=*/true);
+    if (!failed.empty()) return 1;
   } catch (const gm::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 2;

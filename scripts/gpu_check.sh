@@ -236,7 +236,12 @@ timeout 300 "$build/benchmarks/bench_train" --device cuda \
 bench_rc=$?
 {
   echo
-  grep -E '^\|' "$out/bench_train.log" || { echo "bench_train printed no table (exit $bench_rc):"; tail -5 "$out/bench_train.err"; }
+  # bench_train rewrites results.md after each configuration: cut off by the timeout, it still has those rows.
+  grep -E '^\|' "$out/bench_train.log" ||
+    { grep -E '^\||^FAILED|baseline failed' "$out/bench_train/results.md" 2>/dev/null &&
+        echo "bench_train was cut off (exit $bench_rc): the configurations above are those it finished"; } ||
+    { echo "bench_train printed no table (exit $bench_rc):"; tail -5 "$out/bench_train.err"; }
+  grep -E '^FAILED|baseline failed' "$out/bench_train.log" || true
   echo
   echo "gpu_check exit $check_rc; bench_train exit $bench_rc; total $(elapsed)"
 } | tee -a "$out/summary.md"
