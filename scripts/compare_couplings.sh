@@ -7,9 +7,12 @@
 # feature network:
 # FD-FMNIST, KID, precision/recall and class agreement of N samples at Euler 2, 4 and 8 steps and Heun 40 NFE;
 # no guidance.  Prints one table row per model and sampler.
-#   scripts/compare_couplings.sh [steps=600] [samples=600] [out=runs/compare_couplings]
+#   scripts/compare_couplings.sh [steps=600] [samples=600] [out=runs/compare_couplings] [--key=value ...]
+# Keys after the third argument go to the three training runs (another seed: --seed=1).
 set -euo pipefail
 steps=${1:-600} n=${2:-600} out=${3:-runs/compare_couplings}
+shift $(($# < 3 ? $# : 3))
+extra=("$@")
 cd "$(dirname "$0")/.."
 build=${GM_BUILD_DIR:-build}
 mkdir -p "$out"
@@ -22,7 +25,7 @@ for run in independent exact_ot:across exact_ot:within; do
   [ "$coupling" = independent ] || classes=(--training.coupling_classes="${run#*:}")
   [ -f "$out/$name/weights.safetensors" ] || "$build/examples/fashion_mnist" --config configs/fashion_mnist.toml \
     --training.steps="$steps" --training.checkpoint_every="$steps" --training.coupling="$coupling" "${classes[@]}" \
-    --sampling.guidance=1 --workdir="$out/$name" > "$out/$name.log" 2>&1
+    --sampling.guidance=1 --workdir="$out/$name" "${extra[@]}" > "$out/$name.log" 2>&1
   for s in euler:2 euler:4 euler:8 heun:40; do
     log="$out/eval_${name}_${s%%:*}${s##*:}.log"
     "$build/examples/fashion_mnist" --workdir="$out/$name" --mode=eval --eval.n="$n" --eval.batch=200 \
