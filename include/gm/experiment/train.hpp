@@ -93,7 +93,7 @@ class Training {
   /// "meanflow objective, " for a training objective (gm::Objective) and "exact_ot coupling, " for a minibatch coupling
   /// ("exact_ot coupling within classes, " on a class-conditional network); "" for plain training.
   template <class T>
-  static std::string describe_objective(T& trainer) {
+  static std::string describe_objective(const T& trainer) {
     std::string s;
     using P = typename T::predict_type::parameterization;
     if constexpr (Objective<P>) s += std::string(P::name) + " objective, ";

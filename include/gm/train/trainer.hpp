@@ -429,12 +429,10 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     auto eps = own_source ? draw_source(n, generator_, shape, opts, torch::arange(lo, hi, on_generator(generator_, torch::kInt64)))
                : source_  ? draw_source(n, generator_, shape, opts)
                           : torch::randn(shape, generator_, on_generator(generator_, opts));
-    if constexpr (!std::same_as<Pair, IndependentCoupling>) {
-      if (couples(coupling_) && global > 0 && dp_.active()) {  // the coupling pairs the whole micro-batch: every rank's rows, gathered
-        x0 = gather_rows(x0, n), y = gather_rows(y, n), c = gather_rows(c, n), a = gather_rows(a, n);
-        if (own_source) eps = gather_rows(eps, n);
-        global = 0, own_source = false;  // from here on, as if every rank had been given the whole micro-batch
-      }
+    if (couples(coupling_) && global > 0 && dp_.active()) {  // the coupling pairs the whole micro-batch: every rank's rows, gathered
+      x0 = gather_rows(x0, n), y = gather_rows(y, n), c = gather_rows(c, n), a = gather_rows(a, n);
+      if (own_source) eps = gather_rows(eps, n);
+      global = 0, own_source = false;  // from here on, as if every rank had been given the whole micro-batch
     }
     torch::Tensor eps0;  // the reconstruction term's z_0 noise
     if constexpr (ELBOObjective<W> || wants_extra_noise<P>()) eps0 = torch::randn(shape, generator_, on_generator(generator_, opts));
@@ -442,23 +440,21 @@ class Trainer<Interpolant<S>, Predict<P>, Net, Smp, TS, W, Pair> {
     // rank holds the global micro-batch's data and noise, so the pairing covers it, the same on all.
     if (z.defined()) {
       if (!z.sizes().equals(x0.sizes())) throw Error("gm: the paired noise z must have the data's shape");
-      if constexpr (!std::same_as<Pair, IndependentCoupling>) {
-        if (couples(coupling_)) {
-          throw Error("gm: paired noise (reflow) comes with its coupling; train it with the independent coupling");
-        }
+      if (couples(coupling_)) {
+        throw Error("gm: paired noise (reflow) comes with its coupling; train it with the independent coupling");
       }
       if (global == 0) eps = z.to(opts);  // else after the cut below: z holds this rank's rows
-    } else if constexpr (PlanCoupling<Pair>) {
-      if (couples(coupling_)) {
+    } else if (couples(coupling_)) {
+      if constexpr (PlanCoupling<Pair>) {
         const auto p = within_classes(y) ? pairs_within_classes(coupling_, x0, eps, y, generator_)
                                          : coupling_.pairs(x0, eps, generator_);
         auto rows = [&](const torch::Tensor& v) { return v.defined() ? v.index_select(0, p.rows.to(v.device())) : v; };
         x0 = rows(x0), y = rows(y), c = rows(c), a = rows(a);
         eps = eps.index_select(0, p.cols.to(eps.device()));
+      } else {
+        eps = eps.index_select(0, within_classes(y) ? pair_within_classes(coupling_, x0, eps, y, generator_)
+                                                    : coupling_.pair(x0, eps, generator_));
       }
-    } else if constexpr (!std::same_as<Pair, IndependentCoupling>) {
-      eps = eps.index_select(0, within_classes(y) ? pair_within_classes(coupling_, x0, eps, y, generator_)
-                                                  : coupling_.pair(x0, eps, generator_));
     }
     // An objective's times (pairs (t, r) for a flow map) are drawn here for the global batch like every draw.
     if constexpr (Objective<P>) {
